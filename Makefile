@@ -1,0 +1,56 @@
+# Antaca: issuer processor. `make help` lists the targets.
+GO        ?= go
+GOFLAGS   ?=
+FUZZTIME  ?= 20s
+TESTFLAGS ?= -count=1 -timeout 30m
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: postgres ## run the system on its embedded default: local Postgres under ./.data, demo data, switch and API
+	$(GO) run ./cmd/antaca all -data .data
+
+.PHONY: test
+test: postgres ## run every test, against a real PostgreSQL
+	$(GO) vet ./...
+	scripts/test.sh $(TESTFLAGS)
+
+.PHONY: bench
+bench: postgres ## Go benchmarks, then the switch load benchmark (see README)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: loadtest
+loadtest: ## run the load generator against a running switch (ARGS=...)
+	$(GO) run ./cmd/loadtest $(ARGS)
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+.PHONY: fmt
+fmt: ## gofmt every file
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet ./...
+
+.PHONY: tidy
+tidy: ## go mod tidy
+	$(GO) mod tidy
+
+.PHONY: clean
+clean: ## remove ./.data (the local cluster, keys, demo data) and build output
+	rm -rf .data bin .test.log
+
+.PHONY: postgres
+postgres:
+	@scripts/ensure-postgres.sh

@@ -1,0 +1,160 @@
+// Command antaca runs the issuer processor: the ISO 8583 switch, the REST
+// API, migrations, demo data and ledger checks. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/pgcluster"
+)
+
+const usage = `usage: antaca <command> [flags]
+
+commands:
+  all            run the switch and the API in one process (development)
+  switch         run the ISO 8583 switch
+  api            run the REST API
+  migrate        apply database migrations
+  demo           create demo data once and print how to use it
+  ledger verify  check every ledger invariant; exits 1 on a violation
+
+Run "antaca <command> -h" for the flags of a command.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "antaca:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return flag.ErrHelp
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "all", "switch", "api":
+		return serve(ctx, cmd, args)
+	case "migrate":
+		return migrate(ctx, args, stdout)
+	case "ledger":
+		if len(args) == 0 || args[0] != "verify" {
+			return fmt.Errorf("ledger: unknown subcommand (want: ledger verify)")
+		}
+		return verify(ctx, args[1:], stdout)
+	case "demo":
+		return demo(ctx, args, stdout)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// common holds the flags every command shares: where the database is.
+type common struct {
+	databaseURL string
+	dataDir     string
+	pgPort      int
+	logLevel    string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL); empty: start a local cluster under -data")
+	fs.StringVar(&c.dataDir, "data", envOr("ANTACA_DATA", ".data"), "directory of the local cluster, development keys and demo output (env ANTACA_DATA)")
+	fs.IntVar(&c.pgPort, "pg-port", 55432, "TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty")
+	fs.StringVar(&c.logLevel, "log-level", envOr("ANTACA_LOG_LEVEL", "info"), "debug, info, warn or error (env ANTACA_LOG_LEVEL)")
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *common) logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+// open connects to DATABASE_URL, or starts the local development cluster
+// under -data and connects to it. The returned func closes the pool and
+// stops a cluster it started.
+func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, func(), error) {
+	url := c.databaseURL
+	var cluster *pgcluster.Cluster
+	if url == "" {
+		abs, err := filepath.Abs(filepath.Join(c.dataDir, "pg"))
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Info("starting local postgres", "dir", abs, "port", c.pgPort)
+		cluster, err = pgcluster.Start(ctx, pgcluster.Config{Dir: abs, Port: c.pgPort, Durable: true})
+		if err != nil {
+			return nil, nil, fmt.Errorf("local postgres: %w", err)
+		}
+		url = cluster.URL("postgres")
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err == nil {
+		err = pool.Ping(ctx)
+	}
+	if err != nil {
+		if cluster != nil {
+			cluster.Stop()
+		}
+		return nil, nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	closeFn := func() {
+		pool.Close()
+		if cluster != nil {
+			cluster.Stop()
+		}
+	}
+	return pool, closeFn, nil
+}
+
+func migrate(ctx context.Context, args []string, stdout io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := c.logger()
+	pool, closeFn, err := c.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	applied, err := ledger.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "migrations applied: %v\n", applied)
+	return nil
+}
