@@ -42,13 +42,11 @@ func TestMigrateIsIdempotentAndComplete(t *testing.T) {
 }
 
 func TestConcurrentMigrateTakesTurns(t *testing.T) {
-	url := ledgertest.URL(t)
 	ctx := context.Background()
 	pool := ledgertest.Pool(t)
-	if _, err := pool.Exec(ctx, `DROP TABLE schema_migrations; DROP TABLE currencies`); err != nil {
+	if _, err := pool.Exec(ctx, `DROP SCHEMA public CASCADE; CREATE SCHEMA public`); err != nil {
 		t.Fatal(err)
 	}
-	_ = url
 	errs := make(chan error, 4)
 	for range 4 {
 		go func() { _, err := ledger.Migrate(ctx, pool); errs <- err }()
@@ -57,5 +55,13 @@ func TestConcurrentMigrateTakesTurns(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatalf("concurrent migrate: %v", err)
 		}
+	}
+	ms, _ := ledger.Migrations()
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ms) {
+		t.Fatalf("after 4 concurrent migrations schema_migrations has %d rows, want %d", n, len(ms))
 	}
 }

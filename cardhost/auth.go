@@ -1,0 +1,119 @@
+package cardhost
+
+import "time"
+
+// MessageClass is what an ISO 8583 request asks the issuer to do,
+// independent of profile (x100 authorisation, x200 financial, ...).
+type MessageClass int
+
+const (
+	ClassAuthorization  MessageClass = iota + 1 // x100: reserve funds (hold)
+	ClassFinancial                              // x200: authorise and capture at once
+	ClassAdvice                                 // x120: stand-in by the scheme, recorded without a funds check
+	ClassCompletion                             // x220: capture a hold for its final amount
+	ClassReversal                               // x400: release a hold fully or to the replacement amount
+	ClassReversalAdvice                         // x420: same as reversal, as an advice
+)
+
+// Processing codes (DE3 positions 1-2) the issuer knows.
+const (
+	ProcPurchase       = "00"
+	ProcCash           = "01"
+	ProcRefund         = "20"
+	ProcBalanceInquiry = "30"
+)
+
+// AuthRequest is one card transaction as the switch hands it over, already
+// decoded from the wire. Amounts are minor units; currencies are ISO 4217
+// numeric codes as on the wire. Secrets (PAN, CVC2, PINBlock, Track2) must
+// never be logged: use MaskPAN.
+type AuthRequest struct {
+	Class   MessageClass
+	Profile string // "iso2003" or "iso87", for the journal
+	MTI     string
+
+	PAN            string
+	Expiry         string // YYMM from DE14 or track 2; empty when absent
+	Track2         bool   // expiry came from track 2 (DE35)
+	CVC2           string // DE48 tag 92; empty when absent
+	PINBlock       []byte // DE52, 8 bytes, ISO 9564 format 0 under the zone key; nil when absent
+	ZoneKey        string // name of the connection's zone PIN key
+	ProcessingCode string // DE3 positions 1-2
+
+	Amount          int64  // DE4
+	Currency        string // DE49
+	BillingAmount   int64  // DE6; zero when absent
+	BillingCurrency string // DE51; empty when absent
+
+	STAN             string // DE11
+	TransmissionTime string // DE7 MMDDhhmmss
+	LocalTime        string // DE12
+	RRN              string // DE37
+	AcquirerID       string // DE32
+	TerminalID       string // DE41
+	MerchantID       string // DE42
+	MerchantName     string // DE43
+	MCC              string // DE18
+	POSEntryMode     string // DE22
+
+	// Original identifies the authorisation a completion or reversal
+	// refers to (DE90); nil when absent (then RRN+STAN+acquirer).
+	Original *OriginalData
+	// ReplacementAmount is DE95's actual amount for a partial reversal or
+	// completion; nil when absent.
+	ReplacementAmount *int64
+
+	Received time.Time
+}
+
+// OriginalData is DE90: the original message's MTI, STAN, transmission
+// date-time and acquirer.
+type OriginalData struct {
+	MTI              string
+	STAN             string
+	TransmissionTime string
+	AcquirerID       string
+}
+
+// Reason is why an authorisation was answered the way it was. Each reason
+// maps to an action code per profile in the table in specs/ (actioncodes.json).
+// Several reasons share a wire code (1016, 1011); the journal keeps the reason.
+type Reason string
+
+const (
+	Approved                 Reason = "approved"
+	InvalidCard              Reason = "invalid_card"               // no card with this PAN
+	CardLost                 Reason = "card_lost"                  // lock code 1
+	CardStolen               Reason = "card_stolen"                // lock code 2
+	PendingQuery             Reason = "pending_query"              // lock code 3
+	CardConsolidation        Reason = "card_consolidation"         // lock code 4
+	CardInactive             Reason = "card_inactive"              // lock code 5
+	PINTriesExceeded         Reason = "pin_tries_exceeded"         // lock code 6, and the third wrong PIN
+	SuspectedFraud           Reason = "suspected_fraud"            // lock code 7
+	CardReplaced             Reason = "card_replaced"              // lock code 8
+	CardRemoved              Reason = "card_removed"               // removed: answers as unknown
+	CardNotActive            Reason = "card_not_active"            // physical card ordered, not activated
+	ExpiredCard              Reason = "expired_card"               // expiry past or not the card's
+	CVC2Failed               Reason = "cvc2_failed"                // CVC2 present and wrong
+	IncorrectPIN             Reason = "incorrect_pin"              // PIN present and wrong
+	NotPermitted             Reason = "not_permitted"              // processing code not allowed for the card type, or currency not convertible
+	InsufficientFunds        Reason = "insufficient_funds"         // user balance short
+	InsufficientPartnerFunds Reason = "insufficient_partner_funds" // partner credit/deposit short
+	DoNotHonour              Reason = "do_not_honour"              // partner remote decision declined
+	IssuerUnavailable        Reason = "issuer_unavailable"         // ledger or partner unreachable in budget
+	FormatError              Reason = "format_error"               // message could not be parsed
+	SystemError              Reason = "system_error"               // internal error, recovered panic
+)
+
+// Decision is the issuer's answer to one AuthRequest.
+type Decision struct {
+	Reason       Reason
+	ApprovalCode string // DE38, six characters, set when approved
+	// Available is the available balance (minor units, Currency) reported in
+	// DE54 when approved or declined for funds; HasAvailable says whether to send it.
+	Available    int64
+	Currency     string // ISO 4217 numeric
+	HasAvailable bool
+	HoldID       int64 // the hold placed, when any
+	Duplicate    bool  // the answer replays an earlier one
+}
