@@ -34,10 +34,6 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	return nil
 }
 
-func verify(ctx context.Context, args []string, stdout io.Writer) error {
-	return errNotYet("ledger verify")
-}
-
 func demo(ctx context.Context, args []string, stdout io.Writer) error {
 	return errNotYet("demo")
 }
