@@ -1,0 +1,108 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+)
+
+// Violation is one broken invariant found by Verify.
+type Violation struct {
+	Check     string // posting_unbalanced, balance_mismatch, held_mismatch, ...
+	AccountID int64  // 0 when not about an account
+	PostingID int64  // 0 when not about a posting
+	HoldID    int64  // 0 when not about a hold
+	Detail    string
+}
+
+func (v Violation) String() string {
+	s := v.Check
+	if v.AccountID != 0 {
+		s += fmt.Sprintf(" account=%d", v.AccountID)
+	}
+	if v.PostingID != 0 {
+		s += fmt.Sprintf(" posting=%d", v.PostingID)
+	}
+	if v.HoldID != 0 {
+		s += fmt.Sprintf(" hold=%d", v.HoldID)
+	}
+	return s + ": " + v.Detail
+}
+
+// verifyChecks are the invariants, one query each; every row a query
+// returns is a violation: (account_id, posting_id, hold_id, detail).
+var verifyChecks = []struct{ name, sql string }{
+	{"posting_unbalanced", `SELECT 0::bigint, posting_id, 0::bigint,
+		format('entries in %s sum to %s, want 0', currency, sum(amount))
+		FROM entries GROUP BY posting_id, currency HAVING sum(amount) <> 0`},
+	{"posting_empty", `SELECT 0::bigint, p.id, 0::bigint, 'posting has no entries'
+		FROM postings p WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.posting_id = p.id)`},
+	{"entry_currency", `SELECT e.account_id, e.posting_id, 0::bigint,
+		format('entry %s in %s on an account in %s', e.id, e.currency, a.currency)
+		FROM entries e JOIN accounts a ON a.id = e.account_id WHERE e.currency <> a.currency`},
+	{"balance_mismatch", `SELECT a.id, 0::bigint, 0::bigint,
+		format('balance %s, entries sum to %s', a.balance, coalesce(s.total, 0))
+		FROM accounts a LEFT JOIN (SELECT account_id, sum(amount) AS total FROM entries GROUP BY account_id) s
+		ON s.account_id = a.id WHERE a.balance <> coalesce(s.total, 0)`},
+	{"held_mismatch", `SELECT a.id, 0::bigint, 0::bigint,
+		format('held %s, open holds sum to %s', a.held, coalesce(s.total, 0))
+		FROM accounts a LEFT JOIN (
+			SELECT account_id, sum(amount) AS total FROM (
+				SELECT user_account_id AS account_id, amount FROM holds WHERE status = 'open' AND user_account_id IS NOT NULL
+				UNION ALL
+				SELECT partner_account_id, amount FROM holds WHERE status = 'open' AND partner_account_id IS NOT NULL) h
+			GROUP BY account_id) s
+		ON s.account_id = a.id WHERE a.held <> coalesce(s.total, 0)`},
+	{"available_unflagged", `SELECT id, 0::bigint, 0::bigint,
+		format('available %s (balance %s - held %s) below zero without negative_flag', balance - held, balance, held)
+		FROM accounts WHERE kind IN ('user', 'partner_credit', 'partner_deposit') AND balance - held < 0 AND NOT negative_flag`},
+	{"threshold_state", `SELECT id, 0::bigint, 0::bigint,
+		format('below_threshold %s but available %s, threshold %s', below_threshold, balance - held, low_threshold)
+		FROM accounts WHERE low_threshold IS NOT NULL AND below_threshold <> (balance - held < low_threshold)`},
+	{"hold_open_resolved", `SELECT 0::bigint, 0::bigint, id, format('status %s, resolved_at %s', status, resolved_at)
+		FROM holds WHERE (status = 'open') <> (resolved_at IS NULL)`},
+	{"hold_amount", `SELECT 0::bigint, 0::bigint, id, format('amount %s outside 0..%s', amount, original_amount)
+		FROM holds WHERE amount < 0 OR amount > original_amount`},
+	{"hold_currency", `SELECT a.id, 0::bigint, h.id, format('hold in %s on an account in %s', h.currency, a.currency)
+		FROM holds h JOIN accounts a ON a.id IN (h.user_account_id, h.partner_account_id) WHERE a.currency <> h.currency`},
+	{"hold_capture_without_posting", `SELECT 0::bigint, 0::bigint, h.id, 'captured without its posting'
+		FROM holds h WHERE h.status = 'captured' AND (h.capture_posting_id IS NULL
+			OR NOT EXISTS (SELECT 1 FROM postings p WHERE p.id = h.capture_posting_id AND p.hold_id = h.id))`},
+	{"hold_resolved_twice", `SELECT 0::bigint, p.id, p.hold_id, format('capture posting of a hold with status %s', h.status)
+		FROM postings p JOIN holds h ON h.id = p.hold_id
+		WHERE h.status <> 'captured' OR h.capture_posting_id <> p.id`},
+}
+
+// Verify checks every invariant of the ledger and returns each violation,
+// not just the first: entries of each posting sum to zero per currency;
+// entries are in their account's currency; each balance equals the sum of
+// its entries; each held equals the sum of its open holds (user and partner
+// side); available below zero only where flagged; below_threshold matches
+// available and threshold; each hold resolved at most once, open exactly
+// when unresolved, captured only with its own posting. It reads a
+// consistent snapshot (one repeatable-read transaction).
+func (l *Ledger) Verify(ctx context.Context) ([]Violation, error) {
+	tx, err := l.pool.BeginTx(ctx, pgxTxRepeatableReadRO)
+	if err != nil {
+		return nil, dbErr("verify", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	var out []Violation
+	for _, c := range verifyChecks {
+		rows, err := tx.Query(ctx, c.sql)
+		if err != nil {
+			return nil, dbErr("verify "+c.name, err)
+		}
+		for rows.Next() {
+			v := Violation{Check: c.name}
+			if err := rows.Scan(&v.AccountID, &v.PostingID, &v.HoldID, &v.Detail); err != nil {
+				rows.Close()
+				return nil, dbErr("verify "+c.name, err)
+			}
+			out = append(out, v)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, dbErr("verify "+c.name, err)
+		}
+	}
+	return out, nil
+}
