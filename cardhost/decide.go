@@ -1,0 +1,238 @@
+package cardhost
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DecideInput is everything the authorisation decision looks at. Decide
+// reads no database and no clock: the caller loads the card and program and
+// passes the time.
+type DecideInput struct {
+	Card    *Card    // nil: no card with this PAN
+	Program *Program // the card's program; required when Card is set
+	Req     *AuthRequest
+	Now     time.Time
+	// PAN is the clear PAN from the request, for the expiry, CVC2 and PIN
+	// checks; empty means Req.PAN.
+	PAN string
+}
+
+var _ Verifier = (*Keys)(nil)
+
+// Verifier checks the card secrets a request presents. *Keys implements it;
+// tests use a stub.
+type Verifier interface {
+	// CVC2OK reports whether cvc2 is the card's CVC2 for pan and expiry.
+	CVC2OK(card *Card, pan, expiry, cvc2 string) bool
+	// PINOK reports whether the PIN block, encrypted under the named zone
+	// key, carries the card's PIN. err is set only for a block that cannot
+	// be checked (malformed, or an unknown zone key); it is not a wrong PIN.
+	PINOK(card *Card, pan string, zoneKey string, block []byte) (ok bool, err error)
+}
+
+// Outcome is the result of Decide: the reason to answer with, the card's new
+// wrong-PIN count and what to reserve when the card checks pass.
+type Outcome struct {
+	Reason Reason
+	// PINTries is the card's wrong-PIN count after this request: +1 for a
+	// wrong PIN, 0 after a right one, unchanged when no PIN was checked.
+	// The caller persists it when it differs from Card.PINTries.
+	PINTries int
+	// LockOutside is set on the third wrong PIN in a row: lock the card
+	// from outside with code 6 (LockPINTriesExceeded), who = system.
+	LockOutside bool
+	// HoldAmount and HoldCurrency (ISO 4217 numeric, the program's) are
+	// what to reserve, in the card balance's currency, when Reason is
+	// Approved; the ledger then checks funds. Zero for refunds, balance
+	// inquiries and zero-amount verifications.
+	HoldAmount   int64
+	HoldCurrency string
+	// FX is set when the transaction currency (DE49) differs from the
+	// billing currency and the hold comes from DE6/DE51.
+	FX bool
+	// Err explains a SystemError or FormatError outcome (for the log and
+	// the journal). It never contains a PAN, CVC2, PIN or key.
+	Err error
+}
+
+// Decide is the authorisation decision of DESIGN.md section 5, as far as it
+// depends on the card, its program and the request; funds, the partner's
+// remote decision and availability are the ledger's and the switch's. The
+// checks run in this order and the first that fails decides:
+//
+//  1. card found: nil → InvalidCard; removed → CardRemoved
+//  2. lock code 1-8 → the lock's reason
+//  3. physical card ordered or inactive → CardNotActive
+//  4. expiry: the card's own expiry past at Now, or the presented expiry
+//     (DE14/track 2) malformed or not the card's → ExpiredCard
+//  5. CVC2 presented and wrong → CVC2Failed
+//  6. PIN block presented and wrong → IncorrectPIN; the third wrong in a
+//     row → PINTriesExceeded with LockOutside
+//  7. processing code not allowed for the card type → NotPermitted
+//  8. amount not expressible in the program's currency → NotPermitted
+//
+// Advices (x120) skip CVC2 and PIN, which the scheme checked when it stood
+// in. Completions and reversals refer to an earlier hold, which the ledger
+// resolves whatever the card's state now is: for them only the first check
+// runs and the outcome carries the billing amount.
+//
+// Processing codes: 00 purchase, any card type; 01 cash, physical and
+// digital-first only (a virtual card has no plastic for an ATM); 20 refund,
+// any type, no hold; 30 balance inquiry, any type, no hold. Any other code
+// is NotPermitted.
+//
+// Decide is a pure function and safe for concurrent use as long as v is.
+func Decide(in DecideInput, v Verifier) Outcome {
+	card, req := in.Card, in.Req
+	if req == nil {
+		return Outcome{Reason: SystemError, Err: errors.New("decide: no request")}
+	}
+	if card == nil {
+		return Outcome{Reason: InvalidCard}
+	}
+	out := Outcome{PINTries: card.PINTries}
+	if card.State == StateRemoved {
+		out.Reason = CardRemoved
+		return out
+	}
+	prog := in.Program
+	if prog == nil || (prog.ID != 0 && card.ProgramID != 0 && prog.ID != card.ProgramID) {
+		out.Reason = SystemError
+		out.Err = fmt.Errorf("decide: card %d: program missing or not the card's", card.ID)
+		return out
+	}
+	pan := in.PAN
+	if pan == "" {
+		pan = req.PAN
+	}
+
+	switch req.Class {
+	case ClassCompletion, ClassReversal, ClassReversalAdvice:
+		return billing(out, req, prog)
+	}
+
+	// 2. Locks.
+	if card.LockCode != LockNone {
+		if r := card.LockCode.Reason(); r != "" {
+			out.Reason = r
+			return out
+		}
+		out.Reason = SystemError
+		out.Err = fmt.Errorf("decide: card %d: unknown lock code %d", card.ID, card.LockCode)
+		return out
+	}
+
+	// 3. Lifecycle state.
+	switch card.State {
+	case StateActive:
+	case StateOrdered, StateInactive:
+		out.Reason = CardNotActive
+		return out
+	default:
+		out.Reason = SystemError
+		out.Err = fmt.Errorf("decide: card %d: unknown state %q", card.ID, card.State)
+		return out
+	}
+
+	// 4. Expiry.
+	if !ExpiryOK(card.Expiry, in.Now) || (req.Expiry != "" && req.Expiry != card.Expiry) {
+		out.Reason = ExpiredCard
+		return out
+	}
+
+	advice := req.Class == ClassAdvice
+
+	// 5. CVC2.
+	if req.CVC2 != "" && !advice && !v.CVC2OK(card, pan, card.Expiry, req.CVC2) {
+		out.Reason = CVC2Failed
+		return out
+	}
+
+	// 6. PIN.
+	if len(req.PINBlock) > 0 && !advice {
+		ok, err := v.PINOK(card, pan, req.ZoneKey, req.PINBlock)
+		switch {
+		case errors.Is(err, ErrPINBlock):
+			// Not the cardholder's mistake (usually a zone key mismatch):
+			// decline, but do not count a try.
+			out.Reason = FormatError
+			out.Err = err
+			return out
+		case err != nil:
+			out.Reason = SystemError
+			out.Err = err
+			return out
+		case !ok:
+			out.PINTries = card.PINTries + 1
+			if out.PINTries >= MaxPINTries {
+				out.Reason = PINTriesExceeded
+				out.LockOutside = true
+			} else {
+				out.Reason = IncorrectPIN
+			}
+			return out
+		}
+		out.PINTries = 0
+	}
+
+	// 7. Processing code for the card type.
+	if !ProcessingAllowed(card.Type, req.ProcessingCode) {
+		out.Reason = NotPermitted
+		return out
+	}
+
+	// 8. Currency and amount.
+	return billing(out, req, prog)
+}
+
+// ProcessingAllowed reports whether a card of type t may do the transaction
+// with processing code proc (DE3 positions 1-2).
+func ProcessingAllowed(t CardType, proc string) bool {
+	switch proc {
+	case ProcPurchase, ProcRefund, ProcBalanceInquiry:
+		return t == Virtual || t == Physical || t == DigitalFirst
+	case ProcCash:
+		return t == Physical || t == DigitalFirst
+	}
+	return false
+}
+
+// billing fills the hold of an outcome whose card checks passed: the amount
+// in the program's currency, from DE4/DE49 when DE49 is the program's
+// currency, else from DE6/DE51 when DE51 is (FX); with no rates configured
+// any other pair is NotPermitted. Refunds and balance inquiries hold nothing.
+func billing(out Outcome, req *AuthRequest, prog *Program) Outcome {
+	out.HoldCurrency = prog.CurrencyNumeric
+	if req.Amount < 0 || req.BillingAmount < 0 {
+		out.Reason = FormatError
+		out.Err = errors.New("decide: negative amount")
+		return out
+	}
+	if req.ProcessingCode == ProcBalanceInquiry && !isHoldClass(req.Class) {
+		out.Reason = Approved
+		return out
+	}
+	var amount int64
+	switch {
+	case req.Currency == prog.CurrencyNumeric:
+		amount = req.Amount
+	case req.BillingCurrency != "" && req.BillingCurrency == prog.CurrencyNumeric:
+		amount = req.BillingAmount
+		out.FX = true
+	default:
+		out.Reason = NotPermitted
+		return out
+	}
+	out.Reason = Approved
+	if isHoldClass(req.Class) || (req.ProcessingCode != ProcRefund && req.ProcessingCode != ProcBalanceInquiry) {
+		out.HoldAmount = amount
+	}
+	return out
+}
+
+// isHoldClass reports whether class refers to an existing hold.
+func isHoldClass(c MessageClass) bool {
+	return c == ClassCompletion || c == ClassReversal || c == ClassReversalAdvice
+}
