@@ -1,0 +1,150 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// abandonAfter is how long a first request may hold its idempotency key
+// before a retry may take it over (the first one crashed).
+const abandonAfter = time.Minute
+
+// storedAnswer is an answer as sent on the wire, kept for replay.
+type storedAnswer struct {
+	status      int
+	contentType string
+	body        []byte
+	location    string
+}
+
+// idempotency is a claimed key whose answer is stored when the handler ends.
+type idempotency struct {
+	scope, key string
+	ctx        context.Context
+}
+
+func validIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > maxIdempotencyKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// requestHash identifies a request for its idempotency key: method, path,
+// the client's Public-Key (an encrypted answer is for that key) and the
+// plaintext body, so re-encrypting the same request is the same request.
+func requestHash(r *http.Request, body []byte) []byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", r.Method, r.URL.Path, r.Header.Get(headerPublicKey))
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// claimIdempotency records key for this request, or returns the stored
+// answer of an earlier request with the same key and body. Another body
+// under the same key is 422; the same key while the first request is still
+// running is 409.
+func (s *Server) claimIdempotency(ctx context.Context, p *Principal, key string, r *http.Request, body []byte, now time.Time) (*idempotency, *storedAnswer, *Error) {
+	if !validIdempotencyKey(key) {
+		return nil, nil, errorf(http.StatusBadRequest, CodeValidation, "Idempotency-Key must be 1 to %d printable ASCII characters", maxIdempotencyKey)
+	}
+	scope := p.scope()
+	hash := requestHash(r, body)
+	const claim = `INSERT INTO idempotency_keys (scope, key, request_hash, created_at)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING`
+	tag, err := s.pool.Exec(ctx, claim, scope, key, hash, now)
+	if err != nil {
+		return nil, nil, s.internal("idempotency claim", err)
+	}
+	idem := &idempotency{scope: scope, key: key, ctx: ctx}
+	if tag.RowsAffected() == 1 {
+		return idem, nil, nil
+	}
+	const load = `SELECT request_hash, status, coalesce(content_type, ''), body, coalesce(location, ''), created_at
+		FROM idempotency_keys WHERE scope = $1 AND key = $2`
+	var (
+		storedHash []byte
+		status     *int32
+		ans        storedAnswer
+		created    time.Time
+	)
+	err = s.pool.QueryRow(ctx, load, scope, key).Scan(&storedHash, &status, &ans.contentType, &ans.body, &ans.location, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Deleted after a 5xx between our insert and select: claim again.
+		return s.claimIdempotency(ctx, p, key, r, body, now)
+	}
+	if err != nil {
+		return nil, nil, s.internal("idempotency load", err)
+	}
+	if !bytes.Equal(storedHash, hash) {
+		return nil, nil, errorf(http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "Idempotency-Key was used for another request")
+	}
+	if status == nil {
+		if now.Sub(created) < abandonAfter {
+			return nil, nil, errorf(http.StatusConflict, CodeConflict, "a request with this Idempotency-Key is still in progress")
+		}
+		const takeOver = `UPDATE idempotency_keys SET created_at = $3
+			WHERE scope = $1 AND key = $2 AND status IS NULL AND created_at = $4`
+		tag, err := s.pool.Exec(ctx, takeOver, scope, key, now, created)
+		if err != nil {
+			return nil, nil, s.internal("idempotency take over", err)
+		}
+		if tag.RowsAffected() != 1 {
+			return nil, nil, errorf(http.StatusConflict, CodeConflict, "a request with this Idempotency-Key is still in progress")
+		}
+		return idem, nil, nil
+	}
+	ans.status = int(*status)
+	return nil, &ans, nil
+}
+
+// finishIdempotency stores the answer; after a 5xx it frees the key so the
+// client may retry.
+func (s *Server) finishIdempotency(idem *idempotency, ans *storedAnswer) {
+	ctx, cancel := withoutCancel(idem.ctx)
+	defer cancel()
+	var err error
+	if ans.status >= 500 {
+		_, err = s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2`, idem.scope, idem.key)
+	} else {
+		const store = `UPDATE idempotency_keys SET status = $3, content_type = nullif($4, ''), body = $5, location = nullif($6, '')
+			WHERE scope = $1 AND key = $2`
+		_, err = s.pool.Exec(ctx, store, idem.scope, idem.key, ans.status, ans.contentType, ans.body, ans.location)
+	}
+	if err != nil {
+		s.log.Error("idempotency store", "err", err)
+	}
+}
+
+// PruneExpired deletes expired sessions and idempotency keys older than
+// IdempotencyTTL. Run it periodically; it is safe for concurrent use.
+func (s *Server) PruneExpired(ctx context.Context) (sessions, keys int64, err error) {
+	now := s.cfg.Now()
+	t1, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= $1`, now)
+	if err != nil {
+		return 0, 0, fmt.Errorf("prune sessions: %w", err)
+	}
+	t2, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, now.Add(-s.cfg.IdempotencyTTL))
+	if err != nil {
+		return t1.RowsAffected(), 0, fmt.Errorf("prune idempotency keys: %w", err)
+	}
+	return t1.RowsAffected(), t2.RowsAffected(), nil
+}
+
+// internal logs err and returns the 500 answer.
+func (s *Server) internal(what string, err error) *Error {
+	s.log.Error("api internal error", "op", what, "err", err)
+	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error"}
+}

@@ -1,0 +1,332 @@
+// Package api is Antaca's REST API: the three channels of DESIGN.md section 8
+// (/secure with partner client certificates, /customers/me with user
+// sessions, /admin with admin sessions and roles), JWE as the reference
+// document specifies it, JSON errors, idempotency keys and the OpenAPI
+// document. Card operations are delegated to a CardHost.
+package api
+
+import (
+	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// CardHost is what the handlers need from the card host. It grows as the
+// card routes land; the api package owns the interface, package cardhost
+// satisfies it with its concrete type.
+//
+// Errors meaning "no such customer/card/balance" must be ErrNotFound (or
+// wrap it, or have a NotFound() bool method): the API answers 404 for them
+// exactly as for another partner's resources.
+type CardHost interface {
+	// CustomerPartner returns the partner a customer (user) belongs to.
+	CustomerPartner(ctx context.Context, customerID int64) (partnerID int64, err error)
+}
+
+// Config configures a Server. Zero fields take the defaults given.
+type Config struct {
+	// Addr is the TLS listen address. Default ":8443".
+	Addr string
+	// PlainAddr, when set, also serves plain HTTP for local tools; /secure
+	// answers 401 there since no client certificate can be presented.
+	PlainAddr string
+	// TLSCert is the server's certificate and key. Required for TLS.
+	TLSCert tls.Certificate
+	// CA is the internal CA: it signs partner CSRs and is the only root
+	// trusted for client certificates. Required.
+	CA *x509.Certificate
+	// CAKey is the CA's private key. Required.
+	CAKey crypto.Signer
+	// JWEKey is the server's RSA key for JWE; its kid is the RFC 7638
+	// thumbprint. Required.
+	JWEKey *rsa.PrivateKey
+	// SessionTTL is how long a user or admin session lasts. Default 10 min.
+	SessionTTL time.Duration
+	// MaxBodyBytes limits request bodies. Default 64 KiB.
+	MaxBodyBytes int64
+	// CertValidity is how long issued client certificates last. Default
+	// one year.
+	CertValidity time.Duration
+	// PasswordIterations is the PBKDF2-SHA-256 iteration count for new
+	// admin passwords. Default 600,000 (OWASP 2023); only tests lower it.
+	PasswordIterations int
+	// IdempotencyTTL is how long idempotency keys are kept (PruneExpired).
+	// Default 24 h.
+	IdempotencyTTL time.Duration
+	// Logger receives the access log. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the API metrics. Default: none (not registered).
+	Registerer prometheus.Registerer
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() error {
+	if c.Addr == "" {
+		c.Addr = ":8443"
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 10 * time.Minute
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+	if c.CertValidity <= 0 {
+		c.CertValidity = 365 * 24 * time.Hour
+	}
+	if c.PasswordIterations <= 0 {
+		c.PasswordIterations = 600_000
+	}
+	if c.IdempotencyTTL <= 0 {
+		c.IdempotencyTTL = 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.CA == nil || c.CAKey == nil:
+		return errors.New("api config: CA and CAKey are required")
+	case c.JWEKey == nil:
+		return errors.New("api config: JWEKey is required")
+	case c.JWEKey.N.BitLen() < 2048:
+		return errors.New("api config: JWEKey must be at least 2048 bits")
+	}
+	return nil
+}
+
+// Channel is one of the API's authentication channels.
+type Channel string
+
+const (
+	ChannelPublic   Channel = "public"   // no authentication
+	ChannelSecure   Channel = "secure"   // /secure: client certificate of our CA
+	ChannelCustomer Channel = "customer" // /customers/me: user session
+	ChannelAdmin    Channel = "admin"    // /admin: admin session and role
+)
+
+// Role is an admin user's role.
+type Role string
+
+const (
+	RoleAdmin    Role = "Admin"
+	RoleManager  Role = "Manager"
+	RoleEmployee Role = "Employee"
+)
+
+// AllRoles lists every admin role, for routes any admin may call.
+var AllRoles = []Role{RoleAdmin, RoleManager, RoleEmployee}
+
+func (r Role) valid() bool { return slices.Contains(AllRoles, r) }
+
+// Certificate kinds: who a /secure client certificate was issued to.
+const (
+	KindPartner  = "partner"
+	KindScheme   = "scheme"
+	KindAcquirer = "acquirer"
+)
+
+// Route describes one registered operation; Routes returns them so tests
+// and docs can check the OpenAPI document against the server.
+type Route struct {
+	Method     string
+	Pattern    string // net/http pattern path, e.g. /secure/customers/{customerId}/sessions
+	Channel    Channel
+	Roles      []Role   // admin channel: roles allowed
+	Kinds      []string // secure channel: certificate kinds allowed
+	Encryption Encryption
+}
+
+// Server is the REST API. Its methods are safe for concurrent use.
+type Server struct {
+	cfg       Config
+	pool      *pgxpool.Pool
+	host      CardHost
+	log       *slog.Logger
+	kid       string
+	publicKey []byte // GET /public-key body
+	mux       *http.ServeMux
+	handler   http.Handler
+	metrics   *metrics
+
+	mu      sync.Mutex
+	routes  []Route
+	servers []*http.Server
+}
+
+// New builds a Server on pool. host may be nil until card routes exist.
+func New(cfg Config, pool *pgxpool.Pool, host CardHost) (*Server, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if pool == nil {
+		return nil, errors.New("api: nil pool")
+	}
+	kid, err := keyID(&cfg.JWEKey.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("api: jwe key id: %w", err)
+	}
+	doc, err := newPublicKeyDocument(cfg.JWEKey, kid)
+	if err != nil {
+		return nil, fmt.Errorf("api: public key document: %w", err)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m}
+	s.registerRoutes()
+	s.handler = http.HandlerFunc(s.serveHTTP)
+	return s, nil
+}
+
+// KeyID returns the kid of the server's JWE key.
+func (s *Server) KeyID() string { return s.kid }
+
+// Handler returns the HTTP handler of every route, with JSON 404 and 405.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Routes returns the registered operations in registration order.
+func (s *Server) Routes() []Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.routes)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		// Not found or wrong method: learn which from the mux, answer JSON.
+		rec := httptest.NewRecorder()
+		h, _ := s.mux.Handler(r)
+		h.ServeHTTP(rec, r)
+		if rec.Code == http.StatusMethodNotAllowed {
+			if allow := rec.Header().Get("Allow"); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			writeError(w, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s not allowed here", r.Method))
+			return
+		}
+		writeError(w, errorf(http.StatusNotFound, CodeNotFound, "no such route"))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// TLSConfig is the server side TLS configuration: the server certificate,
+// client certificates verified when given, against the internal CA only.
+func (s *Server) TLSConfig() *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(s.cfg.CA)
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{s.cfg.TLSCert},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    roots,
+		Time:         s.cfg.Now,
+	}
+}
+
+func (s *Server) newHTTPServer() *http.Server {
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.mu.Lock()
+	s.servers = append(s.servers, hs)
+	s.mu.Unlock()
+	return hs
+}
+
+// Serve serves TLS on ln until Shutdown; it returns http.ErrServerClosed
+// after a Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	if len(s.cfg.TLSCert.Certificate) == 0 {
+		return errors.New("api: no TLS certificate configured")
+	}
+	hs := s.newHTTPServer()
+	hs.TLSConfig = s.TLSConfig()
+	return hs.Serve(tls.NewListener(ln, hs.TLSConfig))
+}
+
+// ServePlain serves plain HTTP on ln (local tools; /secure refuses).
+func (s *Server) ServePlain(ln net.Listener) error {
+	return s.newHTTPServer().Serve(ln)
+}
+
+// ListenAndServeTLS listens on Addr (TLS) and, when set, PlainAddr, and
+// serves until Shutdown or a listener fails.
+func (s *Server) ListenAndServeTLS() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("api listen %s: %w", s.cfg.Addr, err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.Serve(ln) }()
+	n := 1
+	if s.cfg.PlainAddr != "" {
+		pln, err := net.Listen("tcp", s.cfg.PlainAddr)
+		if err != nil {
+			ln.Close()
+			<-errc
+			return fmt.Errorf("api listen %s: %w", s.cfg.PlainAddr, err)
+		}
+		n++
+		go func() { errc <- s.ServePlain(pln) }()
+	}
+	s.log.Info("api listening", "addr", s.cfg.Addr, "plain_addr", s.cfg.PlainAddr, "jwe_kid", s.kid)
+	err = <-errc
+	if !errors.Is(err, http.ErrServerClosed) {
+		s.Shutdown(context.Background())
+	}
+	for range n - 1 {
+		<-errc
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for requests in flight,
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := slices.Clone(s.servers)
+	s.mu.Unlock()
+	var errs []error
+	for _, hs := range servers {
+		errs = append(errs, hs.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// pathID reads a positive integer path value; anything else is 404, since
+// no resource can have that id.
+func pathID(r *http.Request, name string) (int64, error) {
+	v := r.PathValue(name)
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 || strings.HasPrefix(v, "+") {
+		return 0, notFound()
+	}
+	return id, nil
+}
