@@ -128,6 +128,53 @@ func (k *Keys) cvkBlock() (cipher.Block, error) {
 	return tdesBlock(k.CVK)
 }
 
+// cvcKeys are the two key schedules the CVV algorithm needs: DES under
+// key A and 3DES under A|B.
+type cvcKeys struct{ a, ab cipher.Block }
+
+func newCVCKeys(cvk []byte) (*cvcKeys, error) {
+	a, err := des.NewCipher(cvk[:8])
+	if err != nil {
+		return nil, err
+	}
+	ab, err := tdesBlock(cvk)
+	if err != nil {
+		return nil, err
+	}
+	return &cvcKeys{a: a, ab: ab}, nil
+}
+
+// cvcKeysFor returns the CVV key schedules of a CVC generation, from the
+// cache when the Keys has one.
+func (k *Keys) cvcKeysFor(generation int) (*cvcKeys, error) {
+	if k.c != nil {
+		if ck, ok := k.c.cvc.Load(generation); ok {
+			return ck.(*cvcKeys), nil
+		}
+	}
+	var cvk []byte
+	if generation == 0 {
+		cvk = k.CVK
+	} else {
+		blk, err := k.cvkBlock()
+		if err != nil {
+			return nil, err
+		}
+		cvk = deriveCardCVK(blk, generation)
+	}
+	if len(cvk) != 16 {
+		return nil, fmt.Errorf("cvk: %d bytes, want 16", len(cvk))
+	}
+	ck, err := newCVCKeys(cvk)
+	if err != nil {
+		return nil, err
+	}
+	if k.c != nil {
+		k.c.cvc.Store(generation, ck)
+	}
+	return ck, nil
+}
+
 // CVC2 returns the CVC2 of the card with this pan, expiry (YYMM) and CVC
 // generation: the Visa CVV with service code "000" under CardCVK(generation).
 // It returns "" when the inputs are malformed (a PAN that is not 12-19
@@ -137,30 +184,11 @@ func (k *Keys) CVC2(pan, expiry string, generation int) string {
 	if generation < 0 {
 		return ""
 	}
-	var cvk []byte
-	if generation == 0 {
-		cvk = k.CVK
-	} else {
-		blk, err := k.cvkBlock()
-		if err != nil {
-			return ""
-		}
-		cvk = deriveCardCVK(blk, generation)
-	}
-	if len(cvk) != 16 {
-		return ""
-	}
-	kA, err := des.NewCipher(cvk[:8])
+	ck, err := k.cvcKeysFor(generation)
 	if err != nil {
 		return ""
 	}
-	var kAB cipher.Block
-	if generation == 0 && k.c != nil {
-		kAB = k.c.cvk
-	} else if kAB, err = tdesBlock(cvk); err != nil {
-		return ""
-	}
-	cvc2, err := computeCVV(kA, kAB, pan, expiry, ServiceCodeCVC2)
+	cvc2, err := computeCVV(ck.a, ck.ab, pan, expiry, ServiceCodeCVC2)
 	if err != nil {
 		return ""
 	}

@@ -2,6 +2,7 @@ package cardhost
 
 import (
 	"encoding/hex"
+	"fmt"
 	"testing"
 )
 
@@ -195,6 +196,50 @@ func TestDecimalise(t *testing.T) {
 	} {
 		if got := decimalise(mustHex(t, tt.in), tt.n); got != tt.want {
 			t.Errorf("decimalise(%s, %d): got %s, want %s", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestKeysConcurrentUse exercises the shared cipher cache from several
+// goroutines (run with -race).
+func TestKeysConcurrentUse(t *testing.T) {
+	k := testKeys(t)
+	const pan, exp = "4123456789012345", "8701"
+	want := make([]string, 6)
+	for g := range want {
+		want[g], _ = ComputeCVV(k.CardCVK(g), pan, exp, "000")
+	}
+	pvv, _ := k.PVV(pan, "1234")
+	blk, _ := k.ZonePINBlock(ZoneISO87, "1234", pan)
+	done := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := range 200 {
+				g := (w + i) % len(want)
+				if got := k.CVC2(pan, exp, g); got != want[g] {
+					done <- fmt.Errorf("generation %d: got %s, want %s", g, got, want[g])
+					return
+				}
+				if ok, err := k.VerifyPIN(ZoneISO87, blk, pan, pvv); !ok || err != nil {
+					done <- fmt.Errorf("verify pin: %v, %v", ok, err)
+					return
+				}
+				enc, err := k.EncryptPAN(pan)
+				if err != nil {
+					done <- err
+					return
+				}
+				if p, err := k.DecryptPAN(enc); err != nil || p != pan {
+					done <- fmt.Errorf("pan round trip: %v", err)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -66,6 +67,10 @@ type keyCache struct {
 	cvk     cipher.Block
 	pvk     cipher.Block
 	zones   map[string]cipher.Block
+	// cvc holds the CVV key schedules per CVC generation (*cvcKeys by
+	// int). Generations are small numbers read from card rows, so it stays
+	// small.
+	cvc sync.Map
 }
 
 // prepare builds k's cipher cache. It is called by the constructors, before

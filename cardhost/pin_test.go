@@ -232,7 +232,7 @@ func FuzzPINFromBlockFormat0(f *testing.F) {
 	f.Fuzz(func(t *testing.T, block []byte, pan string) {
 		pin, err := PINFromBlockFormat0(block, pan)
 		if err != nil {
-			if strings.Contains(err.Error(), pan) && len(pan) > 0 {
+			if len(pan) >= 6 && strings.Contains(err.Error(), pan) {
 				t.Fatal("error quotes the pan")
 			}
 			return
