@@ -185,7 +185,17 @@ func (l *Ledger) partnerFXID(ctx context.Context, q querier, partnerID int64, cu
 
 // Account returns the account with id.
 func (l *Ledger) Account(ctx context.Context, id int64) (Account, error) {
-	rows, err := l.pool.Query(ctx, selectAccount+` WHERE id = $1`, id)
+	return l.account(ctx, l.pool, id)
+}
+
+// AccountTx returns the account with id as the caller's transaction sees
+// it (with the holds it placed).
+func (l *Ledger) AccountTx(ctx context.Context, tx pgx.Tx, id int64) (Account, error) {
+	return l.account(ctx, tx, id)
+}
+
+func (l *Ledger) account(ctx context.Context, q querier, id int64) (Account, error) {
+	rows, err := q.Query(ctx, selectAccount+` WHERE id = $1`, id)
 	if err != nil {
 		return Account{}, dbErr(fmt.Sprintf("account %d", id), err)
 	}

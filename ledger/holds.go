@@ -103,6 +103,46 @@ func (l *Ledger) PlaceHold(ctx context.Context, spec HoldSpec) (Hold, error) {
 // returns one result per spec, in order; the error is for the batch as a
 // whole (the database failed) and then no hold was placed.
 func (l *Ledger) PlaceHolds(ctx context.Context, specs []HoldSpec) ([]HoldResult, error) {
+	var out []HoldResult
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		out, err = l.placeHolds(ctx, l.pool, specs)
+		if err == nil || !isDeadlock(err) {
+			break
+		}
+		// Two batches inserting the same refs in opposite orders on
+		// disjoint accounts; Postgres aborted one. Retry it whole.
+		l.log.Warn("place holds: retrying after deadlock", "attempt", attempt+1)
+	}
+	if err != nil {
+		return nil, dbErr("place holds", err)
+	}
+	return out, nil
+}
+
+// PlaceHoldsTx is PlaceHolds inside the caller's transaction, so that the
+// holds commit together with the caller's own rows (the authorisation
+// journal). Declines are results, not errors: tx stays usable. The locks
+// on the accounts are held until tx ends.
+func (l *Ledger) PlaceHoldsTx(ctx context.Context, tx pgx.Tx, specs []HoldSpec) ([]HoldResult, error) {
+	out, err := l.placeHolds(ctx, tx, specs)
+	if err != nil {
+		return nil, dbErr("place holds", err)
+	}
+	return out, nil
+}
+
+// PlaceHoldTx is PlaceHold inside the caller's transaction (see
+// PlaceHoldsTx).
+func (l *Ledger) PlaceHoldTx(ctx context.Context, tx pgx.Tx, spec HoldSpec) (Hold, error) {
+	res, err := l.PlaceHoldsTx(ctx, tx, []HoldSpec{spec})
+	if err != nil {
+		return Hold{}, err
+	}
+	return res[0].Hold, res[0].Err
+}
+
+func (l *Ledger) placeHolds(ctx context.Context, q querier, specs []HoldSpec) ([]HoldResult, error) {
 	if len(specs) == 0 {
 		return nil, nil
 	}
@@ -119,33 +159,22 @@ func (l *Ledger) PlaceHolds(ctx context.Context, specs []HoldSpec) ([]HoldResult
 			refs[i] = &specs[i].Ref
 		}
 	}
-	expires := l.now().Add(l.cfg.HoldTTL)
-	const q = `SELECT * FROM ledger_place_holds($1, $2, $3, $4, $5, $6, $7)`
-	var out []HoldResult
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		out, err = l.placeHolds(ctx, q, users, partners, currencies, amounts, refs, forces, expires)
-		if err == nil || !isDeadlock(err) {
-			break
-		}
-		// Two batches inserting the same refs in opposite orders on
-		// disjoint accounts; Postgres aborted one. Retry it whole.
-		l.log.Warn("place holds: retrying after deadlock", "attempt", attempt+1)
-	}
+	const sql = `SELECT * FROM ledger_place_holds($1, $2, $3, $4, $5, $6, $7)`
+	rows, err := q.Query(ctx, sql, users, partners, currencies, amounts, refs, forces, l.now().Add(l.cfg.HoldTTL))
 	if err != nil {
-		return nil, dbErr("place holds", err)
+		return nil, err
+	}
+	out, err := collectHoldResults(rows)
+	if err != nil {
+		return nil, err
 	}
 	if len(out) != n {
-		return nil, fmt.Errorf("place holds: %d results for %d specs: %w", len(out), n, ErrDatabase)
+		return nil, fmt.Errorf("%d results for %d specs: %w", len(out), n, ErrDatabase)
 	}
 	return out, nil
 }
 
-func (l *Ledger) placeHolds(ctx context.Context, q string, args ...any) ([]HoldResult, error) {
-	rows, err := l.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
+func collectHoldResults(rows pgx.Rows) ([]HoldResult, error) {
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (HoldResult, error) {
 		var (
 			idx                       int
@@ -260,26 +289,55 @@ func moveHeld(ctx context.Context, tx pgx.Tx, deltas map[int64][2]int64) error {
 // capture or a capture after a release is ErrHoldResolved. ref, when not
 // empty, is unique among captures.
 func (l *Ledger) Capture(ctx context.Context, holdID int64, final int64, fx bool, ref string) (Posting, error) {
-	op := fmt.Sprintf("capture hold %d", holdID)
+	var p Posting
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		var err error
+		p, err = l.capture(ctx, tx, holdID, final, fx, ref)
+		return err
+	})
+	if err != nil {
+		return Posting{}, dbErr(fmt.Sprintf("capture hold %d", holdID), err)
+	}
+	return p, nil
+}
+
+// CaptureTx is Capture inside the caller's transaction (it may capture a
+// hold placed earlier in the same transaction, as a financial x200 does).
+// It runs under a savepoint: on an error nothing of it remains and tx stays
+// usable.
+func (l *Ledger) CaptureTx(ctx context.Context, tx pgx.Tx, holdID int64, final int64, fx bool, ref string) (Posting, error) {
+	var p Posting
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		var err error
+		p, err = l.capture(ctx, sp, holdID, final, fx, ref)
+		return err
+	})
+	if err != nil {
+		return Posting{}, dbErr(fmt.Sprintf("capture hold %d", holdID), err)
+	}
+	return p, nil
+}
+
+func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int64, fx bool, ref string) (Posting, error) {
 	if final < 0 {
-		return Posting{}, fmt.Errorf("%s: final %d: %w", op, final, ErrInvalidAmount)
+		return Posting{}, fmt.Errorf("final %d: %w", final, ErrInvalidAmount)
+	}
+	var currency string
+	if err := tx.QueryRow(ctx, `SELECT currency FROM holds WHERE id = $1`, holdID).Scan(&currency); err != nil {
+		return Posting{}, err
 	}
 	// The internal accounts are created (once) outside the transaction,
 	// so that the id cache never holds a row a rollback removed.
-	pre, err := l.Hold(ctx, holdID)
-	if err != nil {
-		return Posting{}, fmt.Errorf("capture: %w", err)
-	}
-	settle, err := l.internalID(ctx, l.pool, KindSettlement, pre.Currency)
+	settle, err := l.internalID(ctx, l.pool, KindSettlement, currency)
 	if err != nil {
 		return Posting{}, err
 	}
-	usage, err := l.internalID(ctx, l.pool, KindCreditUsage, pre.Currency)
+	usage, err := l.internalID(ctx, l.pool, KindCreditUsage, currency)
 	if err != nil {
 		return Posting{}, err
 	}
 	var p Posting
-	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+	err = func() error {
 		h, err := lockOpenHold(ctx, tx, holdID)
 		if err != nil {
 			return err
@@ -377,11 +435,8 @@ func (l *Ledger) Capture(ctx context.Context, holdID int64, final int64, fx bool
 			return ErrHoldResolved
 		}
 		return nil
-	})
-	if err != nil {
-		return Posting{}, dbErr(op, err)
-	}
-	return p, nil
+	}()
+	return p, err
 }
 
 // partnerOf finds the partner a hold's FX difference belongs to: the
@@ -405,41 +460,68 @@ func (l *Ledger) partnerOf(ctx context.Context, tx pgx.Tx, h Hold) (int64, error
 // resolved hold is ErrHoldResolved and nothing changes; remaining above the
 // amount still held is ErrInvalidAmount.
 func (l *Ledger) Release(ctx context.Context, holdID int64, remaining int64) (Hold, error) {
-	op := fmt.Sprintf("release hold %d", holdID)
+	var h Hold
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		h, err := lockOpenHold(ctx, tx, holdID)
-		if err != nil {
-			return err
-		}
-		if remaining < 0 || remaining > h.Amount {
-			return fmt.Errorf("remaining %d of %d: %w", remaining, h.Amount, ErrInvalidAmount)
-		}
-		delta := h.Amount - remaining
-		held := map[int64][2]int64{}
-		ids := []int64{}
-		for _, id := range []int64{h.UserAccountID, h.PartnerAccountID} {
-			if id > 0 {
-				held[id] = [2]int64{0, -delta}
-				ids = append(ids, id)
-			}
-		}
-		if _, err := lockAccounts(ctx, tx, ids...); err != nil {
-			return err
-		}
-		if err := moveHeld(ctx, tx, held); err != nil {
-			return err
-		}
-		const upd = `UPDATE holds SET amount = $2::bigint,
-			status = CASE WHEN $2::bigint = 0 THEN 'released' ELSE 'open' END,
-			resolved_at = CASE WHEN $2::bigint = 0 THEN now() END
-			WHERE id = $1 AND status = 'open'`
-		_, err = tx.Exec(ctx, upd, holdID, remaining)
+		var err error
+		h, err = l.release(ctx, tx, holdID, remaining)
 		return err
 	})
 	if err != nil {
-		return Hold{}, dbErr(op, err)
+		return Hold{}, dbErr(fmt.Sprintf("release hold %d", holdID), err)
 	}
-	return l.Hold(ctx, holdID)
+	return h, nil
+}
+
+// ReleaseTx is Release inside the caller's transaction, under a savepoint:
+// on an error nothing of it remains and tx stays usable.
+func (l *Ledger) ReleaseTx(ctx context.Context, tx pgx.Tx, holdID int64, remaining int64) (Hold, error) {
+	var h Hold
+	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+		var err error
+		h, err = l.release(ctx, sp, holdID, remaining)
+		return err
+	})
+	if err != nil {
+		return Hold{}, dbErr(fmt.Sprintf("release hold %d", holdID), err)
+	}
+	return h, nil
+}
+
+func (l *Ledger) release(ctx context.Context, tx pgx.Tx, holdID int64, remaining int64) (Hold, error) {
+	h, err := lockOpenHold(ctx, tx, holdID)
+	if err != nil {
+		return Hold{}, err
+	}
+	if remaining < 0 || remaining > h.Amount {
+		return Hold{}, fmt.Errorf("remaining %d of %d: %w", remaining, h.Amount, ErrInvalidAmount)
+	}
+	delta := h.Amount - remaining
+	held := map[int64][2]int64{}
+	ids := []int64{}
+	for _, id := range []int64{h.UserAccountID, h.PartnerAccountID} {
+		if id > 0 {
+			held[id] = [2]int64{0, -delta}
+			ids = append(ids, id)
+		}
+	}
+	if _, err := lockAccounts(ctx, tx, ids...); err != nil {
+		return Hold{}, err
+	}
+	if err := moveHeld(ctx, tx, held); err != nil {
+		return Hold{}, err
+	}
+	const upd = `UPDATE holds SET amount = $2::bigint,
+		status = CASE WHEN $2::bigint = 0 THEN 'released' ELSE 'open' END,
+		resolved_at = CASE WHEN $2::bigint = 0 THEN now() END
+		WHERE id = $1 AND status = 'open'`
+	if _, err := tx.Exec(ctx, upd, holdID, remaining); err != nil {
+		return Hold{}, err
+	}
+	rows, err := tx.Query(ctx, selectHold+` WHERE id = $1`, holdID)
+	if err != nil {
+		return Hold{}, err
+	}
+	return pgx.CollectExactlyOneRow(rows, scanHold)
 }
 
 // ExpireHolds releases every open hold whose expiry (creation + HoldTTL) is

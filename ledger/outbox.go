@@ -96,7 +96,7 @@ func (l *Ledger) DeliverOutbox(ctx context.Context, m Mailer) (sent int, err err
 		found := false
 		err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 			const sel = `SELECT id, recipient, subject, body, attempts FROM outbox
-				WHERE sent_at IS NULL AND next_at <= $1 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`
+				WHERE sent_at IS NULL AND next_at <= greatest(now(), $1) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED`
 			var o OutboxMessage
 			err := tx.QueryRow(ctx, sel, l.now()).Scan(&o.ID, &o.Recipient, &o.Subject, &o.Body, &o.Attempts)
 			if errors.Is(err, pgx.ErrNoRows) {

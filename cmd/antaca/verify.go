@@ -2,9 +2,39 @@ package main
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"io"
+
+	"github.com/antaca/antaca/ledger"
 )
 
+// verify runs `antaca ledger verify`: it checks every ledger invariant,
+// prints each violation on its own line and fails when there is any, so the
+// process exits 1.
 func verify(ctx context.Context, args []string, stdout io.Writer) error {
-	return errNotYet("ledger verify")
+	var c common
+	fs := flag.NewFlagSet("ledger verify", flag.ContinueOnError)
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := c.logger()
+	pool, closeFn, err := c.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	vs, err := ledger.New(pool, ledger.Config{Logger: log}).Verify(ctx)
+	if err != nil {
+		return fmt.Errorf("ledger verify: %w", err)
+	}
+	for _, v := range vs {
+		fmt.Fprintln(stdout, v)
+	}
+	if len(vs) > 0 {
+		return fmt.Errorf("ledger verify: %d violations", len(vs))
+	}
+	fmt.Fprintln(stdout, "ledger verify: ok, no violations")
+	return nil
 }
