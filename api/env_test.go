@@ -222,7 +222,9 @@ func (e *env) try(c *http.Client, method, path string, body any, hdr map[string]
 	return resp{status: res.StatusCode, header: res.Header, body: b}, err
 }
 
-func bearerHdr(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+func bearerHdr(tok string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + tok}
+}
 
 // partner inserts a partner row and returns its id.
 func (e *env) partner(name string) int64 {

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -214,11 +213,11 @@ func (s *Server) Routes() []Route {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, pattern := s.mux.Handler(r); pattern == "" {
 		// Not found or wrong method: learn which from the mux, answer JSON.
-		rec := httptest.NewRecorder()
+		rec := &probeWriter{header: http.Header{}}
 		h, _ := s.mux.Handler(r)
 		h.ServeHTTP(rec, r)
-		if rec.Code == http.StatusMethodNotAllowed {
-			if allow := rec.Header().Get("Allow"); allow != "" {
+		if rec.code == http.StatusMethodNotAllowed {
+			if allow := rec.header.Get("Allow"); allow != "" {
 				w.Header().Set("Allow", allow)
 			}
 			writeError(w, errorf(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method %s not allowed here", r.Method))
@@ -229,6 +228,16 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mux.ServeHTTP(w, r)
 }
+
+// probeWriter records what the mux's own 404/405 handler would answer.
+type probeWriter struct {
+	header http.Header
+	code   int
+}
+
+func (p *probeWriter) Header() http.Header         { return p.header }
+func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (p *probeWriter) WriteHeader(code int)        { p.code = code }
 
 // TLSConfig is the server side TLS configuration: the server certificate,
 // client certificates verified when given, against the internal CA only.
