@@ -273,7 +273,7 @@ func moveHeld(ctx context.Context, tx pgx.Tx, deltas map[int64][2]int64) error {
 			AND a.balance + v.dbal - (a.held + v.dheld) < 0)
 		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v (id, dbal, dheld)
 		WHERE a.id = v.id`
-	_, err := tx.Exec(ctx, q, ids, dBal, dHeld)
+	_, err := tx.Exec(ctx, q, pgx.QueryExecModeExec, ids, dBal, dHeld)
 	return err
 }
 

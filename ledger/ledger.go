@@ -193,7 +193,9 @@ func isDeadlock(err error) bool {
 // lockAccounts locks the given accounts in ascending id order, the one
 // global order every transaction of the ledger uses, and returns them by id.
 func lockAccounts(ctx context.Context, tx pgx.Tx, ids ...int64) (map[int64]Account, error) {
-	rows, err := tx.Query(ctx, selectAccount+` WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, ids)
+	// QueryExecModeExec plans each call afresh: a plan cached while
+	// accounts was small would scan it whole for ever.
+	rows, err := tx.Query(ctx, selectAccount+` WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, pgx.QueryExecModeExec, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package ledger_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -74,5 +75,58 @@ func TestTxVariantsJoinTheCallersTransaction(t *testing.T) {
 	}
 	e.want(u.ID, 4_000, 0)
 	e.want(credit.ID, 9_000, 0)
+	e.clean()
+}
+
+// TestPlaceHoldsRefRace: a batch whose ref another transaction inserts
+// between the batch's look-up and its insert (on other accounts, so the
+// account locks do not order them) returns that hold as a duplicate and
+// holds nothing itself.
+func TestPlaceHoldsRefRace(t *testing.T) {
+	e := newEnv(t, 4)
+	p := e.partner("")
+	a := e.user(p, "EUR", 1_000)
+	b := e.user(p, "EUR", 1_000)
+	tx, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.l.PlaceHoldTx(e.ctx, tx, ledger.HoldSpec{UserAccountID: a.ID, Currency: "EUR", Amount: 100, Ref: "race"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []ledger.HoldResult)
+	go func() {
+		res, err := e.l.PlaceHolds(e.ctx, []ledger.HoldSpec{
+			{UserAccountID: b.ID, Currency: "EUR", Amount: 300, Ref: "race"},
+			{UserAccountID: b.ID, Currency: "EUR", Amount: 50, Ref: "other"},
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	// Let the batch reach its insert and wait on the unique index.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("the batch never waited on the uncommitted ref")
+		}
+		var waiting bool
+		if err := e.pool.QueryRow(e.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%ledger_place_holds%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+	}
+	if err := tx.Commit(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if len(res) != 2 || !res[0].Duplicate || res[0].Hold.ID != first.ID || res[0].Err != nil || res[1].Err != nil || res[1].Duplicate {
+		t.Fatalf("results %+v, want a duplicate of hold %d and a new hold", res, first.ID)
+	}
+	e.want(a.ID, 1_000, 100)
+	e.want(b.ID, 1_000, 50)
 	e.clean()
 }

@@ -70,7 +70,7 @@ CREATE TABLE holds (
     id                 bigserial   PRIMARY KEY,
     user_account_id    bigint      REFERENCES accounts (id),
     partner_account_id bigint      REFERENCES accounts (id),
-    currency           char(3)     NOT NULL REFERENCES currencies (code),
+    currency           char(3)     NOT NULL,   -- equals its accounts' currency (checked on placing, and by verify)
     original_amount    bigint      NOT NULL CHECK (original_amount >= 0),
     amount             bigint      NOT NULL CHECK (amount >= 0),      -- still held while open
     status             text        NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'captured', 'released', 'expired')),
@@ -156,10 +156,11 @@ CREATE TRIGGER accounts_low_threshold
 -- (p_user[i], p_partner[i], p_currency[i], p_amount[i], p_ref[i], p_force[i]);
 -- an account id of 0 or NULL means none. It locks every account of the batch
 -- in ascending id order first (so concurrent batches never deadlock on
--- accounts), then decides the specs in the given order, each independently,
--- keeping balances in memory, and writes each touched account once at the
--- end. One row per spec: o_outcome is ok, duplicate (o_hold_* is the hold
--- placed earlier under the same ref), insufficient_funds,
+-- accounts), looks up the batch's refs once, decides the specs in the given
+-- order in memory, each independently, then inserts the new holds in one
+-- statement and writes each touched account once. One row per spec:
+-- o_outcome is ok, duplicate (o_hold_* is the hold placed earlier under the
+-- same ref, in an earlier batch or earlier in this one), insufficient_funds,
 -- insufficient_partner_funds, not_found, not_active, currency_mismatch or
 -- invalid_amount; o_account_id/o_available are the account that decided and
 -- its available amount after the decision (the user account when present).
@@ -192,6 +193,7 @@ CREATE FUNCTION ledger_place_holds(
 DECLARE
     n       int := coalesce(array_length(p_amount, 1), 0);
     ids     bigint[];
+    -- the batch's accounts, locked, by position
     a_id    bigint[] := '{}';
     a_bal   bigint[] := '{}';
     a_held  bigint[] := '{}';
@@ -199,18 +201,46 @@ DECLARE
     a_neg   boolean[] := '{}';
     a_cur   text[] := '{}';
     a_state text[] := '{}';
+    -- holds that already exist under the batch's refs
+    d_ref   text[];
+    d_rows  holds[];
+    -- holds to insert, by position j
+    i_id    bigint[] := '{}';
+    i_u     bigint[] := '{}';
+    i_p     bigint[] := '{}';
+    i_upos  int[] := '{}';
+    i_ppos  int[] := '{}';
+    i_cur   text[] := '{}';
+    i_amt   bigint[] := '{}';
+    i_ref   text[] := '{}';
+    i_lost  holds[] := '{}';     -- set when another transaction won the ref
+    -- per spec: outcome, deciding account, available, and which hold
+    s_out   text[] := '{}';
+    s_acc   bigint[] := '{}';
+    s_av    bigint[] := '{}';
+    s_new   int[] := '{}';       -- position in i_* (new or in-batch duplicate)
+    s_old   int[] := '{}';       -- position in d_rows (earlier duplicate)
+    got     bigint[];
     r       record;
-    h       holds%ROWTYPE;
+    h       holds;
     i       int;
+    j       int;
+    k       int;
     u       int;
     p       int;
     amt     bigint;
     force   boolean;
+    outcome text;
+    acc     bigint;
+    av      bigint;
 BEGIN
     SELECT array_agg(DISTINCT x ORDER BY x) INTO ids
       FROM unnest(p_user || p_partner) AS x WHERE x > 0;
-    FOR r IN SELECT a.id, a.balance, a.held, a.currency, a.state
-               FROM accounts a WHERE a.id = ANY (ids) ORDER BY a.id FOR UPDATE LOOP
+    -- The statements that look rows up by arrays run through EXECUTE, so
+    -- they are planned for the tables as they are now: a generic plan
+    -- cached while holds or accounts were small would scan them whole.
+    FOR r IN EXECUTE 'SELECT a.id, a.balance, a.held, a.currency, a.state
+               FROM accounts a WHERE a.id = ANY ($1) ORDER BY a.id FOR UPDATE' USING ids LOOP
         a_id    := a_id || r.id;
         a_bal   := a_bal || r.balance;
         a_held  := a_held || r.held;
@@ -219,94 +249,137 @@ BEGIN
         a_cur   := a_cur || r.currency::text;
         a_state := a_state || r.state;
     END LOOP;
+    EXECUTE 'SELECT array_agg(x.ref), array_agg(x) FROM holds x WHERE x.ref = ANY ($1)'
+       INTO d_ref, d_rows USING p_ref;
 
     FOR i IN 1 .. n LOOP
-        o_idx := i;
-        o_outcome := NULL; o_account_id := NULL; o_available := NULL;
-        o_hold_id := NULL; o_user_account_id := NULL; o_partner_account_id := NULL;
-        o_currency := NULL; o_original_amount := NULL; o_amount := NULL;
-        o_status := NULL; o_ref := NULL; o_created_at := NULL; o_expires_at := NULL;
         amt := p_amount[i];
         force := coalesce(p_force[i], false);
-        u := NULL;
-        p := NULL;
+        u := NULL; p := NULL; j := NULL; k := NULL; acc := NULL; av := NULL;
         IF coalesce(p_user[i], 0) > 0 THEN
             u := array_position(a_id, p_user[i]);
         END IF;
         IF coalesce(p_partner[i], 0) > 0 THEN
             p := array_position(a_id, p_partner[i]);
         END IF;
-
-        h := NULL;
         IF p_ref[i] IS NOT NULL THEN
-            SELECT * INTO h FROM holds WHERE holds.ref = p_ref[i];
-        END IF;
-        IF h.id IS NOT NULL THEN
-            o_outcome := 'duplicate';
-        ELSIF coalesce(p_user[i], 0) <= 0 AND coalesce(p_partner[i], 0) <= 0 THEN
-            o_outcome := 'not_found';
-        ELSIF coalesce(p_user[i], 0) > 0 AND u IS NULL THEN
-            o_outcome := 'not_found'; o_account_id := p_user[i];
-        ELSIF coalesce(p_partner[i], 0) > 0 AND p IS NULL THEN
-            o_outcome := 'not_found'; o_account_id := p_partner[i];
-        ELSIF amt IS NULL OR amt <= 0 THEN
-            o_outcome := 'invalid_amount';
-        ELSIF u IS NOT NULL AND a_cur[u] IS DISTINCT FROM p_currency[i] THEN
-            o_outcome := 'currency_mismatch'; o_account_id := a_id[u];
-        ELSIF p IS NOT NULL AND a_cur[p] IS DISTINCT FROM p_currency[i] THEN
-            o_outcome := 'currency_mismatch'; o_account_id := a_id[p];
-        ELSIF NOT force AND u IS NOT NULL AND a_state[u] <> 'active' THEN
-            o_outcome := 'not_active'; o_account_id := a_id[u];
-        ELSIF NOT force AND p IS NOT NULL AND a_state[p] <> 'active' THEN
-            o_outcome := 'not_active'; o_account_id := a_id[p];
-        ELSIF NOT force AND u IS NOT NULL AND a_bal[u] - a_held[u] < amt THEN
-            o_outcome := 'insufficient_funds'; o_account_id := a_id[u];
-            o_available := a_bal[u] - a_held[u];
-        ELSIF NOT force AND p IS NOT NULL AND a_bal[p] - a_held[p] < amt THEN
-            o_outcome := 'insufficient_partner_funds'; o_account_id := a_id[p];
-            o_available := a_bal[p] - a_held[p];
-        ELSE
-            INSERT INTO holds (user_account_id, partner_account_id, currency, original_amount, amount, ref, expires_at)
-            VALUES (a_id[u], a_id[p], p_currency[i], amt, amt, p_ref[i], p_expires)
-            ON CONFLICT (ref) WHERE ref IS NOT NULL DO NOTHING
-            RETURNING * INTO h;
-            IF h.id IS NULL THEN
-                -- Another transaction placed this ref between our look-up
-                -- and the insert; it has committed now.
-                SELECT * INTO h FROM holds WHERE holds.ref = p_ref[i];
-                o_outcome := 'duplicate';
-            ELSE
-                o_outcome := 'ok';
-                IF u IS NOT NULL THEN
-                    a_held[u] := a_held[u] + amt;
-                    IF a_bal[u] - a_held[u] < 0 THEN a_neg[u] := true; END IF;
-                END IF;
-                IF p IS NOT NULL THEN
-                    a_held[p] := a_held[p] + amt;
-                    IF a_bal[p] - a_held[p] < 0 THEN a_neg[p] := true; END IF;
-                END IF;
+            k := array_position(d_ref, p_ref[i]);
+            IF k IS NULL THEN
+                j := array_position(i_ref, p_ref[i]);
             END IF;
         END IF;
 
-        IF o_outcome IN ('ok', 'duplicate') THEN
+        IF k IS NOT NULL OR j IS NOT NULL THEN
+            outcome := 'duplicate';
+        ELSIF coalesce(p_user[i], 0) <= 0 AND coalesce(p_partner[i], 0) <= 0 THEN
+            outcome := 'not_found';
+        ELSIF coalesce(p_user[i], 0) > 0 AND u IS NULL THEN
+            outcome := 'not_found'; acc := p_user[i];
+        ELSIF coalesce(p_partner[i], 0) > 0 AND p IS NULL THEN
+            outcome := 'not_found'; acc := p_partner[i];
+        ELSIF amt IS NULL OR amt <= 0 THEN
+            outcome := 'invalid_amount';
+        ELSIF u IS NOT NULL AND a_cur[u] IS DISTINCT FROM p_currency[i] THEN
+            outcome := 'currency_mismatch'; acc := a_id[u];
+        ELSIF p IS NOT NULL AND a_cur[p] IS DISTINCT FROM p_currency[i] THEN
+            outcome := 'currency_mismatch'; acc := a_id[p];
+        ELSIF NOT force AND u IS NOT NULL AND a_state[u] <> 'active' THEN
+            outcome := 'not_active'; acc := a_id[u];
+        ELSIF NOT force AND p IS NOT NULL AND a_state[p] <> 'active' THEN
+            outcome := 'not_active'; acc := a_id[p];
+        ELSIF NOT force AND u IS NOT NULL AND a_bal[u] - a_held[u] < amt THEN
+            outcome := 'insufficient_funds'; acc := a_id[u]; av := a_bal[u] - a_held[u];
+        ELSIF NOT force AND p IS NOT NULL AND a_bal[p] - a_held[p] < amt THEN
+            outcome := 'insufficient_partner_funds'; acc := a_id[p]; av := a_bal[p] - a_held[p];
+        ELSE
+            outcome := 'ok';
+            i_id   := i_id || nextval('holds_id_seq');
+            i_u    := i_u || a_id[u];
+            i_p    := i_p || a_id[p];
+            i_upos := i_upos || u;
+            i_ppos := i_ppos || p;
+            i_cur  := i_cur || p_currency[i];
+            i_amt  := i_amt || amt;
+            i_ref  := i_ref || p_ref[i];
+            i_lost := i_lost || NULL::holds;
+            j := array_length(i_id, 1);
+            IF u IS NOT NULL THEN
+                a_held[u] := a_held[u] + amt;
+                IF a_bal[u] - a_held[u] < 0 THEN a_neg[u] := true; END IF;
+            END IF;
+            IF p IS NOT NULL THEN
+                a_held[p] := a_held[p] + amt;
+                IF a_bal[p] - a_held[p] < 0 THEN a_neg[p] := true; END IF;
+            END IF;
+        END IF;
+        IF outcome IN ('ok', 'duplicate') THEN
+            IF u IS NOT NULL THEN
+                acc := a_id[u]; av := a_bal[u] - a_held[u];
+            ELSIF p IS NOT NULL THEN
+                acc := a_id[p]; av := a_bal[p] - a_held[p];
+            END IF;
+        ELSIF av IS NULL AND u IS NOT NULL THEN
+            av := a_bal[u] - a_held[u];
+        END IF;
+        s_out := s_out || outcome;
+        s_acc := s_acc || acc;
+        s_av  := s_av || av;
+        s_new := s_new || j;
+        s_old := s_old || k;
+    END LOOP;
+
+    IF array_length(i_id, 1) > 0 THEN
+        WITH ins AS (
+            INSERT INTO holds (id, user_account_id, partner_account_id, currency, original_amount, amount, ref, expires_at)
+            SELECT v.id, v.u, v.p, v.cur, v.amt, v.amt, v.ref, p_expires
+              FROM unnest(i_id, i_u, i_p, i_cur, i_amt, i_ref) AS v (id, u, p, cur, amt, ref)
+            ON CONFLICT (ref) WHERE ref IS NOT NULL DO NOTHING
+            RETURNING id)
+        SELECT array_agg(ins.id) INTO got FROM ins;
+        IF coalesce(array_length(got, 1), 0) < array_length(i_id, 1) THEN
+            -- Another transaction placed some of these refs after our
+            -- look-up (on other accounts, or we would have waited for it);
+            -- those are duplicates and hold nothing here.
+            FOR j IN 1 .. array_length(i_id, 1) LOOP
+                CONTINUE WHEN i_id[j] = ANY (got);
+                SELECT * INTO h FROM holds x WHERE x.ref = i_ref[j];
+                i_lost[j] := h;
+                IF i_upos[j] IS NOT NULL THEN a_held[i_upos[j]] := a_held[i_upos[j]] - i_amt[j]; END IF;
+                IF i_ppos[j] IS NOT NULL THEN a_held[i_ppos[j]] := a_held[i_ppos[j]] - i_amt[j]; END IF;
+            END LOOP;
+        END IF;
+    END IF;
+
+    EXECUTE 'UPDATE accounts a
+       SET held = v.held, negative_flag = a.negative_flag OR v.neg
+      FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::boolean[]) AS v (id, held, held0, neg)
+     WHERE a.id = v.id AND (v.held <> v.held0 OR (v.neg AND NOT a.negative_flag))'
+     USING a_id, a_held, a_held0, a_neg;
+
+    FOR i IN 1 .. n LOOP
+        o_idx := i; o_outcome := s_out[i]; o_account_id := s_acc[i]; o_available := s_av[i];
+        o_hold_id := NULL; o_user_account_id := NULL; o_partner_account_id := NULL;
+        o_currency := NULL; o_original_amount := NULL; o_amount := NULL;
+        o_status := NULL; o_ref := NULL; o_created_at := NULL; o_expires_at := NULL;
+        h := NULL;
+        IF s_old[i] IS NOT NULL THEN
+            h := d_rows[s_old[i]];
+        ELSIF s_new[i] IS NOT NULL AND (i_lost[s_new[i]]).id IS NOT NULL THEN
+            h := i_lost[s_new[i]];
+            o_outcome := 'duplicate';
+        ELSIF s_new[i] IS NOT NULL THEN
+            j := s_new[i];
+            o_hold_id := i_id[j]; o_user_account_id := i_u[j]; o_partner_account_id := i_p[j];
+            o_currency := i_cur[j]; o_original_amount := i_amt[j]; o_amount := i_amt[j];
+            o_status := 'open'; o_ref := i_ref[j]; o_created_at := now(); o_expires_at := p_expires;
+        END IF;
+        IF h.id IS NOT NULL THEN
             o_hold_id := h.id; o_user_account_id := h.user_account_id;
             o_partner_account_id := h.partner_account_id; o_currency := h.currency;
             o_original_amount := h.original_amount; o_amount := h.amount; o_status := h.status;
             o_ref := h.ref; o_created_at := h.created_at; o_expires_at := h.expires_at;
-            IF u IS NOT NULL THEN
-                o_account_id := a_id[u]; o_available := a_bal[u] - a_held[u];
-            ELSIF p IS NOT NULL THEN
-                o_account_id := a_id[p]; o_available := a_bal[p] - a_held[p];
-            END IF;
-        ELSIF o_available IS NULL AND u IS NOT NULL THEN
-            o_available := a_bal[u] - a_held[u];
         END IF;
         RETURN NEXT;
     END LOOP;
-
-    UPDATE accounts a
-       SET held = v.held, negative_flag = a.negative_flag OR v.neg
-      FROM unnest(a_id, a_held, a_held0, a_neg) AS v (id, held, held0, neg)
-     WHERE a.id = v.id AND (v.held <> v.held0 OR (v.neg AND NOT a.negative_flag));
 END
 $$;
