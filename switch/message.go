@@ -96,12 +96,12 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	cancel()
 	s.m.stage.WithLabelValues(s.p.name, "decide").Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.log.Warn("authorizer unavailable", "remote", remote, "mti", mti, "stan", stan, "pan", maskPAN(ar.PAN), "err", err)
+		s.log.Warn("authorizer unavailable", "remote", remote, "mti", mti, "stan", stan, "pan", cardhost.MaskPAN(ar.PAN), "err", err)
 		dec = cardhost.Decision{Reason: cardhost.IssuerUnavailable}
 	}
 	out = s.answer(req, mti, ar, dec)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.Debug("answered", "remote", remote, "mti", mti, "stan", stan, "pan", maskPAN(ar.PAN),
+		s.log.Debug("answered", "remote", remote, "mti", mti, "stan", stan, "pan", cardhost.MaskPAN(ar.PAN),
 			"amount", ar.Amount, "currency", ar.Currency, "reason", string(dec.Reason), "duplicate", dec.Duplicate,
 			"took", time.Since(received))
 	}
@@ -444,15 +444,4 @@ func additionalAmount(ccy string, available int64) string {
 		available = -available
 	}
 	return fmt.Sprintf("0002%3.3s%s%012d", ccy, sign, available)
-}
-
-// maskPAN shows a PAN as first6…last4, the only form allowed in logs.
-func maskPAN(pan string) string {
-	if len(pan) < 13 {
-		if pan == "" {
-			return ""
-		}
-		return "…"
-	}
-	return pan[:6] + "…" + pan[len(pan)-4:]
 }
