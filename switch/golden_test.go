@@ -155,3 +155,29 @@ func TestFuzzSeeds(t *testing.T) {
 }
 
 func strconvQuote(b []byte) string { return strconv.Quote(string(b)) }
+
+// TestEmptySecondaryBitmap: bit 1 set with a secondary bitmap of zeros is
+// accepted in both profiles.
+func TestEmptySecondaryBitmap(t *testing.T) {
+	for _, profile := range bothProfiles {
+		t.Run(profile, func(t *testing.T) {
+			raw := readHex(t, filepath.Join("testdata", profile+"_auth_request.hex"))
+			if raw[4]&0x80 != 0 {
+				t.Fatal("golden request already has a secondary bitmap")
+			}
+			withSecondary := append([]byte(nil), raw[:12]...)
+			withSecondary[4] |= 0x80
+			withSecondary = append(withSecondary, make([]byte, 8)...)
+			withSecondary = append(withSecondary, raw[12:]...)
+			a := newTestAuthorizer()
+			out := newBareServer(t, profile, a).handle(t.Context(), withSecondary, time.Now(), "test")
+			ans := iso8583.NewMessage(testSpec(t, profile))
+			if err := ans.Unpack(out.answer); err != nil {
+				t.Fatal(err)
+			}
+			if get(t, ans, 39) != actionCode(t, profile, cardhost.Approved) || len(a.requests()) != 1 {
+				t.Errorf("DE39 %s, authorizer saw %d", get(t, ans, 39), len(a.requests()))
+			}
+		})
+	}
+}
