@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"net"
 	"net/http"
 	"slices"
 	"sort"
@@ -735,5 +736,33 @@ func TestPasswordHash(t *testing.T) {
 	c.CA, c.CAKey, c.JWEKey = &x509.Certificate{}, nil, nil
 	if err := c.defaults(); err == nil || c.PasswordIterations != 600_000 || c.SessionTTL != 10*time.Minute || c.MaxBodyBytes != 64<<10 {
 		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+}
+
+// The plain listener (local tools) serves the public routes; /secure
+// refuses since no certificate can be shown.
+func TestPlainListener(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.s.ServePlain(ln)
+	base := "http://" + ln.Addr().String()
+	res, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("healthz: got %d", res.StatusCode)
+	}
+	res, err = http.Post(base+"/secure/customers/1/sessions", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("/secure over plain HTTP: got %d, want 401", res.StatusCode)
 	}
 }

@@ -169,6 +169,7 @@ type Server struct {
 	mu      sync.Mutex
 	routes  []Route
 	servers []*http.Server
+	closed  bool // Shutdown was called: Serve returns at once
 }
 
 // New builds a Server on pool. host may be nil until card routes exist.
@@ -253,6 +254,7 @@ func (s *Server) TLSConfig() *tls.Config {
 	}
 }
 
+// newHTTPServer returns nil after Shutdown.
 func (s *Server) newHTTPServer() *http.Server {
 	hs := &http.Server{
 		Handler:           s.handler,
@@ -264,8 +266,11 @@ func (s *Server) newHTTPServer() *http.Server {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
 	s.servers = append(s.servers, hs)
-	s.mu.Unlock()
 	return hs
 }
 
@@ -276,13 +281,22 @@ func (s *Server) Serve(ln net.Listener) error {
 		return errors.New("api: no TLS certificate configured")
 	}
 	hs := s.newHTTPServer()
+	if hs == nil {
+		ln.Close()
+		return http.ErrServerClosed
+	}
 	hs.TLSConfig = s.TLSConfig()
 	return hs.Serve(tls.NewListener(ln, hs.TLSConfig))
 }
 
 // ServePlain serves plain HTTP on ln (local tools; /secure refuses).
 func (s *Server) ServePlain(ln net.Listener) error {
-	return s.newHTTPServer().Serve(ln)
+	hs := s.newHTTPServer()
+	if hs == nil {
+		ln.Close()
+		return http.ErrServerClosed
+	}
+	return hs.Serve(ln)
 }
 
 // ListenAndServeTLS listens on Addr (TLS) and, when set, PlainAddr, and
@@ -320,6 +334,7 @@ func (s *Server) ListenAndServeTLS() error {
 // until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	s.closed = true
 	servers := slices.Clone(s.servers)
 	s.mu.Unlock()
 	var errs []error
