@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -764,5 +765,37 @@ func TestPlainListener(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("/secure over plain HTTP: got %d, want 401", res.StatusCode)
+	}
+}
+
+// The files antaca demo writes work: the partner certificate opens /secure
+// over TLS, verifying the server against ca.pem.
+func TestIssueDevCertificates(t *testing.T) {
+	e := newEnv(t)
+	p := e.partner("Demo")
+	e.host.customers[3] = p
+	dir := t.TempDir()
+	f, err := IssueDevCertificates(context.Background(), e.pool, e.ca, e.cfg.CAKey, p, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.LoadX509KeyPair(f.PartnerCert, f.PartnerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.LoadX509KeyPair(f.ServerCert, f.ServerKey); err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(f.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatal("ca.pem holds no certificate")
+	}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}}}}
+	if r := e.do(c, "POST", "/secure/customers/3/sessions", nil, nil); r.status != http.StatusCreated {
+		t.Fatalf("demo partner cert: got %d %s, want 201", r.status, r.body)
 	}
 }

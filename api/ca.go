@@ -17,10 +17,13 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // NewCA creates a self-signed internal CA (ECDSA P-256, ten years) for
@@ -275,4 +278,62 @@ func PrivateKeyPEM(key crypto.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("encode private key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// DevFiles are the paths of the PEM files IssueDevCertificates writes.
+type DevFiles struct {
+	CACert      string `json:"ca_cert"`
+	ServerCert  string `json:"server_cert"`
+	ServerKey   string `json:"server_key"`
+	PartnerCert string `json:"partner_cert"`
+	PartnerKey  string `json:"partner_key"`
+}
+
+// IssueDevCertificates is for development (antaca demo): it writes into
+// dir the CA certificate (ca.pem), a server certificate for localhost and
+// 127.0.0.1 (server.pem, server-key.pem) and a recorded client certificate
+// of partner partnerID (partner.pem, partner-key.pem). Keys are written
+// 0600. The server certificate is only useful if the API is started with
+// it; the client certificate works with any API of the same CA and
+// database.
+func IssueDevCertificates(ctx context.Context, pool *pgxpool.Pool, ca *x509.Certificate, caKey crypto.Signer, partnerID int64, dir string) (DevFiles, error) {
+	s := &Server{pool: pool, cfg: Config{CA: ca, CAKey: caKey, CertValidity: 365 * 24 * time.Hour, Now: time.Now}}
+	certPEM, keyPEM, err := s.IssueDevClientCertificate(ctx, partnerID)
+	if err != nil {
+		return DevFiles{}, err
+	}
+	srv, err := IssueServerCertificate(ca, caKey, []string{"localhost", "127.0.0.1", "::1"}, time.Now(), 365*24*time.Hour)
+	if err != nil {
+		return DevFiles{}, err
+	}
+	srvKey, err := PrivateKeyPEM(srv.PrivateKey)
+	if err != nil {
+		return DevFiles{}, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return DevFiles{}, fmt.Errorf("dev certificates: %w", err)
+	}
+	f := DevFiles{
+		CACert:      filepath.Join(dir, "ca.pem"),
+		ServerCert:  filepath.Join(dir, "server.pem"),
+		ServerKey:   filepath.Join(dir, "server-key.pem"),
+		PartnerCert: filepath.Join(dir, "partner.pem"),
+		PartnerKey:  filepath.Join(dir, "partner-key.pem"),
+	}
+	for _, w := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{f.CACert, CertificatePEM(ca), 0o644},
+		{f.ServerCert, CertificatePEM(srv.Leaf), 0o644},
+		{f.ServerKey, srvKey, 0o600},
+		{f.PartnerCert, certPEM, 0o644},
+		{f.PartnerKey, keyPEM, 0o600},
+	} {
+		if err := os.WriteFile(w.path, w.data, w.mode); err != nil {
+			return DevFiles{}, fmt.Errorf("dev certificates: %w", err)
+		}
+	}
+	return f, nil
 }
