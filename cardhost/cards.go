@@ -1,0 +1,387 @@
+package cardhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// CardData is the sensitive data of a card: shown only to the cardholder's
+// channels, encrypted (JWE). Never log it.
+type CardData struct {
+	PAN    string
+	Expiry string // YYMM
+	CVC2   string
+}
+
+// CardEvent is one entry of a card's history.
+type CardEvent struct {
+	ID       int64
+	At       time.Time
+	Actor    Actor
+	Action   string
+	LockCode LockCode
+	Detail   string
+}
+
+const cardColumns = `id, program_id, user_id, account_id, type, state, lock_code, expiry, pan_first6, pan_last4,
+	cvc_generation, pvv, pin_tries, version, created_at`
+
+func scanCard(row pgx.Row) (Card, error) {
+	var c Card
+	var typ, state string
+	var lock int16
+	err := row.Scan(&c.ID, &c.ProgramID, &c.UserID, &c.AccountID, &typ, &state, &lock, &c.Expiry, &c.PANFirst6, &c.PANLast4,
+		&c.CVCGeneration, &c.PVV, &c.PINTries, &c.Version, &c.CreatedAt)
+	c.Type, c.State, c.LockCode = CardType(typ), CardState(state), LockCode(lock)
+	return c, err
+}
+
+// Card returns the card with the given id, removed or not.
+func (h *Host) Card(ctx context.Context, id int64) (Card, error) {
+	c, err := scanCard(h.pool.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE id = $1`, id))
+	return c, dbErr(fmt.Sprintf("card %d", id), err)
+}
+
+// CardByPAN finds a card by its PAN through the lookup HMAC.
+func (h *Host) CardByPAN(ctx context.Context, pan string) (Card, error) {
+	c, err := scanCard(h.pool.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE pan_lookup = $1`, h.keys.PANLookup(pan)))
+	return c, dbErr("card by pan", err)
+}
+
+// CardsOfAccount returns the cards of a user balance that are not removed.
+func (h *Host) CardsOfAccount(ctx context.Context, accountID int64) ([]Card, error) {
+	rows, err := h.pool.Query(ctx, `SELECT `+cardColumns+` FROM cards WHERE account_id = $1 AND state <> 'removed' ORDER BY id`, accountID)
+	if err != nil {
+		return nil, dbErr("cards", err)
+	}
+	defer rows.Close()
+	var out []Card
+	for rows.Next() {
+		c, err := scanCard(rows)
+		if err != nil {
+			return nil, dbErr("cards", err)
+		}
+		out = append(out, c)
+	}
+	return out, dbErr("cards", rows.Err())
+}
+
+// issue creates a card of the given type and state on a user balance,
+// after checking that the balance is the user's and active, the user's KYC
+// verified and the program allows the type.
+func (h *Host) issue(ctx context.Context, userID, accountID int64, typ CardType, state CardState, actor Actor) (Card, CardData, error) {
+	u, err := h.User(ctx, userID)
+	if err != nil {
+		return Card{}, CardData{}, err
+	}
+	if u.KYC != KYCVerified {
+		return Card{}, CardData{}, fmt.Errorf("issue card: %w", ErrKYCNotVerified)
+	}
+	acc, err := h.ledger.Account(ctx, accountID)
+	if err != nil || acc.UserID != userID {
+		return Card{}, CardData{}, fmt.Errorf("issue card: balance %d: %w", accountID, ErrNotFound)
+	}
+	if acc.State != "active" {
+		return Card{}, CardData{}, fmt.Errorf("issue card: balance %d is %s: %w", accountID, acc.State, ErrInvalidInput)
+	}
+	prog, err := h.Program(ctx, u.ProgramID)
+	if err != nil {
+		return Card{}, CardData{}, err
+	}
+	if !prog.Allows(typ) {
+		return Card{}, CardData{}, fmt.Errorf("issue card: program does not issue %s cards: %w", typ, ErrCardType)
+	}
+	if acc.Currency != prog.Currency {
+		return Card{}, CardData{}, fmt.Errorf("issue card: balance currency %s is not the program's %s: %w", acc.Currency, prog.Currency, ErrInvalidInput)
+	}
+	expiry := ExpiryFrom(h.cfg.Now(), h.cfg.CardYears)
+	for attempt := 0; attempt < 10; attempt++ {
+		pan, err := GeneratePAN(prog.BINLow, prog.BINHigh, h.cfg.Rand)
+		if err != nil {
+			return Card{}, CardData{}, fmt.Errorf("issue card: %w", err)
+		}
+		enc, err := h.keys.EncryptPAN(pan)
+		if err != nil {
+			return Card{}, CardData{}, fmt.Errorf("issue card: %w", err)
+		}
+		var id int64
+		err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+			const insert = `INSERT INTO cards (program_id, user_id, account_id, type, state, expiry, pan_enc, pan_lookup, pan_first6, pan_last4)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (pan_lookup) DO NOTHING RETURNING id`
+			if err := tx.QueryRow(ctx, insert, prog.ID, userID, accountID, string(typ), string(state), expiry, enc,
+				h.keys.PANLookup(pan), pan[:6], pan[len(pan)-4:]).Scan(&id); err != nil {
+				return err
+			}
+			return recordEvent(ctx, tx, id, actor, "issue_"+string(typ), 0, "")
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // PAN taken: draw another
+		}
+		if err != nil {
+			return Card{}, CardData{}, dbErr("issue card", err)
+		}
+		c, err := h.Card(ctx, id)
+		if err != nil {
+			return Card{}, CardData{}, err
+		}
+		h.log.Info("card issued", "card_id", id, "pan", MaskPAN(pan), "type", typ, "actor", actor.Kind)
+		return c, CardData{PAN: pan, Expiry: expiry, CVC2: h.keys.CVC2(pan, expiry, 0)}, nil
+	}
+	return Card{}, CardData{}, fmt.Errorf("issue card: no free PAN in BIN range after 10 draws: %w", ErrConflict)
+}
+
+// CreateVirtualCard issues an active virtual card on a user balance and
+// returns it with its data.
+func (h *Host) CreateVirtualCard(ctx context.Context, userID, accountID int64, actor Actor) (Card, CardData, error) {
+	return h.issue(ctx, userID, accountID, Virtual, StateActive, actor)
+}
+
+// OrderPhysicalCard orders a physical card on a user balance: it waits for
+// personalisation (LinkCard), then activation.
+func (h *Host) OrderPhysicalCard(ctx context.Context, userID, accountID int64, actor Actor) (Card, error) {
+	c, _, err := h.issue(ctx, userID, accountID, Physical, StateOrdered, actor)
+	return c, err
+}
+
+// CardJob is an asynchronous virtual card creation.
+type CardJob struct {
+	ID     int64
+	Status string // pending, done, failed
+	CardID int64
+	Error  string
+}
+
+// CreateVirtualCardAsync records a card creation job and runs it in the
+// background; poll it with CardJob. The job survives only as long as the
+// process: a job left pending by a restart is failed by the next poll after
+// a minute.
+func (h *Host) CreateVirtualCardAsync(ctx context.Context, userID, accountID int64, actor Actor) (CardJob, error) {
+	if _, err := h.UserBalance(ctx, userID, accountID); err != nil {
+		return CardJob{}, err
+	}
+	var id int64
+	err := h.pool.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id) VALUES ($1, $2, $3) RETURNING id`,
+		accountID, string(actor.Kind), actor.ID).Scan(&id)
+	if err != nil {
+		return CardJob{}, dbErr("card job", err)
+	}
+	go func() {
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		c, _, err := h.CreateVirtualCard(bg, userID, accountID, actor)
+		if err != nil {
+			h.pool.Exec(bg, `UPDATE card_jobs SET status = 'failed', error = $2, done_at = now() WHERE id = $1`, id, err.Error())
+			return
+		}
+		h.pool.Exec(bg, `UPDATE card_jobs SET status = 'done', card_id = $2, done_at = now() WHERE id = $1`, id, c.ID)
+	}()
+	return CardJob{ID: id, Status: "pending"}, nil
+}
+
+// CardJob returns an asynchronous creation job of a user's balance.
+func (h *Host) CardJob(ctx context.Context, userID, jobID int64) (CardJob, error) {
+	const q = `UPDATE card_jobs j SET status = 'failed', error = 'interrupted', done_at = now()
+		WHERE j.id = $1 AND j.status = 'pending' AND j.created_at < now() - interval '1 minute'`
+	h.pool.Exec(ctx, q, jobID)
+	var j CardJob
+	var cardID *int64
+	err := h.pool.QueryRow(ctx, `SELECT j.id, j.status, j.card_id, j.error FROM card_jobs j JOIN accounts a ON a.id = j.account_id
+		WHERE j.id = $1 AND a.user_id = $2`, jobID, userID).Scan(&j.ID, &j.Status, &cardID, &j.Error)
+	if cardID != nil {
+		j.CardID = *cardID
+	}
+	return j, dbErr(fmt.Sprintf("card job %d", jobID), err)
+}
+
+// change applies an action to a card in one transaction: it locks the row,
+// checks the rules (Transition), lets set adjust the update (PVV), persists
+// the card with a new version and records who did it and why.
+func (h *Host) change(ctx context.Context, cardID int64, a Action, code LockCode, actor Actor, detail string, set func(*Card) error) (Card, error) {
+	var out Card
+	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+		c, err := scanCard(tx.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE id = $1 FOR UPDATE`, cardID))
+		if err != nil {
+			return dbErr(fmt.Sprintf("card %d", cardID), err)
+		}
+		var digitalFirst bool
+		if a == ActPrintVirtual {
+			if err := tx.QueryRow(ctx, `SELECT digital_first FROM programs WHERE id = $1`, c.ProgramID).Scan(&digitalFirst); err != nil {
+				return dbErr("program", err)
+			}
+		}
+		next, err := Transition(c, a, code, digitalFirst)
+		if err != nil {
+			return fmt.Errorf("card %d: %w", cardID, err)
+		}
+		if set != nil {
+			if err := set(&next); err != nil {
+				return err
+			}
+		}
+		const update = `UPDATE cards SET type = $2, state = $3, lock_code = $4, cvc_generation = $5, pvv = $6, pin_tries = $7,
+			printed_at = CASE WHEN $8 THEN now() ELSE printed_at END, version = version + 1, updated_at = now()
+			WHERE id = $1 RETURNING version`
+		if err := tx.QueryRow(ctx, update, cardID, string(next.Type), string(next.State), int16(next.LockCode), next.CVCGeneration,
+			next.PVV, next.PINTries, a == ActPrintVirtual).Scan(&next.Version); err != nil {
+			return dbErr("update card", err)
+		}
+		var lc LockCode
+		if a == ActLock || a == ActLockOutside {
+			lc = code
+		}
+		if err := recordEvent(ctx, tx, cardID, actor, string(a), lc, detail); err != nil {
+			return dbErr("card event", err)
+		}
+		out = next
+		return nil
+	})
+	if err != nil {
+		return Card{}, err
+	}
+	h.log.Info("card changed", "card_id", cardID, "action", a, "lock_code", int(out.LockCode), "actor", actor.Kind)
+	return out, nil
+}
+
+func recordEvent(ctx context.Context, tx pgx.Tx, cardID int64, actor Actor, action string, code LockCode, detail string) error {
+	var lc *int16
+	if code != LockNone {
+		v := int16(code)
+		lc = &v
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO card_events (card_id, actor_kind, actor_id, action, lock_code, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
+		cardID, string(actor.Kind), actor.ID, action, lc, detail)
+	return err
+}
+
+// Lock locks a card with a reason code (1-8). why is kept in the history.
+func (h *Host) Lock(ctx context.Context, cardID int64, code LockCode, actor Actor, why string) (Card, error) {
+	return h.change(ctx, cardID, ActLock, code, actor, why, nil)
+}
+
+// LockOutside locks a card named by PAN at the request of a scheme or an
+// acquirer (for example after three wrong PINs).
+func (h *Host) LockOutside(ctx context.Context, pan string, code LockCode, actor Actor, why string) (Card, error) {
+	c, err := h.CardByPAN(ctx, pan)
+	if err != nil {
+		return Card{}, err
+	}
+	return h.change(ctx, c.ID, ActLockOutside, code, actor, why, nil)
+}
+
+// Unlock removes a reversible lock.
+func (h *Host) Unlock(ctx context.Context, cardID int64, actor Actor) (Card, error) {
+	return h.change(ctx, cardID, ActUnlock, 0, actor, "", nil)
+}
+
+// Remove removes a card for good: it then answers as unknown.
+func (h *Host) Remove(ctx context.Context, cardID int64, actor Actor) (Card, error) {
+	return h.change(ctx, cardID, ActRemove, 0, actor, "", nil)
+}
+
+// LinkCard records that personalisation of an ordered physical card is
+// confirmed: it becomes visible to the user, inactive until activated.
+func (h *Host) LinkCard(ctx context.Context, cardID int64, actor Actor) (Card, error) {
+	return h.change(ctx, cardID, ActLink, 0, actor, "", nil)
+}
+
+// Activate activates a linked physical card.
+func (h *Host) Activate(ctx context.Context, cardID int64, actor Actor) (Card, error) {
+	return h.change(ctx, cardID, ActActivate, 0, actor, "", nil)
+}
+
+// PrintVirtual orders the plastic copy of a virtual card (Digital First
+// programs only): the card becomes digital-first, same PAN, no activation.
+func (h *Host) PrintVirtual(ctx context.Context, cardID int64, actor Actor) (Card, error) {
+	return h.change(ctx, cardID, ActPrintVirtual, 0, actor, "", nil)
+}
+
+// ResetCVV gives a virtual or digital-first card a new CVC2 and returns the
+// card's data with it.
+func (h *Host) ResetCVV(ctx context.Context, cardID int64, actor Actor) (Card, CardData, error) {
+	c, err := h.change(ctx, cardID, ActResetCVV, 0, actor, "", nil)
+	if err != nil {
+		return Card{}, CardData{}, err
+	}
+	d, err := h.cardData(ctx, c)
+	return c, d, err
+}
+
+// SetPIN sets the PIN of a physical or digital-first card; only its PVV is
+// stored.
+func (h *Host) SetPIN(ctx context.Context, cardID int64, pin string, actor Actor) (Card, error) {
+	if !ValidPIN(pin) {
+		return Card{}, fmt.Errorf("set pin: %w: a PIN has 4 to 12 digits", ErrInvalidInput)
+	}
+	return h.change(ctx, cardID, ActSetPIN, 0, actor, "", func(c *Card) error {
+		pan, err := h.pan(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		pvv, err := h.keys.PVV(pan, pin)
+		if err != nil {
+			return fmt.Errorf("set pin: %w", err)
+		}
+		c.PVV = pvv
+		return nil
+	})
+}
+
+// FullData returns a card's PAN, expiry and current CVC2. Removed cards
+// have none.
+func (h *Host) FullData(ctx context.Context, cardID int64) (Card, CardData, error) {
+	c, err := h.Card(ctx, cardID)
+	if err != nil {
+		return Card{}, CardData{}, err
+	}
+	if c.State == StateRemoved {
+		return Card{}, CardData{}, fmt.Errorf("card %d: %w", cardID, ErrCardRemoved)
+	}
+	d, err := h.cardData(ctx, c)
+	return c, d, err
+}
+
+func (h *Host) cardData(ctx context.Context, c Card) (CardData, error) {
+	pan, err := h.pan(ctx, c.ID)
+	if err != nil {
+		return CardData{}, err
+	}
+	return CardData{PAN: pan, Expiry: c.Expiry, CVC2: h.keys.CVC2(pan, c.Expiry, c.CVCGeneration)}, nil
+}
+
+func (h *Host) pan(ctx context.Context, cardID int64) (string, error) {
+	var enc []byte
+	if err := h.pool.QueryRow(ctx, `SELECT pan_enc FROM cards WHERE id = $1`, cardID).Scan(&enc); err != nil {
+		return "", dbErr("card pan", err)
+	}
+	pan, err := h.keys.DecryptPAN(enc)
+	if err != nil {
+		return "", fmt.Errorf("card %d: decrypt pan: %w", cardID, err)
+	}
+	return pan, nil
+}
+
+// History returns a card's changes, oldest first.
+func (h *Host) History(ctx context.Context, cardID int64) ([]CardEvent, error) {
+	rows, err := h.pool.Query(ctx, `SELECT id, at, actor_kind, actor_id, action, coalesce(lock_code, 0), detail
+		FROM card_events WHERE card_id = $1 ORDER BY id`, cardID)
+	if err != nil {
+		return nil, dbErr("history", err)
+	}
+	defer rows.Close()
+	var out []CardEvent
+	for rows.Next() {
+		var e CardEvent
+		var kind string
+		var lc int16
+		if err := rows.Scan(&e.ID, &e.At, &kind, &e.Actor.ID, &e.Action, &lc, &e.Detail); err != nil {
+			return nil, dbErr("history", err)
+		}
+		e.Actor.Kind, e.LockCode = ActorKind(kind), LockCode(lc)
+		out = append(out, e)
+	}
+	return out, dbErr("history", rows.Err())
+}

@@ -1,0 +1,118 @@
+// Package cardhost makes the issuer's decisions and runs the card
+// lifecycle: programs, users and KYC, user balances, cards, locks, card
+// cryptography and the authorisation decision. It knows nothing of HTTP or
+// ISO 8583 bytes; money lives in package ledger.
+package cardhost
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// Errors of the card host. The API maps them to HTTP statuses.
+var (
+	ErrNotFound         = errors.New("not found")
+	ErrKYCNotVerified   = errors.New("user KYC is not verified")
+	ErrCardRemoved      = errors.New("card is removed")
+	ErrIrreversibleLock = errors.New("card has an irreversible lock")
+	ErrNotLocked        = errors.New("card is not locked")
+	ErrInvalidLockCode  = errors.New("lock reason code must be 1 to 8")
+	ErrCardType         = errors.New("operation not allowed for this card type")
+	ErrCardState        = errors.New("operation not allowed in the card's state")
+	ErrNotDigitalFirst  = errors.New("program is not in Digital First")
+	ErrInvalidInput     = errors.New("invalid input")
+	ErrConflict         = errors.New("already exists")
+)
+
+// ActorKind says who made a change.
+type ActorKind string
+
+const (
+	ActorUser     ActorKind = "user"
+	ActorPartner  ActorKind = "partner"
+	ActorAdmin    ActorKind = "admin"
+	ActorScheme   ActorKind = "scheme"
+	ActorAcquirer ActorKind = "acquirer"
+	ActorSystem   ActorKind = "system"
+)
+
+// Actor is who asked for a change, recorded in the card's history.
+type Actor struct {
+	Kind ActorKind
+	ID   string
+}
+
+// Config configures a Host. Zero fields get defaults from NewHost.
+type Config struct {
+	Logger *slog.Logger
+	// CardYears is how long a new card is valid (default 4 years).
+	CardYears int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Rand is the randomness for PANs (default crypto/rand).
+	Rand io.Reader
+}
+
+// Host is the card host. It is safe for concurrent use.
+type Host struct {
+	pool   *pgxpool.Pool
+	ledger *ledger.Ledger
+	keys   *Keys
+	cfg    Config
+	log    *slog.Logger
+	progs  programCache
+}
+
+// NewHost returns a Host over the database pool, the ledger and the keys.
+func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CardYears <= 0 {
+		cfg.CardYears = 4
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	return &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger}
+}
+
+// Ledger returns the ledger the host posts to.
+func (h *Host) Ledger() *ledger.Ledger { return h.ledger }
+
+// Keys returns the host's keys.
+func (h *Host) Keys() *Keys { return h.keys }
+
+// dbErr translates database errors at the package boundary.
+func dbErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505":
+			return fmt.Errorf("%s: %w", what, ErrConflict)
+		case "23503", "23514", "22P02":
+			return fmt.Errorf("%s: %w: %s", what, ErrInvalidInput, pgErr.ConstraintName)
+		}
+		return fmt.Errorf("%s: database error %s", what, pgErr.Code)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

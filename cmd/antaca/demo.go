@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
+)
+
+// Demo is what `antaca demo -json` prints: development data only.
+type Demo struct {
+	Partner     string `json:"partner"`
+	PartnerID   int64  `json:"partner_id"`
+	ProgramID   int64  `json:"program_id"`
+	CustomerID  int64  `json:"customer_id"`
+	BalanceID   int64  `json:"balance_id"`
+	CardID      int64  `json:"card_id"`
+	PAN         string `json:"pan"`
+	Expiry      string `json:"expiry"`
+	CVC2        string `json:"cvc2"`
+	PIN         string `json:"pin"`
+	Currency    string `json:"currency"` // ISO 4217 numeric
+	Available   int64  `json:"available"`
+	ZPK         string `json:"zpk"` // zone PIN key of the iso2003 connection, hex
+	ZPK87       string `json:"zpk_iso87"`
+	ISO2003Addr string `json:"iso2003_addr"`
+	ISO87Addr   string `json:"iso87_addr"`
+}
+
+const (
+	demoPartner = "Demo Partner"
+	demoPIN     = "1234"
+)
+
+// demo creates the demo data once and prints it.
+func demo(ctx context.Context, args []string, stdout io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	c.register(fs)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	keysPath := fs.String("keys", os.Getenv("ANTACA_KEYS"), "key file (env ANTACA_KEYS); empty: <data>/keys.json, created when missing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := c.logger()
+	pool, closeFn, err := c.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	keys, err := loadKeys(*keysPath, c.dataDir)
+	if err != nil {
+		return err
+	}
+	host := cardhost.NewHost(pool, ledger.New(pool, ledger.Config{}), keys, cardhost.Config{Logger: log})
+	d, err := ensureDemo(ctx, pool, host)
+	if err != nil {
+		return err
+	}
+	d.ISO2003Addr, d.ISO87Addr = "127.0.0.1:8583", "127.0.0.1:8587"
+	return printDemo(stdout, d, *asJSON)
+}
+
+func loadKeys(path, dataDir string) (*cardhost.Keys, error) {
+	if path == "" {
+		path = filepath.Join(dataDir, "keys.json")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	k, _, err := cardhost.LoadOrCreateKeys(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// ensureDemo creates a demo partner, program, verified user, funded balance
+// and an active physical card with PIN 1234, unless they exist already.
+func ensureDemo(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host) (Demo, error) {
+	d := Demo{Partner: demoPartner, PIN: demoPIN}
+	const find = `SELECT p.id, pr.id, u.id, c.account_id, c.id FROM partners p
+		JOIN programs pr ON pr.partner_id = p.id JOIN users u ON u.program_id = pr.id
+		JOIN cards c ON c.user_id = u.id WHERE p.name = $1 AND c.state <> 'removed' ORDER BY c.id LIMIT 1`
+	err := pool.QueryRow(ctx, find, demoPartner).Scan(&d.PartnerID, &d.ProgramID, &d.CustomerID, &d.BalanceID, &d.CardID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = createDemo(ctx, host, &d)
+	}
+	if err != nil {
+		return Demo{}, fmt.Errorf("demo: %w", err)
+	}
+	card, data, err := host.FullData(ctx, d.CardID)
+	if err != nil {
+		return Demo{}, fmt.Errorf("demo: %w", err)
+	}
+	prog, err := host.Program(ctx, card.ProgramID)
+	if err != nil {
+		return Demo{}, err
+	}
+	acc, err := host.Ledger().Account(ctx, d.BalanceID)
+	if err != nil {
+		return Demo{}, err
+	}
+	d.PAN, d.Expiry, d.CVC2 = data.PAN, data.Expiry, data.CVC2
+	d.Currency, d.Available = prog.CurrencyNumeric, acc.Balance-acc.Held
+	d.ZPK = hex.EncodeToString(host.Keys().ZonePINKeys["iso2003"])
+	d.ZPK87 = hex.EncodeToString(host.Keys().ZonePINKeys["iso87"])
+	return d, nil
+}
+
+func createDemo(ctx context.Context, host *cardhost.Host, d *Demo) error {
+	l := host.Ledger()
+	admin := cardhost.Actor{Kind: cardhost.ActorAdmin, ID: "demo"}
+	partner, err := l.CreatePartner(ctx, demoPartner, "ops@demo.example")
+	if err != nil {
+		return err
+	}
+	threshold := int64(100_000_00)
+	prog, err := host.CreateProgram(ctx, cardhost.ProgramSpec{
+		PartnerID: partner.ID, Name: "Demo Program", BINLow: "53999900", BINHigh: "53999999", Currency: "EUR",
+		CardTypes: []cardhost.CardType{cardhost.Virtual, cardhost.Physical, cardhost.DigitalFirst}, DigitalFirst: true,
+		Funding: cardhost.FundingPartnerCredit, LowThreshold: &threshold,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := l.Reload(ctx, prog.PartnerAccountID, 1_000_000_00, "demo-partner-credit"); err != nil {
+		return err
+	}
+	user, err := host.RegisterUser(ctx, prog.ID, "demo-user-1", "Demo User", "demo.user@demo.example")
+	if err != nil {
+		return err
+	}
+	if _, err := host.SetKYC(ctx, user.ID, cardhost.KYCVerified, "antaca"); err != nil {
+		return err
+	}
+	acc, err := host.CreateBalance(ctx, user.ID, "EUR")
+	if err != nil {
+		return err
+	}
+	if _, err := l.Reload(ctx, acc.ID, 1_000_00, "demo-user-balance"); err != nil {
+		return err
+	}
+	card, err := host.OrderPhysicalCard(ctx, user.ID, acc.ID, admin)
+	if err != nil {
+		return err
+	}
+	for _, step := range []func(context.Context, int64, cardhost.Actor) (cardhost.Card, error){host.LinkCard, host.Activate} {
+		if _, err := step(ctx, card.ID, admin); err != nil {
+			return err
+		}
+	}
+	if _, err := host.SetPIN(ctx, card.ID, demoPIN, cardhost.Actor{Kind: cardhost.ActorUser, ID: fmt.Sprint(user.ID)}); err != nil {
+		return err
+	}
+	d.PartnerID, d.ProgramID, d.CustomerID, d.BalanceID, d.CardID = partner.ID, prog.ID, user.ID, acc.ID, card.ID
+	return nil
+}
+
+func printDemo(w io.Writer, d Demo, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(d)
+	}
+	fmt.Fprintf(w, `Demo data (development only):
+  partner      %s (id %d), program %d
+  customer     %d, balance %d (currency %s), available %d minor units
+  card         %d: PAN %s, expiry %s (YYMM), CVC2 %s, PIN %s
+  zone PIN key iso2003 %s
+  switch       iso2003 on %s, iso87 on %s
+
+Send the card an authorisation of 10.00 with the load generator:
+  go run ./cmd/loadtest -addr %s -profile iso2003 -pan %s -expiry %s -n 1
+`, d.Partner, d.PartnerID, d.ProgramID, d.CustomerID, d.BalanceID, d.Currency, d.Available,
+		d.CardID, d.PAN, d.Expiry, d.CVC2, d.PIN, d.ZPK, d.ISO2003Addr, d.ISO87Addr, d.ISO2003Addr, d.PAN, d.Expiry)
+	return nil
+}

@@ -1,0 +1,38 @@
+-- The authorisation journal: every ISO 8583 request the switch decided and
+-- the answer it gave, for disputes and duplicate detection. The PAN is kept
+-- encrypted (AES-GCM, same key as cards) and masked.
+
+CREATE TABLE auth_journal (
+    id                bigserial   PRIMARY KEY,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    profile           text        NOT NULL,
+    mti               char(4)     NOT NULL,
+    class             smallint    NOT NULL,
+    acquirer_id       text        NOT NULL DEFAULT '',
+    stan              text        NOT NULL DEFAULT '',
+    transmission_time text        NOT NULL DEFAULT '',
+    rrn               text        NOT NULL DEFAULT '',
+    card_id           bigint      REFERENCES cards (id),
+    pan_enc           bytea,
+    pan_masked        text        NOT NULL DEFAULT '',
+    processing_code   text        NOT NULL DEFAULT '',
+    amount            bigint      NOT NULL DEFAULT 0,
+    currency          text        NOT NULL DEFAULT '',
+    billing_amount    bigint      NOT NULL DEFAULT 0,
+    billing_currency  text        NOT NULL DEFAULT '',
+    merchant          text        NOT NULL DEFAULT '',
+    reason            text        NOT NULL,
+    approval_code     text        NOT NULL DEFAULT '',
+    hold_id           bigint      REFERENCES holds (id),
+    available         bigint,
+    available_currency text       NOT NULL DEFAULT '',
+    original_id       bigint      REFERENCES auth_journal (id),   -- completion/reversal: the authorisation it refers to
+    detail            text        NOT NULL DEFAULT ''
+);
+-- Duplicate detection: same acquirer, STAN, transmission date-time, RRN and
+-- message type is the same request; the database catches it, not memory.
+CREATE UNIQUE INDEX auth_journal_dedup ON auth_journal (acquirer_id, stan, transmission_time, rrn, mti);
+-- Finding an original by RRN + STAN + acquirer when DE90 is absent.
+CREATE INDEX auth_journal_original ON auth_journal (acquirer_id, rrn, stan);
+CREATE INDEX auth_journal_card ON auth_journal (card_id, id);
+CREATE INDEX auth_journal_hold ON auth_journal (hold_id) WHERE hold_id IS NOT NULL;
