@@ -116,3 +116,6 @@ func dbErr(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+// Pool returns the database pool the host uses.
+func (h *Host) Pool() *pgxpool.Pool { return h.pool }

@@ -8,12 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
 )
@@ -36,6 +38,14 @@ type Demo struct {
 	ZPK87       string `json:"zpk_iso87"`
 	ISO2003Addr string `json:"iso2003_addr"`
 	ISO87Addr   string `json:"iso87_addr"`
+
+	APIURL        string `json:"api_url"`
+	CACert        string `json:"ca_cert"`
+	PartnerCert   string `json:"partner_cert"`
+	PartnerKey    string `json:"partner_key"`
+	AdminUser     string `json:"admin_user"`
+	AdminPassword string `json:"admin_password"`
+	AdminRole     string `json:"admin_role"`
 }
 
 const (
@@ -45,16 +55,15 @@ const (
 
 // demo creates the demo data once and prints it.
 func demo(ctx context.Context, args []string, stdout io.Writer) error {
-	var c common
+	var f serveFlags
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	c.register(fs)
+	f.register(fs, "demo")
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	keysPath := fs.String("keys", os.Getenv("ANTACA_KEYS"), "key file (env ANTACA_KEYS); empty: <data>/keys.json, created when missing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := c.logger()
-	pool, closeFn, err := c.open(ctx, log)
+	log := f.logger()
+	pool, closeFn, err := f.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -62,17 +71,62 @@ func demo(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := ledger.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	keys, err := loadKeys(*keysPath, c.dataDir)
+	keys, err := loadKeys(f.keys, f.dataDir)
 	if err != nil {
 		return err
 	}
 	host := cardhost.NewHost(pool, ledger.New(pool, ledger.Config{}), keys, cardhost.Config{Logger: log})
-	d, err := ensureDemo(ctx, pool, host)
+	srv, err := api.New(api.Config{CA: keys.CACert, CAKey: keys.CAKey, JWEKey: keys.JWEKey, Logger: log}, pool, host)
 	if err != nil {
 		return err
 	}
-	d.ISO2003Addr, d.ISO87Addr = "127.0.0.1:8583", "127.0.0.1:8587"
+	d, err := ensureFullDemo(ctx, host, srv, &f, keys)
+	if err != nil {
+		return err
+	}
 	return printDemo(stdout, d, *asJSON)
+}
+
+const (
+	demoAdmin         = "demo-admin"
+	demoAdminPassword = "demo-admin-password"
+)
+
+// ensureFullDemo creates the demo data when missing, the development
+// certificates of the demo partner and the demo admin.
+func ensureFullDemo(ctx context.Context, host *cardhost.Host, srv *api.Server, f *serveFlags, keys *cardhost.Keys) (Demo, error) {
+	d, err := ensureDemo(ctx, host)
+	if err != nil {
+		return Demo{}, err
+	}
+	certDir, err := filepath.Abs(filepath.Join(f.dataDir, "certs"))
+	if err != nil {
+		return Demo{}, err
+	}
+	files, err := api.IssueDevCertificates(ctx, host.Pool(), keys.CACert, keys.CAKey, d.PartnerID, certDir)
+	if err != nil {
+		return Demo{}, fmt.Errorf("demo certificates: %w", err)
+	}
+	if _, err := srv.CreateAdmin(ctx, demoAdmin, demoAdminPassword, api.RoleAdmin, 0); err != nil && !strings.Contains(err.Error(), "exists") {
+		return Demo{}, fmt.Errorf("demo admin: %w", err)
+	}
+	d.ISO2003Addr, d.ISO87Addr = hostPort(f.iso2003), hostPort(f.iso87)
+	d.APIURL = "https://" + hostPort(f.apiAddr)
+	d.CACert, d.PartnerCert, d.PartnerKey = files.CACert, files.PartnerCert, files.PartnerKey
+	d.AdminUser, d.AdminPassword, d.AdminRole = demoAdmin, demoAdminPassword, string(api.RoleAdmin)
+	return d, nil
+}
+
+// hostPort turns a listen address such as ":8583" into one to dial.
+func hostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func loadKeys(path, dataDir string) (*cardhost.Keys, error) {
@@ -91,12 +145,12 @@ func loadKeys(path, dataDir string) (*cardhost.Keys, error) {
 
 // ensureDemo creates a demo partner, program, verified user, funded balance
 // and an active physical card with PIN 1234, unless they exist already.
-func ensureDemo(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host) (Demo, error) {
+func ensureDemo(ctx context.Context, host *cardhost.Host) (Demo, error) {
 	d := Demo{Partner: demoPartner, PIN: demoPIN}
 	const find = `SELECT p.id, pr.id, u.id, c.account_id, c.id FROM partners p
 		JOIN programs pr ON pr.partner_id = p.id JOIN users u ON u.program_id = pr.id
 		JOIN cards c ON c.user_id = u.id WHERE p.name = $1 AND c.state <> 'removed' ORDER BY c.id LIMIT 1`
-	err := pool.QueryRow(ctx, find, demoPartner).Scan(&d.PartnerID, &d.ProgramID, &d.CustomerID, &d.BalanceID, &d.CardID)
+	err := host.Pool().QueryRow(ctx, find, demoPartner).Scan(&d.PartnerID, &d.ProgramID, &d.CustomerID, &d.BalanceID, &d.CardID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = createDemo(ctx, host, &d)
 	}
@@ -183,10 +237,24 @@ func printDemo(w io.Writer, d Demo, asJSON bool) error {
   card         %d: PAN %s, expiry %s (YYMM), CVC2 %s, PIN %s
   zone PIN key iso2003 %s
   switch       iso2003 on %s, iso87 on %s
+  api          %s (CA %s)
+  admin        %s / %s (role %s)
 
-Send the card an authorisation of 10.00 with the load generator:
-  go run ./cmd/loadtest -addr %s -profile iso2003 -pan %s -expiry %s -n 1
+Send the card an authorisation of 10.00:
+  go run ./cmd/loadtest -addr %s -profile iso2003 -pan %s -expiry %s -cvc2 %s -currency %s -amount 1000 -n 1
+
+The three API channels:
+  curl --cacert %s %s/public-key
+  curl --cacert %s --cert %s --key %s -X POST %s/secure/customers/%d/sessions
+  curl --cacert %s -H 'Authorization: Bearer <token from the line above>' %s/customers/me/session
+  curl --cacert %s -H 'Content-Type: application/json' -d '{"name":"%s","password":"%s"}' %s/admin/login
 `, d.Partner, d.PartnerID, d.ProgramID, d.CustomerID, d.BalanceID, d.Currency, d.Available,
-		d.CardID, d.PAN, d.Expiry, d.CVC2, d.PIN, d.ZPK, d.ISO2003Addr, d.ISO87Addr, d.ISO2003Addr, d.PAN, d.Expiry)
+		d.CardID, d.PAN, d.Expiry, d.CVC2, d.PIN, d.ZPK, d.ISO2003Addr, d.ISO87Addr, d.APIURL, d.CACert,
+		d.AdminUser, d.AdminPassword, d.AdminRole,
+		d.ISO2003Addr, d.PAN, d.Expiry, d.CVC2, d.Currency,
+		d.CACert, d.APIURL,
+		d.CACert, d.PartnerCert, d.PartnerKey, d.APIURL, d.CustomerID,
+		d.CACert, d.APIURL,
+		d.CACert, d.AdminUser, d.AdminPassword, d.APIURL)
 	return nil
 }

@@ -1,11 +1,230 @@
 package main
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
 
-func errNotYet(what string) error { return &notYetError{what} }
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-type notYetError struct{ what string }
+	"github.com/antaca/antaca/api"
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
+	authswitch "github.com/antaca/antaca/switch"
+)
 
-func (e *notYetError) Error() string { return e.what + " is not built yet" }
+// serveFlags are the flags of `antaca all|switch|api`.
+type serveFlags struct {
+	common
+	keys          string
+	iso2003       string
+	iso87         string
+	switchMetrics string
+	apiAddr       string
+	plainHTTP     string
+	apiMetrics    string
+	smtp          string
+	smtpFrom      string
+	holdTTL       time.Duration
+	sessionTTL    time.Duration
+	demo          bool
+}
 
-func serve(ctx context.Context, cmd string, args []string) error { return errNotYet(cmd) }
+func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
+	f.common.register(fs)
+	fs.StringVar(&f.keys, "keys", os.Getenv("ANTACA_KEYS"), "key file (env ANTACA_KEYS); empty: <data>/keys.json, created when missing")
+	fs.StringVar(&f.iso2003, "iso2003", envOr("ANTACA_ISO2003_ADDR", ":8583"), "iso2003 listener (env ANTACA_ISO2003_ADDR); empty disables")
+	fs.StringVar(&f.iso87, "iso87", envOr("ANTACA_ISO87_ADDR", ":8587"), "iso87 listener (env ANTACA_ISO87_ADDR); empty disables")
+	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", ":9102"), "switch Prometheus metrics listener")
+	fs.StringVar(&f.apiAddr, "api", envOr("ANTACA_API_ADDR", ":8443"), "REST API TLS listener (env ANTACA_API_ADDR)")
+	fs.StringVar(&f.plainHTTP, "plain-http", os.Getenv("ANTACA_PLAIN_HTTP"), "plain HTTP listener for local tools, e.g. :8080 (no /secure channel)")
+	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", ":9103"), "API Prometheus metrics listener")
+	fs.StringVar(&f.smtp, "smtp", os.Getenv("ANTACA_SMTP"), "SMTP server host:port for low-balance notifications; empty: they wait in the outbox")
+	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications")
+	fs.DurationVar(&f.holdTTL, "hold-ttl", 7*24*time.Hour, "authorisation holds not cleared within this time expire")
+	fs.DurationVar(&f.sessionTTL, "session-ttl", 10*time.Minute, "API session lifetime")
+	fs.BoolVar(&f.demo, "demo", cmd == "all", "create the demo data on first start and write <data>/demo.json")
+}
+
+// logConfig logs the effective configuration with secrets masked.
+func (f *serveFlags) logConfig(log *slog.Logger, cmd string) {
+	db := "local cluster in " + filepath.Join(f.dataDir, "pg")
+	if f.databaseURL != "" {
+		db = maskURL(f.databaseURL)
+	}
+	keys := f.keys
+	if keys == "" {
+		keys = filepath.Join(f.dataDir, "keys.json")
+	}
+	log.Info("configuration", "command", cmd, "database", db, "keys", keys, "iso2003", f.iso2003, "iso87", f.iso87,
+		"switch_metrics", f.switchMetrics, "api", f.apiAddr, "plain_http", f.plainHTTP, "api_metrics", f.apiMetrics,
+		"smtp", f.smtp, "hold_ttl", f.holdTTL.String(), "session_ttl", f.sessionTTL.String(), "demo", f.demo)
+}
+
+func maskURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return "(set)"
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// serve runs the servers of cmd ("all", "switch" or "api") until ctx ends,
+// then shuts them down: stop accepting, answer what is in flight, close the
+// pool.
+func serve(ctx context.Context, cmd string, args []string) error {
+	var f serveFlags
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	f.register(fs, cmd)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := f.logger()
+	f.logConfig(log, cmd)
+	pool, closeFn, err := f.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	applied, err := ledger.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	log.Info("migrated", "applied", applied)
+	keys, err := loadKeys(f.keys, f.dataDir)
+	if err != nil {
+		return err
+	}
+	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log})
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log})
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	run := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && !errors.Is(err, authswitch.ErrServerClosed) && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	var shutdowns []func(context.Context) error
+
+	if cmd == "all" || cmd == "switch" {
+		reg := newRegistry()
+		for _, l := range []struct{ profile, addr string }{{authswitch.ProfileISO2003, f.iso2003}, {authswitch.ProfileISO87, f.iso87}} {
+			if l.addr == "" {
+				continue
+			}
+			srv, err := authswitch.New(authswitch.Config{Addr: l.addr, Profile: l.profile, ZoneKey: l.profile, Logger: log, Registerer: reg, SignOff: true}, host)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", l.addr)
+			if err != nil {
+				return fmt.Errorf("switch %s: %w", l.profile, err)
+			}
+			log.Info("switch listening", "profile", l.profile, "addr", ln.Addr().String())
+			run("switch "+l.profile, func() error { return srv.Serve(ln) })
+			shutdowns = append(shutdowns, srv.Shutdown)
+		}
+		shutdowns = append(shutdowns, serveMetrics(run, f.switchMetrics, reg, log))
+		go led.RunExpiry(ctx, time.Minute)
+	}
+	if cmd == "all" || cmd == "api" {
+		reg := newRegistry()
+		tlsCert, err := api.IssueServerCertificate(keys.CACert, keys.CAKey, []string{"localhost", "127.0.0.1", "::1"}, time.Now(), 365*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		srv, err := api.New(api.Config{Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
+			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg}, pool, host)
+		if err != nil {
+			return err
+		}
+		log.Info("api listening", "addr", f.apiAddr, "plain_http", f.plainHTTP)
+		run("api", srv.ListenAndServeTLS)
+		shutdowns = append(shutdowns, srv.Shutdown)
+		shutdowns = append(shutdowns, serveMetrics(run, f.apiMetrics, reg, log))
+		if f.smtp != "" {
+			go led.RunOutbox(ctx, ledger.Mailer{Addr: f.smtp, From: f.smtpFrom}, 10*time.Second)
+		}
+		if f.demo {
+			if err := writeDemo(ctx, host, srv, &f, keys); err != nil {
+				return err
+			}
+		}
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-errc:
+		log.Error("server stopped", "err", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	for _, sd := range shutdowns {
+		if err := sd(sctx); err != nil {
+			log.Warn("shutdown", "err", err)
+		}
+	}
+	wg.Wait()
+	return runErr
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// serveMetrics serves /metrics of reg on addr (nothing when addr is empty)
+// and returns its shutdown.
+func serveMetrics(run func(string, func() error), addr string, reg *prometheus.Registry, log *slog.Logger) func(context.Context) error {
+	if addr == "" {
+		return func(context.Context) error { return nil }
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	hs := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("metrics listening", "addr", addr)
+	run("metrics "+addr, hs.ListenAndServe)
+	return hs.Shutdown
+}
+
+// writeDemo creates the demo data when missing and writes <data>/demo.json
+// (card data, certificates, admin login) on first start.
+func writeDemo(ctx context.Context, host *cardhost.Host, srv *api.Server, f *serveFlags, keys *cardhost.Keys) error {
+	path := filepath.Join(f.dataDir, "demo.json")
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	d, err := ensureFullDemo(ctx, host, srv, f, keys)
+	if err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(d, "", "  ")
+	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return err
+	}
+	f.logger().Info("demo data written", "file", path)
+	return nil
+}
