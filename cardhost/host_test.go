@@ -1,0 +1,370 @@
+package cardhost_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/ledgertest"
+)
+
+func TestMain(m *testing.M) { ledgertest.Main(m) }
+
+// lockedBuffer collects log output from concurrent goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type env struct {
+	host    *cardhost.Host
+	keys    *cardhost.Keys
+	logs    *lockedBuffer
+	partner ledger.Partner
+	prog    cardhost.Program
+}
+
+var keysOnce = sync.OnceValues(cardhost.GenerateKeys)
+
+func newEnv(t *testing.T, spec cardhost.ProgramSpec) *env {
+	t.Helper()
+	pool := ledgertest.Pool(t)
+	keys, err := keysOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l := ledger.New(pool, ledger.Config{Logger: log})
+	h := cardhost.NewHost(pool, l, keys, cardhost.Config{Logger: log})
+	ctx := context.Background()
+	p, err := l.CreatePartner(ctx, "Partner "+t.Name(), "ops@partner.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.PartnerID = p.ID
+	if spec.Name == "" {
+		spec.Name = "Program"
+	}
+	if spec.BINLow == "" {
+		spec.BINLow, spec.BINHigh = "539999", "539999"
+	}
+	if spec.Currency == "" {
+		spec.Currency = "EUR"
+	}
+	if spec.Funding == "" {
+		spec.Funding = cardhost.FundingPartnerCredit
+	}
+	prog, err := h.CreateProgram(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{host: h, keys: keys, logs: logs, partner: p, prog: prog}
+}
+
+func (e *env) verifiedBalance(t *testing.T, ref string) (cardhost.User, ledger.Account) {
+	t.Helper()
+	ctx := context.Background()
+	u, err := e.host.RegisterUser(ctx, e.prog.ID, ref, "Ann Example", "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.host.SetKYC(ctx, u.ID, cardhost.KYCVerified, "partner"); err != nil {
+		t.Fatal(err)
+	}
+	acc, err := e.host.CreateBalance(ctx, u.ID, e.prog.Currency)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, acc
+}
+
+// TestCardLifecycle walks a user and their cards through every operation
+// and checks, at the end, that no PAN, CVC2 or PIN reached a log line or an
+// error message.
+func TestCardLifecycle(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, cardhost.ProgramSpec{
+		CardTypes:    []cardhost.CardType{cardhost.Virtual, cardhost.Physical, cardhost.DigitalFirst},
+		DigitalFirst: true,
+	})
+	h := e.host
+	var secrets []string
+	var errs []string
+	note := func(err error) error {
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		return err
+	}
+	user := cardhost.Actor{Kind: cardhost.ActorUser, ID: "u1"}
+
+	u, err := h.RegisterUser(ctx, e.prog.ID, "ext-1", "Ann Example", "ann@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.KYC != cardhost.KYCPending {
+		t.Fatalf("new user KYC %s, want pending", u.KYC)
+	}
+	if _, err := h.CreateBalance(ctx, u.ID, "EUR"); !errors.Is(note(err), cardhost.ErrKYCNotVerified) {
+		t.Fatalf("balance before KYC: got %v, want ErrKYCNotVerified", err)
+	}
+	if _, err := h.RegisterUser(ctx, e.prog.ID, "ext-1", "Twin", ""); !errors.Is(note(err), cardhost.ErrConflict) {
+		t.Fatalf("same external ref twice: got %v, want ErrConflict", err)
+	}
+	if _, err := h.SetKYC(ctx, u.ID, cardhost.KYCVerified, "antaca"); err != nil {
+		t.Fatal(err)
+	}
+	acc, err := h.CreateBalance(ctx, u.ID, "EUR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Ledger().Reload(ctx, acc.ID, 50_00, "reload-1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Virtual card: active at once; its data is consistent and decryptable.
+	vc, data, err := h.CreateVirtualCard(ctx, u.ID, acc.ID, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, data.PAN, data.CVC2)
+	if vc.State != cardhost.StateActive || vc.Type != cardhost.Virtual {
+		t.Fatalf("virtual card %s/%s, want virtual/active", vc.Type, vc.State)
+	}
+	if !cardhost.LuhnValid(data.PAN) || !strings.HasPrefix(data.PAN, "539999") || len(data.PAN) != 16 {
+		t.Fatalf("PAN %s is not a 16-digit Luhn-valid PAN in the BIN range", cardhost.MaskPAN(data.PAN))
+	}
+	if got := e.keys.CVC2(data.PAN, data.Expiry, 0); got != data.CVC2 {
+		t.Fatal("CVC2 given at creation is not the computed one")
+	}
+	_, full, err := h.FullData(ctx, vc.ID)
+	if err != nil || full != data {
+		t.Fatalf("full data differs from creation data (err %v)", err)
+	}
+	if got, err := h.CardByPAN(ctx, data.PAN); err != nil || got.ID != vc.ID {
+		t.Fatalf("card by PAN: got %d, %v; want %d", got.ID, err, vc.ID)
+	}
+	var stored []byte
+	if err := h.Pool().QueryRow(ctx, `SELECT pan_enc FROM cards WHERE id = $1`, vc.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(stored, []byte(data.PAN)) {
+		t.Fatal("PAN stored in clear")
+	}
+
+	// Reset CVV gives a new CVC2; print virtual makes it digital-first.
+	_, data2, err := h.ResetCVV(ctx, vc.ID, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, data2.CVC2)
+	if data2.PAN != data.PAN || data2.CVC2 != e.keys.CVC2(data.PAN, data.Expiry, 1) {
+		t.Fatal("reset CVV: want same PAN and the generation-1 CVC2")
+	}
+	if c, err := h.PrintVirtual(ctx, vc.ID, user); err != nil || c.Type != cardhost.DigitalFirst {
+		t.Fatalf("print virtual: got %s, %v", c.Type, err)
+	}
+	if _, err := h.SetPIN(ctx, vc.ID, "4821", user); err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, "4821")
+	if _, err := h.SetPIN(ctx, vc.ID, "12a4", user); !errors.Is(note(err), cardhost.ErrInvalidInput) {
+		t.Fatalf("set PIN 12a4: got %v, want ErrInvalidInput", err)
+	}
+	c, _ := h.Card(ctx, vc.ID)
+	if c.PVV == "" {
+		t.Fatal("set PIN stored no PVV")
+	}
+	pv, _ := e.keys.PVV(data.PAN, "4821")
+	if c.PVV != pv {
+		t.Fatal("stored PVV is not the PIN's")
+	}
+
+	// Locks: 3 is reversible, 2 is not.
+	if _, err := h.Lock(ctx, vc.ID, cardhost.LockPendingQuery, user, "checking"); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := h.Unlock(ctx, vc.ID, user); err != nil || c.LockCode != 0 {
+		t.Fatalf("unlock code 3: %d, %v", c.LockCode, err)
+	}
+	if _, err := h.Lock(ctx, vc.ID, cardhost.LockStolen, user, "stolen"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Unlock(ctx, vc.ID, user); !errors.Is(note(err), cardhost.ErrIrreversibleLock) {
+		t.Fatalf("unlock code 2: got %v, want ErrIrreversibleLock", err)
+	}
+	scheme := cardhost.Actor{Kind: cardhost.ActorScheme, ID: "mastercard"}
+	if _, err := h.LockOutside(ctx, data.PAN, cardhost.LockSuspectedFraud, scheme, "fraud"); !errors.Is(note(err), cardhost.ErrIrreversibleLock) {
+		t.Fatalf("lock outside over code 2: got %v, want ErrIrreversibleLock", err)
+	}
+
+	// Physical card: ordered, linked, activated.
+	pc, err := h.OrderPhysicalCard(ctx, u.ID, acc.ID, user)
+	if err != nil || pc.State != cardhost.StateOrdered {
+		t.Fatalf("order physical: %s, %v", pc.State, err)
+	}
+	_, pdata, _ := h.FullData(ctx, pc.ID)
+	secrets = append(secrets, pdata.PAN, pdata.CVC2)
+	if _, err := h.Activate(ctx, pc.ID, user); !errors.Is(note(err), cardhost.ErrCardState) {
+		t.Fatalf("activate before link: got %v, want ErrCardState", err)
+	}
+	admin := cardhost.Actor{Kind: cardhost.ActorAdmin, ID: "7"}
+	if c, err := h.LinkCard(ctx, pc.ID, admin); err != nil || c.State != cardhost.StateInactive {
+		t.Fatalf("link: %s, %v", c.State, err)
+	}
+	if c, err := h.Activate(ctx, pc.ID, user); err != nil || c.State != cardhost.StateActive {
+		t.Fatalf("activate: %s, %v", c.State, err)
+	}
+	if _, err := h.LockOutside(ctx, pdata.PAN, cardhost.LockPINTriesExceeded, scheme, "3 wrong PINs"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Remove(ctx, pc.ID, user); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.FullData(ctx, pc.ID); !errors.Is(note(err), cardhost.ErrCardRemoved) {
+		t.Fatalf("full data of removed card: got %v", err)
+	}
+	if _, err := h.Unlock(ctx, pc.ID, user); !errors.Is(note(err), cardhost.ErrCardRemoved) {
+		t.Fatalf("unlock removed card: got %v", err)
+	}
+
+	// History: who, what, why.
+	hist, err := h.History(ctx, pc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range hist {
+		got = append(got, fmt.Sprintf("%s:%s:%s:%d", ev.Action, ev.Actor.Kind, ev.Actor.ID, ev.LockCode))
+	}
+	want := []string{"issue_physical:user:u1:0", "link:admin:7:0", "activate:user:u1:0", "lock_outside:scheme:mastercard:6", "remove:user:u1:0"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("history\n got %v\nwant %v", got, want)
+	}
+	if hist[3].Detail != "3 wrong PINs" {
+		t.Errorf("lock outside reason %q, want %q", hist[3].Detail, "3 wrong PINs")
+	}
+
+	bals, err := h.Balances(ctx, u.ID)
+	if err != nil || len(bals) != 1 || len(bals[0].Cards) != 1 || bals[0].Account.Balance != 50_00 {
+		t.Fatalf("balances: %+v, %v; want one balance of 5000 with one card (the removed one hidden)", bals, err)
+	}
+
+	logs := e.logs.String()
+	if !strings.Contains(logs, "card issued") {
+		t.Fatal("captured no logs: the check below would prove nothing")
+	}
+	for _, s := range secrets {
+		if s == "" {
+			t.Fatal("empty secret")
+		}
+		for _, text := range append([]string{logs}, errs...) {
+			if strings.Contains(text, s) {
+				t.Errorf("a secret (%d characters) appears in logs or errors", len(s))
+			}
+		}
+	}
+}
+
+func TestCardRulesOnCreation(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, cardhost.ProgramSpec{CardTypes: []cardhost.CardType{cardhost.Virtual}})
+	u, acc := e.verifiedBalance(t, "u1")
+	other, otherAcc := e.verifiedBalance(t, "u2")
+	actor := cardhost.Actor{Kind: cardhost.ActorPartner, ID: "p"}
+	if _, _, err := e.host.CreateVirtualCard(ctx, u.ID, otherAcc.ID, actor); !errors.Is(err, cardhost.ErrNotFound) {
+		t.Fatalf("card on another user's balance: got %v, want ErrNotFound", err)
+	}
+	if _, err := e.host.OrderPhysicalCard(ctx, other.ID, otherAcc.ID, actor); !errors.Is(err, cardhost.ErrCardType) {
+		t.Fatalf("physical card in a virtual-only program: got %v, want ErrCardType", err)
+	}
+	if _, err := e.host.CreateBalance(ctx, u.ID, "XXX"); err == nil {
+		t.Fatal("balance in an unknown currency: got no error")
+	}
+	c, _, err := e.host.CreateVirtualCard(ctx, u.ID, acc.ID, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.host.PrintVirtual(ctx, c.ID, actor); !errors.Is(err, cardhost.ErrNotDigitalFirst) {
+		t.Fatalf("print virtual outside Digital First: got %v", err)
+	}
+	job, err := e.host.CreateVirtualCardAsync(ctx, u.ID, acc.ID, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200 && job.Status == "pending"; i++ {
+		if job, err = e.host.CardJob(ctx, u.ID, job.ID); err != nil {
+			t.Fatal(err)
+		}
+		if job.Status == "pending" {
+			ctxSleep(ctx, 10)
+		}
+	}
+	if job.Status != "done" || job.CardID == 0 {
+		t.Fatalf("async job: %+v, want done with a card", job)
+	}
+	if _, err := e.host.CardJob(ctx, other.ID, job.ID); !errors.Is(err, cardhost.ErrNotFound) {
+		t.Fatalf("another user's job: got %v, want ErrNotFound", err)
+	}
+}
+
+// TestPANsUniqueUnderConcurrency issues cards at once from a BIN range with
+// room for only 10,000 PANs.
+func TestPANsUniqueUnderConcurrency(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, cardhost.ProgramSpec{BINLow: "53999912345", BINHigh: "53999912345", CardTypes: []cardhost.CardType{cardhost.Virtual}})
+	u, acc := e.verifiedBalance(t, "u1")
+	const n = 64
+	pans := make(chan string, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, d, err := e.host.CreateVirtualCard(ctx, u.ID, acc.ID, cardhost.Actor{Kind: cardhost.ActorSystem})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			pans <- d.PAN
+		})
+	}
+	wg.Wait()
+	close(pans)
+	seen := map[string]bool{}
+	for p := range pans {
+		if seen[p] {
+			t.Fatal("the same PAN was issued twice")
+		}
+		seen[p] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct PANs, want %d", len(seen), n)
+	}
+}
+
+func ctxSleep(ctx context.Context, ms int) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Duration(ms) * time.Millisecond):
+	}
+}
