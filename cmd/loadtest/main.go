@@ -1,0 +1,144 @@
+// Command loadtest drives an Antaca switch with ISO 8583 load and reports
+// throughput, latency and answers by action code.
+//
+//	loadtest -addr 127.0.0.1:8583 -profile iso2003 -cards cards.json -conns 8 -duration 20s
+//	loadtest -addr 127.0.0.1:8583 -pan 5399990000000000 -expiry 3012 -cvc2 123 -n 1
+//	loadtest bench -cards 100000 -duration 20s
+//
+// The bench form starts a throwaway durable PostgreSQL, creates the cards,
+// runs pgbench as the reference, then the switch in this process and the
+// load against it, prints the bench line and verifies the ledger.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/antaca/antaca/loadtest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+// loadFlags registers the flags of a load run on fs.
+func loadFlags(fs *flag.FlagSet, c *loadtest.Config) (mix *string, quiet *bool) {
+	fs.StringVar(&c.Profile, "profile", loadtest.ProfileISO2003, "iso2003 or iso87")
+	fs.IntVar(&c.Conns, "conns", 8, "connections")
+	fs.Float64Var(&c.Rate, "rate", 0, "open-loop: requests per second over all connections; 0: closed-loop")
+	fs.IntVar(&c.InFlight, "inflight", 16, "closed-loop: requests in flight per connection")
+	fs.DurationVar(&c.Duration, "duration", 0, "how long to send (default 10s when -n is not given)")
+	fs.Int64Var(&c.Count, "n", 0, "how many requests to send")
+	fs.DurationVar(&c.Timeout, "timeout", 5*time.Second, "how long a request waits for its answer")
+	fs.StringVar(&c.Currency, "currency", "978", "DE49, ISO 4217 numeric")
+	fs.Int64Var(&c.Amount, "amount", 1000, "DE4, minor units")
+	fs.StringVar(&c.AcquirerID, "acquirer", "123456", "DE32 acquirer id (digits)")
+	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the card and kind choice (default: clock)")
+	mix = fs.String("mix", "approve=1", "weights: approve, funds, locked, cvc2, reversal, echo (e.g. approve=90,funds=2,locked=2,cvc2=2,reversal=2,echo=2)")
+	quiet = fs.Bool("quiet", false, "no progress line")
+	return mix, quiet
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "bench" {
+		return bench(ctx, args[1:], stdout, stderr)
+	}
+	var c loadtest.Config
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8583", "switch address host:port")
+	mix, quiet := loadFlags(fs, &c)
+	cardsPath := fs.String("cards", "", "card set: JSON list of {pan, expiry, cvc2, kind: ok|poor|locked}")
+	pan := fs.String("pan", "", "a single ok card's PAN (instead of -cards)")
+	expiry := fs.String("expiry", "", "its expiry, YYMM")
+	cvc2 := fs.String("cvc2", "", "its CVC2")
+	asJSON := fs.Bool("json", false, "print the report as one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if c.Mix, err = loadtest.ParseMix(*mix); err != nil {
+		return err
+	}
+	switch {
+	case *cardsPath != "":
+		if c.Cards, err = loadtest.LoadCards(*cardsPath); err != nil {
+			return err
+		}
+	case *pan != "":
+		c.Cards = []loadtest.Card{{PAN: *pan, Expiry: *expiry, CVC2: *cvc2, Kind: loadtest.KindOK}}
+	default:
+		return errors.New("give -cards FILE or -pan (with -expiry, -cvc2)")
+	}
+	if c.Duration == 0 && c.Count == 0 {
+		c.Duration = 10 * time.Second
+	}
+	if !*quiet {
+		c.Progress = stderr
+	}
+	rep, err := loadtest.Run(ctx, c)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return rep.WriteJSON(stdout)
+	}
+	return rep.WriteText(stdout)
+}
+
+func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c loadtest.BenchConfig
+	fs := flag.NewFlagSet("loadtest bench", flag.ContinueOnError)
+	mix, quiet := loadFlags(fs, &c.Load)
+	fs.IntVar(&c.Cards, "cards", 100_000, "cards to create (1% poor, 1% locked)")
+	fs.IntVar(&c.PoolSize, "pool", 32, "database connections of the switch")
+	fs.DurationVar(&c.PgbenchTime, "pgbench-time", 10*time.Second, "pgbench -T; negative skips pgbench")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
+	fs.StringVar(&c.CardsOut, "cards-out", "", "write the card set (test cards) to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if c.Load.Mix, err = loadtest.ParseMix(*mix); err != nil {
+		return err
+	}
+	if c.Load.Duration == 0 && c.Load.Count == 0 {
+		c.Load.Duration = 20 * time.Second
+	}
+	if !*quiet {
+		c.Load.Progress = stderr
+	}
+	c.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	res, err := loadtest.Bench(ctx, c)
+	if err != nil {
+		return err
+	}
+	res.Report.WriteText(stderr)
+	fmt.Fprintf(stderr, "cpu during load: this process (switch+card host+load generator) %.1f s, postgres %.1f s, over %.1f s on %d cores; holds placed %d\n",
+		res.ProcessCPU, res.PostgresCPU, res.LoadSeconds, numCPU(), res.HoldsPlaced)
+	for _, v := range res.Violations {
+		fmt.Fprintln(stderr, "ledger verify:", v.String())
+	}
+	fmt.Fprintln(stdout, res.Line())
+	if len(res.Violations) > 0 {
+		return fmt.Errorf("%w: %d", loadtest.ErrLedgerNotClean, len(res.Violations))
+	}
+	fmt.Fprintln(stderr, "ledger verify: clean")
+	return nil
+}
+
+func numCPU() int { return runtime.NumCPU() }

@@ -1,0 +1,513 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/pgcluster"
+	authswitch "github.com/antaca/antaca/switch"
+)
+
+// BenchConfig configures the end-to-end benchmark of `make bench`. Zero
+// fields get the defaults documented on each.
+type BenchConfig struct {
+	// Cards is the number of cards created (default 100,000); PoorCards
+	// and LockedCards of them (default 1% each) are unfunded or locked,
+	// the rest funded and active.
+	Cards, PoorCards, LockedCards int
+	// Load is the load test run against the in-process switch; Addr and
+	// Cards are filled in. Default: iso2003, 8 connections, closed-loop
+	// with 16 in flight each, approvals only, 20 s.
+	Load Config
+	// PoolSize is the switch's database pool size (default 32).
+	PoolSize int
+	// PgbenchScale, PgbenchClients, PgbenchJobs and PgbenchTime are the
+	// reference run: pgbench -i -s 10, then pgbench -N -c 8 -j 2 -T 10.
+	// PgbenchTime < 0 skips it.
+	PgbenchScale, PgbenchClients, PgbenchJobs int
+	PgbenchTime                               time.Duration
+	// CPUProfile, when set, receives a CPU profile of this process during
+	// the load (switch, card host and load generator together).
+	CPUProfile string
+	// CardsOut, when set, receives the card set as JSON (test cards).
+	CardsOut string
+	// Dir holds the throwaway cluster (default a new temporary directory,
+	// removed afterwards).
+	Dir string
+	// Logger receives the steps; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *BenchConfig) setDefaults() {
+	if c.Cards <= 0 {
+		c.Cards = 100_000
+	}
+	if c.PoorCards <= 0 && c.LockedCards <= 0 {
+		c.PoorCards, c.LockedCards = c.Cards/100, c.Cards/100
+	}
+	if c.PoolSize <= 0 {
+		c.PoolSize = 32
+	}
+	if c.PgbenchScale <= 0 {
+		c.PgbenchScale = 10
+	}
+	if c.PgbenchClients <= 0 {
+		c.PgbenchClients = 8
+	}
+	if c.PgbenchJobs <= 0 {
+		c.PgbenchJobs = 2
+	}
+	if c.PgbenchTime == 0 {
+		c.PgbenchTime = 10 * time.Second
+	}
+	if c.Load.Duration <= 0 && c.Load.Count <= 0 {
+		c.Load.Duration = 20 * time.Second
+	}
+	if c.Load.Profile == "" {
+		c.Load.Profile = ProfileISO2003
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// BenchResult is what the benchmark measured.
+type BenchResult struct {
+	Report      *Report
+	PgbenchTPS  float64 // 0 when skipped
+	Violations  []ledger.Violation
+	LoadSeconds float64
+	// CPU seconds used during the load by this process (switch, card
+	// host, load generator) and by the PostgreSQL cluster.
+	ProcessCPU, PostgresCPU float64
+	HoldsPlaced             int64
+}
+
+// Line is the one-line summary: approved_per_s, p99_ms, pgbench_tps and
+// their ratio.
+func (b *BenchResult) Line() string {
+	ratio := 0.0
+	if b.PgbenchTPS > 0 {
+		ratio = b.Report.ApprovedPerSec / b.PgbenchTPS
+	}
+	return fmt.Sprintf("bench: approved_per_s=%.0f p99_ms=%.2f pgbench_tps=%.0f ratio=%.2f",
+		b.Report.ApprovedPerSec, b.Report.Latency.P99, b.PgbenchTPS, ratio)
+}
+
+// Bench starts a durable throwaway PostgreSQL cluster, migrates it,
+// creates a partner, a program and cfg.Cards funded users with a card
+// each, runs pgbench on the same cluster as the reference, starts the
+// switch in this process on 127.0.0.1 and runs the load against it, then
+// verifies the ledger. An error means the benchmark could not run; ledger
+// violations are returned in the result.
+func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
+	cfg.setDefaults()
+	log := cfg.Logger
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := pgcluster.TempDir()
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	log.Info("starting durable postgres", "dir", dir)
+	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Dir: dir, Durable: true})
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer cluster.Stop()
+
+	admin, err := pgx.Connect(ctx, cluster.URL("postgres"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	for _, q := range []string{`CREATE DATABASE antaca`, `CREATE DATABASE pgbench`} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			admin.Close(ctx)
+			return nil, fmt.Errorf("bench: %s: %w", q, err)
+		}
+	}
+	admin.Close(ctx)
+
+	pcfg, err := pgxpool.ParseConfig(cluster.URL("antaca"))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	pcfg.MaxConns = int32(cfg.PoolSize)
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer pool.Close()
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	keys, err := cardhost.GenerateKeys()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	led := ledger.New(pool, ledger.Config{Logger: quiet})
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: quiet})
+
+	t0 := time.Now()
+	cards, err := createCards(ctx, pool, host, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bench: create cards: %w", err)
+	}
+	log.Info("cards created", "cards", len(cards), "took", time.Since(t0).Round(time.Millisecond))
+	if cfg.CardsOut != "" {
+		if err := WriteCards(cfg.CardsOut, cards); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+
+	res := &BenchResult{}
+	if cfg.PgbenchTime > 0 {
+		if res.PgbenchTPS, err = runPgbench(ctx, cluster, dir, cfg); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		log.Info("pgbench", "tps", res.PgbenchTPS)
+	}
+	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
+		return nil, fmt.Errorf("bench: checkpoint: %w", err)
+	}
+
+	srv, err := authswitch.New(authswitch.Config{Profile: cfg.Load.Profile, Addr: "127.0.0.1:0", ZoneKey: cfg.Load.Profile, Logger: quiet}, host)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	go srv.Serve(ln)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+
+	load := cfg.Load
+	load.Addr, load.Cards = ln.Addr().String(), cards
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	pgPID := postmasterPID(cluster.DataDir())
+	cpu0, pg0 := processCPU(), postgresCPU(pgPID)
+	log.Info("load", "profile", load.Profile, "addr", load.Addr)
+	res.Report, err = Run(ctx, load)
+	if cfg.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	res.ProcessCPU, res.PostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
+	res.LoadSeconds = res.Report.Seconds
+
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM holds`).Scan(&res.HoldsPlaced); err != nil {
+		return nil, fmt.Errorf("bench: count holds: %w", err)
+	}
+	if res.Violations, err = led.Verify(ctx); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return res, nil
+}
+
+// Bench data: one BIN, PANs numbered in it, so 100,000 cards need no
+// random draws and never collide.
+const (
+	benchBIN      = "53999912"
+	benchFunded   = 1_000_000 // minor units on each funded user balance
+	benchCurrency = "EUR"
+)
+
+// createCards makes the partner, the program (funded partner credit) and
+// one verified user, user balance and active virtual card per card, in a
+// few statements: users and accounts by INSERT … SELECT, one reload
+// posting per funded balance written by one statement, the cards by COPY.
+func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, cfg BenchConfig) ([]Card, error) {
+	l := host.Ledger()
+	partner, err := l.CreatePartner(ctx, "Bench Partner", "")
+	if err != nil {
+		return nil, err
+	}
+	prog, err := host.CreateProgram(ctx, cardhost.ProgramSpec{PartnerID: partner.ID, Name: "Bench Program",
+		BINLow: benchBIN, BINHigh: benchBIN, Currency: benchCurrency, CardTypes: []cardhost.CardType{cardhost.Virtual},
+		Funding: cardhost.FundingPartnerCredit})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := l.Reload(ctx, prog.PartnerAccountID, 1_000_000_000_000_00, "bench-partner-credit"); err != nil {
+		return nil, err
+	}
+	n := cfg.Cards
+	var accIDs, userIDs []int64
+	var fundingID int64
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT id FROM accounts WHERE kind = 'funding' AND currency = $1`, benchCurrency).Scan(&fundingID); err != nil {
+			return fmt.Errorf("funding account: %w", err)
+		}
+		const users = `INSERT INTO users (partner_id, program_id, external_ref, name, kyc_status, kyc_by)
+			SELECT $1, $2, 'bench-' || g, 'Bench User ' || g, 'verified', 'antaca' FROM generate_series(1, $3) g`
+		if _, err := tx.Exec(ctx, users, partner.ID, prog.ID, n); err != nil {
+			return fmt.Errorf("users: %w", err)
+		}
+		const accounts = `INSERT INTO accounts (kind, currency, partner_id, program_id, user_id)
+			SELECT 'user', $2, partner_id, program_id, id FROM users WHERE program_id = $1 ORDER BY id
+			RETURNING id, user_id`
+		rows, err := tx.Query(ctx, accounts, prog.ID, benchCurrency)
+		if err != nil {
+			return fmt.Errorf("accounts: %w", err)
+		}
+		var a, u int64
+		if _, err := pgx.ForEachRow(rows, []any{&a, &u}, func() error {
+			accIDs, userIDs = append(accIDs, a), append(userIDs, u)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("accounts: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Sort by account id so card i owns account i whatever RETURNING's order.
+	sortPairs(accIDs, userIDs)
+
+	// Kinds: the first are poor, the next locked, the rest ok.
+	kind := func(i int) string {
+		switch {
+		case i < cfg.PoorCards:
+			return KindPoor
+		case i < cfg.PoorCards+cfg.LockedCards:
+			return KindLocked
+		}
+		return KindOK
+	}
+	keys := host.Keys()
+	expiry := cardhost.ExpiryFrom(time.Now(), 4)
+	cards := make([]Card, n)
+	rows := make([][]any, n)
+	var funded []int64
+	for i := 0; i < n; i++ {
+		body := fmt.Sprintf("%s%07d", benchBIN, i)
+		pan := body + string(luhn(body))
+		enc, err := keys.EncryptPAN(pan)
+		if err != nil {
+			return nil, err
+		}
+		k := kind(i)
+		lock := int16(0)
+		if k == KindLocked {
+			lock = int16(cardhost.LockCode(7)) // suspected fraud: reversible
+		}
+		if k != KindPoor {
+			funded = append(funded, accIDs[i])
+		}
+		cards[i] = Card{PAN: pan, Expiry: expiry, CVC2: keys.CVC2(pan, expiry, 0), Kind: k}
+		rows[i] = []any{prog.ID, userIDs[i], accIDs[i], string(cardhost.Virtual), string(cardhost.StateActive), lock, expiry,
+			enc, keys.PANLookup(pan), pan[:6], pan[len(pan)-4:]}
+	}
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		cols := []string{"program_id", "user_id", "account_id", "type", "state", "lock_code", "expiry", "pan_enc", "pan_lookup", "pan_first6", "pan_last4"}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"cards"}, cols, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy cards: %w", err)
+		}
+		const events = `INSERT INTO card_events (card_id, actor_kind, actor_id, action)
+			SELECT id, 'system', 'bench', 'issue_virtual' FROM cards WHERE program_id = $1`
+		if _, err := tx.Exec(ctx, events, prog.ID); err != nil {
+			return fmt.Errorf("card events: %w", err)
+		}
+		const reloads = `WITH p AS (
+				INSERT INTO postings (kind, ref) SELECT 'reload', 'bench-' || a FROM unnest($1::bigint[]) a RETURNING id, ref)
+			INSERT INTO entries (posting_id, account_id, currency, amount)
+			SELECT id, substr(ref, 7)::bigint, $2, $3::bigint FROM p
+			UNION ALL SELECT id, $4::bigint, $2, -$3::bigint FROM p`
+		if _, err := tx.Exec(ctx, reloads, funded, benchCurrency, int64(benchFunded), fundingID); err != nil {
+			return fmt.Errorf("reloads: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance + $2 WHERE id = ANY ($1)`, funded, int64(benchFunded)); err != nil {
+			return fmt.Errorf("reload balances: %w", err)
+		}
+		_, err := tx.Exec(ctx, `UPDATE accounts SET balance = balance - $2 WHERE id = $1`, fundingID, int64(benchFunded)*int64(len(funded)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
+		return nil, fmt.Errorf("analyze: %w", err)
+	}
+	return cards, nil
+}
+
+func sortPairs(a, b []int64) {
+	// Insertion into order by a; RETURNING comes back nearly sorted.
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+			b[j], b[j-1] = b[j-1], b[j]
+		}
+	}
+}
+
+// luhn returns the check digit that makes body+digit Luhn-valid.
+func luhn(body string) byte {
+	sum := 0
+	double := true
+	for i := len(body) - 1; i >= 0; i-- {
+		d := int(body[i] - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return byte('0' + (10-sum%10)%10)
+}
+
+var tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+
+// runPgbench initialises pgbench's tables in database pgbench and runs the
+// simple-update transaction (-N), returning its tps.
+func runPgbench(ctx context.Context, cluster *pgcluster.Cluster, dir string, cfg BenchConfig) (float64, error) {
+	pgbench, err := findPgbench(cluster)
+	if err != nil {
+		return 0, err
+	}
+	base := []string{"-h", dir, "-U", "postgres"}
+	init := append(append([]string{"-i", "-q", "-s", strconv.Itoa(cfg.PgbenchScale)}, base...), "pgbench")
+	if out, err := exec.CommandContext(ctx, pgbench, init...).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("pgbench -i: %w: %s", err, lastLines(out))
+	}
+	secs := int(cfg.PgbenchTime.Round(time.Second) / time.Second)
+	run := append(append([]string{"-N", "-c", strconv.Itoa(cfg.PgbenchClients), "-j", strconv.Itoa(cfg.PgbenchJobs),
+		"-T", strconv.Itoa(max(secs, 1))}, base...), "pgbench")
+	out, err := exec.CommandContext(ctx, pgbench, run...).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("pgbench: %w: %s", err, lastLines(out))
+	}
+	m := tpsRe.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("pgbench: no tps in its output: %s", lastLines(out))
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// findPgbench looks for pgbench beside the cluster's binaries, beside the
+// real initdb when that is a symbolic link, on PATH, then under
+// /usr/lib/postgresql/*/bin.
+func findPgbench(cluster *pgcluster.Cluster) (string, error) {
+	cands := []string{cluster.Bin("pgbench")}
+	if real, err := filepath.EvalSymlinks(cluster.Bin("initdb")); err == nil {
+		cands = append(cands, filepath.Join(filepath.Dir(real), "pgbench"))
+	}
+	if p, err := exec.LookPath("pgbench"); err == nil {
+		cands = append(cands, p)
+	}
+	globbed, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pgbench")
+	for _, c := range append(cands, globbed...) {
+		if st, err := os.Stat(c); err == nil && !st.IsDir() {
+			return c, nil
+		}
+	}
+	return "", errors.New("pgbench not found (install postgresql-contrib or the postgresql client)")
+}
+
+func lastLines(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-5):], " | ")
+}
+
+// processCPU is the user+system CPU time of this process, in seconds.
+func processCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+func postmasterPID(dataDir string) int {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	return pid
+}
+
+// postgresCPU sums the user+system CPU seconds of the postmaster and its
+// children as /proc shows them (clock ticks of 1/100 s). Backends that
+// exited in between are missed; the pool keeps its connections.
+func postgresCPU(postmaster int) float64 {
+	if postmaster <= 0 {
+		return 0
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	var ticks int64
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		if pid != postmaster && ppid != postmaster {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += ut + st
+	}
+	return float64(ticks) / 100
+}
+
+// ErrLedgerNotClean is returned by callers when Verify finds violations.
+var ErrLedgerNotClean = errors.New("ledger verify found violations")
