@@ -53,8 +53,14 @@ func testKeys(t testing.TB) (*rsa.PrivateKey, *rsa.PrivateKey) {
 	return serverKey, clientKey
 }
 
-// fakeHost is a card host of fixed customers: customer id -> partner id.
-type fakeHost struct{ customers map[int64]int64 }
+// fakeHost is a card host of fixed customers: customer id -> partner id,
+// for the tests of the channels themselves. Any other method panics (the
+// embedded interface is nil); card tests use a real *cardhost.Host
+// (newCardEnv).
+type fakeHost struct {
+	CardHost
+	customers map[int64]int64
+}
 
 func (h *fakeHost) CustomerPartner(ctx context.Context, customerID int64) (int64, error) {
 	p, ok := h.customers[customerID]

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
 )
 
 // Error codes of the JSON error body. The JWE ones are the reference
@@ -23,6 +26,18 @@ const (
 	CodeIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
 	CodeInternal             = "INTERNAL"
 	CodeUnavailable          = "UNAVAILABLE"
+
+	// Card host refusals (409), one code per rule.
+	CodeIrreversibleLock  = "IRREVERSIBLE_LOCK"
+	CodeNotLocked         = "NOT_LOCKED"
+	CodeCardState         = "CARD_STATE"
+	CodeCardType          = "CARD_TYPE"
+	CodeNotDigitalFirst   = "NOT_DIGITAL_FIRST"
+	CodeKYCNotVerified    = "KYC_NOT_VERIFIED"
+	CodeInsufficientFunds = "INSUFFICIENT_FUNDS"
+	CodeBalanceNotActive  = "BALANCE_NOT_ACTIVE"
+	CodeBalanceExists     = "BALANCE_EXISTS"
+	CodeDuplicateRef      = "DUPLICATE_REFERENCE"
 
 	CodeEncryptionRequired = "ENCRYPTION_REQUIRED"
 	CodeInvalidPublicKey   = "INVALID_PUBLIC_KEY"
@@ -70,6 +85,12 @@ func asError(err error) (*Error, bool) {
 	if errors.As(err, &mbe) {
 		return errorf(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "request body larger than %d bytes", mbe.Limit), true
 	}
+	if e := hostError(err); e != nil {
+		return e, true
+	}
+	if errors.Is(err, ledger.ErrDatabase) {
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "ledger unavailable, retry later"}, false
+	}
 	return &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error"}, false
 }
 
@@ -96,3 +117,51 @@ func writeRaw(w http.ResponseWriter, status int, contentType string, b []byte) {
 }
 
 func writeError(w http.ResponseWriter, e *Error) { writeJSON(w, e.Status, e) }
+
+// hostErrors maps the card host's and the ledger's sentinels to answers,
+// first match wins. A 409's message is the sentinel's own text (the wrapped
+// chain names internal ids); a 400's is the whole error, which says what
+// input was wrong.
+var hostErrors = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{cardhost.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{cardhost.ErrCardRemoved, http.StatusNotFound, CodeNotFound},
+	{ledger.ErrNotFound, http.StatusNotFound, CodeNotFound},
+	{cardhost.ErrIrreversibleLock, http.StatusConflict, CodeIrreversibleLock},
+	{cardhost.ErrNotLocked, http.StatusConflict, CodeNotLocked},
+	{cardhost.ErrCardState, http.StatusConflict, CodeCardState},
+	{cardhost.ErrCardType, http.StatusConflict, CodeCardType},
+	{cardhost.ErrNotDigitalFirst, http.StatusConflict, CodeNotDigitalFirst},
+	{cardhost.ErrKYCNotVerified, http.StatusConflict, CodeKYCNotVerified},
+	{cardhost.ErrConflict, http.StatusConflict, CodeConflict},
+	{ledger.ErrInsufficientFunds, http.StatusConflict, CodeInsufficientFunds},
+	{ledger.ErrInsufficientPartnerFunds, http.StatusConflict, CodeInsufficientFunds},
+	{ledger.ErrAccountNotActive, http.StatusConflict, CodeBalanceNotActive},
+	{ledger.ErrAccountExists, http.StatusConflict, CodeBalanceExists},
+	{ledger.ErrDuplicateRef, http.StatusConflict, CodeDuplicateRef},
+	{cardhost.ErrInvalidLockCode, http.StatusBadRequest, CodeValidation},
+	{cardhost.ErrInvalidInput, http.StatusBadRequest, CodeValidation},
+	{ledger.ErrInvalidAmount, http.StatusBadRequest, CodeValidation},
+	{ledger.ErrUnknownCurrency, http.StatusBadRequest, CodeValidation},
+	{ledger.ErrCurrencyMismatch, http.StatusBadRequest, CodeValidation},
+	{ledger.ErrInvalid, http.StatusBadRequest, CodeValidation},
+}
+
+func hostError(err error) *Error {
+	for _, m := range hostErrors {
+		if errors.Is(err, m.err) {
+			msg := m.err.Error()
+			switch m.status {
+			case http.StatusNotFound:
+				msg = "resource not found"
+			case http.StatusBadRequest:
+				msg = err.Error() // says which input; the card host never puts card data in errors
+			}
+			return &Error{Status: m.status, Code: m.code, Message: msg}
+		}
+	}
+	return nil
+}

@@ -41,6 +41,9 @@ func (s *Server) registerRoutes() {
 	// Customer (mobile application).
 	s.route(Route{Method: "GET", Pattern: "/customers/me/session", Channel: ChannelCustomer, Encryption: EncryptionOptional}, s.userSession)
 	s.route(Route{Method: "DELETE", Pattern: "/customers/me/session", Channel: ChannelCustomer}, s.logout)
+
+	// Customers, balances, cards, partners, programs (cards.go, partners.go).
+	s.registerCardRoutes()
 }
 
 func (s *Server) getPublicKey(q *request) (int, any, error) {

@@ -24,11 +24,14 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
 )
 
-// CardHost is what the handlers need from the card host. It grows as the
-// card routes land; the api package owns the interface, package cardhost
-// satisfies it with its concrete type.
+// CardHost is what the handlers need from the card host: exactly the
+// methods they call. The api package owns the interface; *cardhost.Host
+// satisfies it (checked in a test).
 //
 // Errors meaning "no such customer/card/balance" must be ErrNotFound (or
 // wrap it, or have a NotFound() bool method): the API answers 404 for them
@@ -36,6 +39,51 @@ import (
 type CardHost interface {
 	// CustomerPartner returns the partner a customer (user) belongs to.
 	CustomerPartner(ctx context.Context, customerID int64) (partnerID int64, err error)
+
+	// Customers and KYC.
+	RegisterUser(ctx context.Context, programID int64, externalRef, name, email string) (cardhost.User, error)
+	User(ctx context.Context, id int64) (cardhost.User, error)
+	SetUserContact(ctx context.Context, userID int64, name, email string) (cardhost.User, error)
+	SetKYC(ctx context.Context, userID int64, status cardhost.KYCStatus, by string) (cardhost.User, error)
+
+	// User balances.
+	CreateBalance(ctx context.Context, userID int64, currency string) (ledger.Account, error)
+	Balances(ctx context.Context, userID int64) ([]cardhost.Balance, error)
+	UserBalance(ctx context.Context, userID, accountID int64) (cardhost.Balance, error)
+	Reload(ctx context.Context, accountID, amount int64, ref string) (ledger.Posting, error)
+	Transactions(ctx context.Context, accountID int64, limit int) ([]ledger.Entry, error)
+	CurrencyExponent(ctx context.Context, code string) (int, error)
+
+	// Cards.
+	Card(ctx context.Context, id int64) (cardhost.Card, error)
+	CreateVirtualCard(ctx context.Context, userID, accountID int64, actor cardhost.Actor) (cardhost.Card, cardhost.CardData, error)
+	CreateVirtualCardAsync(ctx context.Context, userID, accountID int64, actor cardhost.Actor) (cardhost.CardJob, error)
+	CardJob(ctx context.Context, userID, jobID int64) (cardhost.CardJob, error)
+	OrderPhysicalCard(ctx context.Context, userID, accountID int64, actor cardhost.Actor) (cardhost.Card, error)
+	Lock(ctx context.Context, cardID int64, code cardhost.LockCode, actor cardhost.Actor, why string) (cardhost.Card, error)
+	LockOutside(ctx context.Context, pan string, code cardhost.LockCode, actor cardhost.Actor, why string) (cardhost.Card, error)
+	Unlock(ctx context.Context, cardID int64, actor cardhost.Actor) (cardhost.Card, error)
+	Remove(ctx context.Context, cardID int64, actor cardhost.Actor) (cardhost.Card, error)
+	LinkCard(ctx context.Context, cardID int64, actor cardhost.Actor) (cardhost.Card, error)
+	Activate(ctx context.Context, cardID int64, actor cardhost.Actor) (cardhost.Card, error)
+	PrintVirtual(ctx context.Context, cardID int64, actor cardhost.Actor) (cardhost.Card, error)
+	ResetCVV(ctx context.Context, cardID int64, actor cardhost.Actor) (cardhost.Card, cardhost.CardData, error)
+	SetPIN(ctx context.Context, cardID int64, pin string, actor cardhost.Actor) (cardhost.Card, error)
+	FullData(ctx context.Context, cardID int64) (cardhost.Card, cardhost.CardData, error)
+	History(ctx context.Context, cardID int64) ([]cardhost.CardEvent, error)
+
+	// Partners, programs, partner balances, summary.
+	CreatePartner(ctx context.Context, name, notifyEmail string) (ledger.Partner, error)
+	Partner(ctx context.Context, id int64) (ledger.Partner, error)
+	Partners(ctx context.Context) ([]ledger.Partner, error)
+	CreateProgram(ctx context.Context, spec cardhost.ProgramSpec) (cardhost.Program, error)
+	Program(ctx context.Context, id int64) (cardhost.Program, error)
+	Programs(ctx context.Context, partnerID int64) ([]cardhost.Program, error)
+	Account(ctx context.Context, id int64) (ledger.Account, error)
+	PartnerBalances(ctx context.Context, partnerID int64) ([]ledger.Account, error)
+	OpenPartnerBalance(ctx context.Context, partnerID int64, kind, currency string, programID int64, threshold *int64) (ledger.Account, error)
+	SetThreshold(ctx context.Context, accountID int64, threshold *int64) error
+	Summary(ctx context.Context) ([]ledger.CurrencySummary, error)
 }
 
 // Config configures a Server. Zero fields take the defaults given.
@@ -165,6 +213,7 @@ type Server struct {
 	mux       *http.ServeMux
 	handler   http.Handler
 	metrics   *metrics
+	exps      sync.Map // currency code -> exponent
 
 	mu      sync.Mutex
 	routes  []Route

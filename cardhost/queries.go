@@ -1,0 +1,117 @@
+package cardhost
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// This file holds small read-only queries and ledger pass-throughs that the
+// REST API needs, so that the API depends on the Host alone.
+
+// CurrencyExponent returns the number of minor-unit digits of an ISO 4217
+// alphabetic currency code (2 for EUR, 0 for JPY).
+func (h *Host) CurrencyExponent(ctx context.Context, code string) (int, error) {
+	var exp int
+	err := h.pool.QueryRow(ctx, `SELECT exponent FROM currencies WHERE code = $1`, strings.ToUpper(code)).Scan(&exp)
+	return exp, dbErr(fmt.Sprintf("currency %q", code), err)
+}
+
+// SetUserContact replaces a user's name and e-mail (our KYC flow collects
+// them again). Empty values keep the stored ones.
+func (h *Host) SetUserContact(ctx context.Context, userID int64, name, email string) (User, error) {
+	tag, err := h.pool.Exec(ctx, `UPDATE users SET name = coalesce(nullif($2, ''), name), email = coalesce(nullif($3, ''), email) WHERE id = $1`,
+		userID, name, email)
+	if err != nil {
+		return User{}, dbErr("set user contact", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return User{}, fmt.Errorf("set user contact: user %d: %w", userID, ErrNotFound)
+	}
+	return h.User(ctx, userID)
+}
+
+// Partners returns every partner in id order.
+func (h *Host) Partners(ctx context.Context) ([]ledger.Partner, error) {
+	rows, err := h.pool.Query(ctx, `SELECT id, name, notify_email, created_at FROM partners ORDER BY id`)
+	if err != nil {
+		return nil, dbErr("partners", err)
+	}
+	defer rows.Close()
+	var out []ledger.Partner
+	for rows.Next() {
+		var p ledger.Partner
+		if err := rows.Scan(&p.ID, &p.Name, &p.NotifyEmail, &p.CreatedAt); err != nil {
+			return nil, dbErr("partners", err)
+		}
+		out = append(out, p)
+	}
+	return out, dbErr("partners", rows.Err())
+}
+
+// CreatePartner creates a partner; low-balance notifications go to
+// notifyEmail.
+func (h *Host) CreatePartner(ctx context.Context, name, notifyEmail string) (ledger.Partner, error) {
+	return h.ledger.CreatePartner(ctx, name, notifyEmail)
+}
+
+// Partner returns the partner with the given id.
+func (h *Host) Partner(ctx context.Context, id int64) (ledger.Partner, error) {
+	return h.ledger.Partner(ctx, id)
+}
+
+// Account returns any ledger account (user or partner balance) by id.
+func (h *Host) Account(ctx context.Context, id int64) (ledger.Account, error) {
+	return h.ledger.Account(ctx, id)
+}
+
+// PartnerBalances returns a partner's credit, deposit and partner (FX)
+// balances.
+func (h *Host) PartnerBalances(ctx context.Context, partnerID int64) ([]ledger.Account, error) {
+	return h.ledger.PartnerAccounts(ctx, partnerID)
+}
+
+// OpenPartnerBalance opens a partner (FX) balance, or a partner credit or
+// deposit balance of one of the partner's programs (kind partner_credit or
+// partner_deposit, programID required and the program must be the
+// partner's).
+func (h *Host) OpenPartnerBalance(ctx context.Context, partnerID int64, kind, currency string, programID int64, threshold *int64) (ledger.Account, error) {
+	switch kind {
+	case ledger.KindPartner:
+		programID = 0
+	case ledger.KindPartnerCredit, ledger.KindPartnerDeposit:
+		p, err := h.Program(ctx, programID)
+		if err != nil {
+			return ledger.Account{}, err
+		}
+		if p.PartnerID != partnerID {
+			return ledger.Account{}, fmt.Errorf("open partner balance: program %d: %w", programID, ErrNotFound)
+		}
+	default:
+		return ledger.Account{}, fmt.Errorf("open partner balance: %w: kind %q", ErrInvalidInput, kind)
+	}
+	return h.ledger.OpenAccount(ctx, ledger.AccountSpec{Kind: kind, Currency: currency, PartnerID: partnerID, ProgramID: programID, LowThreshold: threshold})
+}
+
+// Reload credits amount (minor units) to a user or partner balance; ref
+// makes it idempotent (see ledger.Reload).
+func (h *Host) Reload(ctx context.Context, accountID, amount int64, ref string) (ledger.Posting, error) {
+	return h.ledger.Reload(ctx, accountID, amount, ref)
+}
+
+// SetThreshold sets (nil: removes) a balance's low-level threshold.
+func (h *Host) SetThreshold(ctx context.Context, accountID int64, threshold *int64) error {
+	return h.ledger.SetThreshold(ctx, accountID, threshold)
+}
+
+// Transactions returns a balance's entries, newest first, at most limit.
+func (h *Host) Transactions(ctx context.Context, accountID int64, limit int) ([]ledger.Entry, error) {
+	return h.ledger.Postings(ctx, accountID, limit)
+}
+
+// Summary returns the balance summary per currency (Users, Wallet).
+func (h *Host) Summary(ctx context.Context) ([]ledger.CurrencySummary, error) {
+	return h.ledger.Summary(ctx)
+}
