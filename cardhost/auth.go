@@ -66,12 +66,16 @@ type AuthRequest struct {
 	Received time.Time
 }
 
-// OriginalData is DE90: the original message's MTI, STAN, transmission
-// date-time and acquirer.
+// OriginalData is DE90 (iso87) or the CMF's DE56/DE90 (iso2003): the
+// original message's MTI, STAN, date-time and acquirer. iso87 carries the
+// original's transmission date-time (DE7); the CMF carries its local
+// date-time (DE12) instead, so exactly one of TransmissionTime and
+// LocalTime is set and the original is looked up by that one.
 type OriginalData struct {
 	MTI              string
 	STAN             string
-	TransmissionTime string
+	TransmissionTime string // the original's DE7 (iso87)
+	LocalTime        string // the original's DE12 (iso2003)
 	AcquirerID       string
 }
 

@@ -36,8 +36,8 @@ var errDuplicate = errors.New("duplicate request")
 
 const insertJournal = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
 	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
-	reason, approval_code, hold_id, available, available_currency, original_id, detail)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, 0), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULLIF($19, 0), $20, $21, NULLIF($22, 0), $23)
+	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, 0), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULLIF($19, 0), $20, $21, NULLIF($22, 0), $23, $24)
 	ON CONFLICT (acquirer_id, stan, transmission_time, rrn, mti) DO NOTHING
 	RETURNING id`
 
@@ -52,11 +52,26 @@ func writeJournal(ctx context.Context, tx pgx.Tx, j journal) (int64, error) {
 	var id int64
 	err := tx.QueryRow(ctx, insertJournal, r.Profile, r.MTI, int(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN,
 		j.cardID, j.panEnc, masked, r.ProcessingCode, r.Amount, r.Currency, r.BillingAmount, r.BillingCurrency, r.MerchantName,
-		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail).Scan(&id)
+		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, errDuplicate
 	}
 	return id, err
+}
+
+// beforeCommit is the last step inside every transaction that records a
+// decision. The switch answers "issuer unavailable" once ctx is done
+// (its DecideTimeout), so a hold, capture, release or journal row committed
+// after that would be money moved without the answer that says so. The
+// check runs inside the transaction, after all its work, and a done ctx
+// rolls everything back; the commit itself is the point of no return (a
+// ctx that ends during the commit round trip may still see it commit,
+// which the acquirer's reversal of an unanswered request then releases).
+func beforeCommit(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("decision too late, not committed: %w", err)
+	}
+	return nil
 }
 
 // stored returns the decision recorded for a request's journal key, when
@@ -85,8 +100,8 @@ func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, erro
 // then the ledger (hold, capture or release) and the journal in one
 // transaction. No decision is returned before its commit. A duplicate
 // request gets the first answer again. An error means the issuer could not
-// decide (the switch answers issuer unavailable). It is safe for concurrent
-// use.
+// decide (the switch answers issuer unavailable). Once ctx is done nothing
+// is committed any more (see beforeCommit). It is safe for concurrent use.
 func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if d, ok, err := h.stored(ctx, r); err != nil || ok {
 		return d, err
@@ -159,8 +174,10 @@ func (h *Host) journalOnly(ctx context.Context, r *AuthRequest, j *journal) erro
 	}
 	j.panEnc = enc
 	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		_, err := writeJournal(ctx, tx, *j)
-		return err
+		if _, err := writeJournal(ctx, tx, *j); err != nil {
+			return err
+		}
+		return beforeCommit(ctx)
 	})
 	if errors.Is(err, errDuplicate) {
 		return nil // a concurrent twin journaled it; the answer is the same
@@ -233,8 +250,10 @@ func (h *Host) hold(ctx context.Context, r *AuthRequest, card *Card, prog *Progr
 			}
 			avail := fe.Available
 			d = Decision{Reason: reason, Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true}
-			_, err := writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: reason, available: &avail, availCcy: prog.CurrencyNumeric})
-			return err
+			if _, err := writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: reason, available: &avail, availCcy: prog.CurrencyNumeric}); err != nil {
+				return err
+			}
+			return beforeCommit(ctx)
 		}
 		if err != nil {
 			return err
@@ -250,9 +269,11 @@ func (h *Host) hold(ctx context.Context, r *AuthRequest, card *Card, prog *Progr
 		}
 		avail := acc.Balance - acc.Held
 		d = Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true, HoldID: hold.ID}
-		_, err = writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode,
-			holdID: hold.ID, available: &avail, availCcy: prog.CurrencyNumeric})
-		return err
+		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode,
+			holdID: hold.ID, available: &avail, availCcy: prog.CurrencyNumeric}); err != nil {
+			return err
+		}
+		return beforeCommit(ctx)
 	})
 	if errors.Is(err, errDuplicate) {
 		d, _, err := h.stored(ctx, r)
@@ -306,13 +327,20 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (id, holdID, cardID
 	var q string
 	var args []any
 	if o := r.Original; o != nil {
-		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
-			WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
 		acq := o.AcquirerID
 		if acq == "" {
 			acq = r.AcquirerID
 		}
-		args = []any{acq, o.STAN, o.TransmissionTime, o.MTI}
+		if o.LocalTime != "" {
+			// The CMF names the original by its local date-time (DE12).
+			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
+				WHERE acquirer_id = $1 AND stan = $2 AND local_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
+			args = []any{acq, o.STAN, o.LocalTime, o.MTI}
+		} else {
+			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
+				WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
+			args = []any{acq, o.STAN, o.TransmissionTime, o.MTI}
+		}
 	} else {
 		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
 			WHERE acquirer_id = $1 AND rrn = $2 AND stan = $3 AND class IN (1, 2, 3) ORDER BY id LIMIT 1`
@@ -360,8 +388,10 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 				detail = "released to " + strconv.FormatInt(remaining, 10)
 			}
 		}
-		_, err := writeJournal(ctx, tx, journal{req: r, cardID: cardID, panEnc: enc, reason: Approved, holdID: holdID, originalID: origID, detail: detail})
-		return err
+		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: cardID, panEnc: enc, reason: Approved, holdID: holdID, originalID: origID, detail: detail}); err != nil {
+			return err
+		}
+		return beforeCommit(ctx)
 	})
 	if errors.Is(err, errDuplicate) {
 		d, _, err := h.stored(ctx, r)
@@ -411,9 +441,11 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 		}
 		avail := acc.Balance - acc.Held
 		d = Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true, HoldID: holdID}
-		_, err = writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode,
-			holdID: holdID, available: &avail, availCcy: prog.CurrencyNumeric, originalID: origID, detail: detail})
-		return err
+		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode,
+			holdID: holdID, available: &avail, availCcy: prog.CurrencyNumeric, originalID: origID, detail: detail}); err != nil {
+			return err
+		}
+		return beforeCommit(ctx)
 	})
 	if errors.Is(err, errDuplicate) {
 		d, _, err := h.stored(ctx, r)

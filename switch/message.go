@@ -274,7 +274,7 @@ func parseSubelements(s string) (map[string]string, bool) {
 // n4, STAN n6, transmission date-time n10, acquirer n11 (right-aligned,
 // zero-filled), forwarding institution n11. iso2003 (the CMF's DE56, also
 // accepted at DE90): MTI n4, STAN n12, local date-time n14, acquirer LL
-// n..11; the local date-time goes to TransmissionTime.
+// n..11; the local date-time goes to LocalTime.
 func (s *Server) parseOriginal(v, acquirer string) (*cardhost.OriginalData, bool) {
 	if !digits(v) {
 		return nil, false
@@ -284,7 +284,7 @@ func (s *Server) parseOriginal(v, acquirer string) (*cardhost.OriginalData, bool
 		if len(v) < 32 {
 			return nil, false
 		}
-		od.MTI, od.STAN, od.TransmissionTime = v[:4], v[4:16], v[16:30]
+		od.MTI, od.STAN, od.LocalTime = v[:4], v[4:16], v[16:30]
 		n, _ := strconv.Atoi(v[30:32])
 		if len(v) != 32+n {
 			return nil, false

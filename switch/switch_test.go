@@ -139,7 +139,7 @@ func TestMessageClasses(t *testing.T) {
 						}
 						want := cardhost.OriginalData{MTI: "0100", STAN: "000101", TransmissionTime: "0601120000", AcquirerID: "123456"}
 						if profile == ProfileISO2003 {
-							want = cardhost.OriginalData{MTI: "2100", STAN: "000000000101", TransmissionTime: "20260601140000", AcquirerID: "123456"}
+							want = cardhost.OriginalData{MTI: "2100", STAN: "000000000101", LocalTime: "20260601140000", AcquirerID: "123456"}
 						}
 						if *o != want {
 							t.Errorf("Original: got %+v, want %+v", *o, want)

@@ -11,6 +11,7 @@ CREATE TABLE auth_journal (
     acquirer_id       text        NOT NULL DEFAULT '',
     stan              text        NOT NULL DEFAULT '',
     transmission_time text        NOT NULL DEFAULT '',
+    local_time        text        NOT NULL DEFAULT '',             -- DE12: the CMF's DE56/DE90 name the original by it
     rrn               text        NOT NULL DEFAULT '',
     card_id           bigint      REFERENCES cards (id),
     pan_enc           bytea,
@@ -34,5 +35,8 @@ CREATE TABLE auth_journal (
 CREATE UNIQUE INDEX auth_journal_dedup ON auth_journal (acquirer_id, stan, transmission_time, rrn, mti);
 -- Finding an original by RRN + STAN + acquirer when DE90 is absent.
 CREATE INDEX auth_journal_original ON auth_journal (acquirer_id, rrn, stan);
+-- Finding an original by the CMF's original data (iso2003): STAN and local
+-- date-time rather than transmission date-time.
+CREATE INDEX auth_journal_original_local ON auth_journal (acquirer_id, stan, local_time);
 CREATE INDEX auth_journal_card ON auth_journal (card_id, id);
 CREATE INDEX auth_journal_hold ON auth_journal (hold_id) WHERE hold_id IS NOT NULL;
