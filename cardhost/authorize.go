@@ -50,7 +50,7 @@ func writeJournal(ctx context.Context, tx pgx.Tx, j journal) (int64, error) {
 		masked = MaskPAN(r.PAN)
 	}
 	var id int64
-	err := tx.QueryRow(ctx, insertJournal, r.Profile, r.MTI, int(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN,
+	err := tx.QueryRow(ctx, insertJournal, r.Profile, foldRepeat(r.MTI), int(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN,
 		j.cardID, j.panEnc, masked, r.ProcessingCode, r.Amount, r.Currency, r.BillingAmount, r.BillingCurrency, r.MerchantName,
 		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -82,7 +82,7 @@ func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, erro
 	var d Decision
 	var reason string
 	var avail *int64
-	err := h.pool.QueryRow(ctx, q, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, r.MTI).Scan(&reason, &d.ApprovalCode, &d.HoldID, &avail, &d.Currency)
+	err := h.pool.QueryRow(ctx, q, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI)).Scan(&reason, &d.ApprovalCode, &d.HoldID, &avail, &d.Currency)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Decision{}, false, nil
 	}
@@ -285,9 +285,20 @@ func (h *Host) hold(ctx context.Context, r *AuthRequest, card *Card, prog *Progr
 	return d, nil
 }
 
+// foldRepeat maps a repeat MTI (origin digit 1, 3 or 5: x101, x121, x401,
+// ...) onto its original's (x100, x120, x400), so that a repeat is the same
+// request for duplicate detection and the original look-up: it gets the
+// first answer, never a second hold. The journal keeps the folded MTI.
+func foldRepeat(mti string) string {
+	if len(mti) == 4 && mti[3] >= '0' && mti[3] <= '9' && (mti[3]-'0')%2 == 1 {
+		return mti[:3] + string(mti[3]-1)
+	}
+	return mti
+}
+
 // journalRef is the unique reference of a request, used as the hold's ref.
 func journalRef(r *AuthRequest) string {
-	return r.AcquirerID + "/" + r.STAN + "/" + r.TransmissionTime + "/" + r.RRN + "/" + r.MTI
+	return r.AcquirerID + "/" + r.STAN + "/" + r.TransmissionTime + "/" + r.RRN + "/" + foldRepeat(r.MTI)
 }
 
 // approvalCode derives the six-character DE38 from the request's STAN and
@@ -335,11 +346,11 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (id, holdID, cardID
 			// The CMF names the original by its local date-time (DE12).
 			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
 				WHERE acquirer_id = $1 AND stan = $2 AND local_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
-			args = []any{acq, o.STAN, o.LocalTime, o.MTI}
+			args = []any{acq, o.STAN, o.LocalTime, foldRepeat(o.MTI)}
 		} else {
 			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
 				WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
-			args = []any{acq, o.STAN, o.TransmissionTime, o.MTI}
+			args = []any{acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI)}
 		}
 	} else {
 		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal

@@ -215,6 +215,16 @@ func TestE2EDuplicate(t *testing.T) {
 		}
 		e.expectBalance(card.AccountID, 10_000, 1_000)
 
+		// A repeat (x101) of the same request is the same request.
+		req.MTI(mtiOf(e.profile, "101"))
+		third := e.send(req)
+		for _, f := range []int{39, 38, 54} {
+			if a, b := get(t, first, f), get(t, third, f); a != b {
+				t.Errorf("DE%d: repeat got %q, first %q", f, b, a)
+			}
+		}
+		e.expectBalance(card.AccountID, 10_000, 1_000)
+
 		// A duplicate of a decline replays the decline and its DE54.
 		poor := e.virtualCard(e.prog, 100)
 		req, first = e.auth(poor, 1_000, nil)
@@ -313,6 +323,18 @@ func TestE2ECompletion(t *testing.T) {
 				}
 			})
 		}
+		t.Run("financial", func(t *testing.T) {
+			e.t = t
+			card := e.virtualCard(e.prog, 10_000)
+			_, resp := e.auth(card, 1_000, nil)
+			e.expect(resp, cardhost.Approved)
+			resp = e.send(e.msg("200", card, 700, nil))
+			e.expect(resp, cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_300, 1_000)
+			if _, avail, ok := e.de54(resp); !ok || avail != 8_300 {
+				t.Errorf("DE54: got %d (present %v), want 8300", avail, ok)
+			}
+		})
 		t.Run("fx", func(t *testing.T) {
 			e.t = t
 			card := e.virtualCard(e.prog, 10_000)
