@@ -122,7 +122,9 @@ func TestMessageClasses(t *testing.T) {
 					if r.STAN != stanOf(profile, 200+i) || r.RRN != fmt.Sprintf("RRN%09d", 200+i) || r.AcquirerID != "123456" ||
 						r.TransmissionTime != "0601120000" || r.MCC != "5411" || r.POSEntryMode != "012" || r.ZoneKey != "zpk-test" ||
 						r.MerchantID != "MERCHANT0000001" || !strings.HasPrefix(r.MerchantName, "ACME STORE") || !strings.HasPrefix(r.TerminalID, "TERM") {
-						t.Errorf("identifying fields: got %+v", r)
+						// Never %+v the request: it carries the PAN, CVC2 and PIN block.
+						t.Errorf("identifying fields: got STAN %s RRN %s acquirer %s time %s MCC %s entry %s zone %s merchant %q %q terminal %q",
+							r.STAN, r.RRN, r.AcquirerID, r.TransmissionTime, r.MCC, r.POSEntryMode, r.ZoneKey, r.MerchantID, r.MerchantName, r.TerminalID)
 					}
 					switch tc.fn {
 					case "100":
