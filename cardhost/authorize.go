@@ -399,7 +399,8 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 				detail = "released to " + strconv.FormatInt(remaining, 10)
 			}
 		}
-		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: cardID, panEnc: enc, reason: Approved, holdID: holdID, originalID: origID, detail: detail}); err != nil {
+		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: cardID, panEnc: enc, reason: Approved, approval: approvalCode(r),
+			holdID: holdID, originalID: origID, detail: detail}); err != nil {
 			return err
 		}
 		return beforeCommit(ctx)
@@ -411,7 +412,9 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("reverse stan %s: %w", r.STAN, err)
 	}
-	return Decision{Reason: Approved, HoldID: holdID}, nil
+	// The approval code is journaled so that a duplicate answers with the
+	// same DE38.
+	return Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}, nil
 }
 
 // complete captures the original's hold for the completion's final amount

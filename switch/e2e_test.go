@@ -249,10 +249,19 @@ func TestE2EReversal(t *testing.T) {
 			e.expect(resp, cardhost.Approved)
 			e.expectBalance(card.AccountID, 10_000, 1_000)
 			e.expectBalance(e.prog.PartnerAccountID, 1_000_000, 1_000)
-			resp = e.send(e.follow("400", orig, card, 1_000, nil))
+			rev := e.follow("400", orig, card, 1_000, nil)
+			resp = e.send(rev)
 			e.expect(resp, cardhost.Approved)
 			e.expectBalance(card.AccountID, 10_000, 0)
 			e.expectBalance(e.prog.PartnerAccountID, 1_000_000, 0)
+
+			// A duplicate of the reversal answers the same.
+			again := e.send(rev)
+			for _, f := range []int{39, 38} {
+				if a, b := get(t, resp, f), get(t, again, f); a != b {
+					t.Errorf("DE%d: duplicate reversal got %q, first %q", f, b, a)
+				}
+			}
 
 			// A second reversal (reversal advice, new STAN) changes nothing.
 			resp = e.send(e.follow("420", orig, card, 1_000, nil))
