@@ -26,6 +26,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 )
 
@@ -78,11 +80,44 @@ type env struct {
 	url  string
 	ca   *x509.Certificate
 	host *fakeHost
+	ch   *cardhost.Host // newCardEnv only
+	keys *cardhost.Keys // newCardEnv only
+	logs *syncBuffer    // newCardEnv only
 	now  atomic.Pointer[time.Time]
 	cfg  Config
 }
 
-func newEnv(t *testing.T, mod ...func(*Config)) *env {
+func newEnv(t *testing.T, mod ...func(*Config)) *env { return newEnvHost(t, false, mod...) }
+
+// newCardEnv is an env whose server runs on a real *cardhost.Host over the
+// test database, with the ledger, and logs at Info level into e.logs as
+// well, so tests can check that no card data reaches a log line.
+func newCardEnv(t *testing.T) *env { return newEnvHost(t, true) }
+
+var (
+	hostKeysOnce sync.Once
+	hostKeys     *cardhost.Keys
+)
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newEnvHost(t *testing.T, real bool, mod ...func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, pool: ledgertest.Pool(t), host: &fakeHost{customers: map[int64]int64{}}}
 	start := time.Now()
@@ -109,7 +144,22 @@ func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	for _, f := range mod {
 		f(&e.cfg)
 	}
-	e.s, err = New(e.cfg, e.pool, e.host)
+	var host CardHost = e.host
+	if real {
+		hostKeysOnce.Do(func() {
+			var err error
+			if hostKeys, err = cardhost.GenerateKeys(); err != nil {
+				panic(err)
+			}
+		})
+		e.keys = hostKeys
+		e.logs = &syncBuffer{}
+		log := slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), e.logs), &slog.HandlerOptions{Level: slog.LevelInfo}))
+		e.cfg.Logger = log
+		e.ch = cardhost.NewHost(e.pool, ledger.New(e.pool, ledger.Config{Logger: log}), hostKeys, cardhost.Config{Logger: log})
+		host = e.ch
+	}
+	e.s, err = New(e.cfg, e.pool, host)
 	if err != nil {
 		t.Fatal(err)
 	}
