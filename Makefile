@@ -20,11 +20,12 @@ test: postgres ## run every test, against a real PostgreSQL
 	scripts/test.sh $(TESTFLAGS)
 
 .PHONY: bench
-bench: postgres ## Go benchmarks, then the switch load benchmark (see README)
+bench: postgres ## Go benchmarks, then the switch load benchmark: ends with the bench: line (RUNS=3 for medians)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	GO=$(GO) scripts/bench.sh $(ARGS)
 
 .PHONY: loadtest
-loadtest: ## run the load generator against a running switch (ARGS=...)
+loadtest: ## run the load generator against a running switch (ARGS="-addr 127.0.0.1:8583 -cards cards.json -duration 20s")
 	$(GO) run ./cmd/loadtest $(ARGS)
 
 .PHONY: fuzz

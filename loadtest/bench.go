@@ -98,6 +98,55 @@ type BenchResult struct {
 	// host, load generator) and by the PostgreSQL cluster.
 	ProcessCPU, PostgresCPU float64
 	HoldsPlaced             int64
+	// Statements are the statements that took most of Postgres' time
+	// during the load (pg_stat_statements, nested statements included);
+	// empty when the extension is not installed.
+	Statements []Statement
+}
+
+// Statement is one pg_stat_statements row.
+type Statement struct {
+	Calls   int64
+	TotalMS float64
+	MeanMS  float64
+	Query   string // first 120 characters, whitespace folded
+}
+
+func hasStatStatements() bool {
+	bin, err := pgcluster.BinDir()
+	if err != nil {
+		return false
+	}
+	if real, err := filepath.EvalSymlinks(filepath.Join(bin, "initdb")); err == nil {
+		bin = filepath.Dir(real)
+	}
+	_, err = os.Stat(filepath.Join(filepath.Dir(bin), "lib", "pg_stat_statements.so"))
+	return err == nil
+}
+
+func topStatements(ctx context.Context, pool *pgxpool.Pool) ([]Statement, error) {
+	const q = `SELECT calls, total_exec_time, mean_exec_time, query FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		ORDER BY total_exec_time DESC LIMIT 12`
+	rows, err := pool.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	var out []Statement
+	var st Statement
+	_, err = pgx.ForEachRow(rows, []any{&st.Calls, &st.TotalMS, &st.MeanMS, &st.Query}, func() error {
+		q := strings.Join(strings.Fields(st.Query), " ")
+		if len(q) > 120 {
+			q = q[:120]
+		}
+		st.Query = q
+		out = append(out, st)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	return out, nil
 }
 
 // Line is the one-line summary: approved_per_s, p99_ms, pgbench_tps and
@@ -130,7 +179,12 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		dir = d
 	}
 	log.Info("starting durable postgres", "dir", dir)
-	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Dir: dir, Durable: true})
+	settings := map[string]string{}
+	if hasStatStatements() {
+		settings["shared_preload_libraries"] = "pg_stat_statements"
+		settings["pg_stat_statements.track"] = "all"
+	}
+	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Dir: dir, Durable: true, Settings: settings})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -219,6 +273,14 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 	}
+	statements := false
+	if len(settings) > 0 {
+		_, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`)
+		if err == nil {
+			_, err = pool.Exec(ctx, `SELECT pg_stat_statements_reset()`)
+		}
+		statements = err == nil
+	}
 	pgPID := postmasterPID(cluster.DataDir())
 	cpu0, pg0 := processCPU(), postgresCPU(pgPID)
 	log.Info("load", "profile", load.Profile, "addr", load.Addr)
@@ -232,6 +294,12 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	res.ProcessCPU, res.PostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
 	res.LoadSeconds = res.Report.Seconds
 
+	if statements {
+		res.Statements, err = topStatements(ctx, pool)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM holds`).Scan(&res.HoldsPlaced); err != nil {
 		return nil, fmt.Errorf("bench: count holds: %w", err)
 	}
@@ -363,8 +431,9 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 	if err != nil {
 		return nil, err
 	}
-	if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
-		return nil, fmt.Errorf("analyze: %w", err)
+	// Vacuum now rather than let autovacuum do it during the load.
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE`); err != nil {
+		return nil, fmt.Errorf("vacuum: %w", err)
 	}
 	return cards, nil
 }
@@ -417,6 +486,12 @@ func runPgbench(ctx context.Context, cluster *pgcluster.Cluster, dir string, cfg
 	out, err := exec.CommandContext(ctx, pgbench, run...).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("pgbench: %w: %s", err, lastLines(out))
+	}
+	// Vacuum pgbench's tables now rather than let autovacuum do it
+	// during the load.
+	vac := append(append([]string{"-c", "VACUUM ANALYZE"}, base...), "pgbench")
+	if out, err := exec.CommandContext(ctx, filepath.Join(filepath.Dir(pgbench), "psql"), vac...).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("vacuum pgbench: %w: %s", err, lastLines(out))
 	}
 	m := tpsRe.FindSubmatch(out)
 	if m == nil {

@@ -130,6 +130,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.Report.WriteText(stderr)
 	fmt.Fprintf(stderr, "cpu during load: this process (switch+card host+load generator) %.1f s, postgres %.1f s, over %.1f s on %d cores; holds placed %d\n",
 		res.ProcessCPU, res.PostgresCPU, res.LoadSeconds, numCPU(), res.HoldsPlaced)
+	if len(res.Statements) > 0 {
+		fmt.Fprintln(stderr, "postgres time by statement during load (pg_stat_statements, nested included):")
+		for _, st := range res.Statements {
+			fmt.Fprintf(stderr, "  %9.0f ms %8d calls %7.3f ms/call  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Query)
+		}
+	}
 	for _, v := range res.Violations {
 		fmt.Fprintln(stderr, "ledger verify:", v.String())
 	}
