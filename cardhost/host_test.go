@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -279,8 +280,11 @@ func TestCardLifecycle(t *testing.T) {
 		if s == "" {
 			t.Fatal("empty secret")
 		}
+		// A secret counts as leaked when it stands as a number of its own:
+		// a 3-digit CVC2 may occur by chance inside a timestamp.
+		re := regexp.MustCompile(`(^|[^0-9])` + s + `([^0-9]|$)`)
 		for _, text := range append([]string{logs}, errs...) {
-			if strings.Contains(text, s) {
+			if re.MatchString(text) {
 				t.Errorf("a secret (%d characters) appears in logs or errors", len(s))
 			}
 		}
