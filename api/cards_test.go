@@ -666,3 +666,37 @@ func TestAdminCardRoleMatrix(t *testing.T) {
 }
 
 func adminTokOf(toks map[Role]string) string { return toks[RoleAdmin] }
+
+// TestCustomerChannelKYC: the user runs our KYC from the app, then opens
+// and reloads a balance and gets a virtual card over JWE.
+func TestCustomerChannelKYC(t *testing.T) {
+	e := newCardEnv(t)
+	adminTok := e.admin("root", RoleAdmin)
+	_, prog, pc := e.onboard(adminTok, "Alpha", "411111", false)
+	var c idOnly
+	e.expect(e.do(pc, "POST", "/secure/customers", map[string]any{"programId": prog, "externalRef": "app-1"}, nil), 201, &c)
+	tok := e.userToken(pc, c.ID)
+	me, hdr := e.client(nil), bearerHdr(tok)
+	e.expectCode(e.do(me, "POST", "/customers/me/balances", map[string]string{"currency": "EUR"}, hdr), 409, CodeKYCNotVerified)
+	e.expectCode(e.do(me, "POST", "/customers/me/register", map[string]string{"name": "Bo", "email": "not-an-address", "documentNumber": "ID-99887"}, hdr), 400, CodeValidation)
+	var cust customerView
+	e.expect(e.do(me, "POST", "/customers/me/register", map[string]string{"name": "Bo", "email": "bo@example.com", "documentNumber": "ID-99887"}, hdr), 200, &cust)
+	if cust.ID != c.ID || cust.KYCStatus != "verified" || cust.Email != "bo@example.com" {
+		t.Fatalf("after KYC %+v", cust)
+	}
+	var b balanceView
+	e.expect(e.do(me, "POST", "/customers/me/balances", map[string]string{"currency": "EUR"}, hdr), 201, &b)
+	e.expect(e.do(me, "POST", "/customers/me/balances/"+itoa(b.ID)+"/reload", map[string]string{"amount": "20"}, hdr), 200, nil)
+	var cd cardData
+	e.decrypted(e.jwe(me, "POST", "/customers/me/cards/virtual", map[string]any{"balanceId": b.ID}, hdr), 201, &cd)
+	var got balanceView
+	e.expect(e.do(me, "GET", "/customers/me/balances/"+itoa(b.ID), nil, hdr), 200, &got)
+	if got.Balance != "20.00" || len(got.Cards) != 1 || got.Cards[0].ID != cd.ID {
+		t.Fatalf("balance %+v", got)
+	}
+	var hist struct{ Events []eventView }
+	e.expect(e.do(me, "GET", "/customers/me/cards/"+itoa(cd.ID)+"/history", nil, hdr), 200, &hist)
+	if hist.Events[0].ActorKind != "user" || hist.Events[0].ActorID != itoa(c.ID) {
+		t.Fatalf("history %+v, want the user as actor", hist.Events)
+	}
+}
