@@ -103,22 +103,27 @@ func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, erro
 // decide (the switch answers issuer unavailable). Once ctx is done nothing
 // is committed any more (see beforeCommit). It is safe for concurrent use.
 func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) {
-	if d, ok, err := h.stored(ctx, r); err != nil || ok {
-		return d, err
-	}
 	switch r.Class {
-	case ClassCompletion:
-		return h.complete(ctx, r)
-	case ClassReversal, ClassReversalAdvice:
+	case ClassCompletion, ClassReversal, ClassReversalAdvice:
+		if d, ok, err := h.stored(ctx, r); err != nil || ok {
+			return d, err
+		}
+		if r.Class == ClassCompletion {
+			return h.complete(ctx, r)
+		}
 		return h.reverse(ctx, r)
 	}
-	card, err := h.CardByPAN(ctx, r.PAN)
-	if errors.Is(err, ErrNotFound) {
-		return h.decline(ctx, r, nil, InvalidCard, "")
-	}
-	if err != nil {
+	q := &lookupReq{panLookup: h.keys.PANLookup(r.PAN), r: r}
+	if err := h.lookups.do(ctx, q); err != nil {
 		return Decision{}, err
 	}
+	if q.stored != nil {
+		return *q.stored, nil
+	}
+	if q.card == nil {
+		return h.decline(ctx, r, nil, InvalidCard, "")
+	}
+	card := *q.card
 	prog, err := h.cachedProgram(ctx, card.ProgramID)
 	if err != nil {
 		return Decision{}, err
@@ -152,40 +157,44 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 			return h.decline(ctx, r, &card, reason, detail)
 		}
 	}
-	return h.hold(ctx, r, &card, &prog, out)
+	spec := &ledger.HoldSpec{
+		PartnerAccountID: prog.PartnerAccountID,
+		Currency:         prog.Currency,
+		Amount:           out.HoldAmount,
+		Ref:              journalRef(r),
+		Force:            r.Class == ClassAdvice,
+	}
+	if prog.Funding == FundingPartnerCredit {
+		spec.UserAccountID = card.AccountID
+	}
+	return h.record(ctx, &writeReq{spec: spec, capture: r.Class == ClassFinancial, prog: &prog, j: journal{req: r, cardID: card.ID}})
+}
+
+// record commits a request's hold (when any) and journal row with the next
+// batch and returns its decision; a duplicate gets the first answer.
+func (h *Host) record(ctx context.Context, w *writeReq) (Decision, error) {
+	enc, err := h.encryptedPAN(w.j.req.PAN)
+	if err != nil {
+		return Decision{}, err
+	}
+	w.j.panEnc = enc
+	if err := h.writes.do(ctx, w); err != nil {
+		return Decision{}, err
+	}
+	if w.duplicate {
+		d, _, err := h.stored(ctx, w.j.req)
+		return d, err
+	}
+	return w.decision, nil
 }
 
 // decline journals a declined request and returns its decision.
 func (h *Host) decline(ctx context.Context, r *AuthRequest, card *Card, reason Reason, detail string) (Decision, error) {
-	j := journal{req: r, reason: reason, detail: detail}
+	w := &writeReq{j: journal{req: r, reason: reason, detail: detail}, decision: Decision{Reason: reason}}
 	if card != nil {
-		j.cardID = card.ID
+		w.j.cardID = card.ID
 	}
-	if err := h.journalOnly(ctx, r, &j); err != nil {
-		return Decision{}, err
-	}
-	return Decision{Reason: reason}, nil
-}
-
-func (h *Host) journalOnly(ctx context.Context, r *AuthRequest, j *journal) error {
-	enc, err := h.encryptedPAN(r.PAN)
-	if err != nil {
-		return err
-	}
-	j.panEnc = enc
-	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		if _, err := writeJournal(ctx, tx, *j); err != nil {
-			return err
-		}
-		return beforeCommit(ctx)
-	})
-	if errors.Is(err, errDuplicate) {
-		return nil // a concurrent twin journaled it; the answer is the same
-	}
-	if err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	return nil
+	return h.record(ctx, w)
 }
 
 func (h *Host) encryptedPAN(pan string) ([]byte, error) {
@@ -208,8 +217,7 @@ func (h *Host) approveWithoutHold(ctx context.Context, r *AuthRequest, card *Car
 	}
 	avail := acc.Balance - acc.Held
 	d := Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true}
-	j := journal{req: r, cardID: card.ID, reason: Approved, approval: d.ApprovalCode, available: &avail, availCcy: prog.CurrencyNumeric}
-	return d, h.journalOnly(ctx, r, &j)
+	return h.record(ctx, &writeReq{decision: d, j: journal{req: r, cardID: card.ID, reason: Approved, approval: d.ApprovalCode, available: &avail, availCcy: prog.CurrencyNumeric}})
 }
 
 // fundsAccount is the account whose available balance DE54 reports: the
@@ -219,70 +227,6 @@ func (h *Host) fundsAccount(card *Card, prog *Program) int64 {
 		return card.AccountID
 	}
 	return prog.PartnerAccountID
-}
-
-// hold places the hold of an approved request (with an advice: without a
-// funds check), captures it at once for a financial request, and journals
-// it, in one transaction.
-func (h *Host) hold(ctx context.Context, r *AuthRequest, card *Card, prog *Program, out Outcome) (Decision, error) {
-	spec := ledger.HoldSpec{
-		PartnerAccountID: prog.PartnerAccountID,
-		Currency:         prog.Currency,
-		Amount:           out.HoldAmount,
-		Ref:              journalRef(r),
-		Force:            r.Class == ClassAdvice,
-	}
-	if prog.Funding == FundingPartnerCredit {
-		spec.UserAccountID = card.AccountID
-	}
-	enc, err := h.encryptedPAN(r.PAN)
-	if err != nil {
-		return Decision{}, err
-	}
-	var d Decision
-	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		hold, err := h.ledger.PlaceHoldTx(ctx, tx, spec)
-		var fe *ledger.FundsError
-		if errors.As(err, &fe) {
-			reason := InsufficientFunds
-			if errors.Is(err, ledger.ErrInsufficientPartnerFunds) {
-				reason = InsufficientPartnerFunds
-			}
-			avail := fe.Available
-			d = Decision{Reason: reason, Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true}
-			if _, err := writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: reason, available: &avail, availCcy: prog.CurrencyNumeric}); err != nil {
-				return err
-			}
-			return beforeCommit(ctx)
-		}
-		if err != nil {
-			return err
-		}
-		if r.Class == ClassFinancial {
-			if _, err := h.ledger.CaptureTx(ctx, tx, hold.ID, out.HoldAmount, false, "capture:"+spec.Ref); err != nil {
-				return err
-			}
-		}
-		acc, err := h.ledger.AccountTx(ctx, tx, h.fundsAccount(card, prog))
-		if err != nil {
-			return err
-		}
-		avail := acc.Balance - acc.Held
-		d = Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true, HoldID: hold.ID}
-		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode,
-			holdID: hold.ID, available: &avail, availCcy: prog.CurrencyNumeric}); err != nil {
-			return err
-		}
-		return beforeCommit(ctx)
-	})
-	if errors.Is(err, errDuplicate) {
-		d, _, err := h.stored(ctx, r)
-		return d, err
-	}
-	if err != nil {
-		return Decision{}, fmt.Errorf("authorise stan %s: %w", r.STAN, err)
-	}
-	return d, nil
 }
 
 // foldRepeat maps a repeat MTI (origin digit 1, 3 or 5: x101, x121, x401,

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -61,6 +62,18 @@ type Config struct {
 	Now func() time.Time
 	// Rand is the randomness for PANs (default crypto/rand).
 	Rand io.Reader
+	// BatchMax is the most authorisations decided in one database round
+	// trip and one commit (default 128).
+	BatchMax int
+	// BatchWindow is how long a batch waits for more requests once it has
+	// one (default 0: it takes what is queued; batches grow while the
+	// previous ones are in the database).
+	BatchWindow time.Duration
+	// BatchWorkers is the number of batches in the database at once
+	// (default 4).
+	BatchWorkers int
+	// Registerer receives the batch metrics; nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Host is the card host. It is safe for concurrent use.
@@ -71,6 +84,9 @@ type Host struct {
 	cfg    Config
 	log    *slog.Logger
 	progs  programCache
+
+	lookups *batcher[*lookupReq]
+	writes  *batcher[*writeReq]
 }
 
 // NewHost returns a Host over the database pool, the ledger and the keys.
@@ -87,7 +103,36 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	return &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger}
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = 128
+	}
+	if cfg.BatchWorkers <= 0 {
+		cfg.BatchWorkers = 4
+	}
+	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger}
+	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (lookup: card reads; write: holds and journal).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+	}, []string{"kind"})
+	seconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "antaca_auth_batch_seconds", Help: "Time of one database batch including its commit, by kind.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+	}, []string{"kind"})
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(sizes, seconds)
+	}
+	h.lookups = newBatcher(cfg.BatchWorkers, cfg.BatchMax, cfg.BatchWindow, h.flushLookups)
+	h.lookups.observe(sizes.WithLabelValues("lookup"), seconds.WithLabelValues("lookup"))
+	h.writes = newBatcher(cfg.BatchWorkers, cfg.BatchMax, cfg.BatchWindow, h.flushWrites)
+	h.writes.observe(sizes.WithLabelValues("write"), seconds.WithLabelValues("write"))
+	return h
+}
+
+// Close stops the authorisation batchers after flushing what is queued;
+// Authorize then fails. Call it after the switch has shut down.
+func (h *Host) Close() {
+	h.lookups.close()
+	h.writes.close()
 }
 
 // Ledger returns the ledger the host posts to.

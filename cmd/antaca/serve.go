@@ -111,7 +111,8 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		return err
 	}
 	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log})
-	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log})
+	switchReg := newRegistry()
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
@@ -127,7 +128,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	var shutdowns []func(context.Context) error
 
 	if cmd == "all" || cmd == "switch" {
-		reg := newRegistry()
+		reg := switchReg
 		for _, l := range []struct{ profile, addr string }{{authswitch.ProfileISO2003, f.iso2003}, {authswitch.ProfileISO87, f.iso87}} {
 			if l.addr == "" {
 				continue
@@ -187,6 +188,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		}
 	}
 	wg.Wait()
+	host.Close()
 	return runErr
 }
 

@@ -1,0 +1,248 @@
+package cardhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// lookupReq is one authorisation's read: its card by PAN lookup hash and
+// any journaled answer to the same request (a duplicate).
+type lookupReq struct {
+	panLookup []byte
+	r         *AuthRequest
+
+	card   *Card     // nil: no card with this PAN
+	stored *Decision // non-nil: the request was answered before
+}
+
+// lookupBatch reads the cards and earlier answers of many requests in one
+// round trip.
+const lookupBatch = `SELECT x.i, c.id, c.program_id, c.user_id, c.account_id, c.type, c.state, c.lock_code, c.expiry,
+	c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at,
+	j.reason, j.approval_code, j.hold_id, j.available, j.available_currency
+	FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(lookup, acq, stan, tt, rrn, mti, i)
+	LEFT JOIN cards c ON c.pan_lookup = x.lookup
+	LEFT JOIN auth_journal j ON j.acquirer_id = x.acq AND j.stan = x.stan AND j.transmission_time = x.tt AND j.rrn = x.rrn AND j.mti = x.mti`
+
+func (h *Host) flushLookups(ctx context.Context, items []*batchItem[*lookupReq]) {
+	n := len(items)
+	lookups := make([][]byte, n)
+	acq, stan, tt, rrn, mti := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, it := range items {
+		r := it.in.r
+		lookups[i] = it.in.panLookup
+		acq[i], stan[i], tt[i], rrn[i], mti[i] = r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI)
+	}
+	err := func() error {
+		rows, err := h.pool.Query(ctx, lookupBatch, pgx.QueryExecModeExec, lookups, acq, stan, tt, rrn, mti)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				i                                 int
+				id, prog, user, acc, version      *int64
+				typ, state, expiry, first6, last4 *string
+				pvv                               *string
+				lock                              *int16
+				gen, tries                        *int32
+				created                           *time.Time
+				reason, approval, availCcy        *string
+				holdID, avail                     *int64
+			)
+			if err := rows.Scan(&i, &id, &prog, &user, &acc, &typ, &state, &lock, &expiry, &first6, &last4, &gen, &pvv, &tries, &version, &created,
+				&reason, &approval, &holdID, &avail, &availCcy); err != nil {
+				return err
+			}
+			q := items[i-1].in
+			if id != nil {
+				q.card = &Card{ID: *id, ProgramID: *prog, UserID: *user, AccountID: *acc, Type: CardType(*typ), State: CardState(*state),
+					LockCode: LockCode(*lock), Expiry: *expiry, PANFirst6: *first6, PANLast4: *last4, CVCGeneration: int(*gen),
+					PVV: *pvv, PINTries: int(*tries), Version: *version}
+				if created != nil {
+					q.card.CreatedAt = *created
+				}
+			}
+			if reason != nil {
+				d := Decision{Reason: Reason(*reason), ApprovalCode: *approval, Duplicate: true, Currency: *availCcy}
+				if holdID != nil {
+					d.HoldID = *holdID
+				}
+				if avail != nil {
+					d.Available, d.HasAvailable = *avail, true
+				}
+				q.stored = &d
+			}
+		}
+		return rows.Err()
+	}()
+	if err != nil {
+		err = fmt.Errorf("card lookup: %w", err)
+	}
+	for _, it := range items {
+		it.reply <- err
+	}
+}
+
+// writeReq is one authorisation's write: a hold to place (nil spec: a
+// journal row only) and its journal row, committed with the batch.
+type writeReq struct {
+	spec      *ledger.HoldSpec
+	capture   bool // financial (x200): capture the hold at once
+	j         journal
+	prog      *Program
+	decision  Decision // set by the flush
+	duplicate bool     // the journal key existed: answer with the stored decision
+}
+
+// flushWrites places the holds of many requests with one ledger statement,
+// captures financial ones, and writes every journal row in one statement,
+// all in one transaction: one commit for the batch. A request's decline
+// does not affect the others; a database error fails the whole batch and
+// nothing of it is committed.
+func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
+	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+		var specs []ledger.HoldSpec
+		var idx []int
+		for i, it := range items {
+			if it.in.spec != nil {
+				specs = append(specs, *it.in.spec)
+				idx = append(idx, i)
+			}
+		}
+		if len(specs) > 0 {
+			results, err := h.ledger.PlaceHoldsTx(ctx, tx, specs)
+			if err != nil {
+				return err
+			}
+			for k, res := range results {
+				w := items[idx[k]].in
+				if err := h.applyHoldResult(ctx, tx, w, res); err != nil {
+					return err
+				}
+			}
+		}
+		rows := make([]journal, len(items))
+		for i, it := range items {
+			rows[i] = it.in.j
+		}
+		inserted, err := writeJournals(ctx, tx, rows)
+		if err != nil {
+			return err
+		}
+		for i, it := range items {
+			if !inserted[i] {
+				it.in.duplicate = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("authorisation batch of %d: %w", len(items), err)
+	}
+	for _, it := range items {
+		it.reply <- err
+	}
+}
+
+// applyHoldResult turns a ledger result into the request's decision and
+// journal row; a financial request's hold is captured at once.
+func (h *Host) applyHoldResult(ctx context.Context, tx pgx.Tx, w *writeReq, res ledger.HoldResult) error {
+	ccy := w.prog.CurrencyNumeric
+	avail := res.Available
+	switch {
+	case res.Err == nil:
+		if w.capture && !res.Duplicate {
+			if _, err := h.ledger.CaptureTx(ctx, tx, res.Hold.ID, res.Hold.Amount, false, "capture:"+w.spec.Ref); err != nil {
+				return err
+			}
+		}
+		w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req), Available: avail, Currency: ccy, HasAvailable: true, HoldID: res.Hold.ID}
+		w.j.reason, w.j.approval, w.j.holdID = Approved, w.decision.ApprovalCode, res.Hold.ID
+	case errors.Is(res.Err, ledger.ErrInsufficientFunds), errors.Is(res.Err, ledger.ErrInsufficientPartnerFunds):
+		reason := InsufficientFunds
+		if errors.Is(res.Err, ledger.ErrInsufficientPartnerFunds) {
+			reason = InsufficientPartnerFunds
+		}
+		w.decision = Decision{Reason: reason, Available: avail, Currency: ccy, HasAvailable: true}
+		w.j.reason = reason
+	default:
+		// The balance is blocked or closed, or the accounts do not fit:
+		// not permitted to the cardholder; the reason is journaled.
+		w.decision = Decision{Reason: NotPermitted}
+		w.j.reason, w.j.detail = NotPermitted, res.Err.Error()
+		return nil
+	}
+	w.j.available, w.j.availCcy = &avail, ccy
+	return nil
+}
+
+// insertJournals writes many journal rows in one statement; rows whose
+// request key exists already are skipped (duplicates).
+const insertJournals = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
+	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
+	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time)
+	SELECT profile, mti, class, acq, stan, tt, rrn, NULLIF(card, 0), pan, masked, proc, amount, ccy, bamount, bccy, merchant,
+		reason, approval, NULLIF(hold, 0), avail, availccy, NULLIF(orig, 0), detail, lt
+	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bytea[],
+		$10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], $18::text[],
+		$19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[])
+		AS x(profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy, bamount, bccy, merchant,
+			reason, approval, hold, avail, availccy, orig, detail, lt)
+	ON CONFLICT (acquirer_id, stan, transmission_time, rrn, mti) DO NOTHING
+	RETURNING acquirer_id, stan, transmission_time, rrn, mti`
+
+// writeJournals inserts rows in tx and reports, per row, whether it was
+// inserted (false: the request was journaled before: a duplicate).
+func writeJournals(ctx context.Context, tx pgx.Tx, rows []journal) ([]bool, error) {
+	n := len(rows)
+	var (
+		profile, mti, acq, stan, tt, rrn, masked, proc, ccy, bccy, merchant = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		reason, approval, availCcy, detail, lt                              = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		class                                                               = make([]int32, n)
+		card, amount, bamount, hold, orig                                   = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		pan                                                                 = make([][]byte, n)
+		avail                                                               = make([]*int64, n)
+	)
+	keys := make(map[string]int, n)
+	for i, j := range rows {
+		r := j.req
+		profile[i], mti[i], class[i], acq[i], stan[i], tt[i], rrn[i] = r.Profile, foldRepeat(r.MTI), int32(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN
+		card[i], pan[i], proc[i], amount[i], ccy[i], bamount[i], bccy[i], merchant[i] = j.cardID, j.panEnc, r.ProcessingCode, r.Amount, r.Currency, r.BillingAmount, r.BillingCurrency, r.MerchantName
+		if r.PAN != "" {
+			masked[i] = MaskPAN(r.PAN)
+		}
+		reason[i], approval[i], hold[i], avail[i], availCcy[i], orig[i], detail[i], lt[i] = string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime
+		k := acq[i] + "\x00" + stan[i] + "\x00" + tt[i] + "\x00" + rrn[i] + "\x00" + mti[i]
+		if _, seen := keys[k]; !seen {
+			keys[k] = i
+		}
+	}
+	res, err := tx.Query(ctx, insertJournals, pgx.QueryExecModeExec, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
+		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	defer res.Close()
+	inserted := make([]bool, n)
+	for res.Next() {
+		var a, s, t, r, m string
+		if err := res.Scan(&a, &s, &t, &r, &m); err != nil {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
+		if i, ok := keys[a+"\x00"+s+"\x00"+t+"\x00"+r+"\x00"+m]; ok {
+			inserted[i] = true
+		}
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	return inserted, nil
+}
