@@ -1,0 +1,91 @@
+package loadtest
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/ledger/ledgertest"
+	"github.com/antaca/antaca/specs"
+)
+
+func TestMain(m *testing.M) { ledgertest.Main(m) }
+
+// TestBenchDataAgainstCardHost creates a small bench card set in bulk,
+// checks the ledger is clean, then runs a mixed load through the real
+// switch and card host and checks the answers and the ledger again.
+func TestBenchDataAgainstCardHost(t *testing.T) {
+	pool := ledgertest.Pool(t)
+	keys, err := cardhost.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	led := ledger.New(pool, ledger.Config{Logger: quiet})
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: quiet})
+	cfg := BenchConfig{Cards: 60, PoorCards: 5, LockedCards: 5}
+	cfg.setDefaults()
+	cards, err := createCards(t.Context(), pool, host, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cards) != 60 {
+		t.Fatalf("got %d cards, want 60", len(cards))
+	}
+	for _, c := range cards {
+		if !cardhost.LuhnValid(c.PAN) {
+			t.Fatalf("PAN %s not Luhn-valid", cardhost.MaskPAN(c.PAN))
+		}
+	}
+	if vs, err := led.Verify(t.Context()); err != nil || len(vs) > 0 {
+		t.Fatalf("verify after bulk creation: %v %v", vs, err)
+	}
+	c, err := host.CardByPAN(t.Context(), cards[59].PAN)
+	if err != nil || c.LockCode != 0 || c.State != cardhost.StateActive {
+		t.Fatalf("card by PAN: %+v %v", c, err)
+	}
+
+	for _, profile := range []string{ProfileISO87, ProfileISO2003} {
+		t.Run(profile, func(t *testing.T) {
+			addr := startSwitch(t, profile, host)
+			rep, err := Run(t.Context(), Config{Addr: addr, Profile: profile, Conns: 2, InFlight: 4, Count: 300, Cards: cards,
+				Currency: "978", Mix: Mix{Approve: 6, Funds: 1, Locked: 1, CVC2: 1, Reversal: 2, Echo: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep.WriteText(t.Output())
+			if rep.Answered != 300 || rep.Timeouts != 0 || rep.Errors != 0 {
+				t.Fatalf("answered %d timeouts %d errors %d, want 300 0 0", rep.Answered, rep.Timeouts, rep.Errors)
+			}
+			code := func(r cardhost.Reason) string {
+				c, _ := specs.ActionCode(profile, string(r))
+				return c
+			}
+			k := rep.SentByKind
+			if rep.Approved != k["approve"] {
+				t.Errorf("approved %d, want %d", rep.Approved, k["approve"])
+			}
+			if got := rep.Codes[code(cardhost.SuspectedFraud)]; got != k["locked"] {
+				t.Errorf("locked declines %d, want %d", got, k["locked"])
+			}
+			if got := rep.Codes[code(cardhost.CVC2Failed)]; got != k["cvc2"] {
+				t.Errorf("cvc2 declines %d, want %d", got, k["cvc2"])
+			}
+			if got := rep.Codes[code(cardhost.InsufficientFunds)]; got != k["funds"] {
+				t.Errorf("funds declines %d, want %d", got, k["funds"])
+			}
+			var released int64
+			if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM auth_journal WHERE profile = $1 AND mti LIKE '_400' AND detail LIKE 'released%'`, profile).Scan(&released); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("reversals sent %d, released a hold %d", k["reversal"], released)
+			if released != k["reversal"] {
+				t.Errorf("reversals that released their hold: %d, want %d", released, k["reversal"])
+			}
+			if vs, err := led.Verify(t.Context()); err != nil || len(vs) > 0 {
+				t.Fatalf("verify after load: %v %v", vs, err)
+			}
+		})
+	}
+}
