@@ -222,6 +222,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	led := ledger.New(pool, ledger.Config{Logger: quiet})
 	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: quiet})
+	defer host.Close()
 
 	t0 := time.Now()
 	cards, err := createCards(ctx, pool, host, cfg)
