@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,4 +239,56 @@ func TestFaultPostgresStopped(t *testing.T) {
 			len(during), counts[unavailable], unavailable, counts[approved], worst.Round(time.Millisecond), percentile(lats, 0.99).Round(time.Millisecond),
 			recovered.Round(time.Millisecond), down.Round(100*time.Millisecond)),
 		Verify: "clean; every hold journaled"})
+}
+
+// TestFaultPartnerRemote makes a partner's remote decision URL slow, down
+// (connection refused) or failing (HTTP 500): the switch answers the
+// program's stand-in decision (approve, or issuer unavailable) within the
+// program's timeout, and only an approving stand-in holds money.
+func TestFaultPartnerRemote(t *testing.T) {
+	e := newE2E(t, ProfileISO2003, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downURL := "http://" + ln.Addr().String() + "/decide"
+	ln.Close() // nothing listens there any more
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "partner broke", http.StatusInternalServerError)
+	}))
+	t.Cleanup(failing.Close)
+
+	const timeout = 300 * time.Millisecond
+	var lines []string
+	for _, tc := range []struct {
+		name    string
+		url     string
+		standIn bool
+		want    cardhost.Reason
+	}{
+		{"slow (5 s), stand-in approve", partnerRemote(t, true, 5*time.Second), true, cardhost.Approved},
+		{"slow (5 s), no stand-in", partnerRemote(t, true, 5*time.Second), false, cardhost.IssuerUnavailable},
+		{"down (connection refused), stand-in approve", downURL, true, cardhost.Approved},
+		{"down (connection refused), no stand-in", downURL, false, cardhost.IssuerUnavailable},
+		{"HTTP 500, stand-in approve", failing.URL, true, cardhost.Approved},
+		{"HTTP 500, no stand-in", failing.URL, false, cardhost.IssuerUnavailable},
+	} {
+		prog := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit, RemoteURL: tc.url, RemoteTimeout: timeout, StandInApprove: tc.standIn}, 100_000)
+		card := e.virtualCard(prog, 0)
+		start := time.Now()
+		_, resp := e.auth(card, 1_000, nil)
+		took := time.Since(start)
+		e.expect(resp, tc.want)
+		if took > timeout+time.Second {
+			t.Errorf("%s: answered in %v, want within the program's timeout %v (+1 s)", tc.name, took, timeout)
+		}
+		held := int64(0)
+		if tc.want == cardhost.Approved {
+			held = 1_000
+		}
+		e.expectBalance(prog.PartnerAccountID, 100_000, held)
+		lines = append(lines, fmt.Sprintf("%s → %s in %v", tc.name, get(t, resp, 39), took.Round(time.Millisecond)))
+	}
+	faulttest.Record(t, faulttest.Row{Area: "partner", Fault: "partner remote decision URL slow (5 s), down (refused) or failing (HTTP 500); program timeout 300 ms",
+		Behaviour: strings.Join(lines, "; ") + "; a hold only for the approving stand-ins", Verify: "clean"})
 }
