@@ -158,7 +158,7 @@ func TestAPIAbuse(t *testing.T) {
 			case r.status != c.status || (c.code != "" && r.errCode() != c.code):
 				t.Fatalf("got %d %s, want %d %s", r.status, r.body, c.status, c.code)
 			default:
-				lines = append(lines, fmt.Sprintf("%s → %d %s", c.name, r.status, r.errCode()))
+				lines = append(lines, strings.TrimSpace(fmt.Sprintf("%s → %d %s", c.name, r.status, r.errCode())))
 			}
 			if after := e.stateOf(); after != before {
 				t.Fatalf("state changed:\nbefore %s\nafter  %s", before, after)
