@@ -178,7 +178,13 @@ func (h *Host) record(ctx context.Context, w *writeReq) (Decision, error) {
 		return Decision{}, err
 	}
 	w.j.panEnc = enc
-	if err := h.writes.do(ctx, w); err != nil {
+	var shard int64
+	if w.prog != nil {
+		shard = w.prog.PartnerAccountID
+	} else if w.j.cardID != 0 {
+		shard = w.j.cardID
+	}
+	if err := h.writes[shard%int64(len(h.writes))].do(ctx, w); err != nil {
 		return Decision{}, err
 	}
 	if w.duplicate {

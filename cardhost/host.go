@@ -69,8 +69,8 @@ type Config struct {
 	// one (default 0: it takes what is queued; batches grow while the
 	// previous ones are in the database).
 	BatchWindow time.Duration
-	// BatchWorkers is the number of batches in the database at once
-	// (default 4).
+	// BatchWorkers is the number of look-up batches in the database at
+	// once, and the number of write shards (by partner account) (default 4).
 	BatchWorkers int
 	// Registerer receives the batch metrics; nil: none.
 	Registerer prometheus.Registerer
@@ -86,7 +86,12 @@ type Host struct {
 	progs  programCache
 
 	lookups *batcher[*lookupReq]
-	writes  *batcher[*writeReq]
+	// writes has one single-worker batcher per shard; a request goes to
+	// the shard of its partner account. Every approval of a program locks
+	// its partner credit/deposit row until commit, so two batches of one
+	// program could only queue on that lock: one writer per row makes
+	// each commit carry everything that arrived meanwhile.
+	writes []*batcher[*writeReq]
 }
 
 // NewHost returns a Host over the database pool, the ledger and the keys.
@@ -123,8 +128,11 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	}
 	h.lookups = newBatcher(cfg.BatchWorkers, cfg.BatchMax, cfg.BatchWindow, h.flushLookups)
 	h.lookups.observe(sizes.WithLabelValues("lookup"), seconds.WithLabelValues("lookup"))
-	h.writes = newBatcher(cfg.BatchWorkers, cfg.BatchMax, cfg.BatchWindow, h.flushWrites)
-	h.writes.observe(sizes.WithLabelValues("write"), seconds.WithLabelValues("write"))
+	for range cfg.BatchWorkers {
+		w := newBatcher(1, cfg.BatchMax, cfg.BatchWindow, h.flushWrites)
+		w.observe(sizes.WithLabelValues("write"), seconds.WithLabelValues("write"))
+		h.writes = append(h.writes, w)
+	}
 	return h
 }
 
@@ -132,7 +140,9 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 // Authorize then fails. Call it after the switch has shut down.
 func (h *Host) Close() {
 	h.lookups.close()
-	h.writes.close()
+	for _, w := range h.writes {
+		w.close()
+	}
 }
 
 // Ledger returns the ledger the host posts to.
