@@ -70,6 +70,13 @@ var verifyChecks = []struct{ name, sql string }{
 	{"hold_resolved_twice", `SELECT 0::bigint, p.id, p.hold_id, format('capture posting of a hold with status %s', h.status)
 		FROM postings p JOIN holds h ON h.id = p.hold_id
 		WHERE h.status <> 'captured' OR h.capture_posting_id <> p.id`},
+	// The authorisation journal has no foreign keys (it is written on the
+	// hot path); these two checks stand in for them.
+	{"journal_hold_missing", `SELECT 0::bigint, 0::bigint, j.hold_id, format('journal row %s names a hold that does not exist', j.id)
+		FROM auth_journal j WHERE j.hold_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.id = j.hold_id)`},
+	{"hold_without_journal", `SELECT coalesce(h.user_account_id, h.partner_account_id), 0::bigint, h.id, 'authorisation hold without its journal row'
+		FROM holds h WHERE h.ref ~ '^[^/]*/[^/]*/[^/]*/[^/]*/[^/]*$'
+		AND NOT EXISTS (SELECT 1 FROM auth_journal j WHERE j.hold_id = h.id)`},
 }
 
 // Verify checks every invariant of the ledger and returns each violation,
@@ -78,7 +85,9 @@ var verifyChecks = []struct{ name, sql string }{
 // its entries; each held equals the sum of its open holds (user and partner
 // side); available below zero only where flagged; below_threshold matches
 // available and threshold; each hold resolved at most once, open exactly
-// when unresolved, captured only with its own posting. It reads a
+// when unresolved, captured only with its own posting; every journaled
+// hold exists and every authorisation hold (ref acquirer/STAN/time/RRN/MTI)
+// has its journal row. It reads a
 // consistent snapshot (one repeatable-read transaction).
 func (l *Ledger) Verify(ctx context.Context) ([]Violation, error) {
 	tx, err := l.pool.BeginTx(ctx, pgxTxRepeatableReadRO)
