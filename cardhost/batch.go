@@ -21,6 +21,7 @@ type batcher[T any] struct {
 	window  time.Duration
 	flush   func(ctx context.Context, items []*batchItem[T])
 	workers int
+	timeout time.Duration
 
 	size, seconds prometheus.Observer
 
@@ -41,8 +42,8 @@ type batchItem[T any] struct {
 // errClosed is returned by a batcher after Close.
 var errClosed = errors.New("card host closed")
 
-func newBatcher[T any](workers, max int, window time.Duration, flush func(context.Context, []*batchItem[T])) *batcher[T] {
-	return &batcher[T]{items: make(chan *batchItem[T], workers*max), max: max, window: window, flush: flush, workers: workers, stop: make(chan struct{})}
+func newBatcher[T any](workers, max int, window, timeout time.Duration, flush func(context.Context, []*batchItem[T])) *batcher[T] {
+	return &batcher[T]{items: make(chan *batchItem[T], workers*max), max: max, window: window, timeout: timeout, flush: flush, workers: workers, stop: make(chan struct{})}
 }
 
 // observe records each batch's size and duration.
@@ -133,7 +134,11 @@ func (b *batcher[T]) run(batch []*batchItem[T]) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A database that stops answering without closing its connections
+	// must not hold requests for longer than the budget: the batch then
+	// fails (rolled back unless the commit itself was under way) and its
+	// requests are answered issuer unavailable.
+	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
 	defer cancel()
 	start := time.Now()
 	b.flush(ctx, live)

@@ -52,9 +52,11 @@ func (h *Host) CardByPAN(ctx context.Context, pan string) (Card, error) {
 	return c, dbErr("card by pan", err)
 }
 
-// CardsOfAccount returns the cards of a user balance that are not removed.
+// CardsOfAccount returns the cards of a user balance that the user sees:
+// not removed, and physical cards only once personalisation is confirmed
+// (linked); an ordered card is reached by its id until then.
 func (h *Host) CardsOfAccount(ctx context.Context, accountID int64) ([]Card, error) {
-	rows, err := h.pool.Query(ctx, `SELECT `+cardColumns+` FROM cards WHERE account_id = $1 AND state <> 'removed' ORDER BY id`, accountID)
+	rows, err := h.pool.Query(ctx, `SELECT `+cardColumns+` FROM cards WHERE account_id = $1 AND state NOT IN ('removed', 'ordered') ORDER BY id`, accountID)
 	if err != nil {
 		return nil, dbErr("cards", err)
 	}
@@ -185,8 +187,11 @@ func (h *Host) CreateVirtualCardAsync(ctx context.Context, userID, accountID int
 // CardJob returns an asynchronous creation job of a user's balance.
 func (h *Host) CardJob(ctx context.Context, userID, jobID int64) (CardJob, error) {
 	const q = `UPDATE card_jobs j SET status = 'failed', error = 'interrupted', done_at = now()
-		WHERE j.id = $1 AND j.status = 'pending' AND j.created_at < now() - interval '1 minute'`
-	h.pool.Exec(ctx, q, jobID)
+		FROM accounts a WHERE a.id = j.account_id AND a.user_id = $2
+		AND j.id = $1 AND j.status = 'pending' AND j.created_at < now() - interval '1 minute'`
+	if _, err := h.pool.Exec(ctx, q, jobID, userID); err != nil {
+		return CardJob{}, dbErr("card job", err)
+	}
 	var j CardJob
 	var cardID *int64
 	err := h.pool.QueryRow(ctx, `SELECT j.id, j.status, j.card_id, j.error FROM card_jobs j JOIN accounts a ON a.id = j.account_id

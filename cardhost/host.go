@@ -72,6 +72,9 @@ type Config struct {
 	// BatchWorkers is the number of look-up batches in the database at
 	// once, and the number of write shards (by partner account) (default 4).
 	BatchWorkers int
+	// BatchTimeout bounds one batch's database work including its commit
+	// (default 1 s): past it the batch's requests fail (issuer unavailable).
+	BatchTimeout time.Duration
 	// Registerer receives the batch metrics; nil: none.
 	Registerer prometheus.Registerer
 }
@@ -111,6 +114,9 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	if cfg.BatchMax <= 0 {
 		cfg.BatchMax = 128
 	}
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = time.Second
+	}
 	if cfg.BatchWorkers <= 0 {
 		cfg.BatchWorkers = 4
 	}
@@ -126,10 +132,10 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(sizes, seconds)
 	}
-	h.lookups = newBatcher(cfg.BatchWorkers, cfg.BatchMax, cfg.BatchWindow, h.flushLookups)
+	h.lookups = newBatcher(cfg.BatchWorkers, cfg.BatchMax, cfg.BatchWindow, cfg.BatchTimeout, h.flushLookups)
 	h.lookups.observe(sizes.WithLabelValues("lookup"), seconds.WithLabelValues("lookup"))
 	for range cfg.BatchWorkers {
-		w := newBatcher(1, cfg.BatchMax, cfg.BatchWindow, h.flushWrites)
+		w := newBatcher(1, cfg.BatchMax, cfg.BatchWindow, cfg.BatchTimeout, h.flushWrites)
 		w.observe(sizes.WithLabelValues("write"), seconds.WithLabelValues("write"))
 		h.writes = append(h.writes, w)
 	}

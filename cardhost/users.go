@@ -2,6 +2,7 @@ package cardhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -122,6 +123,9 @@ func (h *Host) Balances(ctx context.Context, userID int64) ([]Balance, error) {
 // the account is not that user's.
 func (h *Host) UserBalance(ctx context.Context, userID, accountID int64) (Balance, error) {
 	a, err := h.ledger.Account(ctx, accountID)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return Balance{}, fmt.Errorf("balance %d: %w", accountID, err)
+	}
 	if err != nil || a.UserID != userID {
 		return Balance{}, fmt.Errorf("balance %d of user %d: %w", accountID, userID, ErrNotFound)
 	}

@@ -244,3 +244,35 @@ func TempDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// Processes returns the process ids of the server: the postmaster and its
+// children (backends, background workers). Fault tests freeze them with
+// SIGSTOP to play a database that stops answering without closing its
+// connections.
+func (c *Cluster) Processes() []int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return nil
+	}
+	pid := c.cmd.Process.Pid
+	out := []int{pid}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			if child, err := strconv.Atoi(filepath.Base(filepath.Dir(st))); err == nil {
+				out = append(out, child)
+			}
+		}
+	}
+	return out
+}
