@@ -44,7 +44,7 @@ func GeneratePAN(binLow, binHigh string, rnd io.Reader) (string, error) {
 		return "", fmt.Errorf("generate pan: %w", err)
 	}
 	body := fmt.Sprintf("%0*d%0*d", len(binLow), prefix, accountDigits, account)
-	return body + string('0'+luhnCheckDigit(body)), nil
+	return body + string('0'+LuhnCheckDigit(body)), nil
 }
 
 // randUint64n returns a uniform random number in [0, n), n > 0, by
@@ -66,9 +66,9 @@ func randUint64n(rnd io.Reader, n uint64) (uint64, error) {
 	}
 }
 
-// luhnCheckDigit returns the digit that makes body followed by it pass the
-// Luhn check. body must be all digits.
-func luhnCheckDigit(body string) byte {
+// LuhnCheckDigit returns the digit that makes body followed by it pass the
+// Luhn check, as a number 0-9 (not its ASCII digit). body must be all digits.
+func LuhnCheckDigit(body string) byte {
 	sum := 0
 	double := true // the rightmost digit of body is doubled once the check digit follows it
 	for i := len(body) - 1; i >= 0; i-- {
@@ -90,7 +90,7 @@ func LuhnValid(pan string) bool {
 	if len(pan) < 12 || len(pan) > 19 || !allDigits(pan) {
 		return false
 	}
-	return luhnCheckDigit(pan[:len(pan)-1]) == pan[len(pan)-1]-'0'
+	return LuhnCheckDigit(pan[:len(pan)-1]) == pan[len(pan)-1]-'0'
 }
 
 // MaskPAN returns pan as logs and admin views may show it: the first six and

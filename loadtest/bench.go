@@ -388,7 +388,7 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 	var funded []int64
 	for i := 0; i < n; i++ {
 		body := fmt.Sprintf("%s%07d", benchBIN, i)
-		pan := body + string(luhn(body))
+		pan := body + string('0'+cardhost.LuhnCheckDigit(body))
 		enc, err := keys.EncryptPAN(pan)
 		if err != nil {
 			return nil, err
@@ -447,24 +447,6 @@ func sortPairs(a, b []int64) {
 			b[j], b[j-1] = b[j-1], b[j]
 		}
 	}
-}
-
-// luhn returns the check digit that makes body+digit Luhn-valid.
-func luhn(body string) byte {
-	sum := 0
-	double := true
-	for i := len(body) - 1; i >= 0; i-- {
-		d := int(body[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return byte('0' + (10-sum%10)%10)
 }
 
 var tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)

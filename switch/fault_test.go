@@ -107,10 +107,12 @@ const holdsWithoutJournal = `SELECT count(*) FROM holds h LEFT JOIN auth_journal
 // when its batch committed before the stop); nothing hangs. When the
 // cluster is back the switch approves again by itself, and the ledger
 // verifies clean with every hold journaled.
-func TestFaultPostgresStopped(t *testing.T) {
+// faultEnv is a switch over a host, ledger and program on a cluster of the
+// test's own, which the test may stop, kill or freeze.
+func faultEnv(t *testing.T, profile string) (*e2e, **pgcluster.Cluster) {
 	cl, pool := ownCluster(t)
 	log := slog.New(slog.DiscardHandler)
-	e := &e2e{t: t, ctx: t.Context(), profile: ProfileISO2003, keys: testKeys(t), pool: pool}
+	e := &e2e{t: t, ctx: t.Context(), profile: profile, keys: testKeys(t), pool: pool}
 	e.led = ledger.New(pool, ledger.Config{Logger: log})
 	e.host = cardhost.NewHost(pool, e.led, e.keys, cardhost.Config{Logger: log})
 	t.Cleanup(e.host.Close)
@@ -120,6 +122,11 @@ func TestFaultPostgresStopped(t *testing.T) {
 	}
 	e.prog = e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 100_000_000)
 	e.addr = e.serve(e.host, nil) // default DecideTimeout (5 s): the 1 s bound is the host's, not the switch's budget
+	return e, cl
+}
+
+func TestFaultPostgresStopped(t *testing.T) {
+	e, cl := faultEnv(t, ProfileISO2003)
 
 	const clients = 4
 	cards := make([]testCard, clients)

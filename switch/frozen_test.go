@@ -3,14 +3,12 @@ package authswitch
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/internal/faulttest"
-	"github.com/antaca/antaca/ledger"
 )
 
 // TestFaultPostgresFrozen freezes every PostgreSQL process (SIGSTOP): the
@@ -19,18 +17,7 @@ import (
 // within the host's batch budget (1 s for the look-up, 1 s for the write),
 // and the switch must recover by itself when the database thaws.
 func TestFaultPostgresFrozen(t *testing.T) {
-	cl, pool := ownCluster(t)
-	log := slog.New(slog.DiscardHandler)
-	e := &e2e{t: t, ctx: t.Context(), profile: ProfileISO87, keys: testKeys(t), pool: pool}
-	e.led = ledger.New(pool, ledger.Config{Logger: log})
-	e.host = cardhost.NewHost(pool, e.led, e.keys, cardhost.Config{Logger: log})
-	t.Cleanup(e.host.Close)
-	var err error
-	if e.partner, err = e.led.CreatePartner(e.ctx, "Partner frozen", "ops@example.com"); err != nil {
-		t.Fatal(err)
-	}
-	e.prog = e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 100_000_000)
-	e.addr = e.serve(e.host, nil)
+	e, cl := faultEnv(t, ProfileISO87)
 	card := e.virtualCard(e.prog, 10_000_000)
 	conn := e.dial()
 	approved := actionCode(t, e.profile, cardhost.Approved)

@@ -138,9 +138,11 @@ func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, fun
 	return pool, closeFn, nil
 }
 
-func migrate(ctx context.Context, args []string, stdout io.Writer) error {
+// withPool parses the common flags of a command, connects (starting the
+// local cluster when needed) and runs fn with the pool.
+func withPool(ctx context.Context, name string, args []string, fn func(*pgxpool.Pool, *slog.Logger) error) error {
 	var c common
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	c.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -151,10 +153,16 @@ func migrate(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeFn()
-	applied, err := ledger.Migrate(ctx, pool)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "migrations applied: %v\n", applied)
-	return nil
+	return fn(pool, log)
+}
+
+func migrate(ctx context.Context, args []string, stdout io.Writer) error {
+	return withPool(ctx, "migrate", args, func(pool *pgxpool.Pool, _ *slog.Logger) error {
+		applied, err := ledger.Migrate(ctx, pool)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "migrations applied: %v\n", applied)
+		return nil
+	})
 }

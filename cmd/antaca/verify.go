@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -13,28 +15,18 @@ import (
 // prints each violation on its own line and fails when there is any, so the
 // process exits 1.
 func verify(ctx context.Context, args []string, stdout io.Writer) error {
-	var c common
-	fs := flag.NewFlagSet("ledger verify", flag.ContinueOnError)
-	c.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	log := c.logger()
-	pool, closeFn, err := c.open(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	vs, err := ledger.New(pool, ledger.Config{Logger: log}).Verify(ctx)
-	if err != nil {
-		return fmt.Errorf("ledger verify: %w", err)
-	}
-	for _, v := range vs {
-		fmt.Fprintln(stdout, v)
-	}
-	if len(vs) > 0 {
-		return fmt.Errorf("ledger verify: %d violations", len(vs))
-	}
-	fmt.Fprintln(stdout, "ledger verify: ok, no violations")
-	return nil
+	return withPool(ctx, "ledger verify", args, func(pool *pgxpool.Pool, log *slog.Logger) error {
+		vs, err := ledger.New(pool, ledger.Config{Logger: log}).Verify(ctx)
+		if err != nil {
+			return fmt.Errorf("ledger verify: %w", err)
+		}
+		for _, v := range vs {
+			fmt.Fprintln(stdout, v)
+		}
+		if len(vs) > 0 {
+			return fmt.Errorf("ledger verify: %d violations", len(vs))
+		}
+		fmt.Fprintln(stdout, "ledger verify: ok, no violations")
+		return nil
+	})
 }
