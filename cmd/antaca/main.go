@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -119,7 +120,7 @@ func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, fun
 		}
 		url = cluster.URL("postgres")
 	}
-	pool, err := pgxpool.New(ctx, url)
+	pool, err := newPool(ctx, url)
 	if err == nil {
 		err = pool.Ping(ctx)
 	}
@@ -136,6 +137,20 @@ func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, fun
 		}
 	}
 	return pool, closeFn, nil
+}
+
+// newPool connects with room for the card host's batch workers, the API
+// and the background workers: pgx's default (the number of CPUs, at least
+// 4) would make them queue for connections. pool_max_conns in the URL wins.
+func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = 32
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
 // withPool parses the common flags of a command, connects (starting the
