@@ -96,6 +96,7 @@ func (h *Host) flushLookups(ctx context.Context, items []*batchItem[*lookupReq])
 type writeReq struct {
 	spec      *ledger.HoldSpec
 	capture   bool // financial (x200): capture the hold at once
+	pin       *pinChange
 	j         journal
 	prog      *Program
 	decision  Decision // set by the flush
@@ -140,6 +141,12 @@ func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
 		for i, it := range items {
 			if !inserted[i] {
 				it.in.duplicate = true
+				continue
+			}
+			if pc := it.in.pin; pc != nil {
+				if err := recordPINChange(ctx, tx, it.in.j.cardID, *pc); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -245,4 +252,35 @@ func writeJournals(ctx context.Context, tx pgx.Tx, rows []journal) ([]bool, erro
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return inserted, nil
+}
+
+// pinChange is what a verified PIN does to a card: a right PIN resets the
+// wrong-PIN count, a wrong one adds to it, and the third wrong one in a row
+// locks the card from outside with code 6.
+type pinChange struct {
+	right bool
+}
+
+// recordPINChange applies a verified PIN to the card's wrong-PIN count in
+// the batch's transaction. The count is changed relative to the row, not
+// set from the value the decision read, so concurrent requests of one
+// card each count; the lock (unless an irreversible one stands) and its
+// history entry are written by the request that reaches three.
+func recordPINChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange) error {
+	const update = `WITH old AS (SELECT id, lock_code FROM cards WHERE id = $1 FOR UPDATE)
+		UPDATE cards c SET pin_tries = CASE WHEN $2 THEN 0 ELSE c.pin_tries + 1 END,
+			lock_code = CASE WHEN NOT $2 AND c.pin_tries + 1 >= $3 AND c.lock_code NOT IN (1, 2, 5, 8) THEN 6 ELSE c.lock_code END,
+			version = c.version + 1, updated_at = now()
+		FROM old WHERE c.id = old.id
+		RETURNING old.lock_code, c.lock_code`
+	var before, after int16
+	if err := tx.QueryRow(ctx, update, cardID, pc.right, MaxPINTries).Scan(&before, &after); err != nil {
+		return fmt.Errorf("pin tries of card %d: %w", cardID, err)
+	}
+	if before != after && LockCode(after) == LockPINTriesExceeded {
+		if err := recordEvent(ctx, tx, cardID, Actor{Kind: ActorSystem, ID: "switch"}, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded"); err != nil {
+			return fmt.Errorf("pin lock of card %d: %w", cardID, err)
+		}
+	}
+	return nil
 }

@@ -121,7 +121,7 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 		return *q.stored, nil
 	}
 	if q.card == nil {
-		return h.decline(ctx, r, nil, InvalidCard, "")
+		return h.decline(ctx, r, nil, InvalidCard, "", nil)
 	}
 	card := *q.card
 	prog, err := h.cachedProgram(ctx, card.ProgramID)
@@ -129,10 +129,15 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 		return Decision{}, err
 	}
 	out := Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
-	if out.PINTries != card.PINTries || out.LockOutside {
-		if err := h.recordPINTries(ctx, &card, out); err != nil {
-			return Decision{}, err
-		}
+	// A PIN verified (right or wrong) changes the card's wrong-PIN count,
+	// and the third wrong one locks it from outside: that change commits
+	// with the request's journal row, so it counts once and only when the
+	// answer does.
+	var pc *pinChange
+	if out.PINTries > card.PINTries || out.LockOutside {
+		pc = &pinChange{right: false}
+	} else if out.PINTries < card.PINTries {
+		pc = &pinChange{right: true}
 	}
 	if r.Class == ClassAdvice && out.Reason != Approved && out.Reason != CardRemoved && out.Reason != FormatError {
 		// The scheme stood in and approved: the money is spent whatever
@@ -146,15 +151,15 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 		if out.Err != nil {
 			detail = out.Err.Error()
 		}
-		return h.decline(ctx, r, &card, out.Reason, detail)
+		return h.decline(ctx, r, &card, out.Reason, detail, pc)
 	}
 	if r.ProcessingCode == ProcBalanceInquiry || out.HoldAmount == 0 && r.Class != ClassAdvice {
-		return h.approveWithoutHold(ctx, r, &card, &prog)
+		return h.approveWithoutHold(ctx, r, &card, &prog, pc)
 	}
 	if prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" && r.Class != ClassAdvice {
 		reason, detail := h.remoteDecision(ctx, &card, &prog, r, out)
 		if reason != Approved {
-			return h.decline(ctx, r, &card, reason, detail)
+			return h.decline(ctx, r, &card, reason, detail, pc)
 		}
 	}
 	spec := &ledger.HoldSpec{
@@ -167,7 +172,7 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 	if prog.Funding == FundingPartnerCredit {
 		spec.UserAccountID = card.AccountID
 	}
-	return h.record(ctx, &writeReq{spec: spec, capture: r.Class == ClassFinancial, prog: &prog, j: journal{req: r, cardID: card.ID}})
+	return h.record(ctx, &writeReq{spec: spec, capture: r.Class == ClassFinancial, prog: &prog, pin: pc, j: journal{req: r, cardID: card.ID}})
 }
 
 // record commits a request's hold (when any) and journal row with the next
@@ -195,8 +200,8 @@ func (h *Host) record(ctx context.Context, w *writeReq) (Decision, error) {
 }
 
 // decline journals a declined request and returns its decision.
-func (h *Host) decline(ctx context.Context, r *AuthRequest, card *Card, reason Reason, detail string) (Decision, error) {
-	w := &writeReq{j: journal{req: r, reason: reason, detail: detail}, decision: Decision{Reason: reason}}
+func (h *Host) decline(ctx context.Context, r *AuthRequest, card *Card, reason Reason, detail string, pc *pinChange) (Decision, error) {
+	w := &writeReq{j: journal{req: r, reason: reason, detail: detail}, decision: Decision{Reason: reason}, pin: pc}
 	if card != nil {
 		w.j.cardID = card.ID
 	}
@@ -216,14 +221,14 @@ func (h *Host) encryptedPAN(pan string) ([]byte, error) {
 
 // approveWithoutHold answers a balance inquiry or a zero-amount request
 // (refund credits arrive by clearing) with the available balance.
-func (h *Host) approveWithoutHold(ctx context.Context, r *AuthRequest, card *Card, prog *Program) (Decision, error) {
+func (h *Host) approveWithoutHold(ctx context.Context, r *AuthRequest, card *Card, prog *Program, pc *pinChange) (Decision, error) {
 	acc, err := h.ledger.Account(ctx, h.fundsAccount(card, prog))
 	if err != nil {
 		return Decision{}, err
 	}
 	avail := acc.Balance - acc.Held
 	d := Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true}
-	return h.record(ctx, &writeReq{decision: d, j: journal{req: r, cardID: card.ID, reason: Approved, approval: d.ApprovalCode, available: &avail, availCcy: prog.CurrencyNumeric}})
+	return h.record(ctx, &writeReq{decision: d, pin: pc, j: journal{req: r, cardID: card.ID, reason: Approved, approval: d.ApprovalCode, available: &avail, availCcy: prog.CurrencyNumeric}})
 }
 
 // fundsAccount is the account whose available balance DE54 reports: the
@@ -260,26 +265,6 @@ func approvalCode(r *AuthRequest) string {
 		sum = (sum ^ uint32(s[i])) * 16777619
 	}
 	return fmt.Sprintf("%06d", sum%1000000)
-}
-
-// recordPINTries stores the new wrong-PIN count and, on the third wrong PIN
-// in a row, locks the card from outside with code 6.
-func (h *Host) recordPINTries(ctx context.Context, card *Card, out Outcome) error {
-	if out.LockOutside {
-		_, err := h.change(ctx, card.ID, ActLockOutside, LockPINTriesExceeded, Actor{Kind: ActorSystem, ID: "switch"}, "PIN tries exceeded", func(c *Card) error {
-			c.PINTries = out.PINTries
-			return nil
-		})
-		if err != nil && !errors.Is(err, ErrIrreversibleLock) {
-			return err
-		}
-		return nil
-	}
-	_, err := h.pool.Exec(ctx, `UPDATE cards SET pin_tries = $2, version = version + 1, updated_at = now() WHERE id = $1`, card.ID, out.PINTries)
-	if err != nil {
-		return dbErr("pin tries", err)
-	}
-	return nil
 }
 
 // original finds the journal row a completion or reversal refers to: by
@@ -375,7 +360,7 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 		return Decision{}, err
 	}
 	if !found || holdID == 0 {
-		return h.decline(ctx, r, nil, InvalidCard, "completion without an authorisation")
+		return h.decline(ctx, r, nil, InvalidCard, "completion without an authorisation", nil)
 	}
 	card, err := h.Card(ctx, cardID)
 	if err != nil {

@@ -372,3 +372,82 @@ func ctxSleep(ctx context.Context, ms int) {
 	case <-time.After(time.Duration(ms) * time.Millisecond):
 	}
 }
+
+// TestWrongPINsCount sends wrong PINs as copies of one request (a scheme
+// repeating it) and as different requests at once: each request counts
+// once, copies not at all, concurrent ones each, and the third locks the
+// card with code 6 once.
+func TestWrongPINsCount(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, cardhost.ProgramSpec{CardTypes: []cardhost.CardType{cardhost.Physical}})
+	u, acc := e.verifiedBalance(t, "u1")
+	if _, err := e.host.Ledger().Reload(ctx, e.prog.PartnerAccountID, 1000_00, "r2"); err != nil {
+		t.Fatal(err)
+	}
+	actor := cardhost.Actor{Kind: cardhost.ActorAdmin, ID: "1"}
+	c, err := e.host.OrderPhysicalCard(ctx, u.ID, acc.ID, actor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.host.LinkCard(ctx, c.ID, actor)
+	e.host.Activate(ctx, c.ID, actor)
+	if _, err := e.host.SetPIN(ctx, c.ID, "4821", actor); err != nil {
+		t.Fatal(err)
+	}
+	_, data, err := e.host.FullData(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := e.keys.ZonePINBlock("iso2003", "1111", data.PAN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := func(stan string) *cardhost.AuthRequest {
+		return &cardhost.AuthRequest{Class: cardhost.ClassAuthorization, Profile: "iso2003", MTI: "2100", PAN: data.PAN, Expiry: data.Expiry,
+			PINBlock: block, ZoneKey: "iso2003", ProcessingCode: cardhost.ProcPurchase, Amount: 10_00, Currency: "978",
+			STAN: stan, TransmissionTime: "1124120000", RRN: "0000" + stan[4:], AcquirerID: "123456"}
+	}
+	concurrently := func(reqs ...*cardhost.AuthRequest) {
+		var wg sync.WaitGroup
+		for _, r := range reqs {
+			wg.Go(func() {
+				d, err := e.host.Authorize(ctx, r)
+				if err != nil {
+					t.Error(err)
+				} else if d.Reason != cardhost.IncorrectPIN && d.Reason != cardhost.PINTriesExceeded {
+					t.Errorf("reason %s, want a wrong-PIN decline", d.Reason)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	tries := func() (int, cardhost.LockCode) {
+		got, err := e.host.Card(ctx, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.PINTries, got.LockCode
+	}
+	one := request("000000000001")
+	concurrently(one, one, one, one)
+	if n, lock := tries(); n != 1 || lock != 0 {
+		t.Fatalf("after 4 copies of one request: count %d lock %d, want 1 and 0", n, lock)
+	}
+	concurrently(request("000000000002"), request("000000000003"))
+	if n, lock := tries(); n != 3 || lock != cardhost.LockPINTriesExceeded {
+		t.Fatalf("after 2 more requests at once: count %d lock %d, want 3 and 6", n, lock)
+	}
+	hist, err := e.host.History(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks := 0
+	for _, ev := range hist {
+		if ev.Action == string(cardhost.ActLockOutside) && ev.LockCode == cardhost.LockPINTriesExceeded && ev.Actor.Kind == cardhost.ActorSystem {
+			locks++
+		}
+	}
+	if locks != 1 {
+		t.Fatalf("history has %d PIN locks, want 1", locks)
+	}
+}
