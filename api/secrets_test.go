@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -122,7 +121,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := connection.New(ln.Addr().String(), spec, readLen, writeLen, connection.SendTimeout(10*time.Second))
+	c, err := connection.New(ln.Addr().String(), spec, authswitch.ReadLengthHeader, authswitch.WriteLengthHeader, connection.SendTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,18 +254,4 @@ func TestSecretsNeverWritten(t *testing.T) {
 	faulttest.Record(t, faulttest.Row{Area: "secrets", Fault: "card lifecycle through the API (virtual and physical card, full data, CVV reset, PIN set, lock) and 66 authorisations through the switch (right and wrong CVC2 and PIN, unknown and expired card, track 2, malformed DE48, an unparsable frame with a PAN)",
 		Behaviour: fmt.Sprintf("scanned %d KiB of logs at debug level, %d error bodies, %d journal rows, card history and card rows: no PAN (no Luhn-valid 13-19 digit run), no CVC2, no PIN block", len(e.logs.String())>>10, len(errorBodies), journal),
 		Verify:    "n/a"})
-}
-
-func readLen(r io.Reader) (int, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, err
-	}
-	return int(binary.BigEndian.Uint16(h[:])), nil
-}
-
-func writeLen(w io.Writer, n int) (int, error) {
-	var h [2]byte
-	binary.BigEndian.PutUint16(h[:], uint16(n))
-	return w.Write(h[:])
 }

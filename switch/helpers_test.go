@@ -123,25 +123,11 @@ func startServer(t testing.TB, profile string, a Authorizer, tweak func(*Config)
 	return s, ln.Addr().String()
 }
 
-func readLength(r io.Reader) (int, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, err
-	}
-	return int(binary.BigEndian.Uint16(h[:])), nil
-}
-
-func writeLength(w io.Writer, n int) (int, error) {
-	var h [2]byte
-	binary.BigEndian.PutUint16(h[:], uint16(n))
-	return w.Write(h[:])
-}
-
 // dial connects an iso8583-connection client.
 func dial(t testing.TB, addr, profile string, opts ...connection.Option) *connection.Connection {
 	t.Helper()
 	opts = append([]connection.Option{connection.SendTimeout(10 * time.Second)}, opts...)
-	c, err := connection.New(addr, testSpec(t, profile), readLength, writeLength, opts...)
+	c, err := connection.New(addr, testSpec(t, profile), ReadLengthHeader, WriteLengthHeader, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +229,7 @@ func rawFrame(body []byte) []byte {
 func readAnswer(t testing.TB, nc net.Conn, profile string) (*iso8583.Message, error) {
 	t.Helper()
 	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := readLength(nc)
+	n, err := ReadLengthHeader(nc)
 	if err != nil {
 		return nil, err
 	}

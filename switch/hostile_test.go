@@ -174,7 +174,7 @@ func TestHostileClients(t *testing.T) {
 			defer close(done)
 			for burstAnswered.Load() < bursts*burst {
 				nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-				n, err := readLength(nc)
+				n, err := ReadLengthHeader(nc)
 				if err != nil {
 					return
 				}
@@ -274,7 +274,7 @@ func writeAndRead(nc net.Conn, body []byte, spec *iso8583.MessageSpec) (*iso8583
 		return nil, err
 	}
 	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := readLength(nc)
+	n, err := ReadLengthHeader(nc)
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -26,6 +24,7 @@ import (
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/specs"
+	authswitch "github.com/antaca/antaca/switch"
 )
 
 // buildAntaca builds this command into a temporary directory.
@@ -153,20 +152,6 @@ func authRequest(t *testing.T, spec *iso8583.MessageSpec, stan int, pan, expiry 
 	return m
 }
 
-func readLen(r io.Reader) (int, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return 0, err
-	}
-	return int(binary.BigEndian.Uint16(h[:])), nil
-}
-
-func writeLen(w io.Writer, n int) (int, error) {
-	var h [2]byte
-	binary.BigEndian.PutUint16(h[:], uint16(n))
-	return w.Write(h[:])
-}
-
 // TestFaultSwitchKilled runs `antaca switch` (the real binary) under load
 // from 4 connections, kills it with SIGKILL mid-load and starts it again.
 // Requests unanswered at the kill are sent again (the acquirer's repeat):
@@ -213,7 +198,7 @@ func TestFaultSwitchKilled(t *testing.T) {
 	var wg sync.WaitGroup
 	killed := make(chan struct{})
 	for i := range clients {
-		c, err := connection.New(addr, spec, readLen, writeLen, connection.SendTimeout(5*time.Second))
+		c, err := connection.New(addr, spec, authswitch.ReadLengthHeader, authswitch.WriteLengthHeader, connection.SendTimeout(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +271,7 @@ func TestFaultSwitchKilled(t *testing.T) {
 
 	// Restart; the acquirer repeats every request it got no answer to.
 	p2 := startSwitch(t, bin, dbURL, keyFile, addr)
-	c, err := connection.New(addr, spec, readLen, writeLen, connection.SendTimeout(10*time.Second))
+	c, err := connection.New(addr, spec, authswitch.ReadLengthHeader, authswitch.WriteLengthHeader, connection.SendTimeout(10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
