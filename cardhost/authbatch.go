@@ -103,57 +103,16 @@ type writeReq struct {
 	j         journal
 	prog      *Program
 	decision  Decision // set by the flush
+	newHold   bool     // the flush placed a new hold (not a duplicate's)
 	duplicate bool     // the journal key existed: answer with the stored decision
 }
 
-// flushWrites places the holds of many requests with one ledger statement,
-// captures financial ones, and writes every journal row in one statement,
-// all in one transaction: one commit for the batch. A request's decline
-// does not affect the others; a database error fails the whole batch and
-// nothing of it is committed.
+// flushWrites places the holds of many requests, captures financial ones,
+// and writes every journal row, all in one transaction: one commit for the
+// batch. A request's decline does not affect the others; a database error
+// fails the whole batch and nothing of it is committed.
 func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
-	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		var specs []ledger.HoldSpec
-		var idx []int
-		for i, it := range items {
-			if it.in.spec != nil {
-				specs = append(specs, *it.in.spec)
-				idx = append(idx, i)
-			}
-		}
-		if len(specs) > 0 {
-			results, err := h.ledger.PlaceHoldsTx(ctx, tx, specs)
-			if err != nil {
-				return err
-			}
-			for k, res := range results {
-				w := items[idx[k]].in
-				if err := h.applyHoldResult(ctx, tx, w, res); err != nil {
-					return err
-				}
-			}
-		}
-		rows := make([]journal, len(items))
-		for i, it := range items {
-			rows[i] = it.in.j
-		}
-		inserted, err := writeJournals(ctx, tx, rows)
-		if err != nil {
-			return err
-		}
-		for i, it := range items {
-			if !inserted[i] {
-				it.in.duplicate = true
-				continue
-			}
-			if pc := it.in.pin; pc != nil {
-				if err := recordPINChange(ctx, tx, it.in.j.cardID, *pc); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	err := h.writeBatch(ctx, items)
 	if err != nil {
 		err = fmt.Errorf("authorisation batch of %d: %w", len(items), err)
 	}
@@ -162,18 +121,116 @@ func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
 	}
 }
 
-// applyHoldResult turns a ledger result into the request's decision and
-// journal row; a financial request's hold is captured at once.
-func (h *Host) applyHoldResult(ctx context.Context, tx pgx.Tx, w *writeReq, res ledger.HoldResult) error {
-	ccy := w.prog.CurrencyNumeric
-	avail := res.Available
-	switch {
-	case res.Err == nil:
-		if w.capture && !res.Duplicate {
-			if _, err := h.ledger.CaptureTx(ctx, tx, res.Hold.ID, res.Hold.Amount, false, "capture:"+w.spec.Ref); err != nil {
-				return err
+// writeBatch is flushWrites' transaction, sent as two pipelines: BEGIN and
+// the locks of the batch's accounts; then, once the holds are decided, the
+// holds, the journal rows and COMMIT. Financial captures and PIN counts,
+// which depend on what the journal insert reports, take a third round
+// trip when the batch has any.
+func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) error {
+	conn, err := h.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	var specs []ledger.HoldSpec
+	var idx []int
+	tail := false
+	for i, it := range items {
+		if it.in.spec != nil {
+			specs = append(specs, *it.in.spec)
+			idx = append(idx, i)
+		}
+		tail = tail || it.in.capture || it.in.pin != nil
+	}
+	hb := h.ledger.NewHoldBatch(specs)
+	var q pgx.Batch
+	q.BeginTx(pgx.TxOptions{})
+	if len(specs) > 0 {
+		hb.QueueLock(&q)
+	}
+	br := conn.SendBatch(ctx, &q)
+	tx := br.Tx()
+	if err := br.Close(); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	var inserted []bool
+	for {
+		if len(specs) > 0 {
+			for k, res := range hb.Decide() {
+				h.applyHoldResult(items[idx[k]].in, res)
 			}
 		}
+		var w pgx.Batch
+		hb.QueueWrite(&w)
+		rows := make([]journal, len(items))
+		for i, it := range items {
+			rows[i] = it.in.j
+		}
+		inserted = queueJournals(&w, rows)
+		if !tail {
+			if err := beforeCommit(ctx); err != nil {
+				return err
+			}
+			w.Queue("COMMIT")
+		}
+		err := tx.SendBatch(ctx, &w).Close()
+		if err == nil {
+			committed = !tail
+			break
+		}
+		if retry, err := hb.Retry(ctx, tx, err); !retry {
+			return err
+		}
+	}
+	for i, it := range items {
+		if !inserted[i] {
+			it.in.duplicate = true
+		}
+	}
+	if tail {
+		for i, it := range items {
+			w := it.in
+			if !inserted[i] {
+				continue
+			}
+			if w.capture && w.newHold {
+				if _, err := h.ledger.CaptureTx(ctx, tx, w.j.holdID, w.spec.Amount, false, "capture:"+w.spec.Ref); err != nil {
+					return err
+				}
+			}
+			if pc := w.pin; pc != nil {
+				if err := recordPINChange(ctx, tx, w.j.cardID, *pc); err != nil {
+					return err
+				}
+			}
+		}
+		if err := beforeCommit(ctx); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		committed = true
+	}
+	return nil
+}
+
+// applyHoldResult turns a ledger result into the request's decision and
+// journal row (again from scratch when the batch is decided again).
+func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
+	ccy := w.prog.CurrencyNumeric
+	avail := res.Available
+	w.j.approval, w.j.holdID, w.j.detail, w.j.available, w.j.availCcy = "", 0, "", nil, ""
+	w.newHold = res.Err == nil && !res.Duplicate
+	switch {
+	case res.Err == nil:
 		w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req), Available: avail, Currency: ccy, HasAvailable: true, HoldID: res.Hold.ID}
 		w.j.reason, w.j.approval, w.j.holdID = Approved, w.decision.ApprovalCode, res.Hold.ID
 	case errors.Is(res.Err, ledger.ErrInsufficientFunds), errors.Is(res.Err, ledger.ErrInsufficientPartnerFunds):
@@ -188,10 +245,9 @@ func (h *Host) applyHoldResult(ctx context.Context, tx pgx.Tx, w *writeReq, res 
 		// not permitted to the cardholder; the reason is journaled.
 		w.decision = Decision{Reason: NotPermitted}
 		w.j.reason, w.j.detail = NotPermitted, res.Err.Error()
-		return nil
+		return
 	}
 	w.j.available, w.j.availCcy = &avail, ccy
-	return nil
 }
 
 // insertJournals writes many journal rows in one statement; rows whose
@@ -209,9 +265,10 @@ const insertJournals = `INSERT INTO auth_journal (profile, mti, class, acquirer_
 	ON CONFLICT (acquirer_id, stan, transmission_time, rrn, mti) DO NOTHING
 	RETURNING acquirer_id, stan, transmission_time, rrn, mti`
 
-// writeJournals inserts rows in tx and reports, per row, whether it was
-// inserted (false: the request was journaled before: a duplicate).
-func writeJournals(ctx context.Context, tx pgx.Tx, rows []journal) ([]bool, error) {
+// queueJournals queues the insert of rows on q and returns, per row,
+// whether it was inserted, filled in when q has run (false: the request
+// was journaled before: a duplicate).
+func queueJournals(q *pgx.Batch, rows []journal) []bool {
 	n := len(rows)
 	var (
 		profile, mti, acq, stan, tt, rrn, masked, proc, ccy, bccy, merchant = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -235,26 +292,24 @@ func writeJournals(ctx context.Context, tx pgx.Tx, rows []journal) ([]bool, erro
 			keys[k] = i
 		}
 	}
-	res, err := tx.Query(ctx, insertJournals, pgx.QueryExecModeExec, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
-		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt)
-	if err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	defer res.Close()
 	inserted := make([]bool, n)
-	for res.Next() {
-		var a, s, t, r, m string
-		if err := res.Scan(&a, &s, &t, &r, &m); err != nil {
-			return nil, fmt.Errorf("journal: %w", err)
+	q.Queue(insertJournals, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
+		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt).Query(func(res pgx.Rows) error {
+		for res.Next() {
+			var a, s, t, r, m string
+			if err := res.Scan(&a, &s, &t, &r, &m); err != nil {
+				return fmt.Errorf("journal: %w", err)
+			}
+			if i, ok := keys[a+"\x00"+s+"\x00"+t+"\x00"+r+"\x00"+m]; ok {
+				inserted[i] = true
+			}
 		}
-		if i, ok := keys[a+"\x00"+s+"\x00"+t+"\x00"+r+"\x00"+m]; ok {
-			inserted[i] = true
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("journal: %w", err)
 		}
-	}
-	if err := res.Err(); err != nil {
-		return nil, fmt.Errorf("journal: %w", err)
-	}
-	return inserted, nil
+		return nil
+	})
+	return inserted
 }
 
 // pinChange is what a verified PIN does to a card: a right PIN resets the

@@ -95,18 +95,22 @@ func (l *Ledger) PlaceHold(ctx context.Context, spec HoldSpec) (Hold, error) {
 	return res[0].Hold, res[0].Err
 }
 
-// PlaceHolds places many holds in one transaction and one round trip
-// (ledger_place_holds): every account of the batch is locked in ascending id
-// order first, so concurrent batches never deadlock on accounts, then the
-// specs are decided in order, each independently: a decline of one does not
-// affect the others, and later specs see the holds of earlier ones. It
+// PlaceHolds places many holds in one transaction and two round trips:
+// every account of the batch is locked in ascending id order first, so
+// concurrent batches never deadlock on accounts, then the specs are decided
+// in order, each independently: a decline of one does not affect the
+// others, and later specs see the holds of earlier ones; then one insert
+// of the new holds and one update of their accounts. It
 // returns one result per spec, in order; the error is for the batch as a
 // whole (the database failed) and then no hold was placed.
 func (l *Ledger) PlaceHolds(ctx context.Context, specs []HoldSpec) ([]HoldResult, error) {
 	var out []HoldResult
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		out, err = l.placeHolds(ctx, l.pool, specs)
+		err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+			out, err = l.placeHolds(ctx, tx, specs)
+			return err
+		})
 		if err == nil || !isDeadlock(err) {
 			break
 		}
@@ -142,84 +146,28 @@ func (l *Ledger) PlaceHoldTx(ctx context.Context, tx pgx.Tx, spec HoldSpec) (Hol
 	return res[0].Hold, res[0].Err
 }
 
-func (l *Ledger) placeHolds(ctx context.Context, q querier, specs []HoldSpec) ([]HoldResult, error) {
+func (l *Ledger) placeHolds(ctx context.Context, tx pgx.Tx, specs []HoldSpec) ([]HoldResult, error) {
 	if len(specs) == 0 {
 		return nil, nil
 	}
-	n := len(specs)
-	users := make([]int64, n)
-	partners := make([]int64, n)
-	currencies := make([]string, n)
-	amounts := make([]int64, n)
-	refs := make([]*string, n)
-	forces := make([]bool, n)
-	for i, s := range specs {
-		users[i], partners[i], currencies[i], amounts[i], forces[i] = s.UserAccountID, s.PartnerAccountID, s.Currency, s.Amount, s.Force
-		if s.Ref != "" {
-			refs[i] = &specs[i].Ref
-		}
-	}
-	const sql = `SELECT * FROM ledger_place_holds($1, $2, $3, $4, $5, $6, $7)`
-	rows, err := q.Query(ctx, sql, users, partners, currencies, amounts, refs, forces, l.now().Add(l.cfg.HoldTTL))
-	if err != nil {
+	b := l.NewHoldBatch(specs)
+	var q pgx.Batch
+	b.QueueLock(&q)
+	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return nil, err
 	}
-	out, err := collectHoldResults(rows)
-	if err != nil {
-		return nil, err
-	}
-	if len(out) != n {
-		return nil, fmt.Errorf("%d results for %d specs: %w", len(out), n, ErrDatabase)
-	}
-	return out, nil
-}
-
-func collectHoldResults(rows pgx.Rows) ([]HoldResult, error) {
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (HoldResult, error) {
-		var (
-			idx                       int
-			outcome                   string
-			accountID, available      *int64
-			holdID, userID, partnerID *int64
-			currency, status, ref     *string
-			original, amount          *int64
-			createdAt, expiresAt      *time.Time
-		)
-		if err := row.Scan(&idx, &outcome, &accountID, &available, &holdID, &userID, &partnerID, &currency,
-			&original, &amount, &status, &ref, &createdAt, &expiresAt); err != nil {
-			return HoldResult{}, err
+	for {
+		out := b.Decide()
+		var w pgx.Batch
+		b.QueueWrite(&w)
+		err := tx.SendBatch(ctx, &w).Close()
+		if err == nil {
+			return out, nil
 		}
-		var r HoldResult
-		r.AccountID, r.Available = deref(accountID), deref(available)
-		switch outcome {
-		case "ok", "duplicate":
-			r.Duplicate = outcome == "duplicate"
-			r.Hold = Hold{ID: deref(holdID), UserAccountID: deref(userID), PartnerAccountID: deref(partnerID),
-				Currency: derefS(currency), OriginalAmount: deref(original), Amount: deref(amount),
-				Status: derefS(status), Ref: derefS(ref)}
-			if createdAt != nil {
-				r.Hold.CreatedAt = *createdAt
-			}
-			if expiresAt != nil {
-				r.Hold.ExpiresAt = *expiresAt
-			}
-		case "insufficient_funds":
-			r.Err = &FundsError{AccountID: r.AccountID, Available: r.Available}
-		case "insufficient_partner_funds":
-			r.Err = &FundsError{AccountID: r.AccountID, Available: r.Available, Partner: true}
-		case "not_found":
-			r.Err = fmt.Errorf("place hold: account %d: %w", r.AccountID, ErrNotFound)
-		case "not_active":
-			r.Err = fmt.Errorf("place hold: account %d: %w", r.AccountID, ErrAccountNotActive)
-		case "currency_mismatch":
-			r.Err = fmt.Errorf("place hold: account %d: %w", r.AccountID, ErrCurrencyMismatch)
-		case "invalid_amount":
-			r.Err = fmt.Errorf("place hold: %w", ErrInvalidAmount)
-		default:
-			return HoldResult{}, fmt.Errorf("unknown outcome %q", outcome)
+		if retry, err := b.Retry(ctx, tx, err); !retry {
+			return nil, err
 		}
-		return r, nil
-	})
+	}
 }
 
 func deref(p *int64) int64 {

@@ -131,12 +131,14 @@ func New(pool *pgxpool.Pool, cfg Config) *Ledger {
 
 func (l *Ledger) now() time.Time { return l.cfg.Now() }
 
-// querier is what both a pool and a transaction offer.
-type querier interface {
+// Querier is what a pool, a connection and a transaction offer.
+type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
+
+type querier = Querier
 
 // dbErr translates a database error at the package boundary: no rows become
 // ErrNotFound, known constraint violations their sentinels, context errors

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -486,6 +488,7 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 		`UPDATE accounts SET held = held - 1 WHERE id = ` + itoa(credit.ID),                          // held_mismatch
 		`UPDATE entries SET amount = amount + 7 WHERE id = ` + itoa(post.Entries[1].ID),              // unbalanced + balance (settlement)
 		`UPDATE holds SET status = 'released', resolved_at = now() WHERE id = ` + itoa(h2.ID+0*h.ID), // captured hold now "released" with a capture posting
+		`UPDATE holds SET partner_account_id = 1000000000 WHERE id = ` + itoa(h.ID),                  // hold_account_missing (holds have no foreign keys)
 	}
 	for _, q := range tamper {
 		if _, err := e.pool.Exec(e.ctx, q); err != nil {
@@ -501,7 +504,7 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 		t.Logf("violation: %s", v)
 		got[v.Check]++
 	}
-	for _, check := range []string{"balance_mismatch", "held_mismatch", "posting_unbalanced", "hold_resolved_twice"} {
+	for _, check := range []string{"balance_mismatch", "held_mismatch", "posting_unbalanced", "hold_resolved_twice", "hold_account_missing"} {
 		if got[check] == 0 {
 			t.Errorf("no %s violation reported; got %v", check, got)
 		}
@@ -509,6 +512,20 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	if got["balance_mismatch"] < 2 {
 		t.Errorf("balance_mismatch reported %d times, want both tampered accounts", got["balance_mismatch"])
 	}
+}
+
+// TestAccountsAreNeverDeleted: holds carry no foreign keys to accounts, so
+// the schema forbids deleting an account, even an empty one.
+func TestAccountsAreNeverDeleted(t *testing.T) {
+	e := newEnv(t, 0)
+	p := e.partner("")
+	u := e.user(p, "EUR", 0)
+	_, err := e.pool.Exec(e.ctx, `DELETE FROM accounts WHERE id = $1`, u.ID)
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) || pg.Code != "23001" {
+		t.Fatalf("delete of account %d: %v, want restrict_violation", u.ID, err)
+	}
+	e.want(u.ID, 0, 0)
 }
 
 func itoa(v int64) string {

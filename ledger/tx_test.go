@@ -112,7 +112,7 @@ func TestPlaceHoldsRefRace(t *testing.T) {
 			t.Fatal("the batch never waited on the uncommitted ref")
 		}
 		var waiting bool
-		if err := e.pool.QueryRow(e.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%ledger_place_holds%')`).Scan(&waiting); err != nil {
+		if err := e.pool.QueryRow(e.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO holds%')`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
 		if waiting {

@@ -64,6 +64,10 @@ var verifyChecks = []struct{ name, sql string }{
 		FROM holds WHERE amount < 0 OR amount > original_amount`},
 	{"hold_currency", `SELECT a.id, 0::bigint, h.id, format('hold in %s on an account in %s', h.currency, a.currency)
 		FROM holds h JOIN accounts a ON a.id IN (h.user_account_id, h.partner_account_id) WHERE a.currency <> h.currency`},
+	// holds carry no foreign keys to accounts (006_hotpath.sql).
+	{"hold_account_missing", `SELECT x.id, 0::bigint, h.id, 'hold on an account that does not exist'
+		FROM holds h CROSS JOIN LATERAL (VALUES (h.user_account_id), (h.partner_account_id)) AS x (id)
+		WHERE x.id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = x.id)`},
 	{"hold_capture_without_posting", `SELECT 0::bigint, 0::bigint, h.id, 'captured without its posting'
 		FROM holds h WHERE h.status = 'captured' AND (h.capture_posting_id IS NULL
 			OR NOT EXISTS (SELECT 1 FROM postings p WHERE p.id = h.capture_posting_id AND p.hold_id = h.id))`},
@@ -85,7 +89,8 @@ var verifyChecks = []struct{ name, sql string }{
 // its entries; each held equals the sum of its open holds (user and partner
 // side); available below zero only where flagged; below_threshold matches
 // available and threshold; each hold resolved at most once, open exactly
-// when unresolved, captured only with its own posting; every journaled
+// when unresolved, captured only with its own posting, on accounts that
+// exist; every journaled
 // hold exists and every authorisation hold (ref acquirer/STAN/time/RRN/MTI)
 // has its journal row. It reads a
 // consistent snapshot (one repeatable-read transaction).

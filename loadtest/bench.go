@@ -98,10 +98,34 @@ type BenchResult struct {
 	// host, load generator) and by the PostgreSQL cluster.
 	ProcessCPU, PostgresCPU float64
 	HoldsPlaced             int64
+	// Writes is what the load wrote to Postgres (WAL, checkpoints, HOT
+	// updates of accounts), measured around the load.
+	Writes WriteStats
 	// Statements are the statements that took most of Postgres' time
 	// during the load (pg_stat_statements, nested statements included);
 	// empty when the extension is not installed.
 	Statements []Statement
+}
+
+// WriteStats are Postgres' write counters over the load.
+type WriteStats struct {
+	WALBytes, WALRecords, WALFullPages int64
+	Checkpoints                        int64
+	AccountUpdates, AccountHOTUpdates  int64
+}
+
+func writeStats(ctx context.Context, pool *pgxpool.Pool) (WriteStats, error) {
+	const q = `SELECT w.wal_bytes::bigint, w.wal_records, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req,
+		t.n_tup_upd, t.n_tup_hot_upd
+		FROM pg_stat_wal w, pg_stat_bgwriter b, pg_stat_user_tables t WHERE t.relname = 'accounts'`
+	var s WriteStats
+	err := pool.QueryRow(ctx, q).Scan(&s.WALBytes, &s.WALRecords, &s.WALFullPages, &s.Checkpoints, &s.AccountUpdates, &s.AccountHOTUpdates)
+	return s, err
+}
+
+func (s WriteStats) sub(o WriteStats) WriteStats {
+	return WriteStats{s.WALBytes - o.WALBytes, s.WALRecords - o.WALRecords, s.WALFullPages - o.WALFullPages,
+		s.Checkpoints - o.Checkpoints, s.AccountUpdates - o.AccountUpdates, s.AccountHOTUpdates - o.AccountHOTUpdates}
 }
 
 // Statement is one pg_stat_statements row.
@@ -283,6 +307,10 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		statements = err == nil
 	}
 	pgPID := postmasterPID(cluster.DataDir())
+	writes0, err := writeStats(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("bench: write counters: %w", err)
+	}
 	cpu0, pg0 := processCPU(), postgresCPU(pgPID)
 	log.Info("load", "profile", load.Profile, "addr", load.Addr)
 	res.Report, err = Run(ctx, load)
@@ -294,6 +322,16 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	res.ProcessCPU, res.PostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
 	res.LoadSeconds = res.Report.Seconds
+	// The table counters reach the statistics a moment after the
+	// transactions that made them.
+	if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	writes1, err := writeStats(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("bench: write counters: %w", err)
+	}
+	res.Writes = writes1.sub(writes0)
 
 	if statements {
 		res.Statements, err = topStatements(ctx, pool)

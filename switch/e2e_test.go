@@ -560,3 +560,84 @@ func TestE2EConcurrent(t *testing.T) {
 		e.expectBalance(e.prog.PartnerAccountID, 1_000_000, conns*perConn*amount)
 	})
 }
+
+// TestE2EDuplicatesInFlight sends every request several times at once on
+// different connections, so that copies meet in one batch and in batches
+// that commit one after the other: each request holds once, every copy
+// gets the same answer, and the ledger stays consistent.
+func TestE2EDuplicatesInFlight(t *testing.T) {
+	const copies, conns = 4, 8
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		rich := []testCard{e.virtualCard(e.prog, 100_000), e.virtualCard(e.prog, 100_000), e.virtualCard(e.prog, 100_000)}
+		poor := e.virtualCard(e.prog, 500)
+		type req struct {
+			stan   int
+			card   testCard
+			amount int64
+		}
+		var reqs []req
+		for i := range 12 {
+			reqs = append(reqs, req{int(e.stan.Add(1)), rich[i%len(rich)], 100})
+		}
+		for range 4 {
+			reqs = append(reqs, req{int(e.stan.Add(1)), poor, 400}) // the first fits, the others decline
+		}
+		clients := make([]*connection.Connection, conns)
+		for i := range clients {
+			clients[i] = e.dial()
+		}
+		answers := make([][]*iso8583.Message, len(reqs))
+		for i := range answers {
+			answers[i] = make([]*iso8583.Message, copies)
+		}
+		var wg sync.WaitGroup
+		for i, r := range reqs {
+			for c := range copies {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					m := request(t, e.profile, "100", r.stan, r.card.PAN, r.amount, map[int]string{14: r.card.CardData.Expiry})
+					resp, err := clients[(i*copies+c)%conns].Send(m)
+					if err != nil {
+						t.Errorf("request %d copy %d: %v", i, c, err)
+						return
+					}
+					answers[i][c] = resp
+				}()
+			}
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		approved := actionCode(t, e.profile, cardhost.Approved)
+		var holds int
+		var held = map[int64]int64{}
+		for i, as := range answers {
+			for _, f := range []int{39, 38, 54} {
+				for c := 1; c < copies; c++ {
+					if a, b := get(t, as[0], f), get(t, as[c], f); a != b {
+						t.Errorf("request %d DE%d: copy %d got %q, copy 0 %q", i, f, c, b, a)
+					}
+				}
+			}
+			if get(t, as[0], 39) == approved {
+				holds++
+				held[reqs[i].card.AccountID] += reqs[i].amount
+			}
+		}
+		if held[poor.AccountID] != 400 {
+			t.Errorf("poor card: %d held, want exactly one of its requests (400)", held[poor.AccountID])
+		}
+		if n := e.count(`SELECT count(*) FROM holds`); n != holds {
+			t.Errorf("holds: got %d, want %d (one per approved request)", n, holds)
+		}
+		if n := e.count(`SELECT count(*) FROM auth_journal`); n != len(reqs) {
+			t.Errorf("journal rows: got %d, want %d (one per request)", n, len(reqs))
+		}
+		for _, c := range append(rich, poor) {
+			e.expectBalance(c.AccountID, e.account(c.AccountID).Balance, held[c.AccountID])
+		}
+		e.verify()
+	})
+}

@@ -130,6 +130,14 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.Report.WriteText(stderr)
 	fmt.Fprintf(stderr, "cpu during load: this process (switch+card host+load generator) %.1f s, postgres %.1f s, over %.1f s on %d cores; holds placed %d\n",
 		res.ProcessCPU, res.PostgresCPU, res.LoadSeconds, numCPU(), res.HoldsPlaced)
+	if w, n := res.Writes, float64(max(res.Report.Approved, 1)); w.WALRecords > 0 {
+		hot := 0.0
+		if w.AccountUpdates > 0 {
+			hot = 100 * float64(w.AccountHOTUpdates) / float64(w.AccountUpdates)
+		}
+		fmt.Fprintf(stderr, "postgres writes during load: WAL %.1f MB (%.0f bytes, %.1f records per approval), full-page images %d, checkpoints %d; accounts updated %d times, %.0f%% HOT\n",
+			float64(w.WALBytes)/1e6, float64(w.WALBytes)/n, float64(w.WALRecords)/n, w.WALFullPages, w.Checkpoints, w.AccountUpdates, hot)
+	}
 	if len(res.Statements) > 0 {
 		fmt.Fprintln(stderr, "postgres time by statement during load (pg_stat_statements, nested included):")
 		for _, st := range res.Statements {

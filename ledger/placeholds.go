@@ -1,0 +1,276 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// HoldBatch places many holds inside a transaction that its caller sends
+// as pipelines, so that the holds cost two round trips shared with the
+// caller's own statements: QueueLock (with the transaction's BEGIN) locks
+// the batch's accounts and reserves hold ids; Decide decides every spec in
+// Go on the locked rows; QueueWrite (with the caller's rows and COMMIT)
+// inserts the new holds and updates their accounts under a savepoint. When
+// that pipeline fails, Retry tells whether a ref was taken meanwhile: the
+// savepoint is then rolled back and the batch is decided again. PlaceHolds
+// and PlaceHoldsTx drive one for callers that need no pipeline.
+type HoldBatch struct {
+	specs   []HoldSpec
+	now     time.Time // the transaction's time: the holds' created_at
+	expires time.Time
+	ids     []int64 // reserved hold ids, one per spec
+	acc     map[int64]*lockedAccount
+	order   []*lockedAccount // ascending id
+	out     []HoldResult
+	newHold []int           // indexes of the specs that insert a hold, in order
+	known   map[string]Hold // holds placed earlier under the batch's refs, once looked up
+	retries int
+}
+
+// lockedAccount is an account row locked by the batch; held is held0 plus
+// the holds the batch decided so far.
+type lockedAccount struct {
+	id, balance, held0, held int64
+	currency, state          string
+	neg                      bool // the batch takes it below zero (an advice)
+}
+
+func (a *lockedAccount) available() int64 { return a.balance - a.held }
+
+// NewHoldBatch returns a batch of specs; nothing is sent yet.
+func (l *Ledger) NewHoldBatch(specs []HoldSpec) *HoldBatch {
+	return &HoldBatch{specs: specs, expires: l.now().Add(l.cfg.HoldTTL)}
+}
+
+// QueueLock queues on q the statements that lock every account of the
+// batch in ascending id order (so concurrent batches never deadlock on
+// accounts) and reserve a hold id per spec. Their results are read when
+// q's results are closed; the locks last until the transaction ends.
+func (b *HoldBatch) QueueLock(q *pgx.Batch) {
+	ids := make([]int64, 0, 2*len(b.specs))
+	for _, s := range b.specs {
+		if s.UserAccountID > 0 {
+			ids = append(ids, s.UserAccountID)
+		}
+		if s.PartnerAccountID > 0 {
+			ids = append(ids, s.PartnerAccountID)
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	b.acc, b.order = make(map[int64]*lockedAccount, len(ids)), nil
+	q.Queue(`SELECT id, balance, held, currency, state FROM accounts WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			a := &lockedAccount{}
+			if err := rows.Scan(&a.id, &a.balance, &a.held0, &a.currency, &a.state); err != nil {
+				return err
+			}
+			b.acc[a.id] = a
+			b.order = append(b.order, a)
+		}
+		return rows.Err()
+	})
+	q.Queue(`SELECT now(), array_agg(nextval('holds_id_seq')) FROM generate_series(1, $1)`, len(b.specs)).QueryRow(func(row pgx.Row) error {
+		if err := row.Scan(&b.now, &b.ids); err != nil {
+			return err
+		}
+		if len(b.ids) != len(b.specs) {
+			return fmt.Errorf("%d hold ids for %d specs: %w", len(b.ids), len(b.specs), ErrDatabase)
+		}
+		return nil
+	})
+}
+
+// Decide decides every spec in order, after QueueLock's statements ran,
+// each independently: a decline of one does not affect the others, and
+// later specs see the holds of earlier ones. A ref placed before (known
+// after a Retry) or earlier in the batch gives that hold as a duplicate.
+// It returns one result per spec, in order; they stand once QueueWrite's
+// statements have run without error.
+func (b *HoldBatch) Decide() []HoldResult {
+	existing := b.known
+	for _, a := range b.order {
+		a.held, a.neg = a.held0, false
+	}
+	b.out = make([]HoldResult, len(b.specs))
+	b.newHold = b.newHold[:0]
+	placed := make(map[string]int, len(b.specs)) // ref -> spec that placed it
+	for i, s := range b.specs {
+		r := &b.out[i]
+		var u, p *lockedAccount
+		if s.UserAccountID > 0 {
+			u = b.acc[s.UserAccountID]
+		}
+		if s.PartnerAccountID > 0 {
+			p = b.acc[s.PartnerAccountID]
+		}
+		dup, isDup := Hold{}, false
+		if s.Ref != "" {
+			if h, ok := existing[s.Ref]; ok {
+				dup, isDup = h, true
+			} else if k, ok := placed[s.Ref]; ok {
+				dup, isDup = b.out[k].Hold, true
+			}
+		}
+		switch {
+		case isDup:
+			r.Hold, r.Duplicate = dup, true
+		case s.UserAccountID <= 0 && s.PartnerAccountID <= 0:
+			r.Err = fmt.Errorf("place hold: account 0: %w", ErrNotFound)
+		case s.UserAccountID > 0 && u == nil:
+			r.AccountID, r.Err = s.UserAccountID, fmt.Errorf("place hold: account %d: %w", s.UserAccountID, ErrNotFound)
+		case s.PartnerAccountID > 0 && p == nil:
+			r.AccountID, r.Err = s.PartnerAccountID, fmt.Errorf("place hold: account %d: %w", s.PartnerAccountID, ErrNotFound)
+		case s.Amount <= 0:
+			r.Err = fmt.Errorf("place hold: %w", ErrInvalidAmount)
+		case u != nil && u.currency != s.Currency:
+			r.AccountID, r.Err = u.id, fmt.Errorf("place hold: account %d: %w", u.id, ErrCurrencyMismatch)
+		case p != nil && p.currency != s.Currency:
+			r.AccountID, r.Err = p.id, fmt.Errorf("place hold: account %d: %w", p.id, ErrCurrencyMismatch)
+		case !s.Force && u != nil && u.state != StateActive:
+			r.AccountID, r.Err = u.id, fmt.Errorf("place hold: account %d: %w", u.id, ErrAccountNotActive)
+		case !s.Force && p != nil && p.state != StateActive:
+			r.AccountID, r.Err = p.id, fmt.Errorf("place hold: account %d: %w", p.id, ErrAccountNotActive)
+		case !s.Force && u != nil && u.available() < s.Amount:
+			r.AccountID, r.Available = u.id, u.available()
+			r.Err = &FundsError{AccountID: u.id, Available: u.available()}
+		case !s.Force && p != nil && p.available() < s.Amount:
+			r.AccountID, r.Available = p.id, p.available()
+			r.Err = &FundsError{AccountID: p.id, Available: p.available(), Partner: true}
+		default:
+			r.Hold = Hold{ID: b.ids[i], Currency: s.Currency, OriginalAmount: s.Amount, Amount: s.Amount,
+				Status: HoldOpen, Ref: s.Ref, CreatedAt: b.now, ExpiresAt: b.expires}
+			for _, a := range []*lockedAccount{u, p} {
+				if a != nil {
+					a.held += s.Amount
+					a.neg = a.neg || a.available() < 0
+				}
+			}
+			if u != nil {
+				r.Hold.UserAccountID = u.id
+			}
+			if p != nil {
+				r.Hold.PartnerAccountID = p.id
+			}
+			if s.Ref != "" {
+				placed[s.Ref] = i
+			}
+			b.newHold = append(b.newHold, i)
+		}
+		// DE54: the account that decided and its available amount, the
+		// user account when there is one.
+		if r.Err == nil {
+			if u != nil {
+				r.AccountID, r.Available = u.id, u.available()
+			} else if p != nil {
+				r.AccountID, r.Available = p.id, p.available()
+			}
+		} else if _, funds := r.Err.(*FundsError); !funds && u != nil {
+			r.Available = u.available()
+		}
+	}
+	return b.out
+}
+
+const (
+	insertHolds = `INSERT INTO holds (id, user_account_id, partner_account_id, currency, original_amount, amount, ref, expires_at, created_at)
+		SELECT v.id, NULLIF(v.u, 0), NULLIF(v.p, 0), v.cur, v.amt, v.amt, NULLIF(v.ref, ''), $7, $8
+		  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) AS v (id, u, p, cur, amt, ref)`
+	updateHeld = `UPDATE accounts a SET held = a.held + v.d, negative_flag = a.negative_flag OR v.neg
+		FROM unnest($1::bigint[], $2::bigint[], $3::boolean[]) AS v (id, d, neg) WHERE a.id = v.id`
+)
+
+// QueueWrite queues on q, under a savepoint, the insert of the batch's new
+// holds, the update of the accounts they change, and the check that no
+// declined spec's ref was placed before (a repeated request is a
+// duplicate, not a new decline). Both fail with the unique violation of
+// holds_ref; see Retry.
+func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
+	n := len(b.newHold)
+	ids, users, partners, amounts := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	currencies, refs := make([]string, n), make([]string, n)
+	placed := make(map[string]bool, n)
+	for k, i := range b.newHold {
+		h := b.out[i].Hold
+		ids[k], users[k], partners[k], currencies[k], amounts[k], refs[k] = h.ID, h.UserAccountID, h.PartnerAccountID, h.Currency, h.Amount, h.Ref
+		placed[h.Ref] = true
+	}
+	var declined []string
+	for i, r := range b.out {
+		if ref := b.specs[i].Ref; r.Err != nil && ref != "" && !placed[ref] {
+			declined = append(declined, ref)
+		}
+	}
+	if n == 0 && len(declined) == 0 {
+		return
+	}
+	var accIDs, deltas []int64
+	var negs []bool
+	for _, a := range b.order {
+		if a.held != a.held0 || a.neg {
+			accIDs, deltas, negs = append(accIDs, a.id), append(deltas, a.held-a.held0), append(negs, a.neg)
+		}
+	}
+	q.Queue(`SAVEPOINT ledger_place_holds`)
+	if n > 0 {
+		q.Queue(insertHolds, ids, users, partners, currencies, amounts, refs, b.expires, b.now)
+		q.Queue(updateHeld, accIDs, deltas, negs)
+	}
+	if len(declined) > 0 {
+		q.Queue(`SELECT ledger_refs_free($1)`, declined)
+	}
+	q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
+}
+
+// Retry is called with the error of the pipeline that carried QueueWrite.
+// When a ref of the batch was placed meanwhile (the unique violation of
+// holds_ref), it rolls back to the savepoint, looks up the holds under the
+// batch's refs and returns true: decide again (Decide) and send QueueWrite
+// again. Otherwise it returns false, and err is the batch's failure.
+func (b *HoldBatch) Retry(ctx context.Context, tx Querier, err error) (bool, error) {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) || pg.Code != "23505" || pg.ConstraintName != "holds_ref" {
+		return false, err
+	}
+	if b.retries++; b.retries > 3 {
+		return false, fmt.Errorf("refs kept being taken by other transactions: %w", ErrDatabase)
+	}
+	if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT ledger_place_holds`); err != nil {
+		return false, err
+	}
+	known, err := holdsByRef(ctx, tx, b.specs)
+	if err != nil {
+		return false, err
+	}
+	b.known = known
+	return true, nil
+}
+
+// holdsByRef returns the holds placed under the specs' refs.
+func holdsByRef(ctx context.Context, tx Querier, specs []HoldSpec) (map[string]Hold, error) {
+	refs := make([]string, 0, len(specs))
+	for _, s := range specs {
+		if s.Ref != "" {
+			refs = append(refs, s.Ref)
+		}
+	}
+	rows, err := tx.Query(ctx, selectHold+` WHERE ref = ANY ($1)`, refs)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := pgx.CollectRows(rows, scanHold)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Hold, len(hs))
+	for _, h := range hs {
+		out[h.Ref] = h
+	}
+	return out, nil
+}
