@@ -113,66 +113,29 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 		}
 		return h.reverse(ctx, r)
 	}
-	q := &lookupReq{panLookup: h.keys.PANLookup(r.PAN), r: r}
-	if err := h.lookups.do(ctx, q); err != nil {
-		return Decision{}, err
-	}
-	if q.stored != nil {
-		return *q.stored, nil
-	}
-	if q.card == nil {
-		return h.decline(ctx, r, nil, InvalidCard, "", nil)
-	}
-	card := *q.card
-	prog, err := h.cachedProgram(ctx, card.ProgramID)
+	enc, err := h.encryptedPAN(r.PAN)
 	if err != nil {
 		return Decision{}, err
 	}
-	out := Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
-	// A PIN verified (right or wrong) changes the card's wrong-PIN count,
-	// and the third wrong one locks it from outside: that change commits
-	// with the request's journal row, so it counts once and only when the
-	// answer does.
-	var pc *pinChange
-	if out.PINTries > card.PINTries || out.LockOutside {
-		pc = &pinChange{right: false}
-	} else if out.PINTries < card.PINTries {
-		pc = &pinChange{right: true}
+	w := &writeReq{auth: &authReq{panLookup: h.keys.PANLookup(r.PAN)}, j: journal{req: r, panEnc: enc}}
+	if err := h.writes[h.shardOf(ctx, r.PAN)].do(ctx, w); err != nil {
+		return Decision{}, err
 	}
-	if r.Class == ClassAdvice && out.Reason != Approved && out.Reason != CardRemoved && out.Reason != FormatError {
-		// The scheme stood in and approved: the money is spent whatever
-		// the card's state now, so the advice is held all the same.
-		if b := billing(Outcome{}, r, &prog); b.Reason == Approved {
-			out.HoldAmount, out.FX, out.Reason = b.HoldAmount, b.FX, Approved
-		}
+	if rr := w.auth.remote; rr != nil {
+		return h.authorizeRemote(ctx, r, rr)
 	}
-	if out.Reason != Approved {
-		detail := ""
-		if out.Err != nil {
-			detail = out.Err.Error()
-		}
-		return h.decline(ctx, r, &card, out.Reason, detail, pc)
+	return h.answer(ctx, w)
+}
+
+// authorizeRemote asks a partner-deposit program's remote URL, outside any
+// transaction, then records its answer with a later batch.
+func (h *Host) authorizeRemote(ctx context.Context, r *AuthRequest, rr *remoteReq) (Decision, error) {
+	reason, detail := h.remoteDecision(ctx, &rr.card, &rr.prog, r, rr.out)
+	if reason != Approved {
+		return h.decline(ctx, r, &rr.card, reason, detail, rr.pc)
 	}
-	if r.ProcessingCode == ProcBalanceInquiry || out.HoldAmount == 0 && r.Class != ClassAdvice {
-		return h.approveWithoutHold(ctx, r, &card, &prog, pc)
-	}
-	if prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" && r.Class != ClassAdvice {
-		reason, detail := h.remoteDecision(ctx, &card, &prog, r, out)
-		if reason != Approved {
-			return h.decline(ctx, r, &card, reason, detail, pc)
-		}
-	}
-	spec := &ledger.HoldSpec{
-		PartnerAccountID: prog.PartnerAccountID,
-		Currency:         prog.Currency,
-		Amount:           out.HoldAmount,
-		Ref:              journalRef(r),
-		Force:            r.Class == ClassAdvice,
-	}
-	if prog.Funding == FundingPartnerCredit {
-		spec.UserAccountID = card.AccountID
-	}
-	return h.record(ctx, &writeReq{spec: spec, capture: r.Class == ClassFinancial, prog: &prog, pin: pc, j: journal{req: r, cardID: card.ID}})
+	return h.record(ctx, &writeReq{spec: h.holdSpec(&rr.card, &rr.prog, r, rr.out.HoldAmount), capture: r.Class == ClassFinancial,
+		prog: &rr.prog, pin: rr.pc, j: journal{req: r, cardID: rr.card.ID}})
 }
 
 // record commits a request's hold (when any) and journal row with the next
@@ -192,6 +155,13 @@ func (h *Host) record(ctx context.Context, w *writeReq) (Decision, error) {
 	if err := h.writes[shard%int64(len(h.writes))].do(ctx, w); err != nil {
 		return Decision{}, err
 	}
+	return h.answer(ctx, w)
+}
+
+// answer is the decision of a request its batch committed: the stored one
+// when its journal key turned out to exist (a copy of a request answered
+// meanwhile).
+func (h *Host) answer(ctx context.Context, w *writeReq) (Decision, error) {
 	if w.duplicate {
 		d, _, err := h.stored(ctx, w.j.req)
 		return d, err
@@ -217,18 +187,6 @@ func (h *Host) encryptedPAN(pan string) ([]byte, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return enc, nil
-}
-
-// approveWithoutHold answers a balance inquiry or a zero-amount request
-// (refund credits arrive by clearing) with the available balance.
-func (h *Host) approveWithoutHold(ctx context.Context, r *AuthRequest, card *Card, prog *Program, pc *pinChange) (Decision, error) {
-	acc, err := h.ledger.Account(ctx, h.fundsAccount(card, prog))
-	if err != nil {
-		return Decision{}, err
-	}
-	avail := acc.Balance - acc.Held
-	d := Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true}
-	return h.record(ctx, &writeReq{decision: d, pin: pc, j: journal{req: r, cardID: card.ID, reason: Approved, approval: d.ApprovalCode, available: &avail, availCcy: prog.CurrencyNumeric}})
 }
 
 // fundsAccount is the account whose available balance DE54 reports: the
@@ -465,6 +423,8 @@ func (h *Host) standIn(prog *Program, why string) (Reason, string) {
 type programCache struct {
 	mu    sync.Mutex
 	items map[int64]cachedProgram
+	all   []Program // every program, for routing by BIN
+	allAt time.Time
 }
 
 type cachedProgram struct {
@@ -492,4 +452,33 @@ func (h *Host) cachedProgram(ctx context.Context, id int64) (Program, error) {
 	h.progs.items[id] = cachedProgram{p: p, at: time.Now()}
 	h.progs.mu.Unlock()
 	return p, nil
+}
+
+// shardOf is the authorisation batcher of a PAN: that of the partner
+// credit/deposit account of the program whose BIN range holds it, so that
+// one writer decides all of a program's authorisations (they would queue
+// on that account's row lock anyway). A PAN in no program's range, or
+// programs that cannot be read, go to the first; the routing decides only
+// how requests are grouped, never an answer.
+func (h *Host) shardOf(ctx context.Context, pan string) int {
+	if len(h.writes) == 1 {
+		return 0
+	}
+	h.progs.mu.Lock()
+	all, fresh := h.progs.all, time.Since(h.progs.allAt) < programTTL
+	h.progs.mu.Unlock()
+	if !fresh {
+		if ps, err := h.Programs(ctx, 0); err == nil {
+			all = ps
+			h.progs.mu.Lock()
+			h.progs.all, h.progs.allAt = ps, time.Now()
+			h.progs.mu.Unlock()
+		}
+	}
+	for _, p := range all {
+		if n := len(p.BINLow); len(pan) >= n && pan[:n] >= p.BINLow && pan[:n] <= p.BINHigh {
+			return int(p.PartnerAccountID % int64(len(h.writes)))
+		}
+	}
+	return 0
 }

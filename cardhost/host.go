@@ -69,8 +69,9 @@ type Config struct {
 	// one (default 0: it takes what is queued; batches grow while the
 	// previous ones are in the database).
 	BatchWindow time.Duration
-	// BatchWorkers is the number of look-up batches in the database at
-	// once, and the number of write shards (by partner account) (default 4).
+	// BatchWorkers is the number of authorisation batchers, each one
+	// transaction at a time; a request goes to the batcher of its
+	// program's partner account (default 4).
 	BatchWorkers int
 	// BatchTimeout bounds one batch's database work including its commit
 	// (default 1 s): past it the batch's requests fail (issuer unavailable).
@@ -88,12 +89,13 @@ type Host struct {
 	log    *slog.Logger
 	progs  programCache
 
-	lookups *batcher[*lookupReq]
 	// writes has one single-worker batcher per shard; a request goes to
-	// the shard of its partner account. Every approval of a program locks
-	// its partner credit/deposit row until commit, so two batches of one
-	// program could only queue on that lock: one writer per row makes
-	// each commit carry everything that arrived meanwhile.
+	// the shard of its partner account (shardOf). Every approval of a
+	// program locks its partner credit/deposit row until commit, so two
+	// batches of one program could only queue on that lock: one writer per
+	// row makes each commit carry everything that arrived meanwhile. A
+	// batch looks its requests up, decides them and writes them in one
+	// transaction of two round trips.
 	writes []*batcher[*writeReq]
 }
 
@@ -122,7 +124,7 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	}
 	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger}
 	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (lookup: card reads; write: holds and journal).",
+		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (write: look-ups, holds and journal in one transaction).",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 	}, []string{"kind"})
 	seconds := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -132,8 +134,6 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(sizes, seconds)
 	}
-	h.lookups = newBatcher(cfg.BatchWorkers, cfg.BatchMax, cfg.BatchWindow, cfg.BatchTimeout, h.flushLookups)
-	h.lookups.observe(sizes.WithLabelValues("lookup"), seconds.WithLabelValues("lookup"))
 	for range cfg.BatchWorkers {
 		w := newBatcher(1, cfg.BatchMax, cfg.BatchWindow, cfg.BatchTimeout, h.flushWrites)
 		w.observe(sizes.WithLabelValues("write"), seconds.WithLabelValues("write"))
@@ -145,7 +145,6 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 // Close stops the authorisation batchers after flushing what is queued;
 // Authorize then fails. Call it after the switch has shut down.
 func (h *Host) Close() {
-	h.lookups.close()
 	for _, w := range h.writes {
 		w.close()
 	}

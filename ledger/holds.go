@@ -150,14 +150,14 @@ func (l *Ledger) placeHolds(ctx context.Context, tx pgx.Tx, specs []HoldSpec) ([
 	if len(specs) == 0 {
 		return nil, nil
 	}
-	b := l.NewHoldBatch(specs)
+	b := l.NewHoldBatch()
 	var q pgx.Batch
-	b.QueueLock(&q)
+	b.QueueLock(&q, SpecAccounts(specs), len(specs))
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return nil, err
 	}
 	for {
-		out := b.Decide()
+		out := b.Decide(specs)
 		var w pgx.Batch
 		b.QueueWrite(&w)
 		err := tx.SendBatch(ctx, &w).Close()

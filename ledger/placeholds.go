@@ -24,7 +24,7 @@ type HoldBatch struct {
 	specs   []HoldSpec
 	now     time.Time // the transaction's time: the holds' created_at
 	expires time.Time
-	ids     []int64 // reserved hold ids, one per spec
+	ids     []int64 // reserved hold ids, at least one per spec
 	acc     map[int64]*lockedAccount
 	order   []*lockedAccount // ascending id
 	out     []HoldResult
@@ -43,18 +43,15 @@ type lockedAccount struct {
 
 func (a *lockedAccount) available() int64 { return a.balance - a.held }
 
-// NewHoldBatch returns a batch of specs; nothing is sent yet.
-func (l *Ledger) NewHoldBatch(specs []HoldSpec) *HoldBatch {
-	return &HoldBatch{specs: specs, expires: l.now().Add(l.cfg.HoldTTL)}
+// NewHoldBatch returns an empty batch; nothing is sent yet.
+func (l *Ledger) NewHoldBatch() *HoldBatch {
+	return &HoldBatch{expires: l.now().Add(l.cfg.HoldTTL)}
 }
 
-// QueueLock queues on q the statements that lock every account of the
-// batch in ascending id order (so concurrent batches never deadlock on
-// accounts) and reserve a hold id per spec. Their results are read when
-// q's results are closed; the locks last until the transaction ends.
-func (b *HoldBatch) QueueLock(q *pgx.Batch) {
-	ids := make([]int64, 0, 2*len(b.specs))
-	for _, s := range b.specs {
+// SpecAccounts returns the accounts specs name, ascending, each once.
+func SpecAccounts(specs []HoldSpec) []int64 {
+	ids := make([]int64, 0, 2*len(specs))
+	for _, s := range specs {
 		if s.UserAccountID > 0 {
 			ids = append(ids, s.UserAccountID)
 		}
@@ -63,9 +60,24 @@ func (b *HoldBatch) QueueLock(q *pgx.Batch) {
 		}
 	}
 	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	b.acc, b.order = make(map[int64]*lockedAccount, len(ids)), nil
-	q.Queue(`SELECT id, balance, held, currency, state FROM accounts WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, ids).Query(func(rows pgx.Rows) error {
+	return slices.Compact(ids)
+}
+
+// QueueLock queues on q the statements that lock the accounts ids in
+// ascending id order (so concurrent batches never deadlock on accounts)
+// and reserve n hold ids, n at least the number of specs Decide will get.
+// Their results are read when q's results are closed; the locks last until
+// the transaction ends.
+func (b *HoldBatch) QueueLock(q *pgx.Batch, ids []int64, n int) {
+	b.QueueLockWhere(q, n, `SELECT unnest($1::bigint[])`, ids)
+}
+
+// QueueLockWhere is QueueLock for the accounts that the query idSource
+// (one column of account ids, with args) selects: a caller that knows its
+// accounts only by other keys locks them in the same round trip.
+func (b *HoldBatch) QueueLockWhere(q *pgx.Batch, n int, idSource string, args ...any) {
+	b.acc, b.order = map[int64]*lockedAccount{}, nil
+	q.Queue(`SELECT id, balance, held, currency, state FROM accounts WHERE id IN (`+idSource+`) ORDER BY id FOR UPDATE`, args...).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			a := &lockedAccount{}
 			if err := rows.Scan(&a.id, &a.balance, &a.held0, &a.currency, &a.state); err != nil {
@@ -76,15 +88,28 @@ func (b *HoldBatch) QueueLock(q *pgx.Batch) {
 		}
 		return rows.Err()
 	})
-	q.Queue(`SELECT now(), array_agg(nextval('holds_id_seq')) FROM generate_series(1, $1)`, len(b.specs)).QueryRow(func(row pgx.Row) error {
-		if err := row.Scan(&b.now, &b.ids); err != nil {
+	q.Queue(`SELECT now(), array_agg(nextval('holds_id_seq')) FROM generate_series(1, $1)`, n).QueryRow(func(row pgx.Row) error {
+		var ids []int64
+		if err := row.Scan(&b.now, &ids); err != nil {
 			return err
 		}
-		if len(b.ids) != len(b.specs) {
-			return fmt.Errorf("%d hold ids for %d specs: %w", len(b.ids), len(b.specs), ErrDatabase)
+		if len(ids) != n {
+			return fmt.Errorf("%d hold ids for %d: %w", len(ids), n, ErrDatabase)
 		}
+		b.ids = ids
 		return nil
 	})
+}
+
+// Available returns the available amount (balance - held) of a locked
+// account, counting the holds Decide placed; ok is false for an account
+// the batch did not lock.
+func (b *HoldBatch) Available(id int64) (available int64, ok bool) {
+	a := b.acc[id]
+	if a == nil {
+		return 0, false
+	}
+	return a.available(), true
 }
 
 // Decide decides every spec in order, after QueueLock's statements ran,
@@ -93,7 +118,11 @@ func (b *HoldBatch) QueueLock(q *pgx.Batch) {
 // after a Retry) or earlier in the batch gives that hold as a duplicate.
 // It returns one result per spec, in order; they stand once QueueWrite's
 // statements have run without error.
-func (b *HoldBatch) Decide() []HoldResult {
+func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
+	if len(specs) > len(b.ids) {
+		panic(fmt.Sprintf("ledger: HoldBatch.Decide of %d specs with %d hold ids reserved", len(specs), len(b.ids)))
+	}
+	b.specs = specs
 	existing := b.known
 	for _, a := range b.order {
 		a.held, a.neg = a.held0, false
