@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,7 +125,7 @@ func (c *conn) readLoop() error {
 		s.m.stage.WithLabelValues(s.p.name, "read").Observe(received.Sub(started).Seconds())
 
 		c.handlers.Add(1)
-		go func() {
+		s.workers.run(func() {
 			defer c.handlers.Done()
 			out := s.handle(s.baseCtx, frame, received, c.remote)
 			if out.close {
@@ -137,7 +138,7 @@ func (c *conn) readLoop() error {
 				return
 			}
 			c.out <- out.answer // never blocks: cap(out) == cap(sem)
-		}()
+		})
 	}
 }
 
@@ -215,6 +216,11 @@ func (c *conn) writeLoop(done chan<- struct{}) {
 			bw.Write(hdr[:])
 			bw.Write(body)
 			var err error
+			if len(c.out) == 0 {
+				// A batch's answers come back together: let the other
+				// handlers queue theirs so that one write carries them.
+				runtime.Gosched()
+			}
 			if len(c.out) == 0 {
 				err = bw.Flush()
 			}

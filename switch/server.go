@@ -141,6 +141,7 @@ type Server struct {
 
 	approvals atomic.Uint64
 	netSTAN   atomic.Uint64
+	workers   *workers
 
 	mu      sync.Mutex
 	ln      net.Listener
@@ -183,6 +184,7 @@ func New(cfg Config, a Authorizer) (*Server, error) {
 		m:       m,
 		conns:   make(map[*conn]struct{}),
 		quit:    make(chan struct{}),
+		workers: newWorkers(),
 	}, nil
 }
 

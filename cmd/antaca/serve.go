@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/antaca/antaca/internal/gctune"
 	"log/slog"
 	"net"
 	"net/http"
@@ -94,6 +95,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	gctune.Apply()
 	log := f.logger()
 	f.logConfig(log, cmd)
 	pool, closeFn, err := f.open(ctx, log)

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/antaca/antaca/internal/gctune"
 	"io"
 	"log/slog"
 	"os"
@@ -55,6 +56,7 @@ func loadFlags(fs *flag.FlagSet, c *loadtest.Config) (mix *string, quiet *bool) 
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	gctune.Apply()
 	if len(args) > 0 && args[0] == "bench" {
 		return bench(ctx, args[1:], stdout, stderr)
 	}
