@@ -641,3 +641,37 @@ func TestE2EDuplicatesInFlight(t *testing.T) {
 		e.verify()
 	})
 }
+
+// TestE2EBalanceInquiry: a balance inquiry is approved with DE54 from the
+// account that funds the card (the user's balance, or the partner deposit)
+// net of what the card's earlier authorisations hold, and holds nothing.
+func TestE2EBalanceInquiry(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		inquire := func(card testCard) *iso8583.Message {
+			t.Helper()
+			return e.send(e.msg("100", card, 0, map[int]string{3: "300000"}))
+		}
+		card := e.virtualCard(e.prog, 10_000)
+		_, first := e.auth(card, 2_500, nil)
+		e.expect(first, cardhost.Approved)
+		resp := inquire(card)
+		e.expect(resp, cardhost.Approved)
+		if _, avail, ok := e.de54(resp); !ok || avail != 7_500 {
+			t.Errorf("user balance DE54: got %d (present %v), want 7500", avail, ok)
+		}
+		e.expectBalance(card.AccountID, 10_000, 2_500)
+
+		deposit := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit}, 40_000)
+		uid, acc := e.user(deposit, 0)
+		dcard := e.virtualCardOn(e.host, uid, acc)
+		resp = inquire(dcard)
+		e.expect(resp, cardhost.Approved)
+		if _, avail, ok := e.de54(resp); !ok || avail != 40_000 {
+			t.Errorf("partner deposit DE54: got %d (present %v), want 40000", avail, ok)
+		}
+		if n := e.count(`SELECT count(*) FROM holds WHERE partner_account_id = $1`, deposit.PartnerAccountID); n != 0 {
+			t.Errorf("holds on the deposit: %d, want 0", n)
+		}
+		e.verify()
+	})
+}
