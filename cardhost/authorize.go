@@ -122,30 +122,35 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 		return Decision{}, err
 	}
 	if rr := w.auth.remote; rr != nil {
-		return h.authorizeRemote(ctx, r, rr)
+		return h.authorizeRemote(ctx, w.j, rr)
 	}
 	return h.answer(ctx, w)
 }
 
 // authorizeRemote asks a partner-deposit program's remote URL, outside any
-// transaction, then records its answer with a later batch.
-func (h *Host) authorizeRemote(ctx context.Context, r *AuthRequest, rr *remoteReq) (Decision, error) {
+// transaction, then records its answer (j: the request's journal row as
+// the batch left it) with a later batch.
+func (h *Host) authorizeRemote(ctx context.Context, j journal, rr *remoteReq) (Decision, error) {
+	r := j.req
+	j.cardID = rr.card.ID
 	reason, detail := h.remoteDecision(ctx, &rr.card, &rr.prog, r, rr.out)
 	if reason != Approved {
-		return h.decline(ctx, r, &rr.card, reason, detail, rr.pc)
+		return h.decline(ctx, j, reason, detail, rr.pc)
 	}
 	return h.record(ctx, &writeReq{spec: h.holdSpec(&rr.card, &rr.prog, r, rr.out.HoldAmount), capture: r.Class == ClassFinancial,
-		prog: &rr.prog, pin: rr.pc, j: journal{req: r, cardID: rr.card.ID}})
+		prog: &rr.prog, pin: rr.pc, j: j})
 }
 
 // record commits a request's hold (when any) and journal row with the next
 // batch and returns its decision; a duplicate gets the first answer.
 func (h *Host) record(ctx context.Context, w *writeReq) (Decision, error) {
-	enc, err := h.encryptedPAN(w.j.req.PAN)
-	if err != nil {
-		return Decision{}, err
+	if w.j.panEnc == nil {
+		enc, err := h.encryptedPAN(w.j.req.PAN)
+		if err != nil {
+			return Decision{}, err
+		}
+		w.j.panEnc = enc
 	}
-	w.j.panEnc = enc
 	var shard int64
 	if w.prog != nil {
 		shard = w.prog.PartnerAccountID
@@ -169,13 +174,11 @@ func (h *Host) answer(ctx context.Context, w *writeReq) (Decision, error) {
 	return w.decision, nil
 }
 
-// decline journals a declined request and returns its decision.
-func (h *Host) decline(ctx context.Context, r *AuthRequest, card *Card, reason Reason, detail string, pc *pinChange) (Decision, error) {
-	w := &writeReq{j: journal{req: r, reason: reason, detail: detail}, decision: Decision{Reason: reason}, pin: pc}
-	if card != nil {
-		w.j.cardID = card.ID
-	}
-	return h.record(ctx, w)
+// decline journals a declined request (j: its journal row so far) and
+// returns its decision.
+func (h *Host) decline(ctx context.Context, j journal, reason Reason, detail string, pc *pinChange) (Decision, error) {
+	j.reason, j.detail = reason, detail
+	return h.record(ctx, &writeReq{j: j, decision: Decision{Reason: reason}, pin: pc})
 }
 
 func (h *Host) encryptedPAN(pan string) ([]byte, error) {
@@ -318,7 +321,7 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 		return Decision{}, err
 	}
 	if !found || holdID == 0 {
-		return h.decline(ctx, r, nil, InvalidCard, "completion without an authorisation", nil)
+		return h.decline(ctx, journal{req: r}, InvalidCard, "completion without an authorisation", nil)
 	}
 	card, err := h.Card(ctx, cardID)
 	if err != nil {
@@ -465,13 +468,18 @@ func (h *Host) shardOf(ctx context.Context, pan string) int {
 		return 0
 	}
 	h.progs.mu.Lock()
-	all, fresh := h.progs.all, time.Since(h.progs.allAt) < programTTL
+	all, stale := h.progs.all, time.Since(h.progs.allAt) >= programTTL
+	if stale {
+		// This request refreshes the list; the others meanwhile route
+		// by the list they have.
+		h.progs.allAt = time.Now()
+	}
 	h.progs.mu.Unlock()
-	if !fresh {
+	if stale {
 		if ps, err := h.Programs(ctx, 0); err == nil {
 			all = ps
 			h.progs.mu.Lock()
-			h.progs.all, h.progs.allAt = ps, time.Now()
+			h.progs.all = ps
 			h.progs.mu.Unlock()
 		}
 	}

@@ -140,7 +140,7 @@ func (l *Ledger) InternalAccount(ctx context.Context, kind, currency string) (Ac
 	return l.Account(ctx, id)
 }
 
-func (l *Ledger) internalID(ctx context.Context, q querier, kind, currency string) (int64, error) {
+func (l *Ledger) internalID(ctx context.Context, q Querier, kind, currency string) (int64, error) {
 	switch kind {
 	case KindSettlement, KindFunding, KindCreditUsage:
 	default:
@@ -171,7 +171,7 @@ func (l *Ledger) internalID(ctx context.Context, q querier, kind, currency strin
 
 // partnerFXID returns the partner (FX) account of partnerID in currency,
 // creating it on first use.
-func (l *Ledger) partnerFXID(ctx context.Context, q querier, partnerID int64, currency string) (int64, error) {
+func (l *Ledger) partnerFXID(ctx context.Context, q Querier, partnerID int64, currency string) (int64, error) {
 	const ins = `INSERT INTO accounts (kind, currency, partner_id) VALUES ('partner', $1, $2)
 		ON CONFLICT (partner_id, currency) WHERE kind = 'partner' DO NOTHING`
 	if _, err := q.Exec(ctx, ins, currency, partnerID); err != nil {
@@ -194,7 +194,7 @@ func (l *Ledger) AccountTx(ctx context.Context, tx pgx.Tx, id int64) (Account, e
 	return l.account(ctx, tx, id)
 }
 
-func (l *Ledger) account(ctx context.Context, q querier, id int64) (Account, error) {
+func (l *Ledger) account(ctx context.Context, q Querier, id int64) (Account, error) {
 	rows, err := q.Query(ctx, selectAccount+` WHERE id = $1`, id)
 	if err != nil {
 		return Account{}, dbErr(fmt.Sprintf("account %d", id), err)

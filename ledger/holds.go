@@ -177,13 +177,6 @@ func deref(p *int64) int64 {
 	return *p
 }
 
-func derefS(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
-}
-
 // lockOpenHold locks the hold row and checks that it is still open.
 func lockOpenHold(ctx context.Context, tx pgx.Tx, id int64) (Hold, error) {
 	rows, err := tx.Query(ctx, selectHold+` WHERE id = $1 FOR UPDATE`, id)

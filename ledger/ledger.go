@@ -138,8 +138,6 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-type querier = Querier
-
 // dbErr translates a database error at the package boundary: no rows become
 // ErrNotFound, known constraint violations their sentinels, context errors
 // stay visible, and anything else is ErrDatabase with the message.

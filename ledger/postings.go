@@ -70,7 +70,7 @@ func (l *Ledger) Posting(ctx context.Context, id int64) (Posting, error) {
 	return p, dbErr(fmt.Sprintf("posting %d", id), err)
 }
 
-func getPosting(ctx context.Context, q querier, where string, args ...any) (Posting, error) {
+func getPosting(ctx context.Context, q Querier, where string, args ...any) (Posting, error) {
 	var p Posting
 	var hold *int64
 	err := q.QueryRow(ctx, `SELECT id, kind, coalesce(ref, ''), hold_id, memo, created_at FROM postings `+where, args...).
