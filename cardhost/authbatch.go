@@ -146,11 +146,12 @@ func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
 
 // writeBatch is flushWrites' transaction, sent as two pipelines: BEGIN, the
 // look-up of the authorisations' cards and earlier answers, and the locks
-// of every account the batch may touch; then, once every request is
-// decided (card rules in Go, holds on the locked rows), the holds, the
-// journal rows and COMMIT. Financial captures and PIN counts, which depend
-// on what the journal insert reports, take a third round trip when the
-// batch has any.
+// of the user accounts the batch may touch (the partner accounts are read;
+// see ledger.HoldBatch); then, once every request is decided (card rules
+// in Go, holds on those rows), the holds, the journal rows, the partner
+// accounts' update and COMMIT. Financial captures and PIN counts, which
+// depend on what the journal insert reports, take a third round trip when
+// the batch has any.
 func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) error {
 	conn, err := h.pool.Acquire(ctx)
 	if err != nil {
@@ -196,7 +197,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	for _, it := range items {
 		w := it.in
 		if w.auth != nil {
-			h.decideInBatch(ctx, w)
+			h.decideInBatch(ctx, tx, w)
 			if w.auth.stored != nil || w.auth.remote != nil || w.err != nil {
 				continue
 			}
@@ -231,14 +232,22 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		}
 		inserted = queueJournals(&wq, rows)
 		if !tail {
-			if err := beforeCommit(ctx); err != nil {
+			if err := queueCommit(ctx, &wq, hb); err != nil {
 				return err
 			}
-			wq.Queue("COMMIT")
 		}
 		err := tx.SendBatch(ctx, &wq).Close()
+		if err == nil && tail {
+			if err = h.writeTail(ctx, tx, writes, inserted); err == nil {
+				var fq pgx.Batch
+				if err := queueCommit(ctx, &fq, hb); err != nil {
+					return err
+				}
+				err = tx.SendBatch(ctx, &fq).Close()
+			}
+		}
 		if err == nil {
-			committed = !tail
+			committed = true
 			break
 		}
 		if retry, err := hb.Retry(ctx, tx, err); !retry {
@@ -248,9 +257,24 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	for i, w := range writes {
 		w.duplicate = !inserted[i]
 	}
-	if !tail {
-		return nil
+	return nil
+}
+
+// queueCommit ends a batch's transaction on q: the holds' last update
+// (the partner accounts, locked only from there to the commit), then
+// COMMIT, unless the decision is too late already.
+func queueCommit(ctx context.Context, q *pgx.Batch, hb *ledger.HoldBatch) error {
+	if err := beforeCommit(ctx); err != nil {
+		return err
 	}
+	hb.QueueFinish(q)
+	q.Queue("COMMIT")
+	return nil
+}
+
+// writeTail captures the new holds of financial requests and applies the
+// PIN counts, for the requests whose journal row is new.
+func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		if !inserted[i] {
 			continue
@@ -266,20 +290,13 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			}
 		}
 	}
-	if err := beforeCommit(ctx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	committed = true
 	return nil
 }
 
 // decideInBatch applies DESIGN.md section 5 to an authorisation whose card
 // the batch looked up (nil: unknown PAN), leaving it a journal row, a hold
 // spec, an inquiry, a stored answer, or a remote partner to ask.
-func (h *Host) decideInBatch(ctx context.Context, w *writeReq) {
+func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, w *writeReq) {
 	r, card := w.j.req, w.auth.card
 	if w.auth.stored != nil {
 		w.decision = *w.auth.stored
@@ -290,7 +307,7 @@ func (h *Host) decideInBatch(ctx context.Context, w *writeReq) {
 		return
 	}
 	w.j.cardID = card.ID
-	prog, err := h.cachedProgram(ctx, card.ProgramID)
+	prog, err := h.cachedProgramOn(ctx, tx, card.ProgramID)
 	if err != nil {
 		w.err = err
 		return

@@ -438,13 +438,20 @@ type cachedProgram struct {
 var programTTL = 5 * time.Second
 
 func (h *Host) cachedProgram(ctx context.Context, id int64) (Program, error) {
+	return h.cachedProgramOn(ctx, h.pool, id)
+}
+
+// cachedProgramOn is cachedProgram reading through q: an authorisation
+// batch reads through its own transaction, never waiting for a second
+// connection of the pool while it holds one and its locks.
+func (h *Host) cachedProgramOn(ctx context.Context, q ledger.Querier, id int64) (Program, error) {
 	h.progs.mu.Lock()
 	c, ok := h.progs.items[id]
 	h.progs.mu.Unlock()
 	if ok && time.Since(c.at) < programTTL {
 		return c.p, nil
 	}
-	p, err := h.Program(ctx, id)
+	p, err := h.programOn(ctx, q, id)
 	if err != nil {
 		return Program{}, err
 	}

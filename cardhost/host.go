@@ -73,6 +73,12 @@ type Config struct {
 	// transaction at a time; a request goes to the batcher of its
 	// program's partner account (default 4).
 	BatchWorkers int
+	// BatchWriters is the number of batches of one shard in the database
+	// at once (default 2): a batch locks its program's partner account
+	// only from its last update to its commit, so a second batch does its
+	// look-up, locks and inserts meanwhile (measured on 2 cores: median of
+	// 3 runs 4,913 approved/s against 4,232 with one; 3 were slower).
+	BatchWriters int
 	// BatchTimeout bounds one batch's database work including its commit
 	// (default 1 s): past it the batch's requests fail (issuer unavailable).
 	BatchTimeout time.Duration
@@ -119,6 +125,9 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	if cfg.BatchTimeout <= 0 {
 		cfg.BatchTimeout = time.Second
 	}
+	if cfg.BatchWriters <= 0 {
+		cfg.BatchWriters = 2
+	}
 	if cfg.BatchWorkers <= 0 {
 		cfg.BatchWorkers = 4
 	}
@@ -135,7 +144,7 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 		cfg.Registerer.MustRegister(sizes, seconds)
 	}
 	for range cfg.BatchWorkers {
-		w := newBatcher(1, cfg.BatchMax, cfg.BatchWindow, cfg.BatchTimeout, h.flushWrites)
+		w := newBatcher(cfg.BatchWriters, cfg.BatchMax, cfg.BatchWindow, cfg.BatchTimeout, h.flushWrites)
 		w.observe(sizes.WithLabelValues("write"), seconds.WithLabelValues("write"))
 		h.writes = append(h.writes, w)
 	}

@@ -100,7 +100,11 @@ func scanProgram(row pgx.Row) (Program, error) {
 
 // Program returns the program with the given id.
 func (h *Host) Program(ctx context.Context, id int64) (Program, error) {
-	row := h.pool.QueryRow(ctx, `SELECT `+programColumns+` FROM programs p JOIN currencies c ON c.code = p.currency WHERE p.id = $1`, id)
+	return h.programOn(ctx, h.pool, id)
+}
+
+func (h *Host) programOn(ctx context.Context, q ledger.Querier, id int64) (Program, error) {
+	row := q.QueryRow(ctx, `SELECT `+programColumns+` FROM programs p JOIN currencies c ON c.code = p.currency WHERE p.id = $1`, id)
 	p, err := scanProgram(row)
 	return p, dbErr(fmt.Sprintf("program %d", id), err)
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -198,5 +199,95 @@ func TestPlaceHoldsBatchSemantics(t *testing.T) {
 		t.Fatalf("retried batch: %+v, %v", again, err)
 	}
 	e.want(credit.ID, 10_000, 1_600)
+	e.clean()
+}
+
+// TestHoldBatchesAndCapturesNeverDeadlock: batches lock their users'
+// accounts first and update the partner account last, so every other
+// transaction must lock user accounts before the others too. Batches of
+// holds and captures and releases of those holds run at once on the same
+// user and partner accounts (the partner account's id is the smaller);
+// none may fail (a deadlock is an error), and the ledger stays consistent.
+func TestHoldBatchesAndCapturesNeverDeadlock(t *testing.T) {
+	const placers, resolvers, rounds = 4, 4, 40
+	e := newEnv(t, 16)
+	p := e.partner("")
+	credit := e.credit(p, "EUR", 100_000_000, nil)
+	users := make([]ledger.Account, 6)
+	for i := range users {
+		users[i] = e.user(p, "EUR", 10_000_000)
+	}
+	holds := make(chan int64, placers*rounds*len(users))
+	var wg sync.WaitGroup
+	errs := make(chan error, placers+resolvers)
+	for g := range placers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				specs := make([]ledger.HoldSpec, len(users))
+				for i, u := range users {
+					specs[i] = ledger.HoldSpec{UserAccountID: u.ID, PartnerAccountID: credit.ID, Currency: "EUR", Amount: 10,
+						Ref: fmt.Sprintf("deadlock-%d-%d-%d", g, r, i)}
+				}
+				res, err := e.l.PlaceHolds(e.ctx, specs)
+				if err != nil {
+					errs <- fmt.Errorf("place holds: %w", err)
+					return
+				}
+				for _, h := range res {
+					if h.Err == nil {
+						holds <- h.Hold.ID
+					}
+				}
+			}
+		}()
+	}
+	var done atomic.Bool
+	var resolved atomic.Int64
+	for g := range resolvers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var id int64
+				select {
+				case id = <-holds:
+				default:
+					if done.Load() {
+						return
+					}
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				var err error
+				if (id+int64(g))%2 == 0 {
+					_, err = e.l.Capture(e.ctx, id, 7, false, "")
+				} else {
+					_, err = e.l.Release(e.ctx, id, 0)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("resolve hold %d: %w", id, err)
+					return
+				}
+				resolved.Add(1)
+			}
+		}()
+	}
+	go func() {
+		// Stop the resolvers once every batch is placed and resolved.
+		for resolved.Load() < placers*rounds*int64(len(users)) && len(errs) == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		done.Store(true)
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := resolved.Load(); !t.Failed() && n != placers*rounds*int64(len(users)) {
+		t.Errorf("resolved %d holds, want %d", n, placers*rounds*len(users))
+	}
 	e.clean()
 }

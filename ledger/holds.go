@@ -160,6 +160,7 @@ func (l *Ledger) placeHolds(ctx context.Context, tx pgx.Tx, specs []HoldSpec) ([
 		out := b.Decide(specs)
 		var w pgx.Batch
 		b.QueueWrite(&w)
+		b.QueueFinish(&w)
 		err := tx.SendBatch(ctx, &w).Close()
 		if err == nil {
 			return out, nil

@@ -190,12 +190,14 @@ func isDeadlock(err error) bool {
 	return errors.As(err, &pg) && (pg.Code == "40P01" || pg.Code == "40001")
 }
 
-// lockAccounts locks the given accounts in ascending id order, the one
-// global order every transaction of the ledger uses, and returns them by id.
+// lockAccounts locks the given accounts, user accounts first, each kind in
+// ascending id order: the one global order every transaction of the ledger
+// uses (a batch of holds locks its users' accounts first and updates the
+// partner's last, see HoldBatch), and returns them by id.
 func lockAccounts(ctx context.Context, tx pgx.Tx, ids ...int64) (map[int64]Account, error) {
 	// QueryExecModeExec plans each call afresh: a plan cached while
 	// accounts was small would scan it whole for ever.
-	rows, err := tx.Query(ctx, selectAccount+` WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, pgx.QueryExecModeExec, ids)
+	rows, err := tx.Query(ctx, selectAccount+` WHERE id = ANY ($1) ORDER BY kind <> 'user', id FOR UPDATE`, pgx.QueryExecModeExec, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,12 +15,21 @@ import (
 // HoldBatch places many holds inside a transaction that its caller sends
 // as pipelines, so that the holds cost two round trips shared with the
 // caller's own statements: QueueLock (with the transaction's BEGIN) locks
-// the batch's accounts and reserves hold ids; Decide decides every spec in
-// Go on the locked rows; QueueWrite (with the caller's rows and COMMIT)
-// inserts the new holds and updates their accounts under a savepoint. When
-// that pipeline fails, Retry tells whether a ref was taken meanwhile: the
-// savepoint is then rolled back and the batch is decided again. PlaceHolds
-// and PlaceHoldsTx drive one for callers that need no pipeline.
+// the batch's user accounts, reads its other accounts and reserves hold
+// ids; Decide decides every spec in Go on those rows; QueueWrite and, last
+// before COMMIT, QueueFinish (with the caller's rows in between) insert the
+// new holds and update their accounts under a savepoint. When that
+// pipeline fails, Retry tells whether to decide again: a ref was taken
+// meanwhile, or an account read without a lock no longer allows what was
+// decided (it is then locked). PlaceHolds and PlaceHoldsTx drive one for
+// callers that need no pipeline.
+//
+// The accounts other than users' (a program's partner credit/deposit
+// account above all: every approval of the program changes it) are not
+// locked when read: their update comes last, just before the commit, and
+// changes them only while they still allow every approval decided on them
+// (same state, enough available). So such a row is locked only from that
+// update to the commit, and several batches of one program overlap.
 type HoldBatch struct {
 	specs   []HoldSpec
 	now     time.Time // the transaction's time: the holds' created_at
@@ -31,6 +41,7 @@ type HoldBatch struct {
 	newHold []int           // indexes of the specs that insert a hold, in order
 	known   map[string]Hold // holds placed earlier under the batch's refs, once looked up
 	retries int
+	saved   bool // QueueWrite opened the savepoint; QueueFinish releases it
 }
 
 // lockedAccount is an account row locked by the batch; held is held0 plus
@@ -39,6 +50,11 @@ type lockedAccount struct {
 	id, balance, held0, held int64
 	currency, state          string
 	neg                      bool // the batch takes it below zero (an advice)
+	// hot: read without a lock (not a user account); need is how much of
+	// held-held0 its checked approvals (not advices) rely on: the final
+	// update requires balance - held >= need on the row as it is then.
+	hot  bool
+	need int64
 }
 
 func (a *lockedAccount) available() int64 { return a.balance - a.held }
@@ -75,12 +91,21 @@ func (b *HoldBatch) QueueLock(q *pgx.Batch, ids []int64, n int) {
 // QueueLockWhere is QueueLock for the accounts that the query idSource
 // (one column of account ids, with args) selects: a caller that knows its
 // accounts only by other keys locks them in the same round trip.
+//
+// User accounts are locked (in ascending id order, before any other
+// account: the order lockAccounts keeps too, so no two transactions wait
+// for each other); the others are read as they are.
 func (b *HoldBatch) QueueLockWhere(q *pgx.Batch, n int, idSource string, args ...any) {
 	b.acc, b.order = map[int64]*lockedAccount{}, nil
-	q.Queue(`SELECT id, balance, held, currency, state FROM accounts WHERE id IN (`+idSource+`) ORDER BY id FOR UPDATE`, args...).Query(func(rows pgx.Rows) error {
+	q.Queue(`WITH ids AS MATERIALIZED (`+idSource+`),
+		users AS (SELECT id, balance, held, currency, state, false AS hot FROM accounts
+			WHERE id IN (SELECT * FROM ids) AND kind = 'user' ORDER BY id FOR UPDATE)
+		SELECT * FROM users
+		UNION ALL SELECT id, balance, held, currency, state, true FROM accounts WHERE id IN (SELECT * FROM ids) AND kind <> 'user'`,
+		args...).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			a := &lockedAccount{}
-			if err := rows.Scan(&a.id, &a.balance, &a.held0, &a.currency, &a.state); err != nil {
+			if err := rows.Scan(&a.id, &a.balance, &a.held0, &a.currency, &a.state, &a.hot); err != nil {
 				return err
 			}
 			b.acc[a.id] = a
@@ -125,7 +150,7 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 	b.specs = specs
 	existing := b.known
 	for _, a := range b.order {
-		a.held, a.neg = a.held0, false
+		a.held, a.neg, a.need = a.held0, false, 0
 	}
 	b.out = make([]HoldResult, len(b.specs))
 	b.newHold = b.newHold[:0]
@@ -179,6 +204,9 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 				if a != nil {
 					a.held += s.Amount
 					a.neg = a.neg || a.available() < 0
+					if !s.Force {
+						a.need = a.held - a.held0
+					}
 				}
 			}
 			if u != nil {
@@ -213,6 +241,15 @@ const (
 		  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) AS v (id, u, p, cur, amt, ref)`
 	updateHeld = `UPDATE accounts a SET held = a.held + v.d, negative_flag = a.negative_flag OR v.neg
 		FROM unnest($1::bigint[], $2::bigint[], $3::boolean[]) AS v (id, d, neg) WHERE a.id = v.id`
+	// updateHeldIfAllowed is updateHeld for accounts read without a lock:
+	// a row changes only while its state is as read and balance - held
+	// covers need; ledger_accounts_allow fails the statement unless every
+	// row did. negative_flag follows the row as it is (an advice).
+	updateHeldIfAllowed = `WITH u AS (UPDATE accounts a SET held = a.held + v.d,
+			negative_flag = a.negative_flag OR a.balance - a.held - v.d < 0
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS v (id, d, need, state)
+		WHERE a.id = v.id AND a.state = v.state AND a.balance - a.held >= v.need RETURNING a.id)
+		SELECT ledger_accounts_allow((SELECT count(*) FROM u)::int, cardinality($1::bigint[]))`
 )
 
 // QueueWrite queues on q, under a savepoint, the insert of the batch's new
@@ -236,25 +273,53 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 			declined = append(declined, ref)
 		}
 	}
-	if n == 0 && len(declined) == 0 {
+	b.saved = n > 0 || len(declined) > 0
+	if !b.saved {
 		return
 	}
 	var accIDs, deltas []int64
 	var negs []bool
 	for _, a := range b.order {
-		if a.held != a.held0 || a.neg {
+		if !a.hot && (a.held != a.held0 || a.neg) {
 			accIDs, deltas, negs = append(accIDs, a.id), append(deltas, a.held-a.held0), append(negs, a.neg)
 		}
 	}
 	q.Queue(`SAVEPOINT ledger_place_holds`)
 	if n > 0 {
 		q.Queue(insertHolds, ids, users, partners, currencies, amounts, refs, b.expires, b.now)
-		q.Queue(updateHeld, accIDs, deltas, negs)
+		if len(accIDs) > 0 {
+			q.Queue(updateHeld, accIDs, deltas, negs)
+		}
 	}
 	if len(declined) > 0 {
 		q.Queue(`SELECT ledger_refs_free($1)`, declined)
 	}
-	q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
+}
+
+// QueueFinish queues on q, after QueueWrite and the caller's own rows and
+// right before COMMIT, the update of the accounts read without a lock:
+// each changes only while its state is as read and its available covers
+// the approvals decided on it (ledger_accounts_allow fails the statement
+// otherwise; see Retry). Then the savepoint is released.
+func (b *HoldBatch) QueueFinish(q *pgx.Batch) {
+	var hot []*lockedAccount
+	for _, a := range b.order {
+		if a.hot && a.held != a.held0 {
+			hot = append(hot, a)
+		}
+	}
+	if len(hot) > 0 {
+		// Ascending, the order every transaction locks accounts in.
+		slices.SortFunc(hot, func(x, y *lockedAccount) int { return cmp.Compare(x.id, y.id) })
+		ids, deltas, needs, states := make([]int64, len(hot)), make([]int64, len(hot)), make([]int64, len(hot)), make([]string, len(hot))
+		for i, a := range hot {
+			ids[i], deltas[i], needs[i], states[i] = a.id, a.held-a.held0, a.need, a.state
+		}
+		q.Queue(updateHeldIfAllowed, ids, deltas, needs, states)
+	}
+	if b.saved {
+		q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
+	}
 }
 
 // Retry is called with the error of the pipeline that carried QueueWrite.
@@ -262,16 +327,27 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 // holds_ref), it rolls back to the savepoint, looks up the holds under the
 // batch's refs and returns true: decide again (Decide) and send QueueWrite
 // again. Otherwise it returns false, and err is the batch's failure.
-func (b *HoldBatch) Retry(ctx context.Context, tx Querier, err error) (bool, error) {
+func (b *HoldBatch) Retry(ctx context.Context, tx pgx.Tx, err error) (bool, error) {
 	var pg *pgconn.PgError
-	if !errors.As(err, &pg) || pg.Code != "23505" || pg.ConstraintName != "holds_ref" {
+	if !errors.As(err, &pg) {
+		return false, err
+	}
+	// An account read without a lock no longer allows what was decided
+	// on it (another batch, a reload, a block came between): lock those
+	// accounts now (users are locked already: the global order holds) and
+	// decide again on what is there.
+	disallowed := pg.Code == "40001" && pg.ConstraintName == "ledger_accounts_allow"
+	if !disallowed && (pg.Code != "23505" || pg.ConstraintName != "holds_ref") {
 		return false, err
 	}
 	if b.retries++; b.retries > 3 {
-		return false, fmt.Errorf("refs kept being taken by other transactions: %w", ErrDatabase)
+		return false, fmt.Errorf("holds kept being overtaken by other transactions: %w", ErrDatabase)
 	}
 	if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT ledger_place_holds`); err != nil {
 		return false, err
+	}
+	if disallowed {
+		return true, b.lockHot(ctx, tx)
 	}
 	known, err := holdsByRef(ctx, tx, b.specs)
 	if err != nil {
@@ -279,6 +355,32 @@ func (b *HoldBatch) Retry(ctx context.Context, tx Querier, err error) (bool, err
 	}
 	b.known = known
 	return true, nil
+}
+
+// lockHot locks the accounts the batch read without a lock and takes them
+// as they are now.
+func (b *HoldBatch) lockHot(ctx context.Context, tx pgx.Tx) error {
+	var ids []int64
+	for _, a := range b.order {
+		if a.hot {
+			ids = append(ids, a.id)
+		}
+	}
+	rows, err := tx.Query(ctx, `SELECT id, balance, held, state FROM accounts WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, balance, held int64
+		var state string
+		if err := rows.Scan(&id, &balance, &held, &state); err != nil {
+			return err
+		}
+		a := b.acc[id]
+		a.balance, a.held0, a.state = balance, held, state
+	}
+	return rows.Err()
 }
 
 // holdsByRef returns the holds placed under the specs' refs.
