@@ -44,8 +44,9 @@ type HoldBatch struct {
 	saved   bool // QueueWrite opened the savepoint; QueueFinish releases it
 }
 
-// lockedAccount is an account row locked by the batch; held is held0 plus
-// the holds the batch decided so far.
+// lockedAccount is an account row of the batch, locked (a user account)
+// or read as it was (hot); held is held0 plus the holds the batch decided
+// so far.
 type lockedAccount struct {
 	id, balance, held0, held int64
 	currency, state          string
