@@ -60,8 +60,8 @@ const lookupCards = `SELECT x.i, c.id, c.program_id, c.user_id, c.account_id, c.
 // before ($1), and for the authorisations ($2: PAN lookup hashes) their
 // cards' balances and their programs' partner credit/deposit accounts.
 const batchAccounts = `SELECT unnest($1::bigint[])
-	UNION ALL SELECT c.account_id FROM cards c WHERE c.pan_lookup = ANY ($2)
-	UNION ALL SELECT p.partner_account_id FROM cards c JOIN programs p ON p.id = c.program_id WHERE c.pan_lookup = ANY ($2)`
+	UNION ALL SELECT unnest(ARRAY[c.account_id, p.partner_account_id]) FROM cards c JOIN programs p ON p.id = c.program_id
+		WHERE c.pan_lookup = ANY ($2)`
 
 // queueLookup queues the look-up of the batch's authorisations on q; each
 // gets its card and any stored answer.

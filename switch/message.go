@@ -335,7 +335,8 @@ func (s *Server) answer(req *iso8583.Message, mti string, ar *cardhost.AuthReque
 	return s.pack(resp, code)
 }
 
-// baseAnswer starts an answer: response MTI, the echoed fields, DE39.
+// baseAnswer starts an answer: response MTI, the echoed fields, DE39. It
+// turns req into the answer: req is not usable as the request after it.
 func (s *Server) baseAnswer(req *iso8583.Message, mti string, reason cardhost.Reason) (*iso8583.Message, string, error) {
 	code, err := specs.ActionCode(s.p.name, string(reason))
 	if err != nil {
@@ -344,17 +345,25 @@ func (s *Server) baseAnswer(req *iso8583.Message, mti string, reason cardhost.Re
 			return nil, "", err
 		}
 	}
-	resp := iso8583.NewMessage(s.spec)
-	resp.MTI(responseMTI(mti))
+	var resp *iso8583.Message
 	if req != nil {
-		for _, n := range s.p.echoFields {
-			if v, err := req.GetString(n); err == nil && v != "" {
-				if err := resp.Field(n, v); err != nil {
-					return nil, "", fmt.Errorf("echo DE%d: %w", n, err)
-				}
+		// The answer is the request itself, less what is not echoed: its
+		// echoed fields are already parsed, and building them afresh
+		// (a field object each, from a string) was a tenth of the
+		// switch's CPU under load. The bytes are the same (golden tests).
+		resp = req
+		for n := range req.GetFields() {
+			if n < 2 {
+				continue
+			}
+			if v, err := req.GetString(n); err != nil || v == "" || !s.p.echoes(n) {
+				req.UnsetField(n)
 			}
 		}
+	} else {
+		resp = iso8583.NewMessage(s.spec)
 	}
+	resp.MTI(responseMTI(mti))
 	if err := resp.Field(39, code); err != nil {
 		return nil, "", fmt.Errorf("set DE39: %w", err)
 	}

@@ -2,6 +2,7 @@ package authswitch
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/antaca/antaca/cardhost"
 )
@@ -123,3 +124,6 @@ func responseMTI(mti string) string {
 	}
 	return string(b)
 }
+
+// echoes reports whether DE n is copied from a request into its answer.
+func (p *profile) echoes(n int) bool { return slices.Contains(p.echoFields, n) }
