@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -97,18 +98,77 @@ func (b *HoldBatch) QueueLock(q *pgx.Batch, ids []int64, n int) {
 // account: the order lockAccounts keeps too, so no two transactions wait
 // for each other); the others are read as they are.
 func (b *HoldBatch) QueueLockWhere(q *pgx.Batch, n int, idSource string, args ...any) {
+	b.QueueLockWith(q, n, LockRows{Users: idSource}, args...)
+}
+
+// LockRows is what QueueLockWith's statement reads: the accounts, and
+// the caller's own rows, found once and used both for its answer and to
+// name the accounts.
+type LockRows struct {
+	// With are common table expressions the other parts may use, each
+	// followed by a comma ("cards AS MATERIALIZED (…),").
+	With string
+	// Users selects one column of account ids: the user accounts among
+	// them are locked. Others (empty: Users) selects the ids whose other
+	// accounts are read; naming each account on its side only spares an
+	// index probe per account.
+	Users, Others string
+	// Select selects the caller's rows (empty: none); Dest are the scan
+	// destinations of its columns, which must accept NULL (the account
+	// rows leave them so), and Row is called after each of its rows is
+	// scanned into Dest.
+	Select string
+	Dest   []any
+	Row    func() error
+}
+
+// Statement is the SQL of the lock statement: rows of id, balance, held,
+// currency, state and hot (read without a lock), then the columns of
+// Select, NULL on the other side.
+func (lr LockRows) Statement() string {
+	var pad, mine string
+	if lr.Select != "" {
+		// The caller's rows come first, with NULL account columns, so that
+		// the NULL columns of the account rows take their types.
+		pad = strings.Repeat(", NULL", len(lr.Dest))
+		mine = `SELECT NULL::bigint, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::boolean, * FROM (` + lr.Select + `) mine
+		UNION ALL `
+	}
+	others := "uids"
+	if lr.Others != "" {
+		others = "oids"
+		lr.With += ` oids AS MATERIALIZED (` + lr.Others + `),`
+	}
+	return `WITH ` + lr.With + ` uids AS MATERIALIZED (` + lr.Users + `),
+		users AS (SELECT id, balance, held, currency, state FROM accounts
+			WHERE id IN (SELECT * FROM uids) AND kind = 'user' ORDER BY id FOR UPDATE)
+		` + mine + `SELECT id, balance, held, currency, state, false` + pad + ` FROM users
+		UNION ALL SELECT id, balance, held, currency, state, true` + pad + ` FROM accounts WHERE id IN (SELECT * FROM ` + others + `) AND kind <> 'user'`
+}
+
+// QueueLockWith is QueueLockWhere whose statement also returns the
+// caller's rows (see LockRows), before the accounts.
+func (b *HoldBatch) QueueLockWith(q *pgx.Batch, n int, lr LockRows, args ...any) {
 	b.acc, b.order = map[int64]*lockedAccount{}, nil
-	q.Queue(`WITH ids AS MATERIALIZED (`+idSource+`),
-		users AS (SELECT id, balance, held, currency, state, false AS hot FROM accounts
-			WHERE id IN (SELECT * FROM ids) AND kind = 'user' ORDER BY id FOR UPDATE)
-		SELECT * FROM users
-		UNION ALL SELECT id, balance, held, currency, state, true FROM accounts WHERE id IN (SELECT * FROM ids) AND kind <> 'user'`,
+	q.Queue(lr.Statement(),
 		args...).Query(func(rows pgx.Rows) error {
+		var (
+			id, balance, held *int64
+			currency, state   *string
+			hot               *bool
+		)
+		dest := append([]any{&id, &balance, &held, &currency, &state, &hot}, lr.Dest...)
 		for rows.Next() {
-			a := &lockedAccount{}
-			if err := rows.Scan(&a.id, &a.balance, &a.held0, &a.currency, &a.state, &a.hot); err != nil {
+			if err := rows.Scan(dest...); err != nil {
 				return err
 			}
+			if id == nil {
+				if err := lr.Row(); err != nil {
+					return err
+				}
+				continue
+			}
+			a := &lockedAccount{id: *id, balance: *balance, held0: *held, currency: *currency, state: *state, hot: *hot}
 			b.acc[a.id] = a
 			b.order = append(b.order, a)
 		}

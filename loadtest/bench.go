@@ -131,9 +131,11 @@ func (s WriteStats) sub(o WriteStats) WriteStats {
 // Statement is one pg_stat_statements row.
 type Statement struct {
 	Calls   int64
-	TotalMS float64
+	TotalMS float64 // executing
 	MeanMS  float64
-	Query   string // first 120 characters, whitespace folded
+	Plans   int64   // times planned (a cached plan is not)
+	PlanMS  float64 // planning
+	Query   string  // first 120 characters, whitespace folded
 }
 
 func hasStatStatements() bool {
@@ -149,16 +151,16 @@ func hasStatStatements() bool {
 }
 
 func topStatements(ctx context.Context, pool *pgxpool.Pool) ([]Statement, error) {
-	const q = `SELECT calls, total_exec_time, mean_exec_time, query FROM pg_stat_statements
+	const q = `SELECT calls, total_exec_time, mean_exec_time, plans, total_plan_time, query FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-		ORDER BY total_exec_time DESC LIMIT 12`
+		ORDER BY total_exec_time + total_plan_time DESC LIMIT 12`
 	rows, err := pool.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("pg_stat_statements: %w", err)
 	}
 	var out []Statement
 	var st Statement
-	_, err = pgx.ForEachRow(rows, []any{&st.Calls, &st.TotalMS, &st.MeanMS, &st.Query}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&st.Calls, &st.TotalMS, &st.MeanMS, &st.Plans, &st.PlanMS, &st.Query}, func() error {
 		q := strings.Join(strings.Fields(st.Query), " ")
 		if len(q) > 120 {
 			q = q[:120]
@@ -207,6 +209,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if hasStatStatements() {
 		settings["shared_preload_libraries"] = "pg_stat_statements"
 		settings["pg_stat_statements.track"] = "all"
+		settings["pg_stat_statements.track_planning"] = "on"
 	}
 	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Dir: dir, Durable: true, Settings: settings})
 	if err != nil {

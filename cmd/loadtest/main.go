@@ -143,7 +143,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(res.Statements) > 0 {
 		fmt.Fprintln(stderr, "postgres time by statement during load (pg_stat_statements, nested included):")
 		for _, st := range res.Statements {
-			fmt.Fprintf(stderr, "  %9.0f ms %8d calls %7.3f ms/call  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Query)
+			fmt.Fprintf(stderr, "  %9.0f ms %8d calls %7.3f ms/call %8d plans %6.0f ms planning  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Plans, st.PlanMS, st.Query)
 		}
 	}
 	for _, v := range res.Violations {
