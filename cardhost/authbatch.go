@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -249,6 +250,8 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		tail = tail || w.capture || w.pin != nil
 	}
 	var inserted []bool
+	conflicts := false
+	hb.KeepSavepoint()
 	for {
 		for k, res := range hb.Decide(specs) {
 			h.applyHoldResult(withSpec[k], res)
@@ -264,7 +267,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		for i, w := range writes {
 			rows[i] = w.j
 		}
-		inserted = queueJournals(&wq, rows)
+		inserted = queueJournals(&wq, rows, conflicts)
 		if !tail {
 			if err := queueCommit(ctx, &wq, hb); err != nil {
 				return err
@@ -283,6 +286,15 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		if err == nil {
 			committed = true
 			break
+		}
+		if !conflicts && journalDuplicate(err) {
+			// A request journaled meanwhile: written again, it is a
+			// duplicate (see insertJournals).
+			conflicts = true
+			if err := hb.Undo(ctx, tx); err != nil {
+				return err
+			}
+			continue
 		}
 		if retry, err := hb.Retry(ctx, tx, err); !retry {
 			return err
@@ -442,8 +454,13 @@ func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
 	w.j.available, w.j.availCcy = &avail, ccy
 }
 
-// insertJournals writes many journal rows in one statement; rows whose
-// request key exists already are skipped (duplicates).
+// insertJournals writes many journal rows in one statement. A batch has
+// looked its authorisations' keys up already, so the rows are inserted
+// plainly; only when that fails on auth_journal_dedup (a request decided
+// before the batch, or the same request in another batch meanwhile) is
+// the batch written again with onConflict, which skips the rows whose
+// key exists (duplicates). ON CONFLICT costs about half again as much
+// per row (measured: 14 against 22 µs).
 const insertJournals = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
 	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
 	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time)
@@ -453,40 +470,59 @@ const insertJournals = `INSERT INTO auth_journal (profile, mti, class, acquirer_
 		$10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], $18::text[],
 		$19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[])
 		AS x(profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy, bamount, bccy, merchant,
-			reason, approval, hold, avail, availccy, orig, detail, lt)
+			reason, approval, hold, avail, availccy, orig, detail, lt)`
+
+const onConflict = `
 	ON CONFLICT (acquirer_id, stan, transmission_time, rrn, mti) DO NOTHING
 	RETURNING acquirer_id, stan, transmission_time, rrn, mti`
 
+// journalDuplicate reports whether err is the unique violation of a
+// journal key (see insertJournals).
+func journalDuplicate(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "23505" && pg.ConstraintName == "auth_journal_dedup"
+}
+
 // queueJournals queues the insert of rows on q and returns, per row,
 // whether it was inserted, filled in when q has run (false: the request
-// was journaled before: a duplicate).
-func queueJournals(q *pgx.Batch, rows []journal) []bool {
+// was journaled before, or earlier in rows: a duplicate). Without
+// conflicts, a key that exists fails the statement (see insertJournals).
+func queueJournals(q *pgx.Batch, rows []journal, conflicts bool) []bool {
 	n := len(rows)
 	var (
-		profile, mti, acq, stan, tt, rrn, masked, proc, ccy, bccy, merchant = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		reason, approval, availCcy, detail, lt                              = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-		class                                                               = make([]int32, n)
-		card, amount, bamount, hold, orig                                   = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-		pan                                                                 = make([][]byte, n)
-		avail                                                               = make([]*int64, n)
+		profile, mti, acq, stan, tt, rrn, masked, proc, ccy, bccy, merchant = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		reason, approval, availCcy, detail, lt                              = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		class                                                               = make([]int32, 0, n)
+		card, amount, bamount, hold, orig                                   = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		pan                                                                 = make([][]byte, 0, n)
+		avail                                                               = make([]*int64, 0, n)
 	)
+	inserted := make([]bool, n)
 	keys := make(map[string]int, n)
 	for i, j := range rows {
 		r := j.req
-		profile[i], mti[i], class[i], acq[i], stan[i], tt[i], rrn[i] = r.Profile, foldRepeat(r.MTI), int32(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN
-		card[i], pan[i], proc[i], amount[i], ccy[i], bamount[i], bccy[i], merchant[i] = j.cardID, j.panEnc, r.ProcessingCode, r.Amount, r.Currency, r.BillingAmount, r.BillingCurrency, r.MerchantName
+		k := r.AcquirerID + "\x00" + r.STAN + "\x00" + r.TransmissionTime + "\x00" + r.RRN + "\x00" + foldRepeat(r.MTI)
+		if _, seen := keys[k]; seen {
+			continue // the same request twice in the batch: the first stands
+		}
+		keys[k] = i
+		inserted[i] = !conflicts
+		profile, mti, class, acq, stan, tt, rrn = append(profile, r.Profile), append(mti, foldRepeat(r.MTI)), append(class, int32(r.Class)), append(acq, r.AcquirerID), append(stan, r.STAN), append(tt, r.TransmissionTime), append(rrn, r.RRN)
+		card, pan, proc, amount, ccy, bamount, bccy, merchant = append(card, j.cardID), append(pan, j.panEnc), append(proc, r.ProcessingCode), append(amount, r.Amount), append(ccy, r.Currency), append(bamount, r.BillingAmount), append(bccy, r.BillingCurrency), append(merchant, r.MerchantName)
+		m := ""
 		if r.PAN != "" {
-			masked[i] = MaskPAN(r.PAN)
+			m = MaskPAN(r.PAN)
 		}
-		reason[i], approval[i], hold[i], avail[i], availCcy[i], orig[i], detail[i], lt[i] = string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime
-		k := acq[i] + "\x00" + stan[i] + "\x00" + tt[i] + "\x00" + rrn[i] + "\x00" + mti[i]
-		if _, seen := keys[k]; !seen {
-			keys[k] = i
-		}
+		masked = append(masked, m)
+		reason, approval, hold, avail, availCcy, orig, detail, lt = append(reason, string(j.reason)), append(approval, j.approval), append(hold, j.holdID), append(avail, j.available), append(availCcy, j.availCcy), append(orig, j.originalID), append(detail, j.detail), append(lt, r.LocalTime)
 	}
-	inserted := make([]bool, n)
-	q.Queue(insertJournals, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
-		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt).Query(func(res pgx.Rows) error {
+	args := []any{profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
+		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt}
+	if !conflicts {
+		q.Queue(insertJournals, args...)
+		return inserted
+	}
+	q.Queue(insertJournals+onConflict, args...).Query(func(res pgx.Rows) error {
 		for res.Next() {
 			var a, s, t, r, m string
 			if err := res.Scan(&a, &s, &t, &r, &m); err != nil {

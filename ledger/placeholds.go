@@ -43,6 +43,7 @@ type HoldBatch struct {
 	known   map[string]Hold // holds placed earlier under the batch's refs, once looked up
 	retries int
 	saved   bool // QueueWrite opened the savepoint; QueueFinish releases it
+	always  bool // QueueWrite opens the savepoint even with nothing to write
 }
 
 // lockedAccount is an account row of the batch, locked (a user account)
@@ -334,7 +335,7 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 			declined = append(declined, ref)
 		}
 	}
-	b.saved = n > 0 || len(declined) > 0
+	b.saved = b.always || n > 0 || len(declined) > 0
 	if !b.saved {
 		return
 	}
@@ -355,6 +356,23 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	if len(declined) > 0 {
 		q.Queue(`SELECT ledger_refs_free($1)`, declined)
 	}
+}
+
+// KeepSavepoint makes QueueWrite open its savepoint even when the batch
+// writes nothing, so that Undo can always take back what the pipeline
+// did: the caller's own rows, queued between QueueWrite and QueueFinish,
+// included.
+func (b *HoldBatch) KeepSavepoint() { b.always = true }
+
+// Undo rolls the transaction back to QueueWrite's savepoint (see
+// KeepSavepoint), after the pipeline that carried QueueWrite failed with
+// an error of the caller's own: the batch is then written again.
+func (b *HoldBatch) Undo(ctx context.Context, tx pgx.Tx) error {
+	if !b.saved {
+		return fmt.Errorf("undo of a hold batch without a savepoint: %w", ErrDatabase)
+	}
+	_, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT ledger_place_holds`)
+	return err
 }
 
 // QueueFinish queues on q, after QueueWrite and the caller's own rows and
