@@ -112,10 +112,11 @@ func queueJournalProbe(q *pgx.Batch, auths []*writeReq) {
 // the accounts of the specs decided before, of either kind.
 var batchCards = ledger.LockRows{
 	With: `found AS MATERIALIZED (SELECT c.pan_lookup, c.id, c.program_id, c.user_id, c.account_id, c.type, c.state, c.lock_code,
-		c.expiry, c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at, p.partner_account_id
-		FROM cards c JOIN programs p ON p.id = c.program_id WHERE c.pan_lookup = ANY ($2)),`,
+		c.expiry, c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at
+		FROM cards c WHERE c.pan_lookup = ANY ($2)),`,
 	Users:  `SELECT unnest($1::bigint[]) UNION ALL SELECT account_id FROM found`,
-	Others: `SELECT unnest($1::bigint[]) UNION ALL SELECT partner_account_id FROM found`,
+	Others: `SELECT unnest($1::bigint[])
+		UNION ALL SELECT partner_account_id FROM programs WHERE id IN (SELECT program_id FROM found)`,
 	Select: `SELECT pan_lookup, id, program_id, user_id, account_id, type, state, lock_code, expiry,
 		pan_first6, pan_last4, cvc_generation, pvv, pin_tries, version, created_at FROM found`,
 }
