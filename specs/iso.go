@@ -29,7 +29,9 @@ func (c *cachedSpec) load(name string, data []byte) (*iso8583.MessageSpec, error
 		c.spec, c.err = moovspecs.ImportJSON(data)
 		if c.err != nil {
 			c.err = fmt.Errorf("import %s spec: %w", name, c.err)
+			return
 		}
+		useASCIICodec(c.spec)
 	})
 	return c.spec, c.err
 }

@@ -1,0 +1,85 @@
+package specs
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/moov-io/iso8583"
+	"github.com/moov-io/iso8583/field"
+)
+
+// TestASCIICodecIsMoovs packs and unpacks values of every field given
+// asciiCodec, in both profiles, with asciiCodec and with moov-io's default
+// packer, and requires the same bytes, lengths and errors.
+func TestASCIICodecIsMoovs(t *testing.T) {
+	fields := 0
+	for _, load := range []func() (*iso8583.MessageSpec, error){ISO87, ISO2003} {
+		spec, err := load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var walk func(name string, f field.Field)
+		walk = func(name string, f field.Field) {
+			s := f.Spec()
+			for id, sub := range s.Subfields {
+				walk(name+"."+id, sub)
+			}
+			if _, ok := s.Packer.(asciiCodec); !ok {
+				return
+			}
+			fields++
+			moov := *s
+			moov.Packer, moov.Unpacker = nil, nil
+			for _, v := range packValues(s.Length) {
+				fast, slow := field.NewStringValue(v), field.NewStringValue(v)
+				fast.SetSpec(s)
+				slow.SetSpec(&moov)
+				got, gotErr := fast.Pack()
+				want, wantErr := slow.Pack()
+				if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || string(got) != string(want) {
+					t.Errorf("%s %s: pack %q: got %q, %v; moov %q, %v", spec.Name[:14], name, v, got, gotErr, want, wantErr)
+				}
+			}
+			for _, data := range unpackInputs(s.Length) {
+				fast, slow := field.NewString(s), field.NewString(&moov)
+				n, gotErr := fast.Unpack([]byte(data))
+				m, wantErr := slow.Unpack([]byte(data))
+				if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || n != m || fast.Value() != slow.Value() {
+					t.Errorf("%s %s: unpack %q: got %q (%d), %v; moov %q (%d), %v", spec.Name[:14], name, data, fast.Value(), n, gotErr, slow.Value(), m, wantErr)
+				}
+			}
+		}
+		for id, f := range spec.Fields {
+			walk(fmt.Sprint(id), f)
+		}
+	}
+	if fields < 40 {
+		t.Fatalf("asciiCodec serves %d fields; want the ASCII String fields of both profiles", fields)
+	}
+}
+
+func packValues(length int) []string {
+	vs := []string{"", "0", "7", "12", "abc", "é", "a\x80b", "  x ", strings.Repeat("9", 9), strings.Repeat("5", 10), strings.Repeat("4", 99), strings.Repeat("3", 100)}
+	for _, n := range []int{length - 1, length, length + 1} {
+		if n >= 0 {
+			vs = append(vs, strings.Repeat("8", n), strings.Repeat("x", n-min(n, 1))+"é")
+		}
+	}
+	return vs
+}
+
+func unpackInputs(length int) []string {
+	in := []string{"", "0", "00", "000", "0000", "1", "01", "+5abcdef", "-1abc", " 5abc", "ab", "99", "999", "9999", "05é", "05ab\xffcd", "0"}
+	for _, n := range []int{length - 1, length, length + 1} {
+		if n < 0 {
+			continue
+		}
+		body := strings.Repeat("7", n)
+		for d := 1; d <= 4; d++ {
+			in = append(in, fmt.Sprintf("%0*d", d, n)+body, fmt.Sprintf("%0*d", d, n)+body[:max(0, n-1)])
+		}
+		in = append(in, body, body+"tail", "é"+body, strings.Repeat("0", n))
+	}
+	return in
+}
