@@ -351,9 +351,12 @@ func (s *Server) baseAnswer(req *iso8583.Message, mti string, reason cardhost.Re
 		// echoed fields are already parsed, and building them afresh
 		// (a field object each, from a string) was a tenth of the
 		// switch's CPU under load. The bytes are the same (golden tests).
+		// Its fields are those of its bitmap as unpacked (GetFields
+		// would copy them all first).
 		resp = req
-		for n := range req.GetFields() {
-			if n < 2 {
+		bm := req.Bitmap()
+		for n := 2; n <= bm.Len(); n++ {
+			if !bm.IsSet(n) || bm.IsBitmapPresenceBit(n) {
 				continue
 			}
 			if v, err := req.GetString(n); err != nil || v == "" || !s.p.echoes(n) {
