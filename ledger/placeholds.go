@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // HoldBatch places many holds inside a transaction that its caller sends
@@ -153,23 +154,24 @@ func (b *HoldBatch) QueueLockWith(q *pgx.Batch, n int, lr LockRows, args ...any)
 	b.acc, b.order = map[int64]*lockedAccount{}, nil
 	q.Queue(lr.Statement(),
 		args...).Query(func(rows pgx.Rows) error {
+		// pgtype values, not pointers: a row's NULLs cost no allocation.
 		var (
-			id, balance, held *int64
-			currency, state   *string
-			hot               *bool
+			id, balance, held pgtype.Int8
+			currency, state   pgtype.Text
+			hot               pgtype.Bool
 		)
 		dest := append([]any{&id, &balance, &held, &currency, &state, &hot}, lr.Dest...)
 		for rows.Next() {
 			if err := rows.Scan(dest...); err != nil {
 				return err
 			}
-			if id == nil {
+			if !id.Valid {
 				if err := lr.Row(); err != nil {
 					return err
 				}
 				continue
 			}
-			a := &lockedAccount{id: *id, balance: *balance, held0: *held, currency: *currency, state: *state, hot: *hot}
+			a := &lockedAccount{id: id.Int64, balance: balance.Int64, held0: held.Int64, currency: currency.String, state: state.String, hot: hot.Bool}
 			b.acc[a.id] = a
 			b.order = append(b.order, a)
 		}
