@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -449,5 +452,82 @@ func TestWrongPINsCount(t *testing.T) {
 	}
 	if locks != 1 {
 		t.Fatalf("history has %d PIN locks, want 1", locks)
+	}
+}
+
+// TestRemoteAnswersRaceLeaveNoHold sends one request twice at once to a
+// program whose partner decides remotely; the partner declines the first
+// copy and, once that decline is journaled, approves the second. The
+// second copy's batch finds the key taken when it writes: it must answer
+// the stored decline and leave no hold behind (a hold without its journal
+// row would keep the partner's money held until it expired).
+func TestRemoteAnswersRaceLeaveNoHold(t *testing.T) {
+	ctx := context.Background()
+	arrived := make(chan struct{}, 2)
+	declined := make(chan struct{})
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		w.Header().Set("Content-Type", "application/json")
+		if calls.Add(1) == 1 {
+			// Both copies are past the journal probe before either answer.
+			for len(arrived) < 2 {
+				time.Sleep(time.Millisecond)
+			}
+			fmt.Fprint(w, `{"approve": false}`)
+			close(declined)
+			return
+		}
+		<-declined
+		time.Sleep(300 * time.Millisecond) // the decline commits first
+		fmt.Fprint(w, `{"approve": true}`)
+	}))
+	defer srv.Close()
+	e := newEnv(t, cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit, RemoteURL: srv.URL, RemoteTimeout: 5 * time.Second})
+	if _, err := e.host.Ledger().Reload(ctx, e.prog.PartnerAccountID, 1000_00, "deposit"); err != nil {
+		t.Fatal(err)
+	}
+	u, acc := e.verifiedBalance(t, "u1")
+	_, data, err := e.host.CreateVirtualCard(ctx, u.ID, acc.ID, cardhost.Actor{Kind: cardhost.ActorAdmin, ID: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &cardhost.AuthRequest{Class: cardhost.ClassAuthorization, Profile: "iso2003", MTI: "2100", PAN: data.PAN, Expiry: data.Expiry,
+		ProcessingCode: cardhost.ProcPurchase, Amount: 10_00, Currency: "978",
+		STAN: "000000000001", TransmissionTime: "1124120000", RRN: "000000000001", AcquirerID: "123456"}
+	var wg sync.WaitGroup
+	decisions := make([]cardhost.Decision, 2)
+	for i := range decisions {
+		wg.Go(func() {
+			copy := *r
+			d, err := e.host.Authorize(ctx, &copy)
+			if err != nil {
+				t.Error(err)
+			}
+			decisions[i] = d
+		})
+	}
+	wg.Wait()
+	if calls.Load() != 2 {
+		t.Fatalf("the partner was asked %d times, want 2 (both copies past the probe)", calls.Load())
+	}
+	for _, d := range decisions {
+		if d.Reason == cardhost.Approved || d.Reason != decisions[0].Reason {
+			t.Fatalf("decisions %s and %s: want the partner's decline twice", decisions[0].Reason, decisions[1].Reason)
+		}
+	}
+	partner, err := e.host.Account(ctx, e.prog.PartnerAccountID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if partner.Held != 0 {
+		t.Fatalf("partner deposit holds %d after a declined request, want 0", partner.Held)
+	}
+	violations, err := e.host.Ledger().Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range violations {
+		t.Errorf("ledger verify: %s", v)
 	}
 }

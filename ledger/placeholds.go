@@ -63,6 +63,19 @@ type lockedAccount struct {
 
 func (a *lockedAccount) available() int64 { return a.balance - a.held }
 
+// GenericPlans, queued first in a batch's transaction, makes its
+// statements run on cached generic plans, each planned once per
+// connection (planned per call, the partner update and the id reservation
+// spent about 0.35 ms of each batch planning, and a custom-planned look-up
+// 0.4 ms more), and keeps those plans to index probes whatever the tables
+// held when they were made: no sequential scans, no hash or merge joins
+// (SET LOCAL: until the transaction ends). Every statement of a batch
+// names its rows by key as a restriction (id = ANY (…)) or probes them per
+// row, so a probe by key is the only index path its plan can take;
+// TestGenericPlansProbe holds the ledger's statements to it.
+const GenericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+	set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
+
 // NewHoldBatch returns an empty batch; nothing is sent yet.
 func (l *Ledger) NewHoldBatch() *HoldBatch {
 	return &HoldBatch{expires: l.now().Add(l.cfg.HoldTTL)}
@@ -143,9 +156,9 @@ func (lr LockRows) Statement() string {
 	}
 	return `WITH ` + lr.With + ` uids AS MATERIALIZED (` + lr.Users + `),
 		users AS (SELECT id, balance, held, currency, state FROM accounts
-			WHERE id IN (SELECT * FROM uids) AND kind = 'user' ORDER BY id FOR UPDATE)
+			WHERE id = ANY (ARRAY(SELECT * FROM uids)) AND kind = 'user' ORDER BY id FOR UPDATE)
 		` + mine + `SELECT id, balance, held, currency, state, false` + pad + ` FROM users
-		UNION ALL SELECT id, balance, held, currency, state, true` + pad + ` FROM accounts WHERE id IN (SELECT * FROM ` + others + `) AND kind <> 'user'`
+		UNION ALL SELECT id, balance, held, currency, state, true` + pad + ` FROM accounts WHERE id = ANY (ARRAY(SELECT * FROM ` + others + `)) AND kind <> 'user'`
 }
 
 // QueueLockWith is QueueLockWhere whose statement also returns the
@@ -303,16 +316,23 @@ const (
 	insertHolds = `INSERT INTO holds (id, user_account_id, partner_account_id, currency, original_amount, amount, ref, expires_at, created_at)
 		SELECT v.id, NULLIF(v.u, 0), NULLIF(v.p, 0), v.cur, v.amt, v.amt, NULLIF(v.ref, ''), $7, $8
 		  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) AS v (id, u, p, cur, amt, ref)`
-	updateHeld = `UPDATE accounts a SET held = a.held + v.d, negative_flag = a.negative_flag OR v.neg
-		FROM unnest($1::bigint[], $2::bigint[], $3::boolean[]) AS v (id, d, neg) WHERE a.id = v.id`
-	// updateHeldIfAllowed is updateHeld for accounts read without a lock:
-	// a row changes only while its state is as read and balance - held
-	// covers need; ledger_accounts_allow fails the statement unless every
-	// row did. negative_flag follows the row as it is (an advice).
-	updateHeldIfAllowed = `WITH u AS (UPDATE accounts a SET held = a.held + v.d,
-			negative_flag = a.negative_flag OR a.balance - a.held - v.d < 0
-		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS v (id, d, need, state)
-		WHERE a.id = v.id AND a.state = v.state AND a.balance - a.held >= v.need RETURNING a.id)
+	// The accounts are named by id = ANY ($1), each's values found by its
+	// position in the arrays: a join with unnest($1) could be planned (a
+	// generic plan made on small tables) as a whole index read filtered
+	// by the join, and would stay so. The index scan of id = ANY takes
+	// the rows in ascending id, the order of the locks.
+	updateHeld = `UPDATE accounts a SET held = a.held + ($2::bigint[])[array_position($1::bigint[], a.id)],
+			negative_flag = a.negative_flag OR ($3::boolean[])[array_position($1::bigint[], a.id)]
+		WHERE a.id = ANY ($1)`
+	// updateHeldIfAllowed is updateHeld for accounts read without a lock
+	// ($3: need, $4: state as read): a row changes only while its state is
+	// as read and balance - held covers need; ledger_accounts_allow fails
+	// the statement unless every row did. negative_flag follows the row
+	// as it is (an advice).
+	updateHeldIfAllowed = `WITH u AS (UPDATE accounts a SET held = a.held + ($2::bigint[])[array_position($1::bigint[], a.id)],
+			negative_flag = a.negative_flag OR a.balance - a.held - ($2::bigint[])[array_position($1::bigint[], a.id)] < 0
+		WHERE a.id = ANY ($1) AND a.state = ($4::text[])[array_position($1::bigint[], a.id)]
+			AND a.balance - a.held >= ($3::bigint[])[array_position($1::bigint[], a.id)] RETURNING a.id)
 		SELECT ledger_accounts_allow((SELECT count(*) FROM u)::int, cardinality($1::bigint[]))`
 )
 

@@ -363,6 +363,13 @@ func (s *Server) baseAnswer(req *iso8583.Message, mti string, reason cardhost.Re
 				req.UnsetField(n)
 			}
 		}
+		// The bitmap is as unpacked: what an answer sets (an answer
+		// abandoned half-way, then answered again as an error) is not in it.
+		for _, n := range []int{38, 39, 54} {
+			if !bm.IsSet(n) {
+				req.UnsetField(n)
+			}
+		}
 	} else {
 		resp = iso8583.NewMessage(s.spec)
 	}

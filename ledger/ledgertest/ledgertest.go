@@ -12,6 +12,7 @@ import (
 	"fmt"
 	neturl "net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -140,4 +141,63 @@ func withDB(url, db string) string {
 		return u.String()
 	}
 	return url + " dbname=" + db // keyword/value form: the last value wins
+}
+
+// PlanTx returns a transaction on a fresh database whose tables were
+// analysed empty (as autovacuum does), with ledger.GenericPlans set: the
+// state in which a cost-chosen generic plan goes wrong and stays cached.
+// It rolls back when the test ends.
+func PlanTx(t testing.TB) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := Pool(t).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	for _, q := range []string{`ANALYZE`, ledger.GenericPlans} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tx
+}
+
+// GenericPlan returns the plan Postgres makes of sql (its parameters of the
+// given types, comma-separated) as a generic plan inside tx, where the
+// caller has set what the plan depends on (see ledger.GenericPlans).
+func GenericPlan(t testing.TB, tx pgx.Tx, name, sql, types string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := tx.Exec(ctx, "PREPARE "+name+" ("+types+") AS "+sql); err != nil {
+		t.Fatalf("prepare %s: %v", name, err)
+	}
+	nulls := strings.TrimSuffix(strings.Repeat("NULL, ", strings.Count(types, ",")+1), ", ")
+	rows, err := tx.Query(ctx, "EXPLAIN EXECUTE "+name+"("+nulls+")", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatalf("explain %s: %v", name, err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("explain %s: %v", name, err)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// CheckProbes fails t unless plan reaches its rows by index probes only:
+// no sequential scan, no hash or merge join, nothing materialised, no
+// index read whole and filtered by a join (Join Filter), and every want
+// present.
+func CheckProbes(t testing.TB, name, plan string, want ...string) {
+	t.Helper()
+	for _, bad := range []string{"Seq Scan", "Materialize", "Hash Join", "Merge Join", "Join Filter"} {
+		if strings.Contains(plan, bad) {
+			t.Errorf("%s: plan has %q:\n%s", name, bad, plan)
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(plan, w) {
+			t.Errorf("%s: plan lacks %q:\n%s", name, w, plan)
+		}
+	}
 }
