@@ -251,7 +251,6 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	}
 	var inserted []bool
 	rewrites := 0
-	hb.KeepSavepoint()
 	for {
 		var specs []ledger.HoldSpec
 		var withSpec []*writeReq

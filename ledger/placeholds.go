@@ -43,8 +43,6 @@ type HoldBatch struct {
 	newHold []int           // indexes of the specs that insert a hold, in order
 	known   map[string]Hold // holds placed earlier under the batch's refs, once looked up
 	retries int
-	saved   bool // QueueWrite opened the savepoint; QueueFinish releases it
-	always  bool // QueueWrite opens the savepoint even with nothing to write
 }
 
 // lockedAccount is an account row of the batch, locked (a user account)
@@ -336,11 +334,11 @@ const (
 		SELECT ledger_accounts_allow((SELECT count(*) FROM u)::int, cardinality($1::bigint[]))`
 )
 
-// QueueWrite queues on q, under a savepoint, the insert of the batch's new
-// holds, the update of the accounts they change, and the check that no
-// declined spec's ref was placed before (a repeated request is a
-// duplicate, not a new decline). Both fail with the unique violation of
-// holds_ref; see Retry.
+// QueueWrite queues on q a savepoint (always, so that Retry and Undo can
+// return to it), then the insert of the batch's new holds, the update of
+// the accounts they change, and the check that no declined spec's ref was
+// placed before (a repeated request is a duplicate, not a new decline).
+// Both fail with the unique violation of holds_ref; see Retry.
 func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	n := len(b.newHold)
 	ids, users, partners, amounts := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
@@ -356,10 +354,6 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 		if ref := b.specs[i].Ref; r.Err != nil && ref != "" && !placed[ref] {
 			declined = append(declined, ref)
 		}
-	}
-	b.saved = b.always || n > 0 || len(declined) > 0
-	if !b.saved {
-		return
 	}
 	var accIDs, deltas []int64
 	var negs []bool
@@ -380,19 +374,11 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	}
 }
 
-// KeepSavepoint makes QueueWrite open its savepoint even when the batch
-// writes nothing, so that Undo can always take back what the pipeline
-// did: the caller's own rows, queued between QueueWrite and QueueFinish,
-// included.
-func (b *HoldBatch) KeepSavepoint() { b.always = true }
-
-// Undo rolls the transaction back to QueueWrite's savepoint (see
-// KeepSavepoint), after the pipeline that carried QueueWrite failed with
-// an error of the caller's own: the batch is then written again.
+// Undo rolls the transaction back to QueueWrite's savepoint after the
+// pipeline that carried QueueWrite failed with an error of the caller's
+// own (its rows between QueueWrite and QueueFinish are taken back too):
+// the batch is then written again.
 func (b *HoldBatch) Undo(ctx context.Context, tx pgx.Tx) error {
-	if !b.saved {
-		return fmt.Errorf("undo of a hold batch without a savepoint: %w", ErrDatabase)
-	}
 	_, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT ledger_place_holds`)
 	return err
 }
@@ -418,9 +404,7 @@ func (b *HoldBatch) QueueFinish(q *pgx.Batch) {
 		}
 		q.Queue(updateHeldIfAllowed, ids, deltas, needs, states)
 	}
-	if b.saved {
-		q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
-	}
+	q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
 }
 
 // Retry is called with the error of the pipeline that carried QueueWrite.
