@@ -94,24 +94,12 @@ func SpecAccounts(specs []HoldSpec) []int64 {
 	return slices.Compact(ids)
 }
 
-// QueueLock queues on q the statements that lock the accounts ids in
-// ascending id order (so concurrent batches never deadlock on accounts)
-// and reserve n hold ids, n at least the number of specs Decide will get.
-// Their results are read when q's results are closed; the locks last until
-// the transaction ends.
+// QueueLock queues on q the statements that lock the user accounts among
+// ids and read the others, and reserve n hold ids, n at least the number
+// of specs Decide will get (see QueueLockWith). Their results are read
+// when q's results are closed; the locks last until the transaction ends.
 func (b *HoldBatch) QueueLock(q *pgx.Batch, ids []int64, n int) {
-	b.QueueLockWhere(q, n, `SELECT unnest($1::bigint[])`, ids)
-}
-
-// QueueLockWhere is QueueLock for the accounts that the query idSource
-// (one column of account ids, with args) selects: a caller that knows its
-// accounts only by other keys locks them in the same round trip.
-//
-// User accounts are locked (in ascending id order, before any other
-// account: the order lockAccounts keeps too, so no two transactions wait
-// for each other); the others are read as they are.
-func (b *HoldBatch) QueueLockWhere(q *pgx.Batch, n int, idSource string, args ...any) {
-	b.QueueLockWith(q, n, LockRows{Users: idSource}, args...)
+	b.QueueLockWith(q, n, LockRows{Users: `SELECT unnest($1::bigint[])`}, ids)
 }
 
 // LockRows is what QueueLockWith's statement reads: the accounts, and
@@ -159,8 +147,12 @@ func (lr LockRows) Statement() string {
 		UNION ALL SELECT id, balance, held, currency, state, true` + pad + ` FROM accounts WHERE id = ANY (ARRAY(SELECT * FROM ` + others + `)) AND kind <> 'user'`
 }
 
-// QueueLockWith is QueueLockWhere whose statement also returns the
-// caller's rows (see LockRows), before the accounts.
+// QueueLockWith is QueueLock for the accounts that lr's queries select
+// (with args): a caller that knows its accounts only by other keys locks
+// them in the same round trip, and gets its own rows (see LockRows)
+// before the accounts. User accounts are locked in ascending id order,
+// before any other account (the order lockAccounts keeps too, so no two
+// transactions wait for each other); the others are read as they are.
 func (b *HoldBatch) QueueLockWith(q *pgx.Batch, n int, lr LockRows, args ...any) {
 	b.acc, b.order = map[int64]*lockedAccount{}, nil
 	q.Queue(lr.Statement(),
