@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
@@ -101,10 +102,46 @@ type BenchResult struct {
 	// Writes is what the load wrote to Postgres (WAL, checkpoints, HOT
 	// updates of accounts), measured around the load.
 	Writes WriteStats
+	// Batches are the card host's write batches during the load.
+	Batches BatchStats
 	// Statements are the statements that took most of Postgres' time
 	// during the load (pg_stat_statements, nested statements included);
 	// empty when the extension is not installed.
 	Statements []Statement
+}
+
+// BatchStats count the card host's write batches (one transaction each):
+// how many, the requests they carried and their time, commit included.
+type BatchStats struct {
+	Batches  uint64
+	Requests float64
+	Seconds  float64
+}
+
+func (s BatchStats) sub(o BatchStats) BatchStats {
+	return BatchStats{Batches: s.Batches - o.Batches, Requests: s.Requests - o.Requests, Seconds: s.Seconds - o.Seconds}
+}
+
+// batchStats reads the batch histograms from the card host's registry.
+func batchStats(reg prometheus.Gatherer) (BatchStats, error) {
+	families, err := reg.Gather()
+	if err != nil {
+		return BatchStats{}, err
+	}
+	var s BatchStats
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			h := m.GetHistogram()
+			switch f.GetName() {
+			case "antaca_auth_batch_size":
+				s.Batches += h.GetSampleCount()
+				s.Requests += h.GetSampleSum()
+			case "antaca_auth_batch_seconds":
+				s.Seconds += h.GetSampleSum()
+			}
+		}
+	}
+	return s, nil
 }
 
 // WriteStats are Postgres' write counters over the load.
@@ -248,7 +285,8 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	led := ledger.New(pool, ledger.Config{Logger: quiet})
-	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: quiet})
+	reg := prometheus.NewRegistry()
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: quiet, Registerer: reg})
 	defer host.Close()
 
 	t0 := time.Now()
@@ -314,6 +352,10 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: write counters: %w", err)
 	}
+	batches0, err := batchStats(reg)
+	if err != nil {
+		return nil, fmt.Errorf("bench: batch metrics: %w", err)
+	}
 	cpu0, pg0 := processCPU(), postgresCPU(pgPID)
 	log.Info("load", "profile", load.Profile, "addr", load.Addr)
 	res.Report, err = Run(ctx, load)
@@ -324,6 +366,11 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	res.ProcessCPU, res.PostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
+	batches1, err := batchStats(reg)
+	if err != nil {
+		return nil, fmt.Errorf("bench: batch metrics: %w", err)
+	}
+	res.Batches = batches1.sub(batches0)
 	res.LoadSeconds = res.Report.Seconds
 	// The table counters reach the statistics a moment after the
 	// transactions that made them.

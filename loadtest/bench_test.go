@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
@@ -23,7 +25,8 @@ func TestBenchDataAgainstCardHost(t *testing.T) {
 	}
 	quiet := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	led := ledger.New(pool, ledger.Config{Logger: quiet})
-	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: quiet})
+	reg := prometheus.NewRegistry()
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: quiet, Registerer: reg})
 	cfg := BenchConfig{Cards: 60, PoorCards: 5, LockedCards: 5}
 	cfg.setDefaults()
 	cards, err := createCards(t.Context(), pool, host, cfg)
@@ -49,6 +52,10 @@ func TestBenchDataAgainstCardHost(t *testing.T) {
 	for _, profile := range []string{ProfileISO87, ProfileISO2003} {
 		t.Run(profile, func(t *testing.T) {
 			addr := startSwitch(t, profile, host)
+			before, err := batchStats(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
 			rep, err := Run(t.Context(), Config{Addr: addr, Profile: profile, Conns: 2, InFlight: 4, Count: 300, Cards: cards,
 				Currency: "978", Mix: Mix{Approve: 6, Funds: 1, Locked: 1, CVC2: 1, Reversal: 2, Echo: 1}})
 			if err != nil {
@@ -63,6 +70,16 @@ func TestBenchDataAgainstCardHost(t *testing.T) {
 				return c
 			}
 			k := rep.SentByKind
+			after, err := batchStats(reg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every authorisation is decided in a write batch (reversals and
+			// echoes are not).
+			b := after.sub(before)
+			if want := float64(rep.Answered - k["echo"] - k["reversal"]); b.Batches == 0 || b.Requests != want || b.Seconds <= 0 {
+				t.Errorf("write batches %+v, want %v requests in them", b, want)
+			}
 			if rep.Approved != k["approve"] {
 				t.Errorf("approved %d, want %d", rep.Approved, k["approve"])
 			}

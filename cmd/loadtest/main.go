@@ -132,6 +132,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	res.Report.WriteText(stderr)
 	fmt.Fprintf(stderr, "cpu during load: this process (switch+card host+load generator) %.1f s, postgres %.1f s, over %.1f s on %d cores; holds placed %d\n",
 		res.ProcessCPU, res.PostgresCPU, res.LoadSeconds, numCPU(), res.HoldsPlaced)
+	if b := res.Batches; b.Batches > 0 {
+		fmt.Fprintf(stderr, "write batches during load: %d, %.1f requests and %.2f ms each (commit included)\n",
+			b.Batches, b.Requests/float64(b.Batches), 1000*b.Seconds/float64(b.Batches))
+	}
 	if w, n := res.Writes, float64(max(res.Report.Approved, 1)); w.WALRecords > 0 {
 		hot := 0.0
 		if w.AccountUpdates > 0 {
