@@ -49,6 +49,10 @@ type BenchConfig struct {
 	CPUProfile string
 	// CardsOut, when set, receives the card set as JSON (test cards).
 	CardsOut string
+	// Settings are extra server settings of the throwaway cluster (name
+	// to value), after the bench's own; durability cannot be turned off
+	// through them.
+	Settings map[string]string
 	// Dir holds the throwaway cluster (default a new temporary directory,
 	// removed afterwards).
 	Dir string
@@ -247,6 +251,13 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		settings["shared_preload_libraries"] = "pg_stat_statements"
 		settings["pg_stat_statements.track"] = "all"
 		settings["pg_stat_statements.track_planning"] = "on"
+	}
+	for k, v := range cfg.Settings {
+		switch k {
+		case "fsync", "synchronous_commit", "full_page_writes":
+			return nil, fmt.Errorf("bench: %s cannot be set: the bench is durable", k)
+		}
+		settings[k] = v
 	}
 	cluster, err := pgcluster.Start(ctx, pgcluster.Config{Dir: dir, Durable: true, Settings: settings})
 	if err != nil {
