@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,6 +274,105 @@ func TestAdminLogin(t *testing.T) {
 	}
 	if r = e.do(e.client(nil), "GET", "/admin/session", nil, bearerHdr(tok)); r.status != http.StatusUnauthorized {
 		t.Fatalf("after logout: got %d, want 401", r.status)
+	}
+}
+
+// TestAdminLoginAttempts: a name gets LoginAttempts password checks per
+// window, counted before the check (parallel guesses cannot pass the
+// limit); past it even the right password answers 429 with Retry-After
+// until the window ends; unknown names are treated alike; a success
+// starts the count again; PruneExpired drops ended windows.
+func TestAdminLoginAttempts(t *testing.T) {
+	e := newEnv(t)
+	e.admin("alice", RoleAdmin) // logs in once: no attempt left counted
+	login := func(name, password string) resp {
+		return e.do(e.client(nil), "POST", "/admin/login", map[string]string{"name": name, "password": password}, nil)
+	}
+	for _, name := range []string{"alice", "nobody"} {
+		for i := range 5 {
+			if r := login(name, "wrong-password-1"); r.status != http.StatusUnauthorized || r.errCode() != CodeUnauthenticated {
+				t.Fatalf("%s wrong attempt %d: got %d %s, want 401", name, i+1, r.status, r.errCode())
+			}
+		}
+		r := login(name, "alice-password-123")
+		if r.status != http.StatusTooManyRequests || r.errCode() != CodeTooManyAttempts || r.header.Get("Retry-After") != "900" {
+			t.Fatalf("%s sixth attempt: got %d %s Retry-After %q, want 429 TOO_MANY_ATTEMPTS, 900", name, r.status, r.errCode(), r.header.Get("Retry-After"))
+		}
+	}
+	e.advance(10 * time.Minute)
+	if r := login("alice", "alice-password-123"); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "300" {
+		t.Fatalf("within the window: got %d %s Retry-After %q, want 429, 300", r.status, r.errCode(), r.header.Get("Retry-After"))
+	}
+	e.advance(5 * time.Minute)
+	if r := login("alice", "alice-password-123"); r.status != http.StatusOK {
+		t.Fatalf("after the window: got %d %s, want 200", r.status, r.body)
+	}
+	// The success cleared the count: four wrong and the right one pass.
+	for range 4 {
+		login("alice", "wrong-password-1")
+	}
+	if r := login("alice", "alice-password-123"); r.status != http.StatusOK {
+		t.Fatalf("after a success and 4 wrong: got %d %s, want 200", r.status, r.body)
+	}
+
+	// Guesses in parallel: exactly 5 are checked.
+	var wg sync.WaitGroup
+	codes := make(chan int, 20)
+	for range 20 {
+		wg.Go(func() { codes <- login("alice", "wrong-password-2").status })
+	}
+	wg.Wait()
+	close(codes)
+	got := map[int]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if got[http.StatusUnauthorized] != 5 || got[http.StatusTooManyRequests] != 15 {
+		t.Fatalf("20 parallel wrong attempts: got %v, want 5×401 and 15×429", got)
+	}
+
+	var rows int
+	count := func() int {
+		t.Helper()
+		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM login_attempts`).Scan(&rows); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("login_attempts rows: %d, want 2 (alice, nobody)", n)
+	}
+	e.advance(15 * time.Minute)
+	if _, _, err := e.s.PruneExpired(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("login_attempts rows after prune: %d, want 0", n)
+	}
+}
+
+// TestRunPrune: the loop the API process runs deletes expired sessions.
+func TestRunPrune(t *testing.T) {
+	e := newEnv(t)
+	e.admin("alice", RoleAdmin)
+	e.advance(11 * time.Minute) // past the 10-minute session
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.s.RunPrune(ctx, 5*time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM sessions`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions left 10 s after they expired", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

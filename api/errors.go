@@ -26,6 +26,7 @@ const (
 	CodeIdempotencyKeyReused = "IDEMPOTENCY_KEY_REUSED"
 	CodeInternal             = "INTERNAL"
 	CodeUnavailable          = "UNAVAILABLE"
+	CodeTooManyAttempts      = "TOO_MANY_ATTEMPTS"
 
 	// Card host refusals (409), one code per rule.
 	CodeIrreversibleLock  = "IRREVERSIBLE_LOCK"

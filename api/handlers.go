@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +90,16 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 	if in.Name == "" || in.Password == "" {
 		return 0, nil, errorf(http.StatusBadRequest, CodeValidation, "name and password are required")
 	}
+	if len(in.Name) > maxAdminName {
+		// No admin has such a name (checkAdminInput): nothing to count.
+		return 0, nil, unauthenticated("name or password is wrong")
+	}
+	if wait, err := s.countLoginAttempt(q.Context(), in.Name, q.now); err != nil {
+		return 0, nil, err
+	} else if wait > 0 {
+		q.header.Set("Retry-After", strconv.Itoa(wait))
+		return 0, nil, errorf(http.StatusTooManyRequests, CodeTooManyAttempts, "too many login attempts for this name; try again later")
+	}
 	var (
 		id   int64
 		hash string
@@ -107,11 +119,45 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 		s.log.Warn("admin login refused", "admin", in.Name)
 		return 0, nil, unauthenticated("name or password is wrong")
 	}
+	if _, err := s.pool.Exec(q.Context(), `DELETE FROM login_attempts WHERE name = $1`, in.Name); err != nil {
+		return 0, nil, fmt.Errorf("admin login: clear attempts: %w", err)
+	}
 	tok, exp, err := s.createSession(q.Context(), "admin", 0, 0, id, q.now)
 	if err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, sessionAnswer{Token: tok, ExpiresAt: exp, Role: role}, nil
+}
+
+// maxAdminName is the longest admin name (bytes).
+const maxAdminName = 64
+
+// countLoginAttempt counts a login attempt for name before its password is
+// checked, so that parallel guesses cannot pass the limit. When the name
+// has had Config.LoginAttempts checks in the current window
+// (Config.LoginWindow from the window's first attempt), it returns the
+// seconds until the window ends (at least 1), else 0. Unknown names are
+// counted alike: the answer does not tell whether a name exists.
+func (s *Server) countLoginAttempt(ctx context.Context, name string, now time.Time) (int, error) {
+	const count = `INSERT INTO login_attempts AS a (name, attempts, window_start) VALUES ($1, 1, $2)
+		ON CONFLICT (name) DO UPDATE SET
+			attempts = CASE WHEN a.window_start <= $3 THEN 1 ELSE a.attempts + 1 END,
+			window_start = CASE WHEN a.window_start <= $3 THEN $2 ELSE a.window_start END
+		RETURNING attempts, window_start`
+	var (
+		attempts int
+		start    time.Time
+	)
+	if err := s.pool.QueryRow(ctx, count, name, now, now.Add(-s.cfg.LoginWindow)).Scan(&attempts, &start); err != nil {
+		return 0, fmt.Errorf("admin login: count attempt: %w", err)
+	}
+	if attempts <= s.cfg.LoginAttempts {
+		return 0, nil
+	}
+	if attempts == s.cfg.LoginAttempts+1 {
+		s.log.Warn("admin login: too many attempts, refused until the window ends", "admin", name, "attempts", s.cfg.LoginAttempts, "window", s.cfg.LoginWindow)
+	}
+	return max(int(math.Ceil(start.Add(s.cfg.LoginWindow).Sub(now).Seconds())), 1), nil
 }
 
 func (s *Server) adminSession(q *request) (int, any, error) {
@@ -154,7 +200,7 @@ func (s *Server) CreateAdmin(ctx context.Context, name, password string, role Ro
 
 func checkAdminInput(name, password string, role Role) *Error {
 	switch {
-	case name == "" || len(name) > 64 || !utf8.ValidString(name) || strings.TrimSpace(name) != name:
+	case name == "" || len(name) > maxAdminName || !utf8.ValidString(name) || strings.TrimSpace(name) != name:
 		return errorf(http.StatusBadRequest, CodeValidation, "name must be 1-64 characters without surrounding spaces")
 	case utf8.RuneCountInString(password) < 12 || len(password) > 256:
 		return errorf(http.StatusBadRequest, CodeValidation, "password must be 12 to 256 characters")

@@ -128,8 +128,9 @@ func (s *Server) finishIdempotency(idem *idempotency, ans *storedAnswer) {
 	}
 }
 
-// PruneExpired deletes expired sessions and idempotency keys older than
-// IdempotencyTTL. Run it periodically; it is safe for concurrent use.
+// PruneExpired deletes expired sessions, idempotency keys older than
+// IdempotencyTTL and login attempt counts whose window has ended. RunPrune
+// calls it periodically; it is safe for concurrent use.
 func (s *Server) PruneExpired(ctx context.Context) (sessions, keys int64, err error) {
 	now := s.cfg.Now()
 	t1, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= $1`, now)
@@ -140,7 +141,32 @@ func (s *Server) PruneExpired(ctx context.Context) (sessions, keys int64, err er
 	if err != nil {
 		return t1.RowsAffected(), 0, fmt.Errorf("prune idempotency keys: %w", err)
 	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM login_attempts WHERE window_start <= $1`, now.Add(-s.cfg.LoginWindow)); err != nil {
+		return t1.RowsAffected(), t2.RowsAffected(), fmt.Errorf("prune login attempts: %w", err)
+	}
 	return t1.RowsAffected(), t2.RowsAffected(), nil
+}
+
+// RunPrune calls PruneExpired every interval until ctx ends, logging
+// failures (the next round tries again).
+func (s *Server) RunPrune(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sessions, keys, err := s.PruneExpired(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("prune expired sessions and keys", "err", err)
+			}
+			continue
+		}
+		s.log.Debug("pruned", "sessions", sessions, "idempotency_keys", keys)
+	}
 }
 
 // internal logs err and returns the 500 answer.

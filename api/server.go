@@ -113,6 +113,12 @@ type Config struct {
 	// PasswordIterations is the PBKDF2-SHA-256 iteration count for new
 	// admin passwords. Default 600,000 (OWASP 2023); only tests lower it.
 	PasswordIterations int
+	// LoginAttempts is how many password checks one admin name gets per
+	// LoginWindow (default 5 per 15 min); past it, login answers 429
+	// TOO_MANY_ATTEMPTS with Retry-After until the window ends, even for
+	// the right password. A successful login starts the count again.
+	LoginAttempts int
+	LoginWindow   time.Duration
 	// IdempotencyTTL is how long idempotency keys are kept (PruneExpired).
 	// Default 24 h.
 	IdempotencyTTL time.Duration
@@ -139,6 +145,12 @@ func (c *Config) defaults() error {
 	}
 	if c.PasswordIterations <= 0 {
 		c.PasswordIterations = 600_000
+	}
+	if c.LoginAttempts <= 0 {
+		c.LoginAttempts = 5
+	}
+	if c.LoginWindow <= 0 {
+		c.LoginWindow = 15 * time.Minute
 	}
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = 24 * time.Hour

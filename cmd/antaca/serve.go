@@ -163,6 +163,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		}
 		log.Info("api listening", "addr", f.apiAddr, "plain_http", f.plainHTTP)
 		run("api", srv.ListenAndServeTLS)
+		go srv.RunPrune(ctx, time.Minute)
 		shutdowns = append(shutdowns, srv.Shutdown)
 		shutdowns = append(shutdowns, serveMetrics(run, f.apiMetrics, reg, log))
 		if f.smtp != "" {
