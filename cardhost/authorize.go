@@ -220,12 +220,18 @@ func journalRef(r *AuthRequest) string {
 // approvalCode derives the six-character DE38 from the request's STAN and
 // time, so a replay gives the same code.
 func approvalCode(r *AuthRequest) string {
-	s := r.STAN + r.TransmissionTime
-	var sum uint32 = 2166136261
-	for i := 0; i < len(s); i++ {
-		sum = (sum ^ uint32(s[i])) * 16777619
+	var sum uint32 = 2166136261 // FNV-1a over STAN then time
+	for _, s := range [2]string{r.STAN, r.TransmissionTime} {
+		for i := 0; i < len(s); i++ {
+			sum = (sum ^ uint32(s[i])) * 16777619
+		}
 	}
-	return fmt.Sprintf("%06d", sum%1000000)
+	var b [6]byte
+	for i, n := 5, sum%1000000; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[:])
 }
 
 // original finds the journal row a completion or reversal refers to: by

@@ -7,8 +7,10 @@ import (
 	"crypto/des"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -71,6 +73,10 @@ type keyCache struct {
 	// int). Generations are small numbers read from card rows, so it stays
 	// small.
 	cvc sync.Map
+	// lookup holds HMAC-SHA-256 states keyed with PANLookupKey
+	// (hash.Hash), reset and reused: keying one costs two block hashes
+	// and a few allocations per request.
+	lookup sync.Pool
 }
 
 // prepare builds k's cipher cache. It is called by the constructors, before
@@ -94,6 +100,8 @@ func (k *Keys) prepare() error {
 		}
 		c.zones[name] = b
 	}
+	lookupKey := k.PANLookupKey
+	c.lookup.New = func() any { return hmac.New(sha256.New, lookupKey) }
 	k.c = c
 	return nil
 }

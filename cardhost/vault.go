@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 )
 
 // panCipherVersion is the first byte of every encrypted PAN: the layout and
@@ -75,7 +77,15 @@ func (k *Keys) DecryptPAN(enc []byte) (string, error) {
 // PANLookup returns HMAC-SHA-256 of pan under the PAN lookup key: a stable,
 // non-reversible handle by which the database finds a card (unique index).
 func (k *Keys) PANLookup(pan string) []byte {
-	m := hmac.New(sha256.New, k.PANLookupKey)
-	m.Write([]byte(pan))
-	return m.Sum(nil)
+	if k.c == nil {
+		m := hmac.New(sha256.New, k.PANLookupKey)
+		m.Write([]byte(pan))
+		return m.Sum(nil)
+	}
+	m := k.c.lookup.Get().(hash.Hash)
+	m.Reset()
+	io.WriteString(m, pan)
+	sum := m.Sum(make([]byte, 0, sha256.Size))
+	k.c.lookup.Put(m)
+	return sum
 }

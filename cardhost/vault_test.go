@@ -2,8 +2,12 @@ package cardhost
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -85,6 +89,31 @@ func TestPANLookup(t *testing.T) {
 	other := &Keys{PANLookupKey: bytes.Repeat([]byte{9}, 32)}
 	if bytes.Equal(a, other.PANLookup("4111111111111111")) {
 		t.Error("lookup hash independent of the key")
+	}
+	// It is HMAC-SHA-256 under the lookup key, also when the keyed states
+	// are reused by goroutines at once.
+	want := func(pan string) []byte {
+		m := hmac.New(sha256.New, k.PANLookupKey)
+		m.Write([]byte(pan))
+		return m.Sum(nil)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				pan := fmt.Sprintf("4111%012d", g*1000+i)
+				got := k.PANLookup(pan)
+				if !bytes.Equal(got, want(pan)) {
+					t.Errorf("PANLookup of card %d/%d is not HMAC-SHA-256 under the key", g, i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	byHand := &Keys{PANLookupKey: k.PANLookupKey}
+	if !bytes.Equal(byHand.PANLookup("4111111111111111"), a) {
+		t.Error("Keys built by hand hash differently")
 	}
 }
 

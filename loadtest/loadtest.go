@@ -230,7 +230,7 @@ type runner struct {
 	stanSeq    atomic.Uint64
 	rrnBase    uint64
 	stanMod    uint64
-	stanFmt    string
+	stanWidth  int
 	reversible chan *original
 
 	sent, answered, approvedN, timeouts, errs, unmatched atomic.Int64
@@ -280,9 +280,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, w := range r.weights {
 		r.total += w
 	}
-	r.stanMod, r.stanFmt = 1_000_000, "%06d"
+	r.stanMod, r.stanWidth = 1_000_000, 6
 	if cfg.Profile == ProfileISO2003 {
-		r.stanMod, r.stanFmt = 1_000_000_000_000, "%012d"
+		r.stanMod, r.stanWidth = 1_000_000_000_000, 12
 	}
 	now := time.Now()
 	// STANs start at a point of the clock and RRNs carry the run's start
@@ -568,8 +568,8 @@ func (c *client) sendOne(start time.Time) error {
 	}
 	c.timeFields(time.Now())
 	seq := r.stanSeq.Add(1)
-	stan := fmt.Sprintf(r.stanFmt, seq%r.stanMod)
-	rrn := fmt.Sprintf("%012d", (r.rrnBase+seq)%1_000_000_000_000)
+	stan := digits(seq%r.stanMod, r.stanWidth)
+	rrn := digits((r.rrnBase+seq)%1_000_000_000_000, 12)
 	iso87 := r.cfg.Profile == ProfileISO87
 	v := byte('2')
 	if iso87 {
@@ -617,7 +617,7 @@ func (c *client) sendOne(start time.Time) error {
 		if o == opReversal {
 			mti, answerMTI = string([]byte{v, '4', '0', '0'}), string([]byte{v, '4', '1', '0'})
 		}
-		f = append(f, field{2, card.PAN}, field{3, "000000"}, field{4, fmt.Sprintf("%012d", amount)},
+		f = append(f, field{2, card.PAN}, field{3, "000000"}, field{4, amountField(amount)},
 			field{7, c.de7}, field{11, stan}, field{12, c.de12})
 		if iso87 {
 			f = append(f, field{13, c.de13})
@@ -634,7 +634,7 @@ func (c *client) sendOne(start time.Time) error {
 		}
 		f = append(f, field{32, r.cfg.AcquirerID}, field{37, rrn}, field{41, r.cfg.Terminal}, field{42, r.cfg.Merchant})
 		if cvc2 != "" {
-			f = append(f, field{48, fmt.Sprintf("92%02d%s", len(cvc2), cvc2)})
+			f = append(f, field{48, "92" + digits(uint64(len(cvc2)), 2) + cvc2})
 		}
 		f = append(f, field{49, r.cfg.Currency})
 		if o == opReversal {
@@ -775,4 +775,24 @@ func (c *client) sweep(ctx context.Context) {
 			c.mu.Unlock()
 		}
 	}
+}
+
+// digits writes v in decimal, zero-padded to width (v must fit in it).
+func digits(v uint64, width int) string {
+	var b [20]byte
+	for i := width - 1; i >= 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return string(b[:width])
+}
+
+// amountField is DE4: n12, or fmt's rendering when the amount does not fit
+// (a negative or too large -amount is sent as asked, for the switch to
+// refuse).
+func amountField(v int64) string {
+	if v < 0 || v > 999_999_999_999 {
+		return fmt.Sprintf("%012d", v)
+	}
+	return digits(uint64(v), 12)
 }

@@ -305,3 +305,23 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("ParseMix: %+v %v", m, err)
 	}
 }
+
+// TestDigitsIsFmts: the generator's hand-made numeric fields read as the
+// fmt verbs they replaced.
+func TestDigitsIsFmts(t *testing.T) {
+	for _, v := range []uint64{0, 7, 42, 999_999, 123_456_789_012, 999_999_999_999} {
+		for _, w := range []int{6, 12} {
+			if v >= 1_000_000 && w == 6 {
+				continue
+			}
+			if got, want := digits(v, w), fmt.Sprintf("%0*d", w, v); got != want {
+				t.Errorf("digits(%d, %d) = %q, want %q", v, w, got, want)
+			}
+		}
+	}
+	for _, v := range []int64{0, 1000, 999_999_999_999, 1_000_000_000_000, -5} {
+		if got, want := amountField(v), fmt.Sprintf("%012d", v); got != want {
+			t.Errorf("amountField(%d) = %q, want %q", v, got, want)
+		}
+	}
+}

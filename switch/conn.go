@@ -52,8 +52,8 @@ var errStop = errors.New("shutting down")
 
 func (c *conn) serve() {
 	s := c.s
-	s.m.connections.WithLabelValues(s.p.name).Inc()
-	defer s.m.connections.WithLabelValues(s.p.name).Dec()
+	s.m.connections.Inc()
+	defer s.m.connections.Dec()
 	s.log.Info("connection opened", "remote", c.remote)
 
 	writerDone := make(chan struct{})
@@ -114,7 +114,7 @@ func (c *conn) readLoop() error {
 			return errStop
 		}
 		c.inflight.Add(1)
-		s.m.inflight.WithLabelValues(s.p.name).Inc()
+		s.m.inflight.Inc()
 
 		frame, started, err := c.readFrame()
 		if err != nil {
@@ -122,7 +122,7 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		received := time.Now()
-		s.m.stage.WithLabelValues(s.p.name, "read").Observe(received.Sub(started).Seconds())
+		s.m.read.Observe(received.Sub(started).Seconds())
 
 		c.handlers.Add(1)
 		s.workers.run(func() {
@@ -177,12 +177,12 @@ func (c *conn) readFrame() ([]byte, time.Time, error) {
 	}
 	n := int(binary.BigEndian.Uint16(hdr[:]))
 	if n == 0 || n > s.cfg.MaxMessageSize {
-		s.m.formatErrors.WithLabelValues(s.p.name).Inc()
+		s.m.formatErrors.Inc()
 		return nil, started, fmt.Errorf("frame length %d out of range 1..%d", n, s.cfg.MaxMessageSize)
 	}
 	frame := make([]byte, n)
 	if _, err := io.ReadFull(c.br, frame); err != nil {
-		s.m.formatErrors.WithLabelValues(s.p.name).Inc()
+		s.m.formatErrors.Inc()
 		return nil, started, fmt.Errorf("read frame of %d bytes: %w", n, err)
 	}
 	return frame, started, nil
@@ -191,7 +191,7 @@ func (c *conn) readFrame() ([]byte, time.Time, error) {
 // release frees one in-flight slot.
 func (c *conn) release() {
 	c.inflight.Add(-1)
-	c.s.m.inflight.WithLabelValues(c.s.p.name).Dec()
+	c.s.m.inflight.Dec()
 	<-c.sem
 }
 
@@ -225,7 +225,7 @@ func (c *conn) writeLoop(done chan<- struct{}) {
 				err = bw.Flush()
 			}
 			if err == nil && bw.Buffered() == 0 {
-				s.m.stage.WithLabelValues(s.p.name, "write").Observe(time.Since(start).Seconds())
+				s.m.write.Observe(time.Since(start).Seconds())
 			}
 			if err != nil {
 				broken = true

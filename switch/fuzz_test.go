@@ -35,9 +35,9 @@ func fuzzFrame(f *testing.F, profile string) {
 				}
 			}
 		}
-		before := metricValue(s.m.panics.WithLabelValues(profile))
+		before := metricValue(s.m.panics)
 		out := s.handle(t.Context(), raw, time.Now(), "fuzz")
-		if after := metricValue(s.m.panics.WithLabelValues(profile)); after != before {
+		if after := metricValue(s.m.panics); after != before {
 			t.Fatalf("handling panicked (recovered)")
 		}
 		if out.answer != nil {

@@ -104,7 +104,7 @@ func TestHostileClients(t *testing.T) {
 			nc.Close()
 		}
 	}()
-	waitFor(t, 5*time.Second, func() bool { return metricValue(s.m.connections.WithLabelValues(e.profile)) >= idle })
+	waitFor(t, 5*time.Second, func() bool { return metricValue(s.m.connections) >= idle })
 
 	var wg sync.WaitGroup
 	attack := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }

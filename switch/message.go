@@ -35,7 +35,7 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	)
 	defer func() {
 		if r := recover(); r != nil {
-			s.m.panics.WithLabelValues(s.p.name).Inc()
+			s.m.panics.Inc()
 			// The panic value may hold message data: log its type only.
 			s.log.Error("panic handling message", "remote", remote, "mti", mti, "stan", stan, "panic_type", fmt.Sprintf("%T", r))
 			out = s.errorAnswer(req, mti, stan, cardhost.SystemError)
@@ -44,7 +44,7 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 
 	req = iso8583.NewMessage(s.spec)
 	if err := req.Unpack(raw); err != nil {
-		s.m.formatErrors.WithLabelValues(s.p.name).Inc()
+		s.m.formatErrors.Inc()
 		mti, stan = s.lenientHeader(req)
 		field := ""
 		var ue *moovErrors.UnpackError
@@ -64,7 +64,7 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	stan, _ = req.GetString(11)
 	s.m.requests.WithLabelValues(s.p.name, mtiLabel(mti)).Inc()
 	if !isRequestMTI(mti) || mti[0] != s.p.version || stan == "" {
-		s.m.formatErrors.WithLabelValues(s.p.name).Inc()
+		s.m.formatErrors.Inc()
 		if stan == "" || !isRequestMTI(mti) {
 			s.log.Warn("message without answerable MTI or STAN, dropped", "remote", remote, "mti", mtiLabel(mti))
 			return outcome{}
@@ -78,14 +78,14 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	}
 	class, ok := classOf(mti)
 	if !ok {
-		s.m.formatErrors.WithLabelValues(s.p.name).Inc()
+		s.m.formatErrors.Inc()
 		s.log.Warn("unknown MTI", "remote", remote, "mti", mti, "stan", stan)
 		return s.errorAnswer(req, mti, stan, cardhost.FormatError)
 	}
 
 	ar, err := s.authRequest(req, class, mti, received)
 	if err != nil {
-		s.m.formatErrors.WithLabelValues(s.p.name).Inc()
+		s.m.formatErrors.Inc()
 		s.log.Warn("message fields not usable", "remote", remote, "mti", mti, "stan", stan, "err", err)
 		return s.errorAnswer(req, mti, stan, cardhost.FormatError)
 	}
@@ -94,7 +94,7 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.DecideTimeout)
 	dec, err := s.auth.Authorize(dctx, ar)
 	cancel()
-	s.m.stage.WithLabelValues(s.p.name, "decide").Observe(time.Since(start).Seconds())
+	s.m.decide.Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.log.Warn("authorizer unavailable", "remote", remote, "mti", mti, "stan", stan, "pan", cardhost.MaskPAN(ar.PAN), "err", err)
 		dec = cardhost.Decision{Reason: cardhost.IssuerUnavailable}
@@ -425,7 +425,7 @@ func (s *Server) networkManagement(req *iso8583.Message, mti, stan, remote strin
 		s.log.Info("sign-off", "remote", remote)
 	case s.p.echo:
 	default:
-		s.m.formatErrors.WithLabelValues(s.p.name).Inc()
+		s.m.formatErrors.Inc()
 		s.log.Warn("unknown network management code", "remote", remote, "code", code, "stan", stan)
 		reason = cardhost.FormatError
 	}
@@ -457,10 +457,22 @@ func fitAN(v string, n int) string {
 // additionalAmount formats one DE54 amount: account type "00", amount type
 // "02" (available balance), currency n3, sign C or D, amount n12.
 func additionalAmount(ccy string, available int64) string {
-	sign := "C"
+	sign := byte('C')
 	if available < 0 {
-		sign = "D"
+		sign = 'D'
 		available = -available
 	}
-	return fmt.Sprintf("0002%3.3s%s%012d", ccy, sign, available)
+	if len(ccy) != 3 || ccy[0]|ccy[1]|ccy[2] >= 0x80 || available < 0 || available > 999_999_999_999 {
+		// Off the usual shape (and the most negative int64): fmt's rules.
+		return fmt.Sprintf("0002%3.3s%c%012d", ccy, sign, available)
+	}
+	var b [20]byte
+	copy(b[:], "0002")
+	copy(b[4:], ccy)
+	b[7] = sign
+	for i := 19; i >= 8; i-- {
+		b[i] = byte('0' + available%10)
+		available /= 10
+	}
+	return string(b[:])
 }

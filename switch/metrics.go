@@ -9,8 +9,36 @@ import (
 
 // metrics are the wire metrics of one server. Two servers (one per profile)
 // may share a Registerer: the collectors are then shared and told apart by
-// the profile label.
+// the profile label. The series that have only the profile label are
+// resolved once, here, not per message.
 type metrics struct {
+	requests *prometheus.CounterVec // profile, mti
+	answers  *prometheus.CounterVec // profile, mti, code
+
+	read, decide, write   prometheus.Observer // antaca_iso_stage_seconds
+	connections, inflight prometheus.Gauge
+	panics, formatErrors  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, profile string) (*metrics, error) {
+	m := &metrics{}
+	v, err := newVecs(reg)
+	if err != nil {
+		return nil, err
+	}
+	m.requests, m.answers = v.requests, v.answers
+	m.read = v.stage.WithLabelValues(profile, "read")
+	m.decide = v.stage.WithLabelValues(profile, "decide")
+	m.write = v.stage.WithLabelValues(profile, "write")
+	m.connections = v.connections.WithLabelValues(profile)
+	m.inflight = v.inflight.WithLabelValues(profile)
+	m.panics = v.panics.WithLabelValues(profile)
+	m.formatErrors = v.formatErrors.WithLabelValues(profile)
+	return m, nil
+}
+
+// vecs are the collectors as registered.
+type vecs struct {
 	requests     *prometheus.CounterVec   // profile, mti
 	answers      *prometheus.CounterVec   // profile, mti, code
 	stage        *prometheus.HistogramVec // profile, stage
@@ -20,8 +48,8 @@ type metrics struct {
 	formatErrors *prometheus.CounterVec   // profile
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	m := &metrics{}
+func newVecs(reg prometheus.Registerer) (*vecs, error) {
+	m := &vecs{}
 	var err error
 	if m.requests, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "antaca_iso_requests_total",

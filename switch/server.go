@@ -168,7 +168,7 @@ func New(cfg Config, a Authorizer) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new switch: %w", err)
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer, p.name)
 	if err != nil {
 		return nil, fmt.Errorf("new switch: %w", err)
 	}

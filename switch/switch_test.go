@@ -269,7 +269,7 @@ func TestAuthorizerPanic(t *testing.T) {
 			if got, want := get(t, resp, 39), actionCode(t, profile, cardhost.SystemError); got != want {
 				t.Errorf("DE39: got %s, want %s", got, want)
 			}
-			if got := metricValue(s.m.panics.WithLabelValues(profile)); got != 1 {
+			if got := metricValue(s.m.panics); got != 1 {
 				t.Errorf("panics counted: got %v, want 1", got)
 			}
 			a.mu.Lock()
@@ -307,7 +307,7 @@ func TestUnknownMTI(t *testing.T) {
 			if got, want := get(t, resp, 39), actionCode(t, profile, cardhost.FormatError); got != want {
 				t.Errorf("DE39: got %s, want %s", got, want)
 			}
-			if got := metricValue(s.m.formatErrors.WithLabelValues(profile)); got != 1 {
+			if got := metricValue(s.m.formatErrors); got != 1 {
 				t.Errorf("format errors: got %v, want 1", got)
 			}
 		})
@@ -440,7 +440,7 @@ func TestBackPressure(t *testing.T) {
 				t.Fatal("more than MaxInFlight requests read")
 			case <-time.After(300 * time.Millisecond):
 			}
-			if got := metricValue(s.m.inflight.WithLabelValues(profile)); got != max {
+			if got := metricValue(s.m.inflight); got != max {
 				t.Errorf("inflight gauge: got %v, want %d", got, max)
 			}
 			close(a.release)
@@ -504,7 +504,7 @@ func TestConcurrentConnections(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			if got := metricValue(s.m.connections.WithLabelValues(profile)); got != conns {
+			if got := metricValue(s.m.connections); got != conns {
 				t.Errorf("connections gauge: got %v, want %d", got, conns)
 			}
 			if got := metricValue(s.m.requests.WithLabelValues(profile, mtiOf(profile, "100"))); got != conns*each {
