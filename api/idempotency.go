@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/internal/periodic"
 )
 
 // abandonAfter is how long a first request may hold its idempotency key
@@ -147,26 +149,19 @@ func (s *Server) PruneExpired(ctx context.Context) (sessions, keys int64, err er
 	return t1.RowsAffected(), t2.RowsAffected(), nil
 }
 
-// RunPrune calls PruneExpired every interval until ctx ends, logging
-// failures (the next round tries again).
+// RunPrune calls PruneExpired at once, then every interval, until ctx
+// ends, logging failures (the next round tries again).
 func (s *Server) RunPrune(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, every, func(ctx context.Context) {
 		sessions, keys, err := s.PruneExpired(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Warn("prune expired sessions and keys", "err", err)
 			}
-			continue
+			return
 		}
 		s.log.Debug("pruned", "sessions", sessions, "idempotency_keys", keys)
-	}
+	})
 }
 
 // internal logs err and returns the 500 answer.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/internal/periodic"
 )
 
 // CardData is the sensitive data of a card: shown only to the cardholder's
@@ -76,6 +78,13 @@ func (h *Host) CardsOfAccount(ctx context.Context, accountID int64) ([]Card, err
 // after checking that the balance is the user's and active, the user's KYC
 // verified and the program allows the type.
 func (h *Host) issue(ctx context.Context, userID, accountID int64, typ CardType, state CardState, actor Actor) (Card, CardData, error) {
+	return h.issueWith(ctx, userID, accountID, typ, state, actor, nil)
+}
+
+// issueWith is issue with inTx, when not nil, run in the transaction that
+// inserts the card: its error rolls the card back.
+func (h *Host) issueWith(ctx context.Context, userID, accountID int64, typ CardType, state CardState, actor Actor,
+	inTx func(ctx context.Context, tx pgx.Tx, cardID int64) error) (Card, CardData, error) {
 	u, err := h.User(ctx, userID)
 	if err != nil {
 		return Card{}, CardData{}, err
@@ -118,6 +127,11 @@ func (h *Host) issue(ctx context.Context, userID, accountID int64, typ CardType,
 				h.keys.PANLookup(pan), pan[:6], pan[len(pan)-4:]).Scan(&id); err != nil {
 				return err
 			}
+			if inTx != nil {
+				if err := inTx(ctx, tx, id); err != nil {
+					return err
+				}
+			}
 			return recordEvent(ctx, tx, id, actor, "issue_"+string(typ), 0, "")
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -157,10 +171,25 @@ type CardJob struct {
 	Error  string
 }
 
+// Asynchronous card jobs. The job row is the request. A job's card and its
+// "done" commit in one transaction, and only while the job is pending, so a
+// job makes at most one card however many runners take it. The goroutine
+// started by CreateVirtualCardAsync runs it at once; RetryCardJobs (every
+// API process runs it, RunCardJobs) runs again the jobs still pending after
+// jobRetryAfter: a process that stopped between its 202 and the card, or a
+// database that failed meanwhile. A job still pending after jobGiveUp
+// fails.
+const (
+	jobRetryAfter = 30 * time.Second
+	jobGiveUp     = 10 * time.Minute
+)
+
+// errJobTaken rolls a job's card back when another runner finished the job
+// first.
+var errJobTaken = errors.New("card job already finished")
+
 // CreateVirtualCardAsync records a card creation job and runs it in the
-// background; poll it with CardJob. The job survives only as long as the
-// process: a job left pending by a restart is failed by the next poll after
-// a minute.
+// background; poll it with CardJob.
 func (h *Host) CreateVirtualCardAsync(ctx context.Context, userID, accountID int64, actor Actor) (CardJob, error) {
 	if _, err := h.UserBalance(ctx, userID, accountID); err != nil {
 		return CardJob{}, err
@@ -174,24 +203,83 @@ func (h *Host) CreateVirtualCardAsync(ctx context.Context, userID, accountID int
 	go func() {
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		c, _, err := h.CreateVirtualCard(bg, userID, accountID, actor)
-		if err != nil {
-			h.pool.Exec(bg, `UPDATE card_jobs SET status = 'failed', error = $2, done_at = now() WHERE id = $1`, id, err.Error())
-			return
-		}
-		h.pool.Exec(bg, `UPDATE card_jobs SET status = 'done', card_id = $2, done_at = now() WHERE id = $1`, id, c.ID)
+		h.runCardJob(bg, id, userID, accountID, actor)
 	}()
 	return CardJob{ID: id, Status: "pending"}, nil
 }
 
+// runCardJob makes the job's card and marks the job done in the same
+// transaction. A refusal of the card host (KYC, balance state, card type,
+// no free PAN) fails the job with its reason; any other error leaves the
+// job pending for RetryCardJobs.
+func (h *Host) runCardJob(ctx context.Context, id, userID, accountID int64, actor Actor) {
+	_, _, err := h.issueWith(ctx, userID, accountID, Virtual, StateActive, actor, func(ctx context.Context, tx pgx.Tx, cardID int64) error {
+		tag, err := tx.Exec(ctx, `UPDATE card_jobs SET status = 'done', card_id = $2, done_at = now() WHERE id = $1 AND status = 'pending'`, id, cardID)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = errJobTaken
+		}
+		return err
+	})
+	switch {
+	case err == nil, errors.Is(err, errJobTaken):
+	case errors.Is(err, ErrKYCNotVerified), errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidInput),
+		errors.Is(err, ErrCardType), errors.Is(err, ErrConflict):
+		if _, err2 := h.pool.Exec(ctx, `UPDATE card_jobs SET status = 'failed', error = $2, done_at = now() WHERE id = $1 AND status = 'pending'`,
+			id, err.Error()); err2 != nil {
+			h.log.Warn("card job: record failure", "job", id, "err", err2)
+		}
+	default:
+		h.log.Warn("card job left pending for a retry", "job", id, "err", err)
+	}
+}
+
+// RetryCardJobs fails the jobs pending for longer than jobGiveUp and runs
+// the others pending for longer than jobRetryAfter (at most 100 per call,
+// oldest first). It returns how many it ran. Runners in several processes
+// at once are safe: a job makes one card.
+func (h *Host) RetryCardJobs(ctx context.Context) (int, error) {
+	if _, err := h.pool.Exec(ctx, `UPDATE card_jobs SET status = 'failed', error = 'not completed in time', done_at = now()
+		WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)`, jobGiveUp.Seconds()); err != nil {
+		return 0, dbErr("card jobs", err)
+	}
+	type job struct {
+		id, user, account int64
+		actor             Actor
+	}
+	rows, err := h.pool.Query(ctx, `SELECT j.id, a.user_id, j.account_id, j.actor_kind, j.actor_id
+		FROM card_jobs j JOIN accounts a ON a.id = j.account_id
+		WHERE j.status = 'pending' AND j.created_at < now() - make_interval(secs => $1) ORDER BY j.created_at LIMIT 100`, jobRetryAfter.Seconds())
+	if err != nil {
+		return 0, dbErr("card jobs", err)
+	}
+	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (job, error) {
+		var j job
+		var kind string
+		err := r.Scan(&j.id, &j.user, &j.account, &kind, &j.actor.ID)
+		j.actor.Kind = ActorKind(kind)
+		return j, err
+	})
+	if err != nil {
+		return 0, dbErr("card jobs", err)
+	}
+	for _, j := range jobs {
+		h.runCardJob(ctx, j.id, j.user, j.account, j.actor)
+	}
+	return len(jobs), nil
+}
+
+// RunCardJobs calls RetryCardJobs at once, then every interval, until ctx
+// ends.
+func (h *Host) RunCardJobs(ctx context.Context, every time.Duration) {
+	periodic.Run(ctx, every, func(ctx context.Context) {
+		if _, err := h.RetryCardJobs(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("card jobs", "err", err)
+		}
+	})
+}
+
 // CardJob returns an asynchronous creation job of a user's balance.
 func (h *Host) CardJob(ctx context.Context, userID, jobID int64) (CardJob, error) {
-	const q = `UPDATE card_jobs j SET status = 'failed', error = 'interrupted', done_at = now()
-		FROM accounts a WHERE a.id = j.account_id AND a.user_id = $2
-		AND j.id = $1 AND j.status = 'pending' AND j.created_at < now() - interval '1 minute'`
-	if _, err := h.pool.Exec(ctx, q, jobID, userID); err != nil {
-		return CardJob{}, dbErr("card job", err)
-	}
 	var j CardJob
 	var cardID *int64
 	err := h.pool.QueryRow(ctx, `SELECT j.id, j.status, j.card_id, j.error FROM card_jobs j JOIN accounts a ON a.id = j.account_id

@@ -336,6 +336,75 @@ func TestCardRulesOnCreation(t *testing.T) {
 	}
 }
 
+// TestCardJobsSurviveAStoppedProcess: a job left pending (its process
+// answered 202 and stopped) is run by RetryCardJobs once it is old enough;
+// four runners at once (four API processes) make one card; a refused job
+// fails with its reason and no card; a job pending too long fails.
+func TestCardJobsSurviveAStoppedProcess(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, cardhost.ProgramSpec{CardTypes: []cardhost.CardType{cardhost.Virtual}})
+	pool := e.host.Pool()
+	u, acc := e.verifiedBalance(t, "u1")
+	unverified, unverifiedAcc := e.verifiedBalance(t, "u2")
+	if _, err := e.host.SetKYC(ctx, unverified.ID, cardhost.KYCRejected, "partner"); err != nil {
+		t.Fatal(err)
+	}
+	// Jobs as a stopped process left them: recorded, never run.
+	job := func(account int64, age string) int64 {
+		var id int64
+		if err := pool.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id, created_at)
+			VALUES ($1, 'partner', 'p', now() - $2::interval) RETURNING id`, account, age).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	young := job(acc.ID, "1 second")
+	stopped := job(acc.ID, "1 minute")
+	refused := job(unverifiedAcc.ID, "1 minute")
+	stale := job(acc.ID, "11 minutes")
+
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := e.host.RetryCardJobs(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+
+	get := func(userID, id int64) cardhost.CardJob {
+		t.Helper()
+		j, err := e.host.CardJob(ctx, userID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
+	}
+	if j := get(u.ID, stopped); j.Status != "done" || j.CardID == 0 {
+		t.Errorf("stopped job: %+v, want done with a card", j)
+	}
+	var cards int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM cards WHERE account_id = $1`, acc.ID).Scan(&cards); err != nil {
+		t.Fatal(err)
+	}
+	if cards != 1 {
+		t.Errorf("four runners made %d cards of one job, want 1", cards)
+	}
+	if j := get(u.ID, young); j.Status != "pending" {
+		t.Errorf("job of 1 s: %+v, want pending (its own process may still run it)", j)
+	}
+	if j := get(unverified.ID, refused); j.Status != "failed" || !strings.Contains(j.Error, "KYC") {
+		t.Errorf("job of a user whose KYC was rejected: %+v, want failed naming KYC", j)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM cards WHERE account_id = $1`, unverifiedAcc.ID).Scan(&cards); err != nil || cards != 0 {
+		t.Errorf("refused job made %d cards (%v), want 0", cards, err)
+	}
+	if j := get(u.ID, stale); j.Status != "failed" || j.Error != "not completed in time" || j.CardID != 0 {
+		t.Errorf("job of 11 minutes: %+v, want failed, not completed in time", j)
+	}
+}
+
 // TestPANsUniqueUnderConcurrency issues cards at once from a BIN range with
 // room for only 10,000 PANs.
 func TestPANsUniqueUnderConcurrency(t *testing.T) {

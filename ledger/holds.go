@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/internal/periodic"
 )
 
 // Hold is an authorised amount reserved on a user account and/or a partner
@@ -531,16 +533,9 @@ func (l *Ledger) ExpireHolds(ctx context.Context) (int, error) {
 // RunExpiry calls ExpireHolds every interval until ctx ends, logging
 // failures.
 func (l *Ledger) RunExpiry(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	periodic.Run(ctx, every, func(ctx context.Context) {
 		if _, err := l.ExpireHolds(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			l.log.Error("expire holds", "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

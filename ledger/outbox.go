@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/internal/periodic"
 )
 
 // Mailer is where outbox notifications go: a plain SMTP relay (no TLS, no
@@ -134,9 +136,7 @@ func (l *Ledger) DeliverOutbox(ctx context.Context, m Mailer) (sent int, err err
 // RunOutbox delivers the outbox every interval until ctx ends, logging
 // delivery failures (the rows stay in the outbox and are retried).
 func (l *Ledger) RunOutbox(ctx context.Context, m Mailer, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
+	periodic.Run(ctx, every, func(ctx context.Context) {
 		n, err := l.DeliverOutbox(ctx, m)
 		if n > 0 {
 			l.log.Info("outbox delivered", "sent", n)
@@ -144,12 +144,7 @@ func (l *Ledger) RunOutbox(ctx context.Context, m Mailer, every time.Duration) {
 		if err != nil && ctx.Err() == nil {
 			l.log.Warn("outbox delivery", "err", err, "sent", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // send delivers one message over SMTP within m.Timeout.

@@ -164,6 +164,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		log.Info("api listening", "addr", f.apiAddr, "plain_http", f.plainHTTP)
 		run("api", srv.ListenAndServeTLS)
 		go srv.RunPrune(ctx, time.Minute)
+		go host.RunCardJobs(ctx, 10*time.Second)
 		shutdowns = append(shutdowns, srv.Shutdown)
 		shutdowns = append(shutdowns, serveMetrics(run, f.apiMetrics, reg, log))
 		if f.smtp != "" {

@@ -1,0 +1,24 @@
+// Package periodic runs background rounds (expiry, delivery, pruning,
+// retries) at a fixed interval.
+package periodic
+
+import (
+	"context"
+	"time"
+)
+
+// Run calls round at once, then every interval, until ctx ends. A round
+// that takes longer than the interval delays the next; rounds never
+// overlap.
+func Run(ctx context.Context, every time.Duration, round func(context.Context)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
