@@ -12,6 +12,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -283,12 +285,24 @@ func TestAdminLogin(t *testing.T) {
 // until the window ends; unknown names are treated alike; a success
 // starts the count again; PruneExpired drops ended windows.
 func TestAdminLoginAttempts(t *testing.T) {
-	e := newEnv(t)
+	logs := &syncBuffer{}
+	e := newEnv(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), logs), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	})
 	e.admin("alice", RoleAdmin) // logs in once: no attempt left counted
 	login := func(name, password string) resp {
 		return e.do(e.client(nil), "POST", "/admin/login", map[string]string{"name": name, "password": password}, nil)
 	}
-	for _, name := range []string{"alice", "nobody"} {
+	// A name no admin can have is refused at once, and not counted.
+	for _, name := range []string{"a\x00b", " alice", strings.Repeat("n", 65)} {
+		if r := login(name, "wrong-password-1"); r.status != http.StatusUnauthorized || r.errCode() != CodeUnauthenticated {
+			t.Errorf("login as %q: got %d %s, want 401", name, r.status, r.errCode())
+		}
+	}
+	// An unknown name may be a password typed in the wrong field: the
+	// lockout's log line does not show it.
+	const nobody = "hunter2-typed-as-name"
+	for _, name := range []string{"alice", nobody} {
 		for i := range 5 {
 			if r := login(name, "wrong-password-1"); r.status != http.StatusUnauthorized || r.errCode() != CodeUnauthenticated {
 				t.Fatalf("%s wrong attempt %d: got %d %s, want 401", name, i+1, r.status, r.errCode())
@@ -340,7 +354,11 @@ func TestAdminLoginAttempts(t *testing.T) {
 		return rows
 	}
 	if n := count(); n != 2 {
-		t.Fatalf("login_attempts rows: %d, want 2 (alice, nobody)", n)
+		t.Fatalf("login_attempts rows: %d, want 2 (alice and the unknown name)", n)
+	}
+	if l := logs.String(); strings.Contains(l, nobody) || !strings.Contains(l, "too many attempts for a name no admin has") ||
+		!strings.Contains(l, "too many attempts, refused until the window ends") || !strings.Contains(l, "admin=alice") {
+		t.Errorf("lockout logs: want alice's named and the unknown name's unnamed:\n%s", l)
 	}
 	e.advance(15 * time.Minute)
 	if _, _, err := e.s.PruneExpired(context.Background()); err != nil {

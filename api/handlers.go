@@ -90,7 +90,7 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 	if in.Name == "" || in.Password == "" {
 		return 0, nil, errorf(http.StatusBadRequest, CodeValidation, "name and password are required")
 	}
-	if len(in.Name) > maxAdminName {
+	if len(in.Name) > maxAdminName || !utf8.ValidString(in.Name) || strings.ContainsRune(in.Name, 0) || strings.TrimSpace(in.Name) != in.Name {
 		// No admin has such a name (checkAdminInput): nothing to count.
 		return 0, nil, unauthenticated("name or password is wrong")
 	}
@@ -155,7 +155,14 @@ func (s *Server) countLoginAttempt(ctx context.Context, name string, now time.Ti
 		return 0, nil
 	}
 	if attempts == s.cfg.LoginAttempts+1 {
-		s.log.Warn("admin login: too many attempts, refused until the window ends", "admin", name, "attempts", s.cfg.LoginAttempts, "window", s.cfg.LoginWindow)
+		// Once per window. A name no admin has is not logged: it may be a
+		// password typed in the wrong field.
+		var known bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM admin_users WHERE name = $1)`, name).Scan(&known); err == nil && known {
+			s.log.Warn("admin login: too many attempts, refused until the window ends", "admin", name, "attempts", s.cfg.LoginAttempts, "window", s.cfg.LoginWindow)
+		} else {
+			s.log.Warn("admin login: too many attempts for a name no admin has", "attempts", s.cfg.LoginAttempts, "window", s.cfg.LoginWindow)
+		}
 	}
 	return max(int(math.Ceil(start.Add(s.cfg.LoginWindow).Sub(now).Seconds())), 1), nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/antaca/antaca/internal/periodic"
+	"github.com/antaca/antaca/ledger"
 )
 
 // CardData is the sensitive data of a card: shown only to the cardholder's
@@ -93,6 +94,9 @@ func (h *Host) issueWith(ctx context.Context, userID, accountID int64, typ CardT
 		return Card{}, CardData{}, fmt.Errorf("issue card: %w", ErrKYCNotVerified)
 	}
 	acc, err := h.ledger.Account(ctx, accountID)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return Card{}, CardData{}, fmt.Errorf("issue card: balance %d: %w", accountID, err)
+	}
 	if err != nil || acc.UserID != userID {
 		return Card{}, CardData{}, fmt.Errorf("issue card: balance %d: %w", accountID, ErrNotFound)
 	}
@@ -208,10 +212,24 @@ func (h *Host) CreateVirtualCardAsync(ctx context.Context, userID, accountID int
 	return CardJob{ID: id, Status: "pending"}, nil
 }
 
+// jobRefusals are the card host's refusals that fail a card job, with the
+// reason the job shows (fixed texts: the error's own text may name
+// internal ids or constraints). Any other error leaves the job pending.
+var jobRefusals = []struct {
+	err    error
+	reason string
+}{
+	{ErrKYCNotVerified, "KYC not verified"},
+	{ErrNotFound, "balance not found"},
+	{ErrCardType, "the program does not issue virtual cards"},
+	{ErrInvalidInput, "balance not active or not in the program's currency"},
+	{ErrConflict, "no free PAN in the program's BIN range"},
+}
+
 // runCardJob makes the job's card and marks the job done in the same
-// transaction. A refusal of the card host (KYC, balance state, card type,
-// no free PAN) fails the job with its reason; any other error leaves the
-// job pending for RetryCardJobs.
+// transaction. A refusal of the card host (jobRefusals) fails the job
+// with its reason; any other error leaves the job pending for
+// RetryCardJobs.
 func (h *Host) runCardJob(ctx context.Context, id, userID, accountID int64, actor Actor) {
 	_, _, err := h.issueWith(ctx, userID, accountID, Virtual, StateActive, actor, func(ctx context.Context, tx pgx.Tx, cardID int64) error {
 		tag, err := tx.Exec(ctx, `UPDATE card_jobs SET status = 'done', card_id = $2, done_at = now() WHERE id = $1 AND status = 'pending'`, id, cardID)
@@ -220,15 +238,20 @@ func (h *Host) runCardJob(ctx context.Context, id, userID, accountID int64, acto
 		}
 		return err
 	})
-	switch {
-	case err == nil, errors.Is(err, errJobTaken):
-	case errors.Is(err, ErrKYCNotVerified), errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalidInput),
-		errors.Is(err, ErrCardType), errors.Is(err, ErrConflict):
-		if _, err2 := h.pool.Exec(ctx, `UPDATE card_jobs SET status = 'failed', error = $2, done_at = now() WHERE id = $1 AND status = 'pending'`,
-			id, err.Error()); err2 != nil {
-			h.log.Warn("card job: record failure", "job", id, "err", err2)
+	if err == nil || errors.Is(err, errJobTaken) {
+		return
+	}
+	for _, r := range jobRefusals {
+		if errors.Is(err, r.err) {
+			h.log.Info("card job refused", "job", id, "err", err)
+			if _, err := h.pool.Exec(ctx, `UPDATE card_jobs SET status = 'failed', error = $2, done_at = now() WHERE id = $1 AND status = 'pending'`,
+				id, r.reason); err != nil {
+				h.log.Warn("card job: record failure", "job", id, "err", err)
+			}
+			return
 		}
-	default:
+	}
+	if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		h.log.Warn("card job left pending for a retry", "job", id, "err", err)
 	}
 }
@@ -263,7 +286,13 @@ func (h *Host) RetryCardJobs(ctx context.Context) (int, error) {
 		return 0, dbErr("card jobs", err)
 	}
 	for _, j := range jobs {
-		h.runCardJob(ctx, j.id, j.user, j.account, j.actor)
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		// A database that stops answering must not stall the round.
+		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		h.runCardJob(jctx, j.id, j.user, j.account, j.actor)
+		cancel()
 	}
 	return len(jobs), nil
 }

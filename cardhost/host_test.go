@@ -405,6 +405,38 @@ func TestCardJobsSurviveAStoppedProcess(t *testing.T) {
 	}
 }
 
+// TestCardJobStaysPendingOnDatabaseErrors: a database that fails while a
+// job reads its balance leaves the job pending (it was failed as "not
+// found" for good); the next round makes its card.
+func TestCardJobStaysPendingOnDatabaseErrors(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, cardhost.ProgramSpec{CardTypes: []cardhost.CardType{cardhost.Virtual}})
+	pool := e.host.Pool()
+	u, acc := e.verifiedBalance(t, "u1")
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id, created_at)
+		VALUES ($1, 'partner', 'p', now() - interval '1 minute') RETURNING id`, acc.ID).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	// The balance read fails (this test's own database).
+	if _, err := pool.Exec(ctx, `ALTER TABLE accounts RENAME TO accounts_away`); err != nil {
+		t.Fatal(err)
+	}
+	e.host.RunCardJob(ctx, id, u.ID, acc.ID, cardhost.Actor{Kind: cardhost.ActorPartner, ID: "p"})
+	if _, err := pool.Exec(ctx, `ALTER TABLE accounts_away RENAME TO accounts`); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := e.host.CardJob(ctx, u.ID, id); err != nil || j.Status != "pending" {
+		t.Fatalf("job after a database error: %+v %v, want pending", j, err)
+	}
+	if _, err := e.host.RetryCardJobs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := e.host.CardJob(ctx, u.ID, id); err != nil || j.Status != "done" || j.CardID == 0 {
+		t.Fatalf("job after the retry: %+v %v, want done with a card", j, err)
+	}
+}
+
 // TestPANsUniqueUnderConcurrency issues cards at once from a BIN range with
 // room for only 10,000 PANs.
 func TestPANsUniqueUnderConcurrency(t *testing.T) {

@@ -253,7 +253,8 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		settings["pg_stat_statements.track_planning"] = "on"
 	}
 	for k, v := range cfg.Settings {
-		switch k {
+		// Postgres reads names without regard to case, "-" as "_".
+		switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "-", "_") {
 		case "fsync", "synchronous_commit", "full_page_writes":
 			return nil, fmt.Errorf("bench: %s cannot be set: the bench is durable", k)
 		}
@@ -268,6 +269,17 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	admin, err := pgx.Connect(ctx, cluster.URL("postgres"))
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
+	}
+	// Whatever the settings said, the cluster must be durable.
+	var fsync, syncCommit, fullPages string
+	if err := admin.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('synchronous_commit'), current_setting('full_page_writes')`).
+		Scan(&fsync, &syncCommit, &fullPages); err != nil {
+		admin.Close(ctx)
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if fsync != "on" || syncCommit != "on" || fullPages != "on" {
+		admin.Close(ctx)
+		return nil, fmt.Errorf("bench: the cluster is not durable (fsync %s, synchronous_commit %s, full_page_writes %s)", fsync, syncCommit, fullPages)
 	}
 	for _, q := range []string{`CREATE DATABASE antaca`, `CREATE DATABASE pgbench`} {
 		if _, err := admin.Exec(ctx, q); err != nil {

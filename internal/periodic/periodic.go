@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// Run calls round at once, then every interval, until ctx ends. A round
-// that takes longer than the interval delays the next; rounds never
-// overlap.
+// Run calls round at once, then every interval, until ctx ends. Rounds
+// never overlap: after a round longer than the interval the next starts
+// at once.
 func Run(ctx context.Context, every time.Duration, round func(context.Context)) {
 	t := time.NewTicker(every)
 	defer t.Stop()

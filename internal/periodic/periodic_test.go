@@ -27,8 +27,10 @@ func TestRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no first round")
 	}
-	for rounds.Load() < 3 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); rounds.Load() < 3; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d rounds in 10 s at 1 ms", rounds.Load())
+		}
 	}
 	cancel()
 	select {
