@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
@@ -349,19 +351,10 @@ func TestCardJobsSurviveAStoppedProcess(t *testing.T) {
 	if _, err := e.host.SetKYC(ctx, unverified.ID, cardhost.KYCRejected, "partner"); err != nil {
 		t.Fatal(err)
 	}
-	// Jobs as a stopped process left them: recorded, never run.
-	job := func(account int64, age string) int64 {
-		var id int64
-		if err := pool.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id, created_at)
-			VALUES ($1, 'partner', 'p', now() - $2::interval) RETURNING id`, account, age).Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
-	young := job(acc.ID, "1 second")
-	stopped := job(acc.ID, "1 minute")
-	refused := job(unverifiedAcc.ID, "1 minute")
-	stale := job(acc.ID, "11 minutes")
+	young := pendingJob(t, pool, acc.ID, "1 second")
+	stopped := pendingJob(t, pool, acc.ID, "1 minute")
+	refused := pendingJob(t, pool, unverifiedAcc.ID, "1 minute")
+	stale := pendingJob(t, pool, acc.ID, "11 minutes")
 
 	var wg sync.WaitGroup
 	for range 4 {
@@ -405,6 +398,19 @@ func TestCardJobsSurviveAStoppedProcess(t *testing.T) {
 	}
 }
 
+// pendingJob records a card job of account created age ago (an SQL
+// interval) and never run, as a process that answered 202 and stopped
+// left it.
+func pendingJob(t *testing.T, pool *pgxpool.Pool, account int64, age string) int64 {
+	t.Helper()
+	var id int64
+	if err := pool.QueryRow(context.Background(), `INSERT INTO card_jobs (account_id, actor_kind, actor_id, created_at)
+		VALUES ($1, 'partner', 'p', now() - $2::interval) RETURNING id`, account, age).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
 // TestCardJobStaysPendingOnDatabaseErrors: a database that fails while a
 // job reads its balance leaves the job pending (it was failed as "not
 // found" for good); the next round makes its card.
@@ -413,11 +419,7 @@ func TestCardJobStaysPendingOnDatabaseErrors(t *testing.T) {
 	e := newEnv(t, cardhost.ProgramSpec{CardTypes: []cardhost.CardType{cardhost.Virtual}})
 	pool := e.host.Pool()
 	u, acc := e.verifiedBalance(t, "u1")
-	var id int64
-	if err := pool.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id, created_at)
-		VALUES ($1, 'partner', 'p', now() - interval '1 minute') RETURNING id`, acc.ID).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
+	id := pendingJob(t, pool, acc.ID, "1 minute")
 	// The balance read fails (this test's own database).
 	if _, err := pool.Exec(ctx, `ALTER TABLE accounts RENAME TO accounts_away`); err != nil {
 		t.Fatal(err)
