@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/big"
 	"net/http"
 	"strconv"
 	"sync"
@@ -287,12 +289,26 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	}
 	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
 		if holdID != 0 {
-			var remaining int64
+			var (
+				remaining int64
+				keep      bool
+				err       error
+			)
 			if r.ReplacementAmount != nil {
-				remaining = *r.ReplacementAmount
+				var held int64
+				if remaining, held, err = replacementInHold(ctx, tx, origID, holdID, *r.ReplacementAmount); err != nil {
+					return err
+				}
+				// Nothing to give back: the open hold is at or below what
+				// the acquirer says was spent.
+				keep = held >= 0 && remaining >= held
 			}
-			_, err := h.ledger.ReleaseTx(ctx, tx, holdID, remaining)
+			if !keep {
+				_, err = h.ledger.ReleaseTx(ctx, tx, holdID, remaining)
+			}
 			switch {
+			case keep:
+				detail = "replacement amount not below the hold: nothing released"
 			case errors.Is(err, ledger.ErrHoldResolved):
 				detail = "hold already resolved"
 			case err != nil:
@@ -317,6 +333,35 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	// The approval code is journaled so that a duplicate answers with the
 	// same DE38.
 	return Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}, nil
+}
+
+// replacementInHold converts a partial reversal's DE95 amount (in the
+// original's transaction currency) into the currency of the hold (the
+// billing currency), in the proportion the original was authorised at,
+// rounded half up; it also returns what the hold holds now, -1 when it is
+// no longer open.
+func replacementInHold(ctx context.Context, tx pgx.Tx, origID, holdID, replacement int64) (remaining, held int64, err error) {
+	const q = `SELECT coalesce(j.amount, 0), coalesce(j.currency, ''), h.original_amount,
+			CASE WHEN h.status = 'open' THEN h.amount ELSE -1 END, c.numeric
+		FROM holds h JOIN currencies c ON c.code = h.currency, auth_journal j WHERE h.id = $1 AND j.id = $2`
+	var (
+		origAmount, holdOriginal int64
+		origCcy, holdCcy         string
+	)
+	if err := tx.QueryRow(ctx, q, holdID, origID).Scan(&origAmount, &origCcy, &holdOriginal, &held, &holdCcy); err != nil {
+		return 0, 0, fmt.Errorf("partial reversal: %w", err)
+	}
+	if origCcy == "" || origCcy == holdCcy || origAmount <= 0 {
+		return replacement, held, nil
+	}
+	// holdOriginal × replacement / origAmount; the product can pass int64.
+	v := new(big.Int).Mul(big.NewInt(holdOriginal), big.NewInt(replacement))
+	v.Add(v, big.NewInt(origAmount/2))
+	v.Quo(v, big.NewInt(origAmount))
+	if !v.IsInt64() {
+		return math.MaxInt64, held, nil // beyond any hold: nothing to release
+	}
+	return v.Int64(), held, nil
 }
 
 // complete captures the original's hold for the completion's final amount

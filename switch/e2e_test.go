@@ -288,6 +288,39 @@ func TestE2EReversal(t *testing.T) {
 			e.expectBalance(card.AccountID, 10_000, 0)
 			e.expectBalance(e.prog.PartnerAccountID, 1_000_000, 0)
 		})
+		t.Run("partial in another currency", func(t *testing.T) {
+			e.t = t
+			card := e.virtualCard(e.prog, 10_000)
+			// 11.00 USD authorised as 10.00 EUR; 4.40 USD spent is 4.00 EUR.
+			fx := map[int]string{49: "840", 6: "000000001000", 51: "978"}
+			orig, resp := e.auth(card, 1_100, fx)
+			e.expect(resp, cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 1_000)
+			resp = e.send(e.follow("400", orig, card, 1_100, map[int]string{49: "840", 95: replacement(440)}))
+			e.expect(resp, cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 400)
+			e.expectBalance(e.prog.PartnerAccountID, 1_000_000, 400)
+		})
+		t.Run("partial above the hold", func(t *testing.T) {
+			e.t = t
+			card := e.virtualCard(e.prog, 10_000)
+			orig, resp := e.auth(card, 1_000, nil)
+			e.expect(resp, cardhost.Approved)
+			// The acquirer says more was spent than is held: nothing to
+			// give back, and the answer is an approval, not a retry.
+			rev := e.follow("400", orig, card, 1_000, map[int]string{95: replacement(1_500)})
+			resp = e.send(rev)
+			e.expect(resp, cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 1_000)
+			var detail string
+			if err := e.pool.QueryRow(e.ctx, `SELECT detail FROM auth_journal WHERE stan = $1 AND class = $2`,
+				get(t, rev, 11), int(cardhost.ClassReversal)).Scan(&detail); err != nil {
+				t.Fatalf("journal: %v", err)
+			}
+			if detail != "replacement amount not below the hold: nothing released" {
+				t.Errorf("journal detail: got %q", detail)
+			}
+		})
 		t.Run("unknown original", func(t *testing.T) {
 			e.t = t
 			card := e.virtualCard(e.prog, 10_000)
