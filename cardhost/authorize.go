@@ -236,9 +236,15 @@ func approvalCode(r *AuthRequest) string {
 	return string(b[:])
 }
 
+// originalRow is the journal row a completion or reversal refers to.
+type originalRow struct {
+	id, holdID, cardID int64
+	class              MessageClass
+}
+
 // original finds the journal row a completion or reversal refers to: by
 // DE90 when present, else by RRN + STAN + acquirer among authorisations.
-func (h *Host) original(ctx context.Context, r *AuthRequest) (id, holdID, cardID int64, found bool, err error) {
+func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, found bool, err error) {
 	var q string
 	var args []any
 	if o := r.Original; o != nil {
@@ -248,37 +254,40 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (id, holdID, cardID
 		}
 		if o.LocalTime != "" {
 			// The CMF names the original by its local date-time (DE12).
-			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
+			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class FROM auth_journal
 				WHERE acquirer_id = $1 AND stan = $2 AND local_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
 			args = []any{acq, o.STAN, o.LocalTime, foldRepeat(o.MTI)}
 		} else {
-			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
+			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class FROM auth_journal
 				WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
 			args = []any{acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI)}
 		}
 	} else {
-		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0) FROM auth_journal
+		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class FROM auth_journal
 			WHERE acquirer_id = $1 AND rrn = $2 AND stan = $3 AND class IN (1, 2, 3) ORDER BY id LIMIT 1`
 		args = []any{r.AcquirerID, r.RRN, r.STAN}
 	}
-	err = h.pool.QueryRow(ctx, q, args...).Scan(&id, &holdID, &cardID)
+	var class int
+	err = h.pool.QueryRow(ctx, q, args...).Scan(&o.id, &o.holdID, &o.cardID, &class)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0, 0, false, nil
+		return originalRow{}, false, nil
 	}
 	if err != nil {
-		return 0, 0, 0, false, fmt.Errorf("find original: %w", err)
+		return originalRow{}, false, fmt.Errorf("find original: %w", err)
 	}
-	return id, holdID, cardID, true, nil
+	o.class = MessageClass(class)
+	return o, true, nil
 }
 
 // reverse releases the original's hold fully or down to DE95. A reversal of
 // an unknown original is acknowledged and recorded; a second reversal
 // changes nothing.
 func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
-	origID, holdID, cardID, found, err := h.original(ctx, r)
+	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
 	}
+	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
 	enc, err := h.encryptedPAN(r.PAN)
 	if err != nil {
 		return Decision{}, err
@@ -309,6 +318,20 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 			switch {
 			case keep:
 				detail = "replacement amount not below the hold: nothing released"
+			case errors.Is(err, ledger.ErrHoldResolved) && (orig.class == ClassFinancial || orig.class == ClassCompletion):
+				// The original captured its hold itself: what it took is
+				// given back, above DE95 when present.
+				n, err := h.ledger.RefundCaptureTx(ctx, tx, holdID, remaining, "refund:"+journalRef(r))
+				switch {
+				case errors.Is(err, ledger.ErrHoldNotCaptured):
+					detail = "hold already resolved"
+				case err != nil:
+					return err
+				case n > 0:
+					detail = "refunded " + strconv.FormatInt(n, 10)
+				default:
+					detail = "nothing left to refund"
+				}
 			case errors.Is(err, ledger.ErrHoldResolved):
 				detail = "hold already resolved"
 			case err != nil:
@@ -367,10 +390,11 @@ func replacementInHold(ctx context.Context, tx pgx.Tx, origID, holdID, replaceme
 // complete captures the original's hold for the completion's final amount
 // (DE95 when present, else the billing amount, else DE4).
 func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
-	origID, holdID, cardID, found, err := h.original(ctx, r)
+	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
 	}
+	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
 	if !found || holdID == 0 {
 		return h.decline(ctx, journal{req: r}, InvalidCard, "completion without an authorisation", nil)
 	}

@@ -148,7 +148,7 @@ func dbErr(op string, err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%s: %w", op, ErrNotFound)
 	}
-	for _, s := range []error{ErrNotFound, ErrInsufficientFunds, ErrInsufficientPartnerFunds, ErrHoldResolved,
+	for _, s := range []error{ErrNotFound, ErrInsufficientFunds, ErrInsufficientPartnerFunds, ErrHoldResolved, ErrHoldNotCaptured,
 		ErrAccountNotActive, ErrCurrencyMismatch, ErrInvalidAmount, ErrInvalid, ErrUnknownCurrency,
 		ErrAccountExists, ErrAccountNotEmpty, ErrDuplicateRef, ErrDatabase} {
 		if errors.Is(err, s) {

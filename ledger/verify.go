@@ -74,6 +74,14 @@ var verifyChecks = []struct{ name, sql string }{
 	{"hold_resolved_twice", `SELECT 0::bigint, p.id, p.hold_id, format('capture posting of a hold with status %s', h.status)
 		FROM postings p JOIN holds h ON h.id = p.hold_id
 		WHERE h.status <> 'captured' OR h.capture_posting_id <> p.id`},
+	{"hold_refunds", `SELECT 0::bigint, 0::bigint, h.id,
+		format('refunded %s, refund postings give back %s, captured %s', h.refunded, coalesce(r.total, 0), coalesce(h.captured_amount, 0))
+		FROM holds h LEFT JOIN (
+			SELECT p.refunds_hold AS hold_id, -sum(e.amount) AS total
+			FROM postings p JOIN entries e ON e.posting_id = p.id JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement'
+			WHERE p.kind = 'refund' GROUP BY p.refunds_hold) r ON r.hold_id = h.id
+		WHERE h.refunded <> coalesce(r.total, 0) OR h.refunded > coalesce(h.captured_amount, 0)
+			OR (h.refunded > 0 AND h.status <> 'captured')`},
 	// The authorisation journal has no foreign keys (it is written on the
 	// hot path); these two checks stand in for them.
 	{"journal_hold_missing", `SELECT 0::bigint, 0::bigint, j.hold_id, format('journal row %s names a hold that does not exist', j.id)
@@ -90,7 +98,8 @@ var verifyChecks = []struct{ name, sql string }{
 // side); available below zero only where flagged; below_threshold matches
 // available and threshold; each hold resolved at most once, open exactly
 // when unresolved, captured only with its own posting, on accounts that
-// exist; every journaled
+// exist; refunds of a captured hold as its refund postings say and never
+// above its capture; every journaled
 // hold exists and every authorisation hold (ref acquirer/STAN/time/RRN/MTI)
 // has its journal row. It reads a
 // consistent snapshot (one repeatable-read transaction).

@@ -321,6 +321,44 @@ func TestE2EReversal(t *testing.T) {
 				t.Errorf("journal detail: got %q", detail)
 			}
 		})
+		t.Run("financial", func(t *testing.T) {
+			e.t = t
+			// A financial message captures at once: its reversal gives the
+			// money back (the cash was not dispensed), once.
+			card := e.virtualCard(e.prog, 10_000)
+			credit := e.account(e.prog.PartnerAccountID)
+			fin := e.msg("200", card, 1_000, nil)
+			e.expect(e.send(fin), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_000, 0)
+			rev := e.follow("400", fin, card, 1_000, map[int]string{95: replacement(300)})
+			e.expect(e.send(rev), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_700, 0)
+			e.expectBalance(e.prog.PartnerAccountID, credit.Balance-300, credit.Held)
+			e.expect(e.send(rev), cardhost.Approved) // a duplicate: the same answer, no second refund
+			e.expectBalance(card.AccountID, 9_700, 0)
+			e.expect(e.send(e.follow("420", fin, card, 1_000, nil)), cardhost.Approved) // the rest
+			e.expectBalance(card.AccountID, 10_000, 0)
+			e.expectBalance(e.prog.PartnerAccountID, credit.Balance, credit.Held)
+			e.expect(e.send(e.follow("420", fin, card, 1_000, nil)), cardhost.Approved) // nothing left
+			e.expectBalance(card.AccountID, 10_000, 0)
+			e.verify()
+		})
+		t.Run("completion", func(t *testing.T) {
+			e.t = t
+			card := e.virtualCard(e.prog, 10_000)
+			orig, resp := e.auth(card, 1_000, nil)
+			e.expect(resp, cardhost.Approved)
+			done := e.follow("220", orig, card, 800, nil)
+			e.expect(e.send(done), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_200, 0)
+			// Reversing the completion gives its capture back; reversing
+			// the authorisation after it changes nothing.
+			e.expect(e.send(e.follow("400", done, card, 800, nil)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 0)
+			e.expect(e.send(e.follow("400", orig, card, 1_000, nil)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 0)
+			e.verify()
+		})
 		t.Run("unknown original", func(t *testing.T) {
 			e.t = t
 			card := e.virtualCard(e.prog, 10_000)

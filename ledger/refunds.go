@@ -1,0 +1,126 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrHoldNotCaptured is returned by RefundCaptureTx for a hold that is not
+// captured (open, released or expired): there is nothing to give back.
+var ErrHoldNotCaptured = errors.New("hold not captured")
+
+// RefundCaptureTx gives back, inside the caller's transaction, what the
+// capture of a hold took above keep (in the hold's currency): a posting of
+// kind "refund" that negates the capture posting in the proportion
+// refund / captured amount, so a full refund negates it exactly (the FX
+// difference included) and a partial one gives the user and the partner
+// credit/deposit back the same share; a rounding remainder goes to the
+// partner (FX) balance, else to settlement, and the refunds of a whole
+// capture, however split, negate it exactly. What a hold's refunds give back
+// never exceeds its capture: a second reversal refunds only what is left.
+// It returns the amount refunded, 0 when nothing is left above keep. ref,
+// when not empty, is unique among refunds.
+func (l *Ledger) RefundCaptureTx(ctx context.Context, tx pgx.Tx, holdID, keep int64, ref string) (int64, error) {
+	var refunded int64
+	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+		var err error
+		refunded, err = l.refundCapture(ctx, tx, holdID, keep, ref)
+		return err
+	})
+	if err != nil {
+		return 0, dbErr(fmt.Sprintf("refund hold %d", holdID), err)
+	}
+	return refunded, nil
+}
+
+func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID, keep int64, ref string) (int64, error) {
+	var (
+		status, currency   string
+		captured, postedID *int64
+		refunded           int64
+	)
+	const hold = `SELECT status, currency, captured_amount, refunded, capture_posting_id FROM holds WHERE id = $1 FOR UPDATE`
+	if err := tx.QueryRow(ctx, hold, holdID).Scan(&status, &currency, &captured, &refunded, &postedID); err != nil {
+		return 0, err
+	}
+	if status != HoldCaptured || captured == nil || postedID == nil || *captured <= 0 {
+		return 0, fmt.Errorf("status %s: %w", status, ErrHoldNotCaptured)
+	}
+	amount := *captured - max(keep, 0) - refunded
+	if amount <= 0 {
+		return 0, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT e.account_id, e.amount, a.kind FROM entries e JOIN accounts a ON a.id = e.account_id
+		WHERE e.posting_id = $1 ORDER BY e.id`, *postedID)
+	if err != nil {
+		return 0, err
+	}
+	type leg struct {
+		account, amount int64
+		kind            string
+	}
+	var legs []leg
+	var g leg
+	if _, err := pgx.ForEachRow(rows, []any{&g.account, &g.amount, &g.kind}, func() error {
+		legs = append(legs, g)
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	// Each leg gives back its share of what has been refunded after this
+	// refund less its share before it (cumulative, so that the refunds of
+	// a whole capture negate each leg exactly); the remainder of the
+	// rounding goes on the partner (FX) balance, else on settlement, and
+	// those remainders too add up to nothing over a whole capture.
+	share := func(leg, of int64) int64 {
+		v := new(big.Int).Mul(big.NewInt(leg), big.NewInt(of))
+		return v.Quo(v, big.NewInt(*captured)).Int64()
+	}
+	var sum int64
+	rest := -1
+	for i := range legs {
+		legs[i].amount = -(share(legs[i].amount, refunded+amount) - share(legs[i].amount, refunded))
+		sum += legs[i].amount
+		if legs[i].kind == KindPartner || rest < 0 && legs[i].kind == KindSettlement {
+			rest = i
+		}
+	}
+	if sum != 0 {
+		if rest < 0 {
+			return 0, fmt.Errorf("refund of hold %d: capture posting %d has no settlement leg", holdID, *postedID)
+		}
+		legs[rest].amount -= sum
+	}
+	accounts := make([]int64, 0, len(legs))
+	amounts := make([]int64, 0, len(legs))
+	deltas := map[int64][2]int64{}
+	for _, g := range legs {
+		if g.amount != 0 {
+			accounts, amounts = append(accounts, g.account), append(amounts, g.amount)
+			d := deltas[g.account]
+			d[0] += g.amount
+			deltas[g.account] = d
+		}
+	}
+	if _, err := lockAccounts(ctx, tx, accounts...); err != nil {
+		return 0, err
+	}
+	p, err := insertPosting(ctx, tx, "refund", ref, 0, currency, accounts, amounts)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE postings SET refunds_hold = $2 WHERE id = $1`, p.ID, holdID); err != nil {
+		return 0, err
+	}
+	if err := moveHeld(ctx, tx, deltas); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE holds SET refunded = refunded + $2 WHERE id = $1`, holdID, amount); err != nil {
+		return 0, err
+	}
+	return amount, nil
+}
