@@ -19,8 +19,9 @@ import (
 type writeReq struct {
 	auth      *authReq
 	spec      *ledger.HoldSpec
-	capture   bool  // financial (x200): capture the hold at once
-	inquiry   int64 // approved without a hold: DE54 from this account, locked by the batch
+	capture   bool             // financial (x200): capture the hold at once
+	credit    *ledger.HoldSpec // financial refund (x200): accounts and amount to credit
+	inquiry   int64            // approved without a hold: DE54 from this account, locked by the batch
 	pin       *pinChange
 	j         journal
 	prog      *Program
@@ -260,7 +261,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 				specs = append(specs, *w.spec)
 				withSpec = append(withSpec, w)
 			}
-			tail = tail || w.capture || w.pin != nil
+			tail = tail || w.capture || w.pin != nil || w.credit != nil
 		}
 		for k, res := range hb.Decide(specs) {
 			h.applyHoldResult(withSpec[k], res)
@@ -333,8 +334,9 @@ func queueCommit(ctx context.Context, q *pgx.Batch, hb *ledger.HoldBatch) error 
 	return nil
 }
 
-// writeTail captures the new holds of financial requests and applies the
-// PIN counts, for the requests whose journal row is new.
+// writeTail captures the new holds of financial requests, credits their
+// refunds and applies the PIN counts, for the requests whose journal row is
+// new.
 func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		if !inserted[i] {
@@ -342,6 +344,11 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 		}
 		if w.capture && w.newHold {
 			if _, err := h.ledger.CaptureTx(ctx, tx, w.j.holdID, w.spec.Amount, false, "capture:"+w.spec.Ref); err != nil {
+				return err
+			}
+		}
+		if c := w.credit; c != nil {
+			if _, err := h.ledger.CreditTx(ctx, tx, c.UserAccountID, c.PartnerAccountID, c.Currency, c.Amount, "credit:"+c.Ref); err != nil {
 				return err
 			}
 		}
@@ -400,6 +407,9 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, w *writeReq) {
 	w.prog = &prog
 	if r.ProcessingCode == ProcBalanceInquiry || out.HoldAmount == 0 && r.Class != ClassAdvice {
 		w.inquiry = h.fundsAccount(card, &prog)
+		if out.CreditAmount > 0 {
+			w.credit = h.holdSpec(card, &prog, r, out.CreditAmount)
+		}
 		return
 	}
 	if prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" && r.Class != ClassAdvice {
@@ -429,13 +439,17 @@ func (h *Host) holdSpec(card *Card, prog *Program, r *AuthRequest, amount int64)
 	return spec
 }
 
-// applyInquiry approves a balance inquiry or a zero-amount request (refund
-// credits arrive by clearing) with the available balance of the batch's
-// locked account, after the batch's holds.
+// applyInquiry approves a balance inquiry or a request that holds nothing
+// (a refund: a financial one is credited by the batch's tail, an
+// authorisation's by its clearing) with the available balance of the
+// batch's locked account, after the batch's holds and the refund's credit.
 func (h *Host) applyInquiry(w *writeReq, hb *ledger.HoldBatch) {
 	w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req)}
 	w.j.reason, w.j.approval = Approved, w.decision.ApprovalCode
 	if avail, ok := hb.Available(w.inquiry); ok {
+		if w.credit != nil {
+			avail += w.credit.Amount // the tail credits it before the commit
+		}
 		w.decision.Available, w.decision.Currency, w.decision.HasAvailable = avail, w.prog.CurrencyNumeric, true
 		w.j.available, w.j.availCcy = &avail, w.prog.CurrencyNumeric
 	}

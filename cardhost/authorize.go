@@ -358,6 +358,76 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	return Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}, nil
 }
 
+// clearRefund credits a refund's clearing (x220, processing code 20) to the
+// card's balance: the card of the refund authorisation it names, or the
+// card of its PAN (refunds often clear without one). The credit and the
+// journal row commit together, so a repeat credits once.
+func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow, found bool) (Decision, error) {
+	var (
+		card Card
+		err  error
+	)
+	if found && orig.cardID != 0 {
+		card, err = h.Card(ctx, orig.cardID)
+	} else {
+		card, err = h.CardByPAN(ctx, r.PAN)
+	}
+	if errors.Is(err, ErrNotFound) || err == nil && card.State == StateRemoved {
+		return h.decline(ctx, journal{req: r}, InvalidCard, "refund to an unknown card", nil)
+	}
+	if err != nil {
+		return Decision{}, err
+	}
+	prog, err := h.cachedProgram(ctx, card.ProgramID)
+	if err != nil {
+		return Decision{}, err
+	}
+	out := billing(Outcome{}, r, &prog)
+	if out.Reason != Approved || out.HoldAmount <= 0 {
+		return h.decline(ctx, journal{req: r, cardID: card.ID}, NotPermitted, "refund in a currency the program does not hold, or of nothing", nil)
+	}
+	spec := h.holdSpec(&card, &prog, r, out.HoldAmount)
+	enc, err := h.encryptedPAN(r.PAN)
+	if err != nil {
+		return Decision{}, err
+	}
+	var d Decision
+	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+		d = Decision{Reason: Approved, ApprovalCode: approvalCode(r)}
+		j := journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode, originalID: orig.id,
+			detail: "refund credited " + strconv.FormatInt(spec.Amount, 10)}
+		// A repeat finds the credit's ref taken: it is answered as the
+		// first was, and nothing more is credited.
+		if _, err := h.ledger.CreditTx(ctx, tx, spec.UserAccountID, spec.PartnerAccountID, spec.Currency, spec.Amount, "credit:"+spec.Ref); err != nil {
+			if errors.Is(err, ledger.ErrDuplicateRef) {
+				return errDuplicate
+			}
+			return err
+		}
+		if id := h.fundsAccount(&card, &prog); id != 0 {
+			acc, err := h.ledger.AccountTx(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			avail := acc.Balance - acc.Held
+			d.Available, d.Currency, d.HasAvailable = avail, prog.CurrencyNumeric, true
+			j.available, j.availCcy = &avail, prog.CurrencyNumeric
+		}
+		if _, err := writeJournal(ctx, tx, j); err != nil {
+			return err
+		}
+		return beforeCommit(ctx)
+	})
+	if errors.Is(err, errDuplicate) {
+		d, _, err := h.stored(ctx, r)
+		return d, err
+	}
+	if err != nil {
+		return Decision{}, fmt.Errorf("refund stan %s: %w", r.STAN, err)
+	}
+	return d, nil
+}
+
 // replacementInHold converts a partial reversal's DE95 amount (in the
 // original's transaction currency) into the currency of the hold (the
 // billing currency), in the proportion the original was authorised at,
@@ -393,6 +463,9 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
+	}
+	if r.ProcessingCode == ProcRefund {
+		return h.clearRefund(ctx, r, orig, found)
 	}
 	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
 	if !found || holdID == 0 {

@@ -49,6 +49,9 @@ type Outcome struct {
 	// inquiries and zero-amount verifications.
 	HoldAmount   int64
 	HoldCurrency string
+	// CreditAmount is what a financial refund (x200, processing code 20)
+	// credits, in the program's currency, when Reason is Approved.
+	CreditAmount int64
 	// FX is set when the transaction currency (DE49) differs from the
 	// billing currency and the hold comes from DE6/DE51.
 	FX bool
@@ -228,6 +231,9 @@ func billing(out Outcome, req *AuthRequest, prog *Program) Outcome {
 	out.Reason = Approved
 	if isHoldClass(req.Class) || (req.ProcessingCode != ProcRefund && req.ProcessingCode != ProcBalanceInquiry) {
 		out.HoldAmount = amount
+	}
+	if req.ProcessingCode == ProcRefund && req.Class == ClassFinancial {
+		out.CreditAmount = amount
 	}
 	return out
 }

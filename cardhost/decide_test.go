@@ -107,6 +107,7 @@ func TestDecide(t *testing.T) {
 		{name: "cash on a physical card", req: func(r *AuthRequest) { r.ProcessingCode = ProcCash }, want: approved(1000)},
 		{name: "cash on a digital-first card", card: set(func(c *Card) { c.Type = DigitalFirst }), req: func(r *AuthRequest) { r.ProcessingCode = ProcCash }, want: approved(1000)},
 		{name: "refund places no hold", card: set(func(c *Card) { c.Type = Virtual }), req: func(r *AuthRequest) { r.ProcessingCode = ProcRefund; r.PINBlock = nil }, want: approved(0)},
+		{name: "financial refund credits", card: set(func(c *Card) { c.Type = Virtual }), req: func(r *AuthRequest) { r.ProcessingCode = ProcRefund; r.PINBlock = nil; r.Class = ClassFinancial }, want: Outcome{Reason: Approved, HoldCurrency: "978", CreditAmount: 1000}},
 		{name: "balance inquiry places no hold", req: func(r *AuthRequest) { r.ProcessingCode = ProcBalanceInquiry; r.Amount = 0; r.Currency = "840" }, want: approved(0)},
 		{name: "fx: billing amount held", req: func(r *AuthRequest) { r.Currency = "840"; r.BillingCurrency = "978"; r.BillingAmount = 925 }, want: Outcome{Reason: Approved, HoldAmount: 925, HoldCurrency: "978", FX: true}},
 		{name: "DE6 in the same currency: DE4 held", req: func(r *AuthRequest) { r.BillingCurrency = "978"; r.BillingAmount = 1000 }, want: approved(1000)},

@@ -124,3 +124,63 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID, keep int6
 	}
 	return amount, nil
 }
+
+// CreditTx posts a refund's credit (kind "credit") inside the caller's
+// transaction: the scheme (settlement) pays amount to the user account, and
+// the partner credit/deposit account gets the same amount back from credit
+// usage, the reverse of what a purchase's capture does. Without a user
+// account (the partner keeps user balances) settlement pays the partner
+// account. ref, when not empty, is unique among credits (ErrDuplicateRef).
+func (l *Ledger) CreditTx(ctx context.Context, tx pgx.Tx, userAccountID, partnerAccountID int64, currency string, amount int64, ref string) (Posting, error) {
+	if amount <= 0 {
+		return Posting{}, fmt.Errorf("credit %d: %w", amount, ErrInvalidAmount)
+	}
+	settle, err := l.internalID(ctx, l.pool, KindSettlement, currency)
+	if err != nil {
+		return Posting{}, dbErr("credit", err)
+	}
+	usage, err := l.internalID(ctx, l.pool, KindCreditUsage, currency)
+	if err != nil {
+		return Posting{}, dbErr("credit", err)
+	}
+	var accounts, amounts []int64
+	switch {
+	case userAccountID > 0:
+		accounts, amounts = []int64{userAccountID, settle}, []int64{amount, -amount}
+		if partnerAccountID > 0 {
+			accounts, amounts = append(accounts, partnerAccountID, usage), append(amounts, amount, -amount)
+		}
+	case partnerAccountID > 0:
+		accounts, amounts = []int64{partnerAccountID, settle}, []int64{amount, -amount}
+	default:
+		return Posting{}, fmt.Errorf("credit: no account: %w", ErrInvalid)
+	}
+	var p Posting
+	err = pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+		locked, err := lockAccounts(ctx, tx, accounts...)
+		if err != nil {
+			return err
+		}
+		deltas := map[int64][2]int64{}
+		for i, id := range accounts {
+			a, ok := locked[id]
+			switch {
+			case !ok:
+				return fmt.Errorf("account %d: %w", id, ErrNotFound)
+			case a.Currency != currency:
+				return fmt.Errorf("account %d: %w", id, ErrCurrencyMismatch)
+			}
+			d := deltas[id]
+			d[0] += amounts[i]
+			deltas[id] = d
+		}
+		if p, err = insertPosting(ctx, tx, "credit", ref, 0, currency, accounts, amounts); err != nil {
+			return err
+		}
+		return moveHeld(ctx, tx, deltas)
+	})
+	if err != nil {
+		return Posting{}, dbErr("credit", err)
+	}
+	return p, nil
+}

@@ -448,6 +448,53 @@ func TestE2ECompletion(t *testing.T) {
 	})
 }
 
+// TestE2ERefund credits refunds (processing code 20): a financial refund
+// at once, a refund authorisation when it clears (x220), a clearing that
+// no authorisation announced, each once; the partner credit line gets the
+// amount back.
+func TestE2ERefund(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		refund := map[int]string{3: "200000"}
+		t.Run("financial", func(t *testing.T) {
+			e.t = t
+			card := e.virtualCard(e.prog, 10_000)
+			credit := e.account(e.prog.PartnerAccountID)
+			fin := e.msg("200", card, 1_500, refund)
+			resp := e.send(fin)
+			e.expect(resp, cardhost.Approved)
+			if _, avail, ok := e.de54(resp); !ok || avail != 11_500 {
+				t.Errorf("DE54: got %d (present %v), want 11500", avail, ok)
+			}
+			e.expectBalance(card.AccountID, 11_500, 0)
+			e.expectBalance(e.prog.PartnerAccountID, credit.Balance+1_500, credit.Held)
+			e.expect(e.send(fin), cardhost.Approved) // a duplicate credits nothing more
+			e.expectBalance(card.AccountID, 11_500, 0)
+			e.verify()
+		})
+		t.Run("authorised then cleared", func(t *testing.T) {
+			e.t = t
+			card := e.virtualCard(e.prog, 10_000)
+			orig, resp := e.auth(card, 700, refund)
+			e.expect(resp, cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 0)
+			clearing := e.follow("220", orig, card, 700, refund)
+			e.expect(e.send(clearing), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_700, 0)
+			e.expect(e.send(clearing), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_700, 0)
+			e.verify()
+		})
+		t.Run("cleared without authorisation", func(t *testing.T) {
+			e.t = t
+			card := e.virtualCard(e.prog, 10_000)
+			e.expect(e.send(e.msg("220", card, 250, refund)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_250, 0)
+			e.verify()
+		})
+		e.t = t
+	})
+}
+
 // TestE2EAdvice holds an advice without a funds check, takes the balance
 // below zero and flags it.
 func TestE2EAdvice(t *testing.T) {
