@@ -393,9 +393,6 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 	}
 	var d Decision
 	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		d = Decision{Reason: Approved, ApprovalCode: approvalCode(r)}
-		j := journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode, originalID: orig.id,
-			detail: "refund credited " + strconv.FormatInt(spec.Amount, 10)}
 		// A repeat finds the credit's ref taken: it is answered as the
 		// first was, and nothing more is credited.
 		if _, err := h.ledger.CreditTx(ctx, tx, spec.UserAccountID, spec.PartnerAccountID, spec.Currency, spec.Amount, "credit:"+spec.Ref); err != nil {
@@ -404,16 +401,10 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 			}
 			return err
 		}
-		if id := h.fundsAccount(&card, &prog); id != 0 {
-			acc, err := h.ledger.AccountTx(ctx, tx, id)
-			if err != nil {
-				return err
-			}
-			avail := acc.Balance - acc.Held
-			d.Available, d.Currency, d.HasAvailable = avail, prog.CurrencyNumeric, true
-			j.available, j.availCcy = &avail, prog.CurrencyNumeric
-		}
-		if _, err := writeJournal(ctx, tx, j); err != nil {
+		var err error
+		d, err = h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id,
+			detail: "refund credited " + strconv.FormatInt(spec.Amount, 10)})
+		if err != nil {
 			return err
 		}
 		return beforeCommit(ctx)
@@ -493,14 +484,9 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 		} else if err != nil {
 			return err
 		}
-		acc, err := h.ledger.AccountTx(ctx, tx, h.fundsAccount(&card, &prog))
+		d, err = h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
+			holdID: holdID, originalID: origID, detail: detail})
 		if err != nil {
-			return err
-		}
-		avail := acc.Balance - acc.Held
-		d = Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true, HoldID: holdID}
-		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: card.ID, panEnc: enc, reason: Approved, approval: d.ApprovalCode,
-			holdID: holdID, available: &avail, availCcy: prog.CurrencyNumeric, originalID: origID, detail: detail}); err != nil {
 			return err
 		}
 		return beforeCommit(ctx)
@@ -511,6 +497,23 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 	}
 	if err != nil {
 		return Decision{}, fmt.Errorf("complete stan %s: %w", r.STAN, err)
+	}
+	return d, nil
+}
+
+// journalApproval writes j as an approval in tx, with DE54 from the card's
+// funds account as tx sees it (after what tx posted), and returns the
+// decision.
+func (h *Host) journalApproval(ctx context.Context, tx pgx.Tx, card *Card, prog *Program, j journal) (Decision, error) {
+	acc, err := h.ledger.AccountTx(ctx, tx, h.fundsAccount(card, prog))
+	if err != nil {
+		return Decision{}, err
+	}
+	avail := acc.Balance - acc.Held
+	d := Decision{Reason: Approved, ApprovalCode: approvalCode(j.req), Available: avail, Currency: prog.CurrencyNumeric, HasAvailable: true, HoldID: j.holdID}
+	j.reason, j.approval, j.available, j.availCcy = Approved, d.ApprovalCode, &avail, prog.CurrencyNumeric
+	if _, err := writeJournal(ctx, tx, j); err != nil {
+		return Decision{}, err
 	}
 	return d, nil
 }
