@@ -114,7 +114,18 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	os.Remove(filepath.Join(data, "postmaster.pid")) // stale after a kill; postgres checks the process anyway
+	if pid, ok := livePostmaster(data); ok {
+		// A server of another command runs on this directory (`make run`
+		// while `antaca demo` or `ledger verify` starts): removing its
+		// lock file would make it shut itself down at its next check.
+		// Attach to it instead; Stop leaves it running.
+		c.done = nil
+		if err := c.waitReady(ctx); err != nil {
+			return nil, fmt.Errorf("postgres (pid %d) runs on %s but does not answer at %s: %w", pid, data, c.URL("postgres"), err)
+		}
+		return c, nil
+	}
+	os.Remove(filepath.Join(data, "postmaster.pid")) // stale: its process is gone
 	args := []string{"-D", data, "-k", cfg.Dir, "-c", "max_connections=200", "-c", "shared_buffers=128MB"}
 	if cfg.Port > 0 {
 		args = append(args, "-c", "listen_addresses=127.0.0.1", "-p", strconv.Itoa(cfg.Port))
@@ -149,6 +160,26 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("%w (log: %s)", err, filepath.Join(cfg.Dir, "postgres.log"))
 	}
 	return c, nil
+}
+
+// livePostmaster reports whether data's postmaster.pid names a running
+// postgres process, and its pid.
+func livePostmaster(data string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 || pid == os.Getpid() {
+		return 0, false
+	}
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return 0, false
+	}
+	// The pid may have been reused since a crash: it must be a postgres.
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return pid, err != nil || strings.TrimSpace(string(comm)) == "postgres"
 }
 
 // DataDir is the cluster's data directory.
