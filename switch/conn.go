@@ -31,6 +31,11 @@ type conn struct {
 	inflight atomic.Int64
 	handlers sync.WaitGroup
 	abort    sync.Once
+	// unreadable is set by a handler that found a message it cannot
+	// answer (no MTI or STAN): the stream is not to be trusted, so
+	// reading stops, and the connection closes once the requests already
+	// read are answered.
+	unreadable atomic.Bool
 }
 
 func (s *Server) newConn(nc net.Conn) *conn {
@@ -43,6 +48,10 @@ func (s *Server) newConn(nc net.Conn) *conn {
 		out:    make(chan []byte, s.cfg.MaxInFlight),
 	}
 }
+
+// errUnreadable ends a connection that sent a message without a readable
+// MTI or STAN.
+var errUnreadable = errors.New("unreadable message")
 
 // errIdle ends a connection that was silent for IdleTimeout.
 var errIdle = errors.New("idle timeout")
@@ -130,7 +139,8 @@ func (c *conn) readLoop() error {
 			out := s.handle(s.baseCtx, frame, received, c.remote)
 			if out.close {
 				c.release()
-				c.closeNow()
+				c.unreadable.Store(true)
+				c.stopReading()
 				return
 			}
 			if out.answer == nil {
@@ -153,12 +163,18 @@ func (c *conn) readFrame() ([]byte, time.Time, error) {
 		if c.stopping() {
 			return nil, time.Time{}, errStop
 		}
+		if c.unreadable.Load() {
+			return nil, time.Time{}, errUnreadable
+		}
 		_, err := io.ReadFull(c.br, hdr[:1])
 		if err == nil {
 			break
 		}
 		if c.stopping() {
 			return nil, time.Time{}, errStop
+		}
+		if c.unreadable.Load() {
+			return nil, time.Time{}, errUnreadable
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Keep a quiet peer while its requests are being decided:

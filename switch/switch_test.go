@@ -402,6 +402,42 @@ func TestBrokenFraming(t *testing.T) {
 	}
 }
 
+// TestUnreadableMessageAnswersTheOthersFirst: a message without a readable
+// MTI or STAN ends the connection, but only after the requests read before
+// it are answered (their holds may be committed already).
+func TestUnreadableMessageAnswersTheOthersFirst(t *testing.T) {
+	for _, profile := range bothProfiles {
+		t.Run(profile, func(t *testing.T) {
+			a := newTestAuthorizer()
+			a.release = make(chan struct{})
+			a.entered = make(chan struct{}, 1)
+			_, addr := startServer(t, profile, a, nil)
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			good, err := request(t, profile, "100", 7, panApproved, 100, nil).Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc.Write(rawFrame(good))
+			<-a.entered // being decided
+			nc.Write(rawFrame([]byte("\xde\xad\xbe\xef no ISO 8583 here")))
+			time.Sleep(50 * time.Millisecond) // the unreadable one is handled meanwhile
+			close(a.release)
+			resp, err := readAnswer(t, nc, profile)
+			if err != nil {
+				t.Fatalf("answer to the request before the unreadable one: %v", err)
+			}
+			if get(t, resp, 11) != stanOf(profile, 7) || get(t, resp, 39) != actionCode(t, profile, cardhost.Approved) {
+				t.Fatalf("answer: STAN %s DE39 %s", get(t, resp, 11), get(t, resp, 39))
+			}
+			expectClosed(t, nc)
+		})
+	}
+}
+
 func TestBackPressure(t *testing.T) {
 	const max = 4
 	const total = 12
