@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,6 +38,9 @@ type serveFlags struct {
 	apiAddr       string
 	plainHTTP     string
 	apiMetrics    string
+	apiHosts      string
+	tlsCert       string
+	tlsKey        string
 	smtp          string
 	smtpFrom      string
 	holdTTL       time.Duration
@@ -52,6 +57,10 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.apiAddr, "api", envOr("ANTACA_API_ADDR", ":8443"), "REST API TLS listener (env ANTACA_API_ADDR)")
 	fs.StringVar(&f.plainHTTP, "plain-http", os.Getenv("ANTACA_PLAIN_HTTP"), "plain HTTP listener for local tools, e.g. :8080 (no /secure channel)")
 	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", ":9103"), "API Prometheus metrics listener")
+	fs.StringVar(&f.apiHosts, "api-hosts", envOr("ANTACA_API_HOSTS", "localhost,127.0.0.1,::1"),
+		"names and addresses the API's certificate from the internal CA covers, comma-separated (env ANTACA_API_HOSTS)")
+	fs.StringVar(&f.tlsCert, "tls-cert", os.Getenv("ANTACA_TLS_CERT"), "PEM certificate chain of the API (env ANTACA_TLS_CERT); empty: one from the internal CA for -api-hosts")
+	fs.StringVar(&f.tlsKey, "tls-key", os.Getenv("ANTACA_TLS_KEY"), "PEM private key of -tls-cert (env ANTACA_TLS_KEY)")
 	fs.StringVar(&f.smtp, "smtp", os.Getenv("ANTACA_SMTP"), "SMTP server host:port for low-balance notifications; empty: they wait in the outbox")
 	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", 7*24*time.Hour, "authorisation holds not cleared within this time expire")
@@ -71,7 +80,31 @@ func (f *serveFlags) logConfig(log *slog.Logger, cmd string) {
 	}
 	log.Info("configuration", "command", cmd, "database", db, "keys", keys, "iso2003", f.iso2003, "iso87", f.iso87,
 		"switch_metrics", f.switchMetrics, "api", f.apiAddr, "plain_http", f.plainHTTP, "api_metrics", f.apiMetrics,
+		"api_hosts", f.apiHosts, "tls_cert", f.tlsCert, "tls_key", f.tlsKey != "",
 		"smtp", f.smtp, "hold_ttl", f.holdTTL.String(), "session_ttl", f.sessionTTL.String(), "demo", f.demo)
+}
+
+// apiCertificate is the API's TLS certificate: -tls-cert and -tls-key when
+// given, else one the internal CA issues for -api-hosts (a year; anew at
+// each start).
+func (f *serveFlags) apiCertificate(keys *cardhost.Keys, now time.Time) (tls.Certificate, error) {
+	if f.tlsCert != "" || f.tlsKey != "" {
+		c, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("api certificate: %w", err)
+		}
+		return c, nil
+	}
+	var hosts []string
+	for _, h := range strings.Split(f.apiHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hosts = append(hosts, h)
+		}
+	}
+	if len(hosts) == 0 {
+		return tls.Certificate{}, errors.New("api certificate: -api-hosts names no host")
+	}
+	return api.IssueServerCertificate(keys.CACert, keys.CAKey, hosts, now, 365*24*time.Hour)
 }
 
 func maskURL(s string) string {
@@ -152,7 +185,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	}
 	if cmd == "all" || cmd == "api" {
 		reg := newRegistry()
-		tlsCert, err := api.IssueServerCertificate(keys.CACert, keys.CAKey, []string{"localhost", "127.0.0.1", "::1"}, time.Now(), 365*24*time.Hour)
+		tlsCert, err := f.apiCertificate(keys, time.Now())
 		if err != nil {
 			return err
 		}
