@@ -296,6 +296,22 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if found {
 		detail = "no hold"
 	}
+	var (
+		card *Card
+		prog *Program
+		d    Decision
+	)
+	if cardID != 0 {
+		c, err := h.Card(ctx, cardID)
+		if err != nil {
+			return Decision{}, err
+		}
+		p, err := h.cachedProgram(ctx, c.ProgramID)
+		if err != nil {
+			return Decision{}, err
+		}
+		card, prog = &c, &p
+	}
 	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
 		if holdID != 0 {
 			var (
@@ -340,8 +356,18 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 				detail = "released to " + strconv.FormatInt(remaining, 10)
 			}
 		}
-		if _, err := writeJournal(ctx, tx, journal{req: r, cardID: cardID, panEnc: enc, reason: Approved, approval: approvalCode(r),
-			holdID: holdID, originalID: origID, detail: detail}); err != nil {
+		// The approval code is journaled so that a duplicate answers with
+		// the same DE38; DE54 when the card is known.
+		j := journal{req: r, cardID: cardID, panEnc: enc, holdID: holdID, originalID: origID, detail: detail}
+		var err error
+		if card != nil {
+			d, err = h.journalApproval(ctx, tx, card, prog, j)
+		} else {
+			d = Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}
+			j.reason, j.approval = Approved, d.ApprovalCode
+			_, err = writeJournal(ctx, tx, j)
+		}
+		if err != nil {
 			return err
 		}
 		return beforeCommit(ctx)
@@ -353,9 +379,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if err != nil {
 		return Decision{}, fmt.Errorf("reverse stan %s: %w", r.STAN, err)
 	}
-	// The approval code is journaled so that a duplicate answers with the
-	// same DE38.
-	return Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}, nil
+	return d, nil
 }
 
 // clearRefund credits a refund's clearing (x220, processing code 20) to the

@@ -254,6 +254,9 @@ func TestE2EReversal(t *testing.T) {
 			e.expect(resp, cardhost.Approved)
 			e.expectBalance(card.AccountID, 10_000, 0)
 			e.expectBalance(e.prog.PartnerAccountID, 1_000_000, 0)
+			if _, avail, ok := e.de54(resp); !ok || avail != 10_000 {
+				t.Errorf("reversal DE54: got %d (present %v), want 10000", avail, ok)
+			}
 
 			// A duplicate of the reversal answers the same.
 			again := e.send(rev)
