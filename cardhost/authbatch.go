@@ -189,9 +189,11 @@ func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
 // of the user accounts the batch may touch (the partner accounts are read;
 // see ledger.HoldBatch); then, once every request is decided (card rules
 // in Go, holds on those rows), the holds, the journal rows, the partner
-// accounts' update and COMMIT. Financial captures and PIN counts, which
-// depend on what the journal insert reports, take a third round trip when
-// the batch has any.
+// accounts' update and COMMIT. Financial captures, refund credits and PIN
+// counts, which depend on what the journal insert reports, take a third
+// round trip when the batch has any; the partner accounts' update then
+// goes before them, with the second pipeline, so that a capture releases
+// a hold the partner account already holds.
 func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) error {
 	conn, err := h.pool.Acquire(ctx)
 	if err != nil {
@@ -282,15 +284,20 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			if err := queueCommit(ctx, &wq, hb); err != nil {
 				return err
 			}
+		} else {
+			// The partner accounts take the batch's holds before the
+			// tail captures some of them: a capture releases what its
+			// hold put there (before, a financial x200 on a partner
+			// account holding less than its amount failed the batch).
+			hb.QueueFinish(&wq)
 		}
 		err := tx.SendBatch(ctx, &wq).Close()
 		if err == nil && tail {
 			if err = h.writeTail(ctx, tx, writes, inserted); err == nil {
-				var fq pgx.Batch
-				if err := queueCommit(ctx, &fq, hb); err != nil {
+				if err := beforeCommit(ctx); err != nil {
 					return err
 				}
-				err = tx.SendBatch(ctx, &fq).Close()
+				_, err = tx.Exec(ctx, "COMMIT")
 			}
 		}
 		if err == nil {

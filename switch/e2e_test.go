@@ -451,6 +451,21 @@ func TestE2ECompletion(t *testing.T) {
 	})
 }
 
+// TestE2EFinancialOnAQuietProgram: the first message of a program whose
+// partner account holds nothing is a financial x200 (cash at an ATM): it
+// is captured at once like any other.
+func TestE2EFinancialOnAQuietProgram(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		quiet := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 50_000)
+		uid, acc := e.user(quiet, 10_000)
+		card := e.virtualCardOn(e.host, uid, acc)
+		e.expect(e.send(e.msg("200", card, 1_000, nil)), cardhost.Approved)
+		e.expectBalance(card.AccountID, 9_000, 0)
+		e.expectBalance(quiet.PartnerAccountID, 49_000, 0)
+		e.verify()
+	})
+}
+
 // TestE2ERefund credits refunds (processing code 20): a financial refund
 // at once, a refund authorisation when it clears (x220), a clearing that
 // no authorisation announced, each once; the partner credit line gets the
