@@ -240,6 +240,7 @@ func approvalCode(r *AuthRequest) string {
 type originalRow struct {
 	id, holdID, cardID int64
 	class              MessageClass
+	ref                string // its journalRef: the ref of what it placed or captured
 }
 
 // original finds the journal row a completion or reversal refers to: by
@@ -254,21 +255,21 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, fou
 		}
 		if o.LocalTime != "" {
 			// The CMF names the original by its local date-time (DE12).
-			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class FROM auth_journal
+			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class, acquirer_id || '/' || stan || '/' || transmission_time || '/' || rrn || '/' || mti FROM auth_journal
 				WHERE acquirer_id = $1 AND stan = $2 AND local_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
 			args = []any{acq, o.STAN, o.LocalTime, foldRepeat(o.MTI)}
 		} else {
-			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class FROM auth_journal
+			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class, acquirer_id || '/' || stan || '/' || transmission_time || '/' || rrn || '/' || mti FROM auth_journal
 				WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
 			args = []any{acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI)}
 		}
 	} else {
-		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class FROM auth_journal
+		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class, acquirer_id || '/' || stan || '/' || transmission_time || '/' || rrn || '/' || mti FROM auth_journal
 			WHERE acquirer_id = $1 AND rrn = $2 AND stan = $3 AND class IN (1, 2, 3) ORDER BY id LIMIT 1`
 		args = []any{r.AcquirerID, r.RRN, r.STAN}
 	}
 	var class int
-	err = h.pool.QueryRow(ctx, q, args...).Scan(&o.id, &o.holdID, &o.cardID, &class)
+	err = h.pool.QueryRow(ctx, q, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return originalRow{}, false, nil
 	}
@@ -337,7 +338,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 			case errors.Is(err, ledger.ErrHoldResolved) && (orig.class == ClassFinancial || orig.class == ClassCompletion):
 				// The original captured its hold itself: what it took is
 				// given back, above DE95 when present.
-				n, err := h.ledger.RefundCaptureTx(ctx, tx, holdID, remaining, "refund:"+journalRef(r))
+				n, err := h.ledger.RefundCaptureTx(ctx, tx, holdID, "capture:"+orig.ref, remaining, "refund:"+journalRef(r))
 				switch {
 				case errors.Is(err, ledger.ErrHoldNotCaptured):
 					detail = "hold already resolved"
@@ -445,11 +446,14 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 
 // replacementInHold converts a partial reversal's DE95 amount (in the
 // original's transaction currency) into the currency of the hold (the
-// billing currency), in the proportion the original was authorised at,
-// rounded half up; it also returns what the hold holds now, -1 when it is
+// billing currency), in the proportion the original was authorised (or,
+// captured, cleared) at, rounded half up; it also returns what the hold holds now, -1 when it is
 // no longer open.
 func replacementInHold(ctx context.Context, tx pgx.Tx, origID, holdID, replacement int64) (remaining, held int64, err error) {
-	const q = `SELECT coalesce(j.amount, 0), coalesce(j.currency, ''), h.original_amount,
+	// The rate is the original's own: what its hold held for its DE4, or
+	// what its capture took (a completion, an x200) for its DE4.
+	const q = `SELECT coalesce(j.amount, 0), coalesce(j.currency, ''),
+			CASE WHEN h.status = 'captured' THEN coalesce(h.captured_amount, h.original_amount) ELSE h.original_amount END,
 			CASE WHEN h.status = 'open' THEN h.amount ELSE -1 END, c.numeric
 		FROM holds h JOIN currencies c ON c.code = h.currency, auth_journal j WHERE h.id = $1 AND j.id = $2`
 	var (

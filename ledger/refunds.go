@@ -22,13 +22,15 @@ var ErrHoldNotCaptured = errors.New("hold not captured")
 // partner (FX) balance, else to settlement, and the refunds of a whole
 // capture, however split, negate it exactly. What a hold's refunds give back
 // never exceeds its capture: a second reversal refunds only what is left.
-// It returns the amount refunded, 0 when nothing is left above keep. ref,
-// when not empty, is unique among refunds.
-func (l *Ledger) RefundCaptureTx(ctx context.Context, tx pgx.Tx, holdID, keep int64, ref string) (int64, error) {
+// captureRef, when not empty, must be the ref of the hold's capture (the
+// message being reversed made it), else the hold is ErrHoldNotCaptured. It
+// returns the amount refunded, 0 when nothing is left above keep. ref, when
+// not empty, is unique among refunds.
+func (l *Ledger) RefundCaptureTx(ctx context.Context, tx pgx.Tx, holdID int64, captureRef string, keep int64, ref string) (int64, error) {
 	var refunded int64
 	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
 		var err error
-		refunded, err = l.refundCapture(ctx, tx, holdID, keep, ref)
+		refunded, err = l.refundCapture(ctx, tx, holdID, captureRef, keep, ref)
 		return err
 	})
 	if err != nil {
@@ -37,18 +39,23 @@ func (l *Ledger) RefundCaptureTx(ctx context.Context, tx pgx.Tx, holdID, keep in
 	return refunded, nil
 }
 
-func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID, keep int64, ref string) (int64, error) {
+func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, captureRef string, keep int64, ref string) (int64, error) {
 	var (
 		status, currency   string
 		captured, postedID *int64
 		refunded           int64
+		postedRef          *string
 	)
-	const hold = `SELECT status, currency, captured_amount, refunded, capture_posting_id FROM holds WHERE id = $1 FOR UPDATE`
-	if err := tx.QueryRow(ctx, hold, holdID).Scan(&status, &currency, &captured, &refunded, &postedID); err != nil {
+	const hold = `SELECT h.status, h.currency, h.captured_amount, h.refunded, h.capture_posting_id, p.ref
+		FROM holds h LEFT JOIN postings p ON p.id = h.capture_posting_id WHERE h.id = $1 FOR UPDATE OF h`
+	if err := tx.QueryRow(ctx, hold, holdID).Scan(&status, &currency, &captured, &refunded, &postedID, &postedRef); err != nil {
 		return 0, err
 	}
 	if status != HoldCaptured || captured == nil || postedID == nil || *captured <= 0 {
 		return 0, fmt.Errorf("status %s: %w", status, ErrHoldNotCaptured)
+	}
+	if captureRef != "" && (postedRef == nil || *postedRef != captureRef) {
+		return 0, fmt.Errorf("captured by another message: %w", ErrHoldNotCaptured)
 	}
 	amount := *captured - max(keep, 0) - refunded
 	if amount <= 0 {

@@ -23,7 +23,7 @@ func TestRefundCapture(t *testing.T) {
 		var n int64
 		err := pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
 			var err error
-			n, err = e.l.RefundCaptureTx(e.ctx, tx, holdID, keep, ref)
+			n, err = e.l.RefundCaptureTx(e.ctx, tx, holdID, "", keep, ref)
 			return err
 		})
 		return n, err

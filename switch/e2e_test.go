@@ -362,6 +362,38 @@ func TestE2EReversal(t *testing.T) {
 			e.expectBalance(card.AccountID, 10_000, 0)
 			e.verify()
 		})
+		t.Run("second completion", func(t *testing.T) {
+			e.t = t
+			// A second completion of one authorisation captures nothing;
+			// reversing it gives nothing back (the first one's capture
+			// stands).
+			card := e.virtualCard(e.prog, 10_000)
+			orig, resp := e.auth(card, 1_000, nil)
+			e.expect(resp, cardhost.Approved)
+			e.expect(e.send(e.follow("220", orig, card, 800, nil)), cardhost.Approved)
+			second := e.follow("220", orig, card, 700, nil)
+			e.expect(e.send(second), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_200, 0)
+			e.expect(e.send(e.follow("400", second, card, 700, nil)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_200, 0)
+			e.verify()
+		})
+		t.Run("partial of a completion in another currency", func(t *testing.T) {
+			e.t = t
+			// 11.00 USD authorised as 10.00 EUR, cleared as 5.00 USD =
+			// 4.50 EUR (the user pays the 10.00 held); 2.00 USD of it
+			// stands: 1.80 EUR kept, 2.70 of the 4.50 captured refunded,
+			// and the user gets 2.70/4.50 of the 10.00 paid back.
+			card := e.virtualCard(e.prog, 10_000)
+			orig, resp := e.auth(card, 1_100, map[int]string{49: "840", 6: "000000001000", 51: "978"})
+			e.expect(resp, cardhost.Approved)
+			done := e.follow("220", orig, card, 500, map[int]string{49: "840", 6: "000000000450", 51: "978"})
+			e.expect(e.send(done), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_000, 0)
+			e.expect(e.send(e.follow("400", done, card, 500, map[int]string{49: "840", 95: replacement(200)})), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_600, 0)
+			e.verify()
+		})
 		t.Run("unknown original", func(t *testing.T) {
 			e.t = t
 			card := e.virtualCard(e.prog, 10_000)
