@@ -241,6 +241,28 @@ type originalRow struct {
 	id, holdID, cardID int64
 	class              MessageClass
 	ref                string // its journalRef: the ref of what it placed or captured
+	origRef            string // the journalRef of the message it names in turn, if any
+	proc               string // its processing code (DE3 positions 1-2)
+	amount             int64  // its DE4
+	currency           string // its DE49
+}
+
+// originalColumns are originalRow's, from auth_journal j.
+const originalColumns = `j.id, coalesce(j.hold_id, 0), coalesce(j.card_id, 0), j.class,
+	j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti,
+	coalesce((SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
+		FROM auth_journal o WHERE o.id = j.original_id), ''),
+	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, '')`
+
+// creditRef is the ref of the credit a refund message gets: its own key,
+// or, when it clears a message it names (a refund authorisation, an x200),
+// the key of that one, so that one refund is credited once however many
+// messages clear it.
+func (o originalRow) creditRef() string {
+	if o.origRef != "" {
+		return "credit:" + o.origRef
+	}
+	return "credit:" + o.ref
 }
 
 // original finds the journal row a completion or reversal refers to: by
@@ -255,21 +277,21 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, fou
 		}
 		if o.LocalTime != "" {
 			// The CMF names the original by its local date-time (DE12).
-			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class, acquirer_id || '/' || stan || '/' || transmission_time || '/' || rrn || '/' || mti FROM auth_journal
-				WHERE acquirer_id = $1 AND stan = $2 AND local_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
+			q = `SELECT ` + originalColumns + ` FROM auth_journal j
+				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
 			args = []any{acq, o.STAN, o.LocalTime, foldRepeat(o.MTI)}
 		} else {
-			q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class, acquirer_id || '/' || stan || '/' || transmission_time || '/' || rrn || '/' || mti FROM auth_journal
-				WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND mti = $4 ORDER BY id LIMIT 1`
+			q = `SELECT ` + originalColumns + ` FROM auth_journal j
+				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
 			args = []any{acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI)}
 		}
 	} else {
-		q = `SELECT id, coalesce(hold_id, 0), coalesce(card_id, 0), class, acquirer_id || '/' || stan || '/' || transmission_time || '/' || rrn || '/' || mti FROM auth_journal
-			WHERE acquirer_id = $1 AND rrn = $2 AND stan = $3 AND class IN (1, 2, 3) ORDER BY id LIMIT 1`
+		q = `SELECT ` + originalColumns + ` FROM auth_journal j
+			WHERE j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3) ORDER BY j.id LIMIT 1`
 		args = []any{r.AcquirerID, r.RRN, r.STAN}
 	}
 	var class int
-	err = h.pool.QueryRow(ctx, q, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref)
+	err = h.pool.QueryRow(ctx, q, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref, &o.origRef, &o.proc, &o.amount, &o.currency)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return originalRow{}, false, nil
 	}
@@ -314,6 +336,28 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		card, prog = &c, &p
 	}
 	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+		if holdID == 0 && found && orig.proc == ProcRefund && (orig.class == ClassFinancial || orig.class == ClassCompletion) && prog != nil {
+			// A credited refund reversed: its credit is taken back, above
+			// DE95 when present.
+			var keep int64
+			if r.ReplacementAmount != nil {
+				keep = *r.ReplacementAmount
+				if orig.currency != "" && orig.currency != prog.CurrencyNumeric && orig.amount > 0 {
+					keep = keepInCredit(ctx, tx, orig, keep)
+				}
+			}
+			n, err := h.ledger.UncreditTx(ctx, tx, orig.creditRef(), keep, "uncredit:"+journalRef(r))
+			switch {
+			case errors.Is(err, ledger.ErrNotFound):
+				detail = "no credit"
+			case err != nil:
+				return err
+			case n > 0:
+				detail = "credit taken back " + strconv.FormatInt(n, 10)
+			default:
+				detail = "nothing left to take back"
+			}
+		}
 		if holdID != 0 {
 			var (
 				remaining int64
@@ -416,19 +460,26 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 	if err != nil {
 		return Decision{}, err
 	}
+	creditRef := "credit:" + spec.Ref
+	if found {
+		creditRef = orig.creditRef()
+	}
 	var d Decision
 	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		// A repeat finds the credit's ref taken: it is answered as the
-		// first was, and nothing more is credited.
-		if _, err := h.ledger.CreditTx(ctx, tx, spec.UserAccountID, spec.PartnerAccountID, spec.Currency, spec.Amount, "credit:"+spec.Ref); err != nil {
-			if errors.Is(err, ledger.ErrDuplicateRef) {
-				return errDuplicate
+		detail := "refund credited " + strconv.FormatInt(spec.Amount, 10)
+		if _, err := h.ledger.CreditTx(ctx, tx, spec.UserAccountID, spec.PartnerAccountID, spec.Currency, spec.Amount, creditRef); err != nil {
+			switch {
+			case !errors.Is(err, ledger.ErrDuplicateRef):
+				return err
+			case !found:
+				return errDuplicate // a repeat: answered as the first was
 			}
-			return err
+			// Another message cleared this refund already (an x200, an
+			// earlier x220): approved, and nothing more is credited.
+			detail = "refund credited before"
 		}
 		var err error
-		d, err = h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id,
-			detail: "refund credited " + strconv.FormatInt(spec.Amount, 10)})
+		d, err = h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id, detail: detail})
 		if err != nil {
 			return err
 		}
@@ -442,6 +493,23 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		return Decision{}, fmt.Errorf("refund stan %s: %w", r.STAN, err)
 	}
 	return d, nil
+}
+
+// keepInCredit converts a partial reversal's DE95 of a refund in another
+// currency into the credit's, at the rate the refund was credited at (its
+// credit for its DE4), rounded down; on any doubt, all of it is kept.
+func keepInCredit(ctx context.Context, tx pgx.Tx, orig originalRow, keep int64) int64 {
+	var credited int64
+	if err := tx.QueryRow(ctx, `SELECT -e.amount FROM postings p JOIN entries e ON e.posting_id = p.id
+		JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement' WHERE p.kind = 'credit' AND p.ref = $1`, orig.creditRef()).Scan(&credited); err != nil {
+		return math.MaxInt64
+	}
+	v := new(big.Int).Mul(big.NewInt(credited), big.NewInt(keep))
+	v.Quo(v, big.NewInt(orig.amount))
+	if !v.IsInt64() {
+		return math.MaxInt64
+	}
+	return v.Int64()
 }
 
 // replacementInHold converts a partial reversal's DE95 amount (in the

@@ -191,3 +191,81 @@ func (l *Ledger) CreditTx(ctx context.Context, tx pgx.Tx, userAccountID, partner
 	}
 	return p, nil
 }
+
+// UncreditTx takes back, inside the caller's transaction, what the credit
+// posted under creditRef gave above keep (the reversal of a refund): a
+// posting of kind "uncredit" negating the credit's legs for that amount and
+// naming it in reverses. What the uncredits of one credit take back never
+// exceeds it: a second reversal takes back only what is left. It returns
+// the amount taken back, 0 when nothing is left above keep, and
+// ErrNotFound when no credit has that ref. ref, when not empty, is unique
+// among uncredits.
+func (l *Ledger) UncreditTx(ctx context.Context, tx pgx.Tx, creditRef string, keep int64, ref string) (int64, error) {
+	var back int64
+	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+		var creditID int64
+		// The credit row locked: uncredits of one credit queue here.
+		if err := tx.QueryRow(ctx, `SELECT id FROM postings WHERE kind = 'credit' AND ref = $1 FOR UPDATE`, creditRef).Scan(&creditID); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT e.account_id, e.amount, e.currency, a.kind FROM entries e JOIN accounts a ON a.id = e.account_id
+			WHERE e.posting_id = $1 ORDER BY e.id`, creditID)
+		if err != nil {
+			return err
+		}
+		type leg struct {
+			account, amount int64
+			currency, kind  string
+		}
+		var legs []leg
+		var g leg
+		var credited int64
+		if _, err := pgx.ForEachRow(rows, []any{&g.account, &g.amount, &g.currency, &g.kind}, func() error {
+			legs = append(legs, g)
+			if g.kind == KindSettlement {
+				credited = -g.amount
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		var before int64
+		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(e.amount), 0) FROM postings p JOIN entries e ON e.posting_id = p.id
+			JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement' WHERE p.kind = 'uncredit' AND p.reverses = $1`, creditID).Scan(&before); err != nil {
+			return err
+		}
+		if credited <= 0 {
+			return fmt.Errorf("credit posting %d has no settlement leg: %w", creditID, ErrInvalid)
+		}
+		if back = credited - max(keep, 0) - before; back <= 0 {
+			back = 0
+			return nil
+		}
+		// Every leg of a credit is ±credited: each takes back ∓back.
+		accounts := make([]int64, 0, len(legs))
+		amounts := make([]int64, 0, len(legs))
+		deltas := map[int64][2]int64{}
+		for _, g := range legs {
+			v := -g.amount / credited * back
+			accounts, amounts = append(accounts, g.account), append(amounts, v)
+			d := deltas[g.account]
+			d[0] += v
+			deltas[g.account] = d
+		}
+		if _, err := lockAccounts(ctx, tx, accounts...); err != nil {
+			return err
+		}
+		p, err := insertPosting(ctx, tx, "uncredit", ref, 0, legs[0].currency, accounts, amounts)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE postings SET reverses = $2 WHERE id = $1`, p.ID, creditID); err != nil {
+			return err
+		}
+		return moveHeld(ctx, tx, deltas)
+	})
+	if err != nil {
+		return 0, dbErr("uncredit "+creditRef, err)
+	}
+	return back, nil
+}

@@ -119,3 +119,67 @@ func TestRefundCapture(t *testing.T) {
 		t.Fatalf("verify after tampering with refunded: %v, want one hold_refunds", vs)
 	}
 }
+
+// TestCreditAndUncredit: a credit pays the user from settlement and gives
+// the partner credit back from credit usage; uncredits take it back, never
+// more than it; verify catches an uncredit above its credit.
+func TestCreditAndUncredit(t *testing.T) {
+	e := newEnv(t, 0)
+	p := e.partner("")
+	credit := e.credit(p, "EUR", 10_000, nil)
+	u := e.user(p, "EUR", 5_000)
+	tx := func(f func(tx pgx.Tx) error) error { return pgx.BeginFunc(e.ctx, e.pool, f) }
+	if err := tx(func(tx pgx.Tx) error {
+		_, err := e.l.CreditTx(e.ctx, tx, u.ID, credit.ID, "EUR", 700, "c1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(u.ID, 5_700, 0)
+	e.want(credit.ID, 10_700, 0)
+	e.clean()
+	if err := tx(func(tx pgx.Tx) error {
+		_, err := e.l.CreditTx(e.ctx, tx, u.ID, credit.ID, "EUR", 1, "c1")
+		return err
+	}); !errors.Is(err, ledger.ErrDuplicateRef) {
+		t.Fatalf("credit with a used ref: %v, want ErrDuplicateRef", err)
+	}
+	uncredit := func(keep int64, ref string) (int64, error) {
+		var n int64
+		err := tx(func(tx pgx.Tx) error {
+			var err error
+			n, err = e.l.UncreditTx(e.ctx, tx, "c1", keep, ref)
+			return err
+		})
+		return n, err
+	}
+	if n, err := uncredit(500, "u1"); err != nil || n != 200 {
+		t.Fatalf("uncredit above 500: %d %v, want 200", n, err)
+	}
+	if n, err := uncredit(0, "u2"); err != nil || n != 500 {
+		t.Fatalf("uncredit of the rest: %d %v, want 500", n, err)
+	}
+	if n, err := uncredit(0, "u3"); err != nil || n != 0 {
+		t.Fatalf("uncredit past the credit: %d %v, want 0", n, err)
+	}
+	e.want(u.ID, 5_000, 0)
+	e.want(credit.ID, 10_000, 0)
+	e.clean()
+	if err := tx(func(tx pgx.Tx) error { _, err := e.l.UncreditTx(e.ctx, tx, "nope", 0, "u4"); return err }); !errors.Is(err, ledger.ErrNotFound) {
+		t.Fatalf("uncredit of no credit: %v, want ErrNotFound", err)
+	}
+	if _, err := e.pool.Exec(e.ctx, `UPDATE entries SET amount = amount * 2 WHERE posting_id = (SELECT id FROM postings WHERE kind = 'uncredit' AND ref = 'u2')`); err != nil {
+		t.Fatal(err)
+	}
+	vs, err := e.l.Verify(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, v := range vs {
+		found = found || v.Check == "credit_uncredits"
+	}
+	if !found {
+		t.Fatalf("verify after doubling an uncredit: %v, want credit_uncredits among them", vs)
+	}
+}

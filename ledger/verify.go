@@ -82,6 +82,13 @@ var verifyChecks = []struct{ name, sql string }{
 			WHERE p.kind = 'refund' GROUP BY p.refunds_hold) r ON r.hold_id = h.id
 		WHERE h.refunded <> coalesce(r.total, 0) OR h.refunded > coalesce(h.captured_amount, 0)
 			OR (h.refunded > 0 AND h.status <> 'captured')`},
+	{"credit_uncredits", `SELECT 0::bigint, coalesce(u.reverses, 0), 0::bigint,
+		format('uncredits take back %s of a credit of %s', u.total, coalesce(c.credited::text, 'no credit'))
+		FROM (SELECT p.reverses, sum(e.amount) AS total FROM postings p JOIN entries e ON e.posting_id = p.id
+			JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement' WHERE p.kind = 'uncredit' GROUP BY p.reverses) u
+		LEFT JOIN (SELECT p.id, -e.amount AS credited FROM postings p JOIN entries e ON e.posting_id = p.id
+			JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement' WHERE p.kind = 'credit') c ON c.id = u.reverses
+		WHERE c.id IS NULL OR u.total > c.credited`},
 	// The authorisation journal has no foreign keys (it is written on the
 	// hot path); these two checks stand in for them.
 	{"journal_hold_missing", `SELECT 0::bigint, 0::bigint, j.hold_id, format('journal row %s names a hold that does not exist', j.id)
@@ -99,7 +106,7 @@ var verifyChecks = []struct{ name, sql string }{
 // available and threshold; each hold resolved at most once, open exactly
 // when unresolved, captured only with its own posting, on accounts that
 // exist; refunds of a captured hold as its refund postings say and never
-// above its capture; every journaled
+// above its capture; uncredits of a credit never above it; every journaled
 // hold exists and every authorisation hold (ref acquirer/STAN/time/RRN/MTI)
 // has its journal row. It reads a
 // consistent snapshot (one repeatable-read transaction).

@@ -541,6 +541,46 @@ func TestE2ERefund(t *testing.T) {
 			e.expectBalance(card.AccountID, 10_250, 0)
 			e.verify()
 		})
+		t.Run("cleared twice", func(t *testing.T) {
+			e.t = t
+			// One refund, several messages: credited once.
+			card := e.virtualCard(e.prog, 10_000)
+			fin := e.msg("200", card, 800, refund)
+			e.expect(e.send(fin), cardhost.Approved)
+			e.expect(e.send(e.follow("220", fin, card, 800, refund)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_800, 0)
+			auth, resp := e.auth(card, 700, refund)
+			e.expect(resp, cardhost.Approved)
+			e.expect(e.send(e.follow("220", auth, card, 700, refund)), cardhost.Approved)
+			e.expect(e.send(e.follow("220", auth, card, 700, refund)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 11_500, 0)
+			e.verify()
+		})
+		t.Run("reversed", func(t *testing.T) {
+			e.t = t
+			// A refund reversed is taken back: partly (DE95), then the
+			// rest, once; a reversed clearing likewise.
+			card := e.virtualCard(e.prog, 10_000)
+			credit := e.account(e.prog.PartnerAccountID)
+			fin := e.msg("200", card, 1_000, refund)
+			e.expect(e.send(fin), cardhost.Approved)
+			rev := e.follow("400", fin, card, 1_000, map[int]string{95: replacement(400)})
+			e.expect(e.send(rev), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_400, 0)
+			e.expect(e.send(rev), cardhost.Approved) // a duplicate
+			e.expect(e.send(e.follow("420", fin, card, 1_000, nil)), cardhost.Approved)
+			e.expect(e.send(e.follow("420", fin, card, 1_000, nil)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 0)
+			e.expectBalance(e.prog.PartnerAccountID, credit.Balance, credit.Held)
+			auth, resp := e.auth(card, 700, refund)
+			e.expect(resp, cardhost.Approved)
+			clearing := e.follow("220", auth, card, 700, refund)
+			e.expect(e.send(clearing), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_700, 0)
+			e.expect(e.send(e.follow("400", clearing, card, 700, nil)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 10_000, 0)
+			e.verify()
+		})
 		e.t = t
 	})
 }
