@@ -179,8 +179,9 @@ func (s *Server) logout(q *request) (int, any, error) {
 	return http.StatusNoContent, nil, nil
 }
 
-// errAdminExists is returned by CreateAdmin for a name already taken.
-var errAdminExists = errors.New("admin name already taken")
+// ErrAdminExists is returned (wrapped) by CreateAdmin for a name already
+// taken.
+var ErrAdminExists = errors.New("admin name already taken")
 
 // CreateAdmin creates an admin user with a PBKDF2 password hash. createdBy
 // is the creating admin's id, 0 for the system (bootstrap, demo).
@@ -197,7 +198,7 @@ func (s *Server) CreateAdmin(ctx context.Context, name, password string, role Ro
 	err = s.pool.QueryRow(ctx, q, name, hash, string(role), createdBy).Scan(&id)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return 0, fmt.Errorf("create admin %q: %w", name, errAdminExists)
+		return 0, fmt.Errorf("create admin %q: %w", name, ErrAdminExists)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("create admin %q: %w", name, err)
@@ -227,7 +228,7 @@ func (s *Server) createAdmin(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	id, err := s.CreateAdmin(q.Context(), in.Name, in.Password, in.Role, q.principal.AdminID)
-	if errors.Is(err, errAdminExists) {
+	if errors.Is(err, ErrAdminExists) {
 		return 0, nil, errorf(http.StatusConflict, CodeConflict, "an admin with this name exists")
 	}
 	if err != nil {

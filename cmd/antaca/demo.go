@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -107,7 +106,7 @@ func ensureFullDemo(ctx context.Context, host *cardhost.Host, srv *api.Server, f
 	if err != nil {
 		return Demo{}, fmt.Errorf("demo certificates: %w", err)
 	}
-	if _, err := srv.CreateAdmin(ctx, demoAdmin, demoAdminPassword, api.RoleAdmin, 0); err != nil && !strings.Contains(err.Error(), "exists") {
+	if _, err := srv.CreateAdmin(ctx, demoAdmin, demoAdminPassword, api.RoleAdmin, 0); err != nil && !errors.Is(err, api.ErrAdminExists) {
 		return Demo{}, fmt.Errorf("demo admin: %w", err)
 	}
 	d.ISO2003Addr, d.ISO87Addr = hostPort(f.iso2003), hostPort(f.iso87)
