@@ -322,7 +322,6 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	var (
 		card *Card
 		prog *Program
-		d    Decision
 	)
 	if cardID != 0 {
 		c, err := h.Card(ctx, cardID)
@@ -335,7 +334,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		}
 		card, prog = &c, &p
 	}
-	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+	return h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
 		if holdID == 0 && found && orig.proc == ProcRefund && (orig.class == ClassFinancial || orig.class == ClassCompletion) && prog != nil {
 			// A credited refund reversed: its credit is taken back, above
 			// DE95 when present.
@@ -351,7 +350,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 			case errors.Is(err, ledger.ErrNotFound):
 				detail = "no credit"
 			case err != nil:
-				return err
+				return Decision{}, err
 			case n > 0:
 				detail = "credit taken back " + strconv.FormatInt(n, 10)
 			default:
@@ -367,7 +366,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 			if r.ReplacementAmount != nil {
 				var held int64
 				if remaining, held, err = replacementInHold(ctx, tx, origID, holdID, *r.ReplacementAmount); err != nil {
-					return err
+					return Decision{}, err
 				}
 				// Nothing to give back: the open hold is at or below what
 				// the acquirer says was spent.
@@ -387,7 +386,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 				case errors.Is(err, ledger.ErrHoldNotCaptured):
 					detail = "hold already resolved"
 				case err != nil:
-					return err
+					return Decision{}, err
 				case n > 0:
 					detail = "refunded " + strconv.FormatInt(n, 10)
 				default:
@@ -396,7 +395,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 			case errors.Is(err, ledger.ErrHoldResolved):
 				detail = "hold already resolved"
 			case err != nil:
-				return err
+				return Decision{}, err
 			default:
 				detail = "released to " + strconv.FormatInt(remaining, 10)
 			}
@@ -404,27 +403,14 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		// The approval code is journaled so that a duplicate answers with
 		// the same DE38; DE54 when the card is known.
 		j := journal{req: r, cardID: cardID, panEnc: enc, holdID: holdID, originalID: origID, detail: detail}
-		var err error
 		if card != nil {
-			d, err = h.journalApproval(ctx, tx, card, prog, j)
-		} else {
-			d = Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}
-			j.reason, j.approval = Approved, d.ApprovalCode
-			_, err = writeJournal(ctx, tx, j)
+			return h.journalApproval(ctx, tx, card, prog, j)
 		}
-		if err != nil {
-			return err
-		}
-		return beforeCommit(ctx)
-	})
-	if errors.Is(err, errDuplicate) {
-		d, _, err := h.stored(ctx, r)
+		d := Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}
+		j.reason, j.approval = Approved, d.ApprovalCode
+		_, err := writeJournal(ctx, tx, j)
 		return d, err
-	}
-	if err != nil {
-		return Decision{}, fmt.Errorf("reverse stan %s: %w", r.STAN, err)
-	}
-	return d, nil
+	})
 }
 
 // clearRefund credits a refund's clearing (x220, processing code 20) to the
@@ -464,35 +450,21 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 	if found {
 		creditRef = orig.creditRef()
 	}
-	var d Decision
-	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+	return h.answerTx(ctx, r, "refund", func(tx pgx.Tx) (Decision, error) {
 		detail := "refund credited " + strconv.FormatInt(spec.Amount, 10)
 		if _, err := h.ledger.CreditTx(ctx, tx, spec.UserAccountID, spec.PartnerAccountID, spec.Currency, spec.Amount, creditRef); err != nil {
 			switch {
 			case !errors.Is(err, ledger.ErrDuplicateRef):
-				return err
+				return Decision{}, err
 			case !found:
-				return errDuplicate // a repeat: answered as the first was
+				return Decision{}, errDuplicate // a repeat: answered as the first was
 			}
 			// Another message cleared this refund already (an x200, an
 			// earlier x220): approved, and nothing more is credited.
 			detail = "refund credited before"
 		}
-		var err error
-		d, err = h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id, detail: detail})
-		if err != nil {
-			return err
-		}
-		return beforeCommit(ctx)
+		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id, detail: detail})
 	})
-	if errors.Is(err, errDuplicate) {
-		d, _, err := h.stored(ctx, r)
-		return d, err
-	}
-	if err != nil {
-		return Decision{}, fmt.Errorf("refund stan %s: %w", r.STAN, err)
-	}
-	return d, nil
 }
 
 // keepInCredit converts a partial reversal's DE95 of a refund in another
@@ -571,18 +543,27 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	var d Decision
-	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+	return h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
 		detail := "captured " + strconv.FormatInt(final, 10)
 		_, err := h.ledger.CaptureTx(ctx, tx, holdID, final, fx, "capture:"+journalRef(r))
 		if errors.Is(err, ledger.ErrHoldResolved) {
 			detail = "hold already resolved"
 		} else if err != nil {
-			return err
+			return Decision{}, err
 		}
-		d, err = h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
+		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
 			holdID: holdID, originalID: origID, detail: detail})
-		if err != nil {
+	})
+}
+
+// answerTx runs write, which journals the request's answer, in one
+// transaction committed only within the decision's budget, and returns the
+// answer; a request journaled before (a duplicate) gets the stored one.
+func (h *Host) answerTx(ctx context.Context, r *AuthRequest, what string, write func(tx pgx.Tx) (Decision, error)) (Decision, error) {
+	var d Decision
+	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+		var err error
+		if d, err = write(tx); err != nil {
 			return err
 		}
 		return beforeCommit(ctx)
@@ -592,7 +573,7 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 		return d, err
 	}
 	if err != nil {
-		return Decision{}, fmt.Errorf("complete stan %s: %w", r.STAN, err)
+		return Decision{}, fmt.Errorf("%s stan %s: %w", what, r.STAN, err)
 	}
 	return d, nil
 }
