@@ -245,7 +245,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 				card := *c // a request's own: its decision may change it
 				w.auth.card = &card
 			}
-			h.decideInBatch(ctx, tx, w)
+			h.decideInBatch(ctx, tx, hb, w)
 			if w.auth.stored != nil || w.auth.remote != nil || w.err != nil {
 				continue
 			}
@@ -371,7 +371,7 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 // decideInBatch applies DESIGN.md section 5 to an authorisation whose card
 // the batch looked up (nil: unknown PAN), leaving it a journal row, a hold
 // spec, an inquiry, a stored answer, or a remote partner to ask.
-func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, w *writeReq) {
+func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatch, w *writeReq) {
 	r, card := w.j.req, w.auth.card
 	if w.auth.stored != nil {
 		w.decision = *w.auth.stored
@@ -416,6 +416,11 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, w *writeReq) {
 		w.inquiry = h.fundsAccount(card, &prog)
 		if out.CreditAmount > 0 {
 			w.credit = h.holdSpec(card, &prog, r, out.CreditAmount)
+			if creditClosed(hb, w.credit) {
+				// The money would be stuck on a balance nobody can use.
+				w.inquiry, w.credit = 0, nil
+				w.decision, w.j.reason, w.j.detail = Decision{Reason: NotPermitted}, NotPermitted, "refund to a closed balance"
+			}
 		}
 		return
 	}
@@ -427,6 +432,17 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, w *writeReq) {
 	}
 	w.spec = h.holdSpec(card, &prog, r, out.HoldAmount)
 	w.capture = r.Class == ClassFinancial
+}
+
+// creditClosed reports whether a refund's credit would land on a closed
+// account (as the batch read it).
+func creditClosed(hb *ledger.HoldBatch, c *ledger.HoldSpec) bool {
+	for _, id := range []int64{c.UserAccountID, c.PartnerAccountID} {
+		if st, ok := hb.State(id); ok && st == ledger.StateClosed {
+			return true
+		}
+	}
+	return false
 }
 
 // holdSpec is the hold of an approved authorisation: on the program's

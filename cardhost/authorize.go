@@ -442,6 +442,19 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		return h.decline(ctx, journal{req: r, cardID: card.ID}, NotPermitted, "refund in a currency the program does not hold, or of nothing", nil)
 	}
 	spec := h.holdSpec(&card, &prog, r, out.HoldAmount)
+	for _, id := range []int64{spec.UserAccountID, spec.PartnerAccountID} {
+		if id == 0 {
+			continue
+		}
+		acc, err := h.ledger.Account(ctx, id)
+		if err != nil {
+			return Decision{}, err
+		}
+		if acc.State == ledger.StateClosed {
+			// The money would be stuck on a balance nobody can use.
+			return h.decline(ctx, journal{req: r, cardID: card.ID}, NotPermitted, "refund to a closed balance", nil)
+		}
+	}
 	enc, err := h.encryptedPAN(r.PAN)
 	if err != nil {
 		return Decision{}, err

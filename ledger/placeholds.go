@@ -204,6 +204,16 @@ func (b *HoldBatch) Available(id int64) (available int64, ok bool) {
 	return a.available(), true
 }
 
+// State returns the state (StateActive, StateBlocked, StateClosed) of an
+// account the batch read; ok is false for an account it did not.
+func (b *HoldBatch) State(id int64) (state string, ok bool) {
+	a := b.acc[id]
+	if a == nil {
+		return "", false
+	}
+	return a.state, true
+}
+
 // Decide decides every spec in order, after QueueLock's statements ran,
 // each independently: a decline of one does not affect the others, and
 // later specs see the holds of earlier ones. A ref placed before (known

@@ -138,6 +138,7 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, cap
 // usage, the reverse of what a purchase's capture does. Without a user
 // account (the partner keeps user balances) settlement pays the partner
 // account. ref, when not empty, is unique among credits (ErrDuplicateRef).
+// A closed account is ErrAccountNotActive: it could never use the money.
 func (l *Ledger) CreditTx(ctx context.Context, tx pgx.Tx, userAccountID, partnerAccountID int64, currency string, amount int64, ref string) (Posting, error) {
 	if amount <= 0 {
 		return Posting{}, fmt.Errorf("credit %d: %w", amount, ErrInvalidAmount)
@@ -176,6 +177,9 @@ func (l *Ledger) CreditTx(ctx context.Context, tx pgx.Tx, userAccountID, partner
 				return fmt.Errorf("account %d: %w", id, ErrNotFound)
 			case a.Currency != currency:
 				return fmt.Errorf("account %d: %w", id, ErrCurrencyMismatch)
+			case a.State == StateClosed:
+				// A closed account keeps nothing: the money would be stuck.
+				return fmt.Errorf("account %d is closed: %w", id, ErrAccountNotActive)
 			}
 			d := deltas[id]
 			d[0] += amounts[i]

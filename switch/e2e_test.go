@@ -541,6 +541,19 @@ func TestE2ERefund(t *testing.T) {
 			e.expectBalance(card.AccountID, 10_250, 0)
 			e.verify()
 		})
+		t.Run("to a closed balance", func(t *testing.T) {
+			e.t = t
+			// A closed balance keeps nothing: the refund is refused
+			// (1019/57), not credited where nobody can use it.
+			card := e.virtualCard(e.prog, 0)
+			if err := e.led.SetState(e.ctx, card.AccountID, ledger.StateClosed); err != nil {
+				t.Fatal(err)
+			}
+			e.expect(e.send(e.msg("200", card, 300, refund)), cardhost.NotPermitted)
+			e.expect(e.send(e.msg("220", card, 300, refund)), cardhost.NotPermitted)
+			e.expectBalance(card.AccountID, 0, 0)
+			e.verify()
+		})
 		t.Run("cleared twice", func(t *testing.T) {
 			e.t = t
 			// One refund, several messages: credited once.
