@@ -2,6 +2,9 @@ package ledger_test
 
 import (
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -182,4 +185,54 @@ func TestCreditAndUncredit(t *testing.T) {
 	if !found {
 		t.Fatalf("verify after doubling an uncredit: %v, want credit_uncredits among them", vs)
 	}
+}
+
+// TestRefundsAtOnce: eight reversals of one capture at once (repeats,
+// reversal advices) give it back once in total, and each credit is taken
+// back once: no money is made.
+func TestRefundsAtOnce(t *testing.T) {
+	e := newEnv(t, 0)
+	p := e.partner("")
+	credit := e.credit(p, "EUR", 10_000, nil)
+	u := e.user(p, "EUR", 5_000)
+	h, err := e.l.PlaceHold(e.ctx, ledger.HoldSpec{UserAccountID: u.ID, PartnerAccountID: credit.ID, Currency: "EUR", Amount: 1_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.l.Capture(e.ctx, h.ID, 1_000, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
+		_, err := e.l.CreditTx(e.ctx, tx, u.ID, credit.ID, "EUR", 300, "c")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.want(u.ID, 4_300, 0)
+	var wg sync.WaitGroup
+	var refunded, uncredited atomic.Int64
+	for i := range 8 {
+		wg.Go(func() {
+			err := pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
+				n, err := e.l.RefundCaptureTx(e.ctx, tx, h.ID, "", 0, fmt.Sprintf("r%d", i))
+				if err != nil {
+					return err
+				}
+				m, err := e.l.UncreditTx(e.ctx, tx, "c", 0, fmt.Sprintf("u%d", i))
+				refunded.Add(n)
+				uncredited.Add(m)
+				return err
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if refunded.Load() != 1_000 || uncredited.Load() != 300 {
+		t.Fatalf("refunded %d, uncredited %d; want 1000 and 300", refunded.Load(), uncredited.Load())
+	}
+	e.want(u.ID, 5_000, 0)
+	e.want(credit.ID, 10_000, 0)
+	e.clean()
 }

@@ -554,6 +554,21 @@ func TestE2ERefund(t *testing.T) {
 			e.expectBalance(card.AccountID, 0, 0)
 			e.verify()
 		})
+		t.Run("partner deposit", func(t *testing.T) {
+			e.t = t
+			// The partner keeps its users' balances: the refund goes to its
+			// deposit, from settlement.
+			deposit := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit}, 40_000)
+			uid, acc := e.user(deposit, 0)
+			card := e.virtualCardOn(e.host, uid, acc)
+			fin := e.msg("200", card, 900, refund)
+			e.expect(e.send(fin), cardhost.Approved)
+			e.expectBalance(deposit.PartnerAccountID, 40_900, 0)
+			e.expectBalance(card.AccountID, 0, 0)
+			e.expect(e.send(e.follow("400", fin, card, 900, nil)), cardhost.Approved)
+			e.expectBalance(deposit.PartnerAccountID, 40_000, 0)
+			e.verify()
+		})
 		t.Run("cleared twice", func(t *testing.T) {
 			e.t = t
 			// One refund, several messages: credited once.
