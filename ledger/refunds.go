@@ -83,9 +83,17 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, cap
 	// a whole capture negate each leg exactly); the remainder of the
 	// rounding goes on the partner (FX) balance, else on settlement, and
 	// those remainders too add up to nothing over a whole capture.
+	// Shares are rounded to the nearest unit, halves away from zero, so a
+	// cardholder's share is never shorted by truncation.
 	share := func(leg, of int64) int64 {
 		v := new(big.Int).Mul(big.NewInt(leg), big.NewInt(of))
-		return v.Quo(v, big.NewInt(*captured)).Int64()
+		v.Mul(v, big.NewInt(2))
+		half := big.NewInt(*captured)
+		if v.Sign() < 0 {
+			half.Neg(half)
+		}
+		v.Add(v, half)
+		return v.Quo(v, big.NewInt(2**captured)).Int64()
 	}
 	var sum int64
 	rest := -1

@@ -91,8 +91,8 @@ func TestRefundCapture(t *testing.T) {
 	if n, err := refund(fxHold.ID, 350, "r4"); err != nil || n != 700 {
 		t.Fatalf("partial FX refund: %d %v, want 700", n, err)
 	}
-	e.want(u.ID, 4_666, 0) // 1,000 × 700/1,050, rounded down
-	e.want(fx.ID, -16, 0)  // the rounding remainder: +34
+	e.want(u.ID, 4_667, 0) // 1,000 × 700/1,050 = 666.7, rounded to 667
+	e.want(fx.ID, -17, 0)  // 50 × 700/1,050 = 33.3, rounded to 33
 	e.clean()
 	if n, err := refund(fxHold.ID, 0, "r5"); err != nil || n != 350 {
 		t.Fatalf("FX refund of the rest: %d %v, want 350", n, err)
