@@ -335,70 +335,15 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		card, prog = &c, &p
 	}
 	return h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
-		if holdID == 0 && found && orig.proc == ProcRefund && (orig.class == ClassFinancial || orig.class == ClassCompletion) && prog != nil {
-			// A credited refund reversed: its credit is taken back, above
-			// DE95 when present.
-			var keep int64
-			if r.ReplacementAmount != nil {
-				keep = *r.ReplacementAmount
-				if orig.currency != "" && orig.currency != prog.CurrencyNumeric && orig.amount > 0 {
-					keep = keepInCredit(ctx, tx, orig, keep)
-				}
-			}
-			n, err := h.ledger.UncreditTx(ctx, tx, orig.creditRef(), keep, "uncredit:"+journalRef(r))
-			switch {
-			case errors.Is(err, ledger.ErrNotFound):
-				detail = "no credit"
-			case err != nil:
-				return Decision{}, err
-			case n > 0:
-				detail = "credit taken back " + strconv.FormatInt(n, 10)
-			default:
-				detail = "nothing left to take back"
-			}
+		var err error
+		switch {
+		case holdID != 0:
+			detail, err = h.undoHold(ctx, tx, r, orig)
+		case found && orig.proc == ProcRefund && (orig.class == ClassFinancial || orig.class == ClassCompletion) && prog != nil:
+			detail, err = h.takeBackCredit(ctx, tx, r, orig, prog)
 		}
-		if holdID != 0 {
-			var (
-				remaining int64
-				keep      bool
-				err       error
-			)
-			if r.ReplacementAmount != nil {
-				var held int64
-				if remaining, held, err = replacementInHold(ctx, tx, origID, holdID, *r.ReplacementAmount); err != nil {
-					return Decision{}, err
-				}
-				// Nothing to give back: the open hold is at or below what
-				// the acquirer says was spent.
-				keep = held >= 0 && remaining >= held
-			}
-			if !keep {
-				_, err = h.ledger.ReleaseTx(ctx, tx, holdID, remaining)
-			}
-			switch {
-			case keep:
-				detail = "replacement amount not below the hold: nothing released"
-			case errors.Is(err, ledger.ErrHoldResolved) && (orig.class == ClassFinancial || orig.class == ClassCompletion):
-				// The original captured its hold itself: what it took is
-				// given back, above DE95 when present.
-				n, err := h.ledger.RefundCaptureTx(ctx, tx, holdID, "capture:"+orig.ref, remaining, "refund:"+journalRef(r))
-				switch {
-				case errors.Is(err, ledger.ErrHoldNotCaptured):
-					detail = "hold already resolved"
-				case err != nil:
-					return Decision{}, err
-				case n > 0:
-					detail = "refunded " + strconv.FormatInt(n, 10)
-				default:
-					detail = "nothing left to refund"
-				}
-			case errors.Is(err, ledger.ErrHoldResolved):
-				detail = "hold already resolved"
-			case err != nil:
-				return Decision{}, err
-			default:
-				detail = "released to " + strconv.FormatInt(remaining, 10)
-			}
+		if err != nil {
+			return Decision{}, err
 		}
 		// The approval code is journaled so that a duplicate answers with
 		// the same DE38; DE54 when the card is known.
@@ -408,9 +353,70 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		}
 		d := Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}
 		j.reason, j.approval = Approved, d.ApprovalCode
-		_, err := writeJournal(ctx, tx, j)
+		_, err = writeJournal(ctx, tx, j)
 		return d, err
 	})
+}
+
+// undoHold answers a reversal for the original's hold: released down to
+// DE95 (entirely without it), or, when the original captured the hold
+// itself (an x200, a completion), its capture refunded above DE95. It
+// returns the journal detail.
+func (h *Host) undoHold(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow) (string, error) {
+	var remaining int64
+	if r.ReplacementAmount != nil {
+		var held int64
+		var err error
+		if remaining, held, err = replacementInHold(ctx, tx, orig.id, orig.holdID, *r.ReplacementAmount); err != nil {
+			return "", err
+		}
+		if held >= 0 && remaining >= held {
+			// The open hold is at or below what the acquirer says was spent.
+			return "replacement amount not below the hold: nothing released", nil
+		}
+	}
+	_, err := h.ledger.ReleaseTx(ctx, tx, orig.holdID, remaining)
+	switch {
+	case err == nil:
+		return "released to " + strconv.FormatInt(remaining, 10), nil
+	case !errors.Is(err, ledger.ErrHoldResolved):
+		return "", err
+	case orig.class != ClassFinancial && orig.class != ClassCompletion:
+		return "hold already resolved", nil
+	}
+	n, err := h.ledger.RefundCaptureTx(ctx, tx, orig.holdID, "capture:"+orig.ref, remaining, "refund:"+journalRef(r))
+	switch {
+	case errors.Is(err, ledger.ErrHoldNotCaptured):
+		return "hold already resolved", nil
+	case err != nil:
+		return "", err
+	case n > 0:
+		return "refunded " + strconv.FormatInt(n, 10), nil
+	}
+	return "nothing left to refund", nil
+}
+
+// takeBackCredit answers a reversal of a credited refund (an x200 or an
+// x220 of processing code 20): its credit taken back above DE95. It
+// returns the journal detail.
+func (h *Host) takeBackCredit(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow, prog *Program) (string, error) {
+	var keep int64
+	if r.ReplacementAmount != nil {
+		keep = *r.ReplacementAmount
+		if orig.currency != "" && orig.currency != prog.CurrencyNumeric && orig.amount > 0 {
+			keep = keepInCredit(ctx, tx, orig, keep)
+		}
+	}
+	n, err := h.ledger.UncreditTx(ctx, tx, orig.creditRef(), keep, "uncredit:"+journalRef(r))
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		return "no credit", nil
+	case err != nil:
+		return "", err
+	case n > 0:
+		return "credit taken back " + strconv.FormatInt(n, 10), nil
+	}
+	return "nothing left to take back", nil
 }
 
 // clearRefund credits a refund's clearing (x220, processing code 20) to the

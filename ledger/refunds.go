@@ -61,21 +61,8 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, cap
 	if amount <= 0 {
 		return 0, nil
 	}
-	rows, err := tx.Query(ctx, `SELECT e.account_id, e.amount, a.kind FROM entries e JOIN accounts a ON a.id = e.account_id
-		WHERE e.posting_id = $1 ORDER BY e.id`, *postedID)
+	legs, err := postingLegs(ctx, tx, *postedID)
 	if err != nil {
-		return 0, err
-	}
-	type leg struct {
-		account, amount int64
-		kind            string
-	}
-	var legs []leg
-	var g leg
-	if _, err := pgx.ForEachRow(rows, []any{&g.account, &g.amount, &g.kind}, func() error {
-		legs = append(legs, g)
-		return nil
-	}); err != nil {
 		return 0, err
 	}
 	// Each leg gives back its share of what has been refunded after this
@@ -110,28 +97,11 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, cap
 		}
 		legs[rest].amount -= sum
 	}
-	accounts := make([]int64, 0, len(legs))
-	amounts := make([]int64, 0, len(legs))
-	deltas := map[int64][2]int64{}
-	for _, g := range legs {
-		if g.amount != 0 {
-			accounts, amounts = append(accounts, g.account), append(amounts, g.amount)
-			d := deltas[g.account]
-			d[0] += g.amount
-			deltas[g.account] = d
-		}
-	}
-	if _, err := lockAccounts(ctx, tx, accounts...); err != nil {
-		return 0, err
-	}
-	p, err := insertPosting(ctx, tx, "refund", ref, 0, currency, accounts, amounts)
+	p, err := postLegs(ctx, tx, "refund", ref, currency, legs, nil)
 	if err != nil {
 		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE postings SET refunds_hold = $2 WHERE id = $1`, p.ID, holdID); err != nil {
-		return 0, err
-	}
-	if err := moveHeld(ctx, tx, deltas); err != nil {
 		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE holds SET refunded = refunded + $2 WHERE id = $1`, holdID, amount); err != nil {
@@ -159,44 +129,32 @@ func (l *Ledger) CreditTx(ctx context.Context, tx pgx.Tx, userAccountID, partner
 	if err != nil {
 		return Posting{}, dbErr("credit", err)
 	}
-	var accounts, amounts []int64
+	var legs []leg
 	switch {
 	case userAccountID > 0:
-		accounts, amounts = []int64{userAccountID, settle}, []int64{amount, -amount}
+		legs = []leg{{account: userAccountID, amount: amount}, {account: settle, amount: -amount}}
 		if partnerAccountID > 0 {
-			accounts, amounts = append(accounts, partnerAccountID, usage), append(amounts, amount, -amount)
+			legs = append(legs, leg{account: partnerAccountID, amount: amount}, leg{account: usage, amount: -amount})
 		}
 	case partnerAccountID > 0:
-		accounts, amounts = []int64{partnerAccountID, settle}, []int64{amount, -amount}
+		legs = []leg{{account: partnerAccountID, amount: amount}, {account: settle, amount: -amount}}
 	default:
 		return Posting{}, fmt.Errorf("credit: no account: %w", ErrInvalid)
 	}
 	var p Posting
 	err = pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
-		locked, err := lockAccounts(ctx, tx, accounts...)
-		if err != nil {
-			return err
-		}
-		deltas := map[int64][2]int64{}
-		for i, id := range accounts {
-			a, ok := locked[id]
+		var err error
+		p, err = postLegs(ctx, tx, "credit", ref, currency, legs, func(a Account) error {
 			switch {
-			case !ok:
-				return fmt.Errorf("account %d: %w", id, ErrNotFound)
 			case a.Currency != currency:
-				return fmt.Errorf("account %d: %w", id, ErrCurrencyMismatch)
+				return fmt.Errorf("account %d: %w", a.ID, ErrCurrencyMismatch)
 			case a.State == StateClosed:
 				// A closed account keeps nothing: the money would be stuck.
-				return fmt.Errorf("account %d is closed: %w", id, ErrAccountNotActive)
+				return fmt.Errorf("account %d is closed: %w", a.ID, ErrAccountNotActive)
 			}
-			d := deltas[id]
-			d[0] += amounts[i]
-			deltas[id] = d
-		}
-		if p, err = insertPosting(ctx, tx, "credit", ref, 0, currency, accounts, amounts); err != nil {
-			return err
-		}
-		return moveHeld(ctx, tx, deltas)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return Posting{}, dbErr("credit", err)
@@ -220,26 +178,15 @@ func (l *Ledger) UncreditTx(ctx context.Context, tx pgx.Tx, creditRef string, ke
 		if err := tx.QueryRow(ctx, `SELECT id FROM postings WHERE kind = 'credit' AND ref = $1 FOR UPDATE`, creditRef).Scan(&creditID); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT e.account_id, e.amount, e.currency, a.kind FROM entries e JOIN accounts a ON a.id = e.account_id
-			WHERE e.posting_id = $1 ORDER BY e.id`, creditID)
+		legs, err := postingLegs(ctx, tx, creditID)
 		if err != nil {
 			return err
 		}
-		type leg struct {
-			account, amount int64
-			currency, kind  string
-		}
-		var legs []leg
-		var g leg
 		var credited int64
-		if _, err := pgx.ForEachRow(rows, []any{&g.account, &g.amount, &g.currency, &g.kind}, func() error {
-			legs = append(legs, g)
+		for _, g := range legs {
 			if g.kind == KindSettlement {
 				credited = -g.amount
 			}
-			return nil
-		}); err != nil {
-			return err
 		}
 		var before int64
 		if err := tx.QueryRow(ctx, `SELECT coalesce(sum(e.amount), 0) FROM postings p JOIN entries e ON e.posting_id = p.id
@@ -254,30 +201,78 @@ func (l *Ledger) UncreditTx(ctx context.Context, tx pgx.Tx, creditRef string, ke
 			return nil
 		}
 		// Every leg of a credit is ±credited: each takes back ∓back.
-		accounts := make([]int64, 0, len(legs))
-		amounts := make([]int64, 0, len(legs))
-		deltas := map[int64][2]int64{}
-		for _, g := range legs {
-			v := -g.amount / credited * back
-			accounts, amounts = append(accounts, g.account), append(amounts, v)
-			d := deltas[g.account]
-			d[0] += v
-			deltas[g.account] = d
+		for i := range legs {
+			legs[i].amount = -legs[i].amount / credited * back
 		}
-		if _, err := lockAccounts(ctx, tx, accounts...); err != nil {
-			return err
-		}
-		p, err := insertPosting(ctx, tx, "uncredit", ref, 0, legs[0].currency, accounts, amounts)
+		p, err := postLegs(ctx, tx, "uncredit", ref, legs[0].currency, legs, nil)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE postings SET reverses = $2 WHERE id = $1`, p.ID, creditID); err != nil {
-			return err
-		}
-		return moveHeld(ctx, tx, deltas)
+		_, err = tx.Exec(ctx, `UPDATE postings SET reverses = $2 WHERE id = $1`, p.ID, creditID)
+		return err
 	})
 	if err != nil {
 		return 0, dbErr("uncredit "+creditRef, err)
 	}
 	return back, nil
+}
+
+// leg is one entry of a posting: read (with its currency and its account's
+// kind) or to be written.
+type leg struct {
+	account, amount int64
+	currency, kind  string
+}
+
+// postingLegs reads the entries of a posting, in order.
+func postingLegs(ctx context.Context, tx pgx.Tx, postingID int64) ([]leg, error) {
+	rows, err := tx.Query(ctx, `SELECT e.account_id, e.amount, e.currency, a.kind FROM entries e JOIN accounts a ON a.id = e.account_id
+		WHERE e.posting_id = $1 ORDER BY e.id`, postingID)
+	if err != nil {
+		return nil, err
+	}
+	var legs []leg
+	var g leg
+	_, err = pgx.ForEachRow(rows, []any{&g.account, &g.amount, &g.currency, &g.kind}, func() error {
+		legs = append(legs, g)
+		return nil
+	})
+	return legs, err
+}
+
+// postLegs writes a posting of kind on legs (zero amounts left out): it
+// locks their accounts (in the global order), lets check refuse one, inserts
+// the posting and moves the balances.
+func postLegs(ctx context.Context, tx pgx.Tx, kind, ref, currency string, legs []leg, check func(Account) error) (Posting, error) {
+	accounts := make([]int64, 0, len(legs))
+	amounts := make([]int64, 0, len(legs))
+	deltas := map[int64][2]int64{}
+	for _, g := range legs {
+		if g.amount != 0 {
+			accounts, amounts = append(accounts, g.account), append(amounts, g.amount)
+			d := deltas[g.account]
+			d[0] += g.amount
+			deltas[g.account] = d
+		}
+	}
+	locked, err := lockAccounts(ctx, tx, accounts...)
+	if err != nil {
+		return Posting{}, err
+	}
+	for _, id := range accounts {
+		a, ok := locked[id]
+		if !ok {
+			return Posting{}, fmt.Errorf("account %d: %w", id, ErrNotFound)
+		}
+		if check != nil {
+			if err := check(a); err != nil {
+				return Posting{}, err
+			}
+		}
+	}
+	p, err := insertPosting(ctx, tx, kind, ref, 0, currency, accounts, amounts)
+	if err != nil {
+		return Posting{}, err
+	}
+	return p, moveHeld(ctx, tx, deltas)
 }
