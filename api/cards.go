@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -61,7 +59,6 @@ func (s *Server) registerCardRoutes() {
 		{"POST", "/balances", s.createBalance},
 		{"GET", "/balances", s.listBalances},
 		{"GET", "/balances/{balanceId}", s.getBalance},
-		{"POST", "/balances/{balanceId}/reload", s.reloadBalance},
 		{"GET", "/balances/{balanceId}/transactions", s.balanceTransactions},
 		{"GET", "/balances/{balanceId}/cards", s.balanceCards},
 	} {
@@ -69,6 +66,10 @@ func (s *Server) registerCardRoutes() {
 		sec(b.method, b.path, opt, b.h)
 		adm(b.method, "/customers/{customerId}"+b.path, rolesAll, opt, b.h)
 	}
+	// Reloads: DESIGN section 6, reloads.go. The customer channel has none.
+	cust("POST", "/balances/{balanceId}/reload", opt, s.refuseCustomerReload)
+	sec("POST", "/balances/{balanceId}/reload", opt, s.reloadBalance)
+	adm("POST", "/customers/{customerId}/balances/{balanceId}/reload", rolesAdmin, opt, s.reloadBalance)
 
 	// Card creation.
 	cust("POST", "/cards/virtual", req, s.createVirtual)
@@ -408,50 +409,12 @@ func (s *Server) getBalance(q *request) (int, any, error) {
 	return http.StatusOK, v, nil
 }
 
-type reloadInput struct {
-	Amount    amountText `json:"amount"`
-	Reference string     `json:"reference"`
-}
-
-// reload credits a balance. The posting's reference is the caller's scope
-// and its reference (or a random one), so the ledger records who reloaded
-// and a repeated reference moves no money twice.
-func (s *Server) reload(q *request, accountID int64, currency string) (int64, error) {
-	var in reloadInput
-	if err := q.decode(&in); err != nil {
-		return 0, err
-	}
-	if in.Reference != "" {
-		if err := checkText("reference", in.Reference, 1, 64); err != nil {
-			return 0, err
-		}
-	} else {
-		var b [12]byte
-		rand.Read(b[:])
-		in.Reference = hex.EncodeToString(b[:])
-	}
-	exp, err := s.exponent(q.Context(), currency)
-	if err != nil {
-		return 0, err
-	}
-	amount, err := parseAmount(in.Amount, exp)
-	if err != nil {
-		return 0, err
-	}
-	p, err := s.host.Reload(q.Context(), accountID, amount, q.principal.scope()+":"+in.Reference)
-	if err != nil {
-		return 0, err
-	}
-	s.log.Info("balance reloaded", "balance_id", accountID, "amount", amount, "currency", currency, "posting_id", p.ID, "by", q.principal.scope())
-	return p.ID, nil
-}
-
 func (s *Server) reloadBalance(q *request) (int, any, error) {
 	b, err := s.balance(q)
 	if err != nil {
 		return 0, nil, err
 	}
-	postingID, err := s.reload(q, b.Account.ID, b.Account.Currency)
+	status, out, err := s.reload(q, b.Account.ID, b.Account.Currency)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -463,7 +426,8 @@ func (s *Server) reloadBalance(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, map[string]any{"postingId": postingID, "balance": v}, nil
+	out["balance"] = v
+	return status, out, nil
 }
 
 func (s *Server) balanceTransactions(q *request) (int, any, error) {

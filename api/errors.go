@@ -40,6 +40,13 @@ const (
 	CodeBalanceExists     = "BALANCE_EXISTS"
 	CodeDuplicateRef      = "DUPLICATE_REFERENCE"
 
+	// Money in (DESIGN section 6).
+	CodeAmountTooLarge   = "AMOUNT_TOO_LARGE"   // 422: above the operation's bound
+	CodeLimitExceeded    = "LIMIT_EXCEEDED"     // 422: a balance would pass its bound
+	CodeReloadNotAllowed = "RELOAD_NOT_ALLOWED" // 403: the customer channel reloads nothing
+	CodeSameApprover     = "SAME_APPROVER"      // 403: four eyes need another Admin
+	CodeAlreadyDecided   = "ALREADY_DECIDED"    // 409: approval or exception decided already
+
 	CodeEncryptionRequired = "ENCRYPTION_REQUIRED"
 	CodeInvalidPublicKey   = "INVALID_PUBLIC_KEY"
 	CodeInvalidPayload     = "INVALID_PAYLOAD"
@@ -143,6 +150,10 @@ var hostErrors = []struct {
 	{ledger.ErrAccountNotActive, http.StatusConflict, CodeBalanceNotActive},
 	{ledger.ErrAccountExists, http.StatusConflict, CodeBalanceExists},
 	{ledger.ErrDuplicateRef, http.StatusConflict, CodeDuplicateRef},
+	{ledger.ErrAmountTooLarge, http.StatusUnprocessableEntity, CodeAmountTooLarge},
+	{ledger.ErrLimitExceeded, http.StatusUnprocessableEntity, CodeLimitExceeded},
+	{ledger.ErrSameApprover, http.StatusForbidden, CodeSameApprover},
+	{ledger.ErrDecided, http.StatusConflict, CodeAlreadyDecided},
 	{cardhost.ErrInvalidLockCode, http.StatusBadRequest, CodeValidation},
 	{cardhost.ErrInvalidInput, http.StatusBadRequest, CodeValidation},
 	{ledger.ErrInvalidAmount, http.StatusBadRequest, CodeValidation},
@@ -158,7 +169,7 @@ func hostError(err error) *Error {
 			switch m.status {
 			case http.StatusNotFound:
 				msg = "resource not found"
-			case http.StatusBadRequest:
+			case http.StatusBadRequest, http.StatusUnprocessableEntity:
 				msg = err.Error() // says which input; the card host never puts card data in errors
 			}
 			return &Error{Status: m.status, Code: m.code, Message: msg}

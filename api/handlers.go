@@ -46,6 +46,7 @@ func (s *Server) registerRoutes() {
 
 	// Customers, balances, cards, partners, programs (cards.go, partners.go).
 	s.registerCardRoutes()
+	s.registerMoneyRoutes()
 }
 
 func (s *Server) getPublicKey(q *request) (int, any, error) {

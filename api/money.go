@@ -61,7 +61,7 @@ func parseAmount(v amountText, exp int) (int64, error) {
 		return 0, errorf(http.StatusBadRequest, CodeValidation, "amount must be positive")
 	}
 	if m.GreaterThan(decimal.NewFromInt(math.MaxInt64)) {
-		return 0, errorf(http.StatusBadRequest, CodeValidation, "amount is too large")
+		return 0, errorf(http.StatusUnprocessableEntity, CodeAmountTooLarge, "amount is too large")
 	}
 	return m.IntPart(), nil
 }

@@ -247,7 +247,7 @@ func (s *Server) reloadPartnerBalance(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	postingID, err := s.reload(q, a.ID, a.Currency)
+	status, out, err := s.reload(q, a.ID, a.Currency)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -258,7 +258,8 @@ func (s *Server) reloadPartnerBalance(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, map[string]any{"postingId": postingID, "balance": v}, nil
+	out["balance"] = v
+	return status, out, nil
 }
 
 // setPartnerThreshold sets the low-level threshold below which the partner

@@ -256,8 +256,9 @@ func (s *Server) answer(status int, out any, err error, encrypt bool, key *rsa.P
 
 // metrics are the API's Prometheus collectors.
 type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	approvals *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -269,9 +270,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "antaca_api_request_seconds", Help: "API request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}, []string{"route"}),
+		approvals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_approvals_total", Help: "Four-eyes requests (Admin reloads, exception resolutions) by kind and the status they reached.",
+		}, []string{"kind", "status"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.approvals} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -50,7 +50,8 @@ type CardHost interface {
 	CreateBalance(ctx context.Context, userID int64, currency string) (ledger.Account, error)
 	Balances(ctx context.Context, userID int64) ([]cardhost.Balance, error)
 	UserBalance(ctx context.Context, userID, accountID int64) (cardhost.Balance, error)
-	Reload(ctx context.Context, accountID, amount int64, ref string) (ledger.Posting, error)
+	PartnerReload(ctx context.Context, partnerID, accountID, amount int64, reference string) (ledger.Posting, error)
+	AdminReload(ctx context.Context, accountID, amount int64, admin, reason, reference string) (ledger.Approval, error)
 	Transactions(ctx context.Context, accountID int64, limit int) ([]ledger.Entry, error)
 	CurrencyExponent(ctx context.Context, code string) (int, error)
 
@@ -84,6 +85,13 @@ type CardHost interface {
 	OpenPartnerBalance(ctx context.Context, partnerID int64, kind, currency string, programID int64, threshold *int64) (ledger.Account, error)
 	SetThreshold(ctx context.Context, accountID int64, threshold *int64) error
 	Summary(ctx context.Context) ([]ledger.CurrencySummary, error)
+
+	// Four-eyes approvals and the exceptions queue (reloads.go).
+	Approvals(ctx context.Context, status string) ([]ledger.Approval, error)
+	Approval(ctx context.Context, id int64) (ledger.Approval, error)
+	Decide(ctx context.Context, id int64, admin string, approve bool) (ledger.Approval, error)
+	Exceptions(ctx context.Context, state string) ([]ledger.Exception, error)
+	ResolveException(ctx context.Context, id int64, resolution, admin, reference string) (ledger.Exception, ledger.Approval, error)
 }
 
 // Config configures a Server. Zero fields take the defaults given.

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -90,63 +89,6 @@ func getPosting(ctx context.Context, q Querier, where string, args ...any) (Post
 		return nil
 	})
 	return p, err
-}
-
-// Reload credits amount (> 0) to a user, partner credit, partner deposit or
-// partner account from the funding account of its currency. It is
-// idempotent on ref: the same ref for the same account and amount returns
-// the first posting and moves nothing; the same ref for anything else is
-// ErrDuplicateRef. A closed account takes no reload.
-func (l *Ledger) Reload(ctx context.Context, accountID int64, amount int64, ref string) (Posting, error) {
-	op := fmt.Sprintf("reload account %d", accountID)
-	if amount <= 0 {
-		return Posting{}, fmt.Errorf("%s: amount %d: %w", op, amount, ErrInvalidAmount)
-	}
-	acc, err := l.Account(ctx, accountID)
-	if err != nil {
-		return Posting{}, fmt.Errorf("reload: %w", err)
-	}
-	switch acc.Kind {
-	case KindUser, KindPartnerCredit, KindPartnerDeposit, KindPartner:
-	default:
-		return Posting{}, fmt.Errorf("%s: kind %s: %w", op, acc.Kind, ErrInvalid)
-	}
-	funding, err := l.internalID(ctx, l.pool, KindFunding, acc.Currency)
-	if err != nil {
-		return Posting{}, err
-	}
-	var p Posting
-	err = pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		accs, err := lockAccounts(ctx, tx, accountID, funding)
-		if err != nil {
-			return err
-		}
-		if accs[accountID].State == StateClosed {
-			return fmt.Errorf("closed: %w", ErrAccountNotActive)
-		}
-		if ref != "" {
-			prev, err := getPosting(ctx, tx, `WHERE kind = 'reload' AND ref = $1`, ref)
-			if err == nil {
-				if len(prev.Entries) != 2 || !hasEntry(prev, accountID, amount) {
-					return fmt.Errorf("ref %q: %w", ref, ErrDuplicateRef)
-				}
-				p = prev
-				return nil
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		}
-		p, err = insertPosting(ctx, tx, "reload", ref, 0, acc.Currency, []int64{funding, accountID}, []int64{-amount, amount})
-		if err != nil {
-			return err
-		}
-		return moveHeld(ctx, tx, map[int64][2]int64{funding: {-amount, 0}, accountID: {amount, 0}})
-	})
-	if err != nil {
-		return Posting{}, dbErr(op, err)
-	}
-	return p, nil
 }
 
 func hasEntry(p Posting, accountID, amount int64) bool {
