@@ -257,9 +257,11 @@ func (l *Ledger) releaseBlindRefund(ctx context.Context, tx pgx.Tx, x lockedExce
 		return 0, fmt.Errorf("blind refund without a user balance: %w", ErrInvalid)
 	}
 	var partner int64
-	const sel = `SELECT coalesce(p.partner_account_id, 0) FROM accounts a JOIN users u ON u.id = a.user_id
-		JOIN programs p ON p.id = u.program_id WHERE a.id = $1`
-	if err := tx.QueryRow(ctx, sel, x.accountID).Scan(&partner); err != nil {
+	// The program's partner credit/deposit balance grows with the credit,
+	// as for any refund: the exception's program, else the user's.
+	const sel = `SELECT coalesce((SELECT p.partner_account_id FROM programs p WHERE p.id = coalesce(nullif($2, 0),
+		(SELECT u.program_id FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = $1))), 0)`
+	if err := tx.QueryRow(ctx, sel, x.accountID, x.programID).Scan(&partner); err != nil {
 		return 0, err
 	}
 	accs, err := lockAccounts(ctx, tx, x.accountID)

@@ -445,7 +445,13 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 	if err != nil {
 		return nil, err
 	}
-	if _, err := l.Reload(ctx, prog.PartnerAccountID, 1_000_000_000_000_00, "bench-partner-credit"); err != nil {
+	// The bench's partner credit carries every card's spending: its
+	// program takes the system-wide bounds instead of the defaults.
+	const bounds = `UPDATE programs SET max_partner_reload = $2, max_partner_balance = $3 WHERE id = $1`
+	if _, err := pool.Exec(ctx, bounds, prog.ID, ledger.MaxAmount, ledger.MaxBalance); err != nil {
+		return nil, fmt.Errorf("program bounds: %w", err)
+	}
+	if _, err := l.Reload(ctx, prog.PartnerAccountID, ledger.MaxAmount, "bench-partner-credit"); err != nil {
 		return nil, err
 	}
 	n := cfg.Cards
@@ -527,7 +533,8 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 			return fmt.Errorf("card events: %w", err)
 		}
 		const reloads = `WITH p AS (
-				INSERT INTO postings (kind, ref) SELECT 'reload', 'bench-' || a FROM unnest($1::bigint[]) a RETURNING id, ref)
+				INSERT INTO postings (kind, ref, source, actor, source_ref)
+				SELECT 'reload', 'bench-' || a, 'bootstrap', 'loadtest', 'bench-' || a FROM unnest($1::bigint[]) a RETURNING id, ref)
 			INSERT INTO entries (posting_id, account_id, currency, amount)
 			SELECT id, substr(ref, 7)::bigint, $2, $3::bigint FROM p
 			UNION ALL SELECT id, $4::bigint, $2, -$3::bigint FROM p`
