@@ -61,7 +61,7 @@ func TestAPIAbuse(t *testing.T) {
 
 	// One legitimate reload with an idempotency key: its replays below
 	// must not move money again.
-	e.expect(e.do(pa, "POST", reload, map[string]string{"amount": "100.00"}, map[string]string{headerIdempotency: "reload-1"}), 200, nil)
+	e.expect(e.do(pa, "POST", reload, map[string]string{"amount": "100.00", "reference": "r-1"}, map[string]string{headerIdempotency: "reload-1"}), 200, nil)
 
 	// A client certificate of another CA for partner A's identity.
 	otherCA, otherKey, err := NewCA("Evil CA", time.Now())
@@ -133,8 +133,8 @@ func TestAPIAbuse(t *testing.T) {
 		{"partner B reloads A's balance", do(pb, "POST", "/secure/customers/"+itoa(custB)+"/balances/"+itoa(balA)+"/reload", map[string]string{"amount": "1.00"}, nil), 404, CodeNotFound},
 		{"partner B locks A's card", do(pb, "POST", "/secure/customers/"+itoa(custB)+"/cards/"+itoa(card.ID)+"/lock", map[string]any{"reasonCode": 2}, nil), 404, CodeNotFound},
 		{"user B removes A's card", do(anon, "DELETE", meCard, nil, bearerHdr(tokB)), 404, CodeNotFound},
-		{"replayed idempotency key, other amount", do(pa, "POST", reload, map[string]string{"amount": "999.00"}, map[string]string{headerIdempotency: "reload-1"}), 422, CodeIdempotencyKeyReused},
-		{"replayed idempotency key, same body", do(pa, "POST", reload, map[string]string{"amount": "100.00"}, map[string]string{headerIdempotency: "reload-1"}), 200, ""},
+		{"replayed idempotency key, other amount", do(pa, "POST", reload, map[string]string{"amount": "999.00", "reference": "r-1"}, map[string]string{headerIdempotency: "reload-1"}), 422, CodeIdempotencyKeyReused},
+		{"replayed idempotency key, same body", do(pa, "POST", reload, map[string]string{"amount": "100.00", "reference": "r-1"}, map[string]string{headerIdempotency: "reload-1"}), 200, ""},
 		{"lock with reason code 9", do(pa, "POST", secA+"/cards/"+itoa(card.ID)+"/lock", map[string]any{"reasonCode": 9}, nil), 400, CodeValidation},
 		{"set PIN in plain JSON", do(anon, "POST", meCard+"/pin", pinBody, bearerHdr(tokA)), 400, CodeEncryptionRequired},
 		{"create card, JWE to another key", do(pa, "POST", secA+"/cards/virtual", envelope(encryptTo(t, &otherRSA.PublicKey, jose.RSA_OAEP_256, jose.A256GCM, cardBody, nil)), jh(nil)), 400, CodeCantDecryptPayload},

@@ -171,11 +171,12 @@ func TestPartnerJourney(t *testing.T) {
 	if rl.PostingID != first || rl.Balance.Balance != "12.34" {
 		t.Fatalf("repeated reference: posting %d balance %s, want %d and 12.34", rl.PostingID, rl.Balance.Balance, first)
 	}
-	e.expect(e.do(pc, "POST", balPath+"/reload", []byte(`{"amount": 1.5}`), nil), 200, &rl)
+	e.expect(e.do(pc, "POST", balPath+"/reload", []byte(`{"amount": 1.5, "reference": "wire-2"}`), nil), 200, &rl)
 	if rl.Balance.Balance != "13.84" || rl.Balance.Available != "13.84" {
 		t.Fatalf("after number reload: %+v, want 13.84", rl.Balance)
 	}
-	for _, bad := range []string{`{"amount":"1.234"}`, `{"amount":"-1"}`, `{"amount":"0"}`, `{"amount":"1e3"}`, `{"amount":"99999999999999999999"}`} {
+	for _, bad := range []string{`{"amount":"1.234","reference":"w"}`, `{"amount":"-1","reference":"w"}`, `{"amount":"0","reference":"w"}`,
+		`{"amount":"1e3","reference":"w"}`, `{"amount":"99999999999999999999","reference":"w"}`, `{"amount":"1.00"}`} {
 		e.expectCode(e.do(pc, "POST", balPath+"/reload", []byte(bad), nil), 400, CodeValidation)
 	}
 	e.expectCode(e.do(pc, "POST", balPath+"/reload", map[string]any{"amount": "5.00", "reference": "wire-1"}, nil), 409, CodeDuplicateRef)
@@ -539,7 +540,7 @@ func TestPartnerBalancesAdmin(t *testing.T) {
 		t.Fatalf("credit balance %+v", credit)
 	}
 	var rl struct{ Balance balanceView }
-	e.expect(e.do(e.client(nil), "POST", "/admin/partner-balances/"+itoa(credit.ID)+"/reload", map[string]any{"amount": "1000.50", "reference": "bank-1"}, bearerHdr(adminTok)), 200, &rl)
+	e.expect(e.do(e.client(nil), "POST", "/admin/partner-balances/"+itoa(credit.ID)+"/reload", map[string]any{"amount": "1000.50", "reference": "bank-1", "reason": "partner transfer"}, bearerHdr(adminTok)), 200, &rl)
 	if rl.Balance.Balance != "1000.50" {
 		t.Fatalf("reloaded credit %+v", rl.Balance)
 	}
@@ -583,7 +584,7 @@ var adminRoles = map[string][]Role{
 	"POST /admin/customers/{customerId}/balances":                         AllRoles,
 	"GET /admin/customers/{customerId}/balances":                          AllRoles,
 	"GET /admin/customers/{customerId}/balances/{balanceId}":              AllRoles,
-	"POST /admin/customers/{customerId}/balances/{balanceId}/reload":      AllRoles,
+	"POST /admin/customers/{customerId}/balances/{balanceId}/reload":      {RoleAdmin},
 	"GET /admin/customers/{customerId}/balances/{balanceId}/transactions": AllRoles,
 	"GET /admin/customers/{customerId}/balances/{balanceId}/cards":        AllRoles,
 	"POST /admin/customers/{customerId}/cards/virtual":                    {RoleAdmin, RoleManager},
@@ -607,6 +608,12 @@ var adminRoles = map[string][]Role{
 	"POST /admin/programs":                                                {RoleAdmin},
 	"GET /admin/programs":                                                 {RoleAdmin},
 	"GET /admin/summary":                                                  AllRoles,
+	"GET /admin/approvals":                                                AllRoles,
+	"GET /admin/approvals/{approvalId}":                                   AllRoles,
+	"POST /admin/approvals/{approvalId}/approve":                          {RoleAdmin},
+	"POST /admin/approvals/{approvalId}/reject":                           {RoleAdmin},
+	"GET /admin/exceptions":                                               AllRoles,
+	"POST /admin/exceptions/{exceptionId}/resolve":                        {RoleAdmin},
 }
 
 // TestAdminCardRoleMatrix checks every admin route against the role table
@@ -619,7 +626,7 @@ func TestAdminCardRoleMatrix(t *testing.T) {
 	cust, bal := e.customerWithBalance(pc, prog, "a1")
 	cd := e.virtualCard(pc, cust, bal)
 	repl := strings.NewReplacer("{partnerId}", itoa(partner), "{customerId}", itoa(cust), "{balanceId}", itoa(bal),
-		"{cardId}", itoa(cd.ID), "{entity}", "ACQ1", "{serial}", "abc")
+		"{cardId}", itoa(cd.ID), "{entity}", "ACQ1", "{serial}", "abc", "{approvalId}", "1", "{exceptionId}", "1")
 	seen := 0
 	for _, rt := range e.s.Routes() {
 		if rt.Channel != ChannelAdmin {
@@ -668,7 +675,8 @@ func TestAdminCardRoleMatrix(t *testing.T) {
 func adminTokOf(toks map[Role]string) string { return toks[RoleAdmin] }
 
 // TestCustomerChannelKYC: the user runs our KYC from the app, then opens
-// and reloads a balance and gets a virtual card over JWE.
+// a balance (reloaded by the partner: the app cannot) and gets a virtual
+// card over JWE.
 func TestCustomerChannelKYC(t *testing.T) {
 	e := newCardEnv(t)
 	adminTok := e.admin("root", RoleAdmin)
@@ -686,7 +694,9 @@ func TestCustomerChannelKYC(t *testing.T) {
 	}
 	var b balanceView
 	e.expect(e.do(me, "POST", "/customers/me/balances", map[string]string{"currency": "EUR"}, hdr), 201, &b)
-	e.expect(e.do(me, "POST", "/customers/me/balances/"+itoa(b.ID)+"/reload", map[string]string{"amount": "20"}, hdr), 200, nil)
+	// The cardholder cannot reload (DESIGN section 6); the partner does.
+	e.expectCode(e.do(me, "POST", "/customers/me/balances/"+itoa(b.ID)+"/reload", map[string]string{"amount": "20", "reference": "r"}, hdr), 403, CodeReloadNotAllowed)
+	e.expect(e.do(pc, "POST", "/secure/customers/"+itoa(c.ID)+"/balances/"+itoa(b.ID)+"/reload", map[string]string{"amount": "20", "reference": "app-1-top-up"}, nil), 200, nil)
 	var cd cardData
 	e.decrypted(e.jwe(me, "POST", "/customers/me/cards/virtual", map[string]any{"balanceId": b.ID}, hdr), 201, &cd)
 	var got balanceView

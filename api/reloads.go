@@ -51,15 +51,15 @@ func (s *Server) reload(q *request, accountID int64, currency string) (int, map[
 	if err := q.decode(&in); err != nil {
 		return 0, nil, err
 	}
-	if err := checkText("reference", in.Reference, 1, 64); err != nil {
-		return 0, nil, err
-	}
 	exp, err := s.exponent(q.Context(), currency)
 	if err != nil {
 		return 0, nil, err
 	}
 	amount, err := parseAmount(in.Amount, exp)
 	if err != nil {
+		return 0, nil, err
+	}
+	if err := checkText("reference", in.Reference, 1, 64); err != nil {
 		return 0, nil, err
 	}
 	p := q.principal

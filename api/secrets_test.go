@@ -56,7 +56,7 @@ func TestSecretsNeverWritten(t *testing.T) {
 	adminTok := e.admin("root", RoleAdmin)
 	_, prog, pc := e.onboard(adminTok, "Alpha", "455555", false)
 	cust, bal := e.customerWithBalance(pc, prog, "secret-a")
-	e.expect(e.do(pc, "POST", "/secure/customers/"+itoa(cust)+"/balances/"+itoa(bal)+"/reload", map[string]string{"amount": "500.00"}, nil), 200, nil)
+	e.expect(e.do(pc, "POST", "/secure/customers/"+itoa(cust)+"/balances/"+itoa(bal)+"/reload", map[string]string{"amount": "500.00", "reference": "secret-a-1"}, nil), 200, nil)
 	tok := e.userToken(pc, cust)
 	me := e.client(nil)
 	base := "/secure/customers/" + itoa(cust)
