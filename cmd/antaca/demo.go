@@ -191,7 +191,13 @@ func createDemo(ctx context.Context, host *cardhost.Host, d *Demo) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.Reload(ctx, prog.PartnerAccountID, 1_000_000_00, "demo-partner-credit"); err != nil {
+	// The demo's money is the operator's seed (source bootstrap, actor
+	// demo, docs/ledger.md "Where money comes from"), not an API reload.
+	seed := func(accountID, amount int64, ref string) error {
+		_, err := l.ReloadFrom(ctx, accountID, amount, ref, ledger.Source{Kind: ledger.SourceBootstrap, Actor: "demo", Reference: ref})
+		return err
+	}
+	if err := seed(prog.PartnerAccountID, 1_000_000_00, "demo-partner-credit"); err != nil {
 		return err
 	}
 	user, err := host.RegisterUser(ctx, prog.ID, "demo-user-1", "Demo User", "demo.user@demo.example")
@@ -205,7 +211,7 @@ func createDemo(ctx context.Context, host *cardhost.Host, d *Demo) error {
 	if err != nil {
 		return err
 	}
-	if _, err := l.Reload(ctx, acc.ID, 1_000_00, "demo-user-balance"); err != nil {
+	if err := seed(acc.ID, 1_000_00, "demo-user-balance"); err != nil {
 		return err
 	}
 	card, err := host.OrderPhysicalCard(ctx, user.ID, acc.ID, admin)

@@ -38,4 +38,10 @@ func TestDemoTwice(t *testing.T) {
 		t.Fatalf("second run: card %d customer %d admin %q, want the first run's %d %d %q",
 			second.CardID, second.CustomerID, second.AdminUser, first.CardID, first.CustomerID, first.AdminUser)
 	}
+	// The demo's money has an allowed source (bootstrap, actor demo):
+	// `antaca ledger verify` is clean after it.
+	var out bytes.Buffer
+	if err := verify(context.Background(), []string{"-database-url", url, "-log-level", "error"}, &out); err != nil {
+		t.Fatalf("ledger verify after the demo: %v\n%s", err, out.String())
+	}
 }
