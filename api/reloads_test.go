@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/antaca/antaca/internal/faulttest"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -25,26 +28,41 @@ type approvalAnswer struct {
 	Balance   balanceView  `json:"balance"`
 }
 
-// TestCardholderAndStaffCannotReload: the attacks of issue 15 on the API.
+// outcome is "what → status CODE" for the fault table.
+func outcome(what string, r resp) string {
+	if c := r.errCode(); c != "" {
+		return fmt.Sprintf("%s → %d %s", what, r.status, c)
+	}
+	return fmt.Sprintf("%s → %d", what, r.status)
+}
+
+// TestAPIAbuseReloadByCardholderAndStaff: the attacks of issue 15 on the API.
 // A cardholder reloading their own balance with 99,999,999.99 or
 // 999,999,999,999,999.99, an Employee or a Manager reloading any balance:
 // each is refused with a JSON 4xx and nothing moves.
-func TestCardholderAndStaffCannotReload(t *testing.T) {
+func TestAPIAbuseReloadByCardholderAndStaff(t *testing.T) {
 	e := newCardEnv(t)
 	adminTok := e.admin("root", RoleAdmin)
 	_, prog, pc := e.onboard(adminTok, "Alpha", "411111", false)
 	cust, bal := e.customerWithBalance(pc, prog, "c1")
 	me, hdr := e.client(nil), bearerHdr(e.userToken(pc, cust))
+	var lines []string
 	for _, amount := range []string{"99999999.99", "999999999999999.99", "1.00"} {
-		e.expectCode(e.do(me, "POST", "/customers/me/balances/"+itoa(bal)+"/reload", map[string]string{"amount": amount, "reference": "mine"}, hdr), 403, CodeReloadNotAllowed)
+		r := e.do(me, "POST", "/customers/me/balances/"+itoa(bal)+"/reload", map[string]string{"amount": amount, "reference": "mine"}, hdr)
+		e.expectCode(r, 403, CodeReloadNotAllowed)
+		lines = append(lines, outcome("cardholder reloads own balance "+amount, r))
 	}
 	var partnerBal struct{ Balances []balanceView }
 	e.expect(e.do(pc, "GET", "/secure/partner-balances", nil, nil), 200, &partnerBal)
 	body := map[string]string{"amount": "100.00", "reference": "BANK-1", "reason": "transfer"}
 	for _, role := range []Role{RoleEmployee, RoleManager} {
 		tok := e.admin("staff-"+string(role), role)
-		e.expectCode(e.do(e.client(nil), "POST", "/admin/customers/"+itoa(cust)+"/balances/"+itoa(bal)+"/reload", body, bearerHdr(tok)), 403, CodeForbidden)
-		e.expectCode(e.do(e.client(nil), "POST", "/admin/partner-balances/"+itoa(partnerBal.Balances[0].ID)+"/reload", body, bearerHdr(tok)), 403, CodeForbidden)
+		r := e.do(e.client(nil), "POST", "/admin/customers/"+itoa(cust)+"/balances/"+itoa(bal)+"/reload", body, bearerHdr(tok))
+		e.expectCode(r, 403, CodeForbidden)
+		lines = append(lines, outcome(string(role)+" reloads a user balance", r))
+		r = e.do(e.client(nil), "POST", "/admin/partner-balances/"+itoa(partnerBal.Balances[0].ID)+"/reload", body, bearerHdr(tok))
+		e.expectCode(r, 403, CodeForbidden)
+		lines = append(lines, outcome(string(role)+" reloads a partner credit balance", r))
 	}
 	var b balanceView
 	e.expect(e.do(pc, "GET", "/secure/customers/"+itoa(cust)+"/balances/"+itoa(bal), nil, nil), 200, &b)
@@ -52,6 +70,8 @@ func TestCardholderAndStaffCannotReload(t *testing.T) {
 		t.Fatalf("balance after refused reloads: %s, want 0.00", b.Balance)
 	}
 	e.verifyClean()
+	faulttest.Record(t, faulttest.Row{Area: "api", Fault: "money from nowhere: a cardholder reloads their own balance, an Employee or a Manager reloads any balance",
+		Behaviour: strings.Join(lines, "; ") + "; the balance stays 0.00", Verify: "clean"})
 }
 
 // TestPartnerReloadNeedsItsReference: the partner's reference is required
@@ -167,13 +187,13 @@ func (e *env) wantBalanceOf(tok string, cust, bal int64, want string) {
 	}
 }
 
-// TestFundingNeverOverflows: the attack that drove the EUR funding account
+// TestAPIAbuseReloadFundingBound: the attack that drove the EUR funding account
 // to the bigint minimum. Admin reloads of 999,999,999,999,999.99 are
 // refused before posting; with the funding account at its bound (set up
 // by a balanced posting, as years of reloads would leave it) the next
 // reload is LIMIT_EXCEEDED, a balance at its bound too, and
 // /admin/summary still answers.
-func TestFundingNeverOverflows(t *testing.T) {
+func TestAPIAbuseReloadFundingBound(t *testing.T) {
 	e := newCardEnv(t)
 	a1, a2 := e.admin("alice", RoleAdmin), e.admin("bob", RoleAdmin)
 	_, prog, pc := e.onboard(a1, "Alpha", "411111", false)
@@ -185,10 +205,15 @@ func TestFundingNeverOverflows(t *testing.T) {
 	body := func(amount, ref string) map[string]string {
 		return map[string]string{"amount": amount, "reference": ref, "reason": "attack"}
 	}
+	var lines []string
 	for i, amount := range []string{"999999999999999.99", "99999999.99", "10000000.01"} {
-		e.expectCode(e.do(e.client(nil), "POST", credit, body(amount, "P-"+itoa(int64(i))), bearerHdr(a1)), 422, CodeAmountTooLarge)
+		r := e.do(e.client(nil), "POST", credit, body(amount, "P-"+itoa(int64(i))), bearerHdr(a1))
+		e.expectCode(r, 422, CodeAmountTooLarge)
+		lines = append(lines, outcome("Admin reloads the partner credit with "+amount, r))
 	}
-	e.expectCode(e.do(e.client(nil), "POST", userPath, body("999999999999999.99", "U-1"), bearerHdr(a1)), 422, CodeAmountTooLarge)
+	r := e.do(e.client(nil), "POST", userPath, body("999999999999999.99", "U-1"), bearerHdr(a1))
+	e.expectCode(r, 422, CodeAmountTooLarge)
+	lines = append(lines, outcome("Admin reloads a user balance with 999999999999999.99", r))
 
 	// A user balance reaches its bound (1,000,000.00) through approved
 	// reloads; one cent more is LIMIT_EXCEEDED, even when asked.
@@ -198,7 +223,9 @@ func TestFundingNeverOverflows(t *testing.T) {
 		e.expect(r, 202, &ans)
 		e.expect(e.do(e.client(nil), "POST", "/admin/approvals/"+itoa(ans.Approval.ID)+"/approve", nil, bearerHdr(a2)), 200, nil)
 	}
-	e.expectCode(e.do(e.client(nil), "POST", userPath, body("0.01", "U-2"), bearerHdr(a1)), 422, CodeLimitExceeded)
+	r = e.do(e.client(nil), "POST", userPath, body("0.01", "U-2"), bearerHdr(a1))
+	e.expectCode(r, 422, CodeLimitExceeded)
+	lines = append(lines, outcome("ten approved reloads of 100,000.00 then 0.01 more on one user balance", r))
 
 	ctx := context.Background()
 	funding, err := e.ch.Ledger().InternalAccount(ctx, ledger.KindFunding, "EUR")
@@ -219,10 +246,19 @@ func TestFundingNeverOverflows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.expectCode(e.do(e.client(nil), "POST", credit, body("5.01", "P-9"), bearerHdr(a1)), 422, CodeLimitExceeded)
-	e.expect(e.do(e.client(nil), "POST", credit, body("5.00", "P-10"), bearerHdr(a1)), 200, nil)
-	e.expect(e.do(e.client(nil), "GET", "/admin/summary", nil, bearerHdr(a1)), 200, nil)
+	r = e.do(e.client(nil), "POST", credit, body("5.01", "P-9"), bearerHdr(a1))
+	e.expectCode(r, 422, CodeLimitExceeded)
+	lines = append(lines, outcome("EUR funding account 5.00 above its bound, reload 5.01", r))
+	r = e.do(e.client(nil), "POST", credit, body("5.00", "P-10"), bearerHdr(a1))
+	e.expect(r, 200, nil)
+	lines = append(lines, outcome("reload 5.00 (to the bound)", r))
+	r = e.do(e.client(nil), "GET", "/admin/summary", nil, bearerHdr(a1))
+	e.expect(r, 200, nil)
+	lines = append(lines, outcome("/admin/summary", r))
 	e.verifyClean()
+	faulttest.Record(t, faulttest.Row{Area: "api", Fault: "huge reloads, and reloads driving the EUR funding account towards the bigint minimum",
+		Behaviour: strings.Join(lines, "; ") + fmt.Sprintf("; funding bound -%d minor units, so no sum of balances overflows", ledger.MaxInternalBalance),
+		Verify:    "clean"})
 }
 
 // TestExceptionsQueue: every admin role reads the queue (amounts, card
