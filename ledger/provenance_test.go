@@ -288,3 +288,33 @@ func exceptionsReceivable(t *testing.T, e *env, amount int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestAdminReloadSplitConcurrently: one Admin's reloads sent at once on
+// ten balances, 2,000.00 each, cannot slip under the threshold together:
+// exactly five post (10,000.00), five wait.
+func TestAdminReloadSplitConcurrently(t *testing.T) {
+	e := newEnv(t, 12)
+	p := e.partner("")
+	accs := make([]ledger.Account, 10)
+	for i := range accs {
+		accs[i] = e.user(p, "EUR", 0)
+	}
+	status := make(chan string, len(accs))
+	for i, a := range accs {
+		go func() {
+			ap, err := e.l.AdminReload(e.ctx, a.ID, 2_000_00, "admin:9", "split", fmt.Sprintf("SPLIT-%d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			status <- ap.Status
+		}()
+	}
+	got := map[string]int{}
+	for range accs {
+		got[<-status]++
+	}
+	if got[ledger.ApprovalPosted] != 5 || got[ledger.ApprovalPending] != 5 {
+		t.Fatalf("concurrent split reloads: %v, want 5 posted and 5 pending", got)
+	}
+	e.clean()
+}
