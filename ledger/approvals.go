@@ -194,7 +194,7 @@ func (l *Ledger) AdminReload(ctx context.Context, accountID, amount int64, admin
 		if accs[accountID].State == StateClosed {
 			return fmt.Errorf("closed: %w", ErrAccountNotActive)
 		}
-		if err := checkBounds(ctx, tx, accs[accountID], amount); err != nil {
+		if err := checkBounds(ctx, tx, accs[accountID], amount, true); err != nil {
 			return err
 		}
 		threshold, err := fourEyesThreshold(ctx, tx, acc.Currency, class)

@@ -130,7 +130,9 @@ func accountBounds(ctx context.Context, q Querier, accountID int64) (Bounds, err
 // ReloadFrom and AdminReload). It is idempotent on ref: the same ref for
 // the same account and amount returns the first posting and moves nothing;
 // the same ref for anything else is ErrDuplicateRef. A closed account takes
-// no reload; the bounds apply as to every reload.
+// no reload; the bounds apply as to every reload, except the program's
+// per-reload bound (a channel's limit: the seed is one trusted operation,
+// still at most MaxAmount).
 func (l *Ledger) Reload(ctx context.Context, accountID int64, amount int64, ref string) (Posting, error) {
 	srcRef := ref
 	if srcRef == "" {
@@ -205,7 +207,7 @@ func (l *Ledger) reloadTx(ctx context.Context, tx pgx.Tx, accountID, amount int6
 			return Posting{}, err
 		}
 	}
-	if err := checkBounds(ctx, tx, accs[accountID], amount); err != nil {
+	if err := checkBounds(ctx, tx, accs[accountID], amount, src.Kind != SourceBootstrap); err != nil {
 		return Posting{}, err
 	}
 	if accs[funding].Balance < amount-MaxInternalBalance {
@@ -222,13 +224,15 @@ func (l *Ledger) reloadTx(ctx context.Context, tx pgx.Tx, accountID, amount int6
 }
 
 // checkBounds refuses amount on acc (locked) when it is above the
-// account's per-reload bound or would take its balance above its bound.
-func checkBounds(ctx context.Context, tx pgx.Tx, acc Account, amount int64) error {
+// account's per-reload bound (when perReload: the operator's bootstrap
+// seed is one trusted operation, bounded by MaxAmount alone) or would take
+// its balance above its bound.
+func checkBounds(ctx context.Context, tx pgx.Tx, acc Account, amount int64, perReload bool) error {
 	b, err := accountBounds(ctx, tx, acc.ID)
 	if err != nil {
 		return err
 	}
-	if amount > b.MaxReload {
+	if perReload && amount > b.MaxReload {
 		return fmt.Errorf("amount %d above the bound of one reload of this balance, %d: %w", amount, b.MaxReload, ErrAmountTooLarge)
 	}
 	if acc.Balance > b.MaxBalance-amount {

@@ -80,16 +80,20 @@ func TestReloadBounds(t *testing.T) {
 		{ledger.MaxAmount + 1, ledger.ErrAmountTooLarge},   // just above the system bound
 		{100_000_00, nil}, // the default bound itself
 	} {
-		_, err := e.l.Reload(e.ctx, u.ID, tc.amount, "")
+		ref := fmt.Sprintf("partner:1:%d", tc.amount)
+		_, err := e.l.ReloadFrom(e.ctx, u.ID, tc.amount, ref, ledger.Source{Kind: ledger.SourcePartnerReload, Actor: "partner:1", Reference: ref})
 		if !errors.Is(err, tc.want) || tc.want != nil && !errors.Is(err, ledger.ErrInvalidAmount) {
 			t.Errorf("reload %d: got %v, want %v", tc.amount, err, tc.want)
 		}
 	}
-	// Up to 1,000,000.00 on a user balance, then LIMIT_EXCEEDED.
-	for i := range 9 {
-		if _, err := e.l.Reload(e.ctx, u.ID, 100_000_00, fmt.Sprintf("fill-%d", i)); err != nil {
-			t.Fatal(err)
-		}
+	// Up to 1,000,000.00 on a user balance (the operator's seed is not
+	// held to the per-reload bound, only to MaxAmount), then
+	// LIMIT_EXCEEDED.
+	if _, err := e.l.Reload(e.ctx, u.ID, ledger.MaxAmount+1, ""); !errors.Is(err, ledger.ErrAmountTooLarge) {
+		t.Fatalf("seed above MaxAmount: got %v, want ErrAmountTooLarge", err)
+	}
+	if _, err := e.l.Reload(e.ctx, u.ID, 900_000_00, "fill"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := e.l.Reload(e.ctx, u.ID, 1, ""); !errors.Is(err, ledger.ErrLimitExceeded) {
 		t.Fatalf("reload above the balance bound: got %v, want ErrLimitExceeded", err)
