@@ -59,7 +59,7 @@ func expiryText(yymm string) string {
 }
 
 var funcs = template.FuncMap{
-	"when": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"lockText": func(c cardhost.LockCode) string { return lockText(c) },
 	"roleIs": func(s *Session, roles ...string) bool {
 		if s == nil {

@@ -355,20 +355,20 @@ func (p *Panel) customerOf(c *call) (cardhost.User, error) {
 }
 
 type balanceRow struct {
-	ID                          int64
-	Currency, State             string
-	Balance, Held, Available    string
-	Cards                       []cardRow
-	Selected                    bool
-	Entries                     []entryRow
-	NextBefore                  int64
-	FirstPage                   bool
+	ID                       int64
+	Currency, State          string
+	Balance, Held, Available string
+	Cards                    []cardRow
+	Selected                 bool
+	Entries                  []entryRow
+	NextBefore               int64
+	FirstPage                bool
 }
 
 type cardRow struct {
-	ID                         int64
+	ID                          int64
 	Masked, Type, State, Expiry string
-	Lock                       string
+	Lock                        string
 }
 
 type entryRow struct {
@@ -774,7 +774,7 @@ func (p *Panel) partnerOf(c *call) (ledger.Partner, error) {
 	case c.s.Role == RolePartner && id != c.s.PartnerID:
 		return ledger.Partner{}, errNotFound
 	case c.s.Role == RoleManager || c.s.Role == RoleEmployee:
-		return ledger.Partner{}, &userError{Status: http.StatusForbidden, Message: "Your role may not do this."}
+		return ledger.Partner{}, &InputError{Status: http.StatusForbidden, Message: "Your role may not do this."}
 	}
 	return p.cfg.Host.Partner(c.ctx(), id)
 }

@@ -137,6 +137,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Explain turns a refusal of the card host, the ledger or Auth into a
+	// status and a message for the user (ok false: an internal error,
+	// logged and not shown). Default: every error is internal.
+	Explain func(err error) (status int, message string, ok bool)
 }
 
 // Panel serves the pages. It is safe for concurrent use.
@@ -169,6 +173,9 @@ func New(cfg Config) (*Panel, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Explain == nil {
+		cfg.Explain = func(error) (int, string, bool) { return 0, "", false }
 	}
 	p := &Panel{cfg: cfg, log: cfg.Logger, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html")
@@ -278,64 +285,32 @@ func (p *Panel) toLogin(w http.ResponseWriter, r *http.Request) {
 	p.render(w, nil, http.StatusUnauthorized, "message", "Signed out", map[string]any{"Message": "Your session ended. Sign in again."})
 }
 
-// userError is an error whose message is for the user; Status is the
+// InputError is an error whose message is for the user; Status is the
 // answer's status.
-type userError struct {
+type InputError struct {
 	Status  int
 	Message string
 }
 
-func (e *userError) Error() string { return e.Message }
+func (e *InputError) Error() string { return e.Message }
 
 func badInput(format string, args ...any) error {
-	return &userError{Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...)}
+	return &InputError{Status: http.StatusBadRequest, Message: fmt.Sprintf(format, args...)}
 }
 
-var errNotFound = &userError{Status: http.StatusNotFound, Message: "Not found."}
-
-// hostErrors are the card host's and ledger's refusals a user can act on.
-var hostErrors = []struct {
-	err    error
-	status int
-}{
-	{cardhost.ErrNotFound, http.StatusNotFound},
-	{cardhost.ErrCardRemoved, http.StatusNotFound},
-	{ledger.ErrNotFound, http.StatusNotFound},
-	{cardhost.ErrIrreversibleLock, http.StatusConflict},
-	{cardhost.ErrNotLocked, http.StatusConflict},
-	{cardhost.ErrCardState, http.StatusConflict},
-	{cardhost.ErrCardType, http.StatusConflict},
-	{cardhost.ErrNotDigitalFirst, http.StatusConflict},
-	{cardhost.ErrKYCNotVerified, http.StatusConflict},
-	{cardhost.ErrConflict, http.StatusConflict},
-	{ledger.ErrInsufficientFunds, http.StatusConflict},
-	{ledger.ErrAccountNotActive, http.StatusConflict},
-	{ledger.ErrAccountExists, http.StatusConflict},
-	{ledger.ErrDuplicateRef, http.StatusConflict},
-	{cardhost.ErrInvalidLockCode, http.StatusBadRequest},
-	{cardhost.ErrInvalidInput, http.StatusBadRequest},
-	{ledger.ErrInvalidAmount, http.StatusBadRequest},
-	{ledger.ErrUnknownCurrency, http.StatusBadRequest},
-	{ledger.ErrInvalid, http.StatusBadRequest},
-}
+var errNotFound = &InputError{Status: http.StatusNotFound, Message: "Not found."}
 
 // fail answers an error page: a user's mistake or a refusal with its
 // message, anything else as an internal error (logged, not shown).
 func (p *Panel) fail(w http.ResponseWriter, r *http.Request, c *call, err error) {
-	var ue *userError
+	var ue *InputError
 	if errors.As(err, &ue) {
 		p.renderErr(w, c, ue.Status, ue.Message)
 		return
 	}
-	for _, m := range hostErrors {
-		if errors.Is(err, m.err) {
-			msg := "Refused: " + m.err.Error() + "."
-			if m.status == http.StatusNotFound {
-				msg = "Not found."
-			}
-			p.renderErr(w, c, m.status, msg)
-			return
-		}
+	if status, msg, ok := p.cfg.Explain(err); ok && status < 500 {
+		p.renderErr(w, c, status, msg)
+		return
 	}
 	p.log.Error("panel error", "path", r.URL.Path, "err", err)
 	p.renderErr(w, c, http.StatusInternalServerError, "Internal error; it was logged.")
