@@ -1,0 +1,412 @@
+package panel_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/antaca/antaca/cardhost"
+)
+
+// TestPanelSummaryMatchesAPI signs in as an Admin and checks that the
+// summary's Users and Wallet per currency are /admin/summary's, and that the
+// partner balance is drawn against its threshold.
+func TestPanelSummaryMatchesAPI(t *testing.T) {
+	e := newEnv(t)
+	// A second currency, so the comparison covers more than one row.
+	u2, err := e.host.RegisterUser(e.ctx, e.prog.ID, "cust-usd", "Bob", "bob@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.host.SetKYC(e.ctx, u2.ID, cardhost.KYCVerified, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	acc, err := e.host.CreateBalance(e.ctx, u2.ID, "USD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.led.Reload(e.ctx, acc.ID, 1234, "usd-seed"); err != nil {
+		t.Fatal(err)
+	}
+
+	var login struct{ Token string }
+	if st := e.apiJSON("POST", "/admin/login", "", map[string]string{"name": "admin", "password": password}, &login); st != http.StatusOK {
+		t.Fatalf("api login: status %d", st)
+	}
+	var sum struct {
+		Currencies []struct{ Currency, Users, Wallet string }
+	}
+	if st := e.apiJSON("GET", "/admin/summary", login.Token, nil, &sum); st != http.StatusOK {
+		t.Fatalf("api summary: status %d", st)
+	}
+	if len(sum.Currencies) < 2 {
+		t.Fatalf("api summary: got %d currencies, want at least 2", len(sum.Currencies))
+	}
+
+	ctx := tab(t)
+	e.signIn(ctx, "admin")
+	e.open(ctx, "/panel/summary")
+	for _, c := range sum.Currencies {
+		row := fmt.Sprintf(`#summary tr[data-currency=%q]`, c.Currency)
+		if got := text(t, ctx, row+` td[data-field="users"]`); got != c.Users {
+			t.Errorf("%s Users: panel %q, API %q", c.Currency, got, c.Users)
+		}
+		if got := text(t, ctx, row+` td[data-field="wallet"]`); got != c.Wallet {
+			t.Errorf("%s Wallet: panel %q, API %q", c.Currency, got, c.Wallet)
+		}
+	}
+	// The program's partner credit balance: 2000.00 available, threshold 500.00.
+	g := text(t, ctx, "ul.gauges li")
+	if !strings.Contains(g, "available 2000.00 EUR") || !strings.Contains(g, "threshold 500.00") {
+		t.Errorf("partner gauge: got %q, want available 2000.00 EUR against threshold 500.00", g)
+	}
+	if !exists(t, ctx, `ul.gauges meter[low="50000"][value="200000"]`) {
+		t.Errorf("partner gauge: no meter with the threshold as its low mark and the available amount as its value")
+	}
+	if !exists(t, ctx, "svg.chart") {
+		t.Errorf("summary: no authorisation chart")
+	}
+}
+
+// TestPanelRoles signs in as each role and checks what each may see and
+// do: an Employee gets no reload (neither the form nor a forged post), a
+// Manager no partner administration, a partner viewer only their partner.
+func TestPanelRoles(t *testing.T) {
+	e := newEnv(t)
+	for _, role := range []string{"admin", "manager", "employee"} {
+		t.Run(role, func(t *testing.T) {
+			ctx := tab(t)
+			e.signIn(ctx, role)
+			if got, want := text(t, ctx, ".who small"), "("+strings.ToUpper(role[:1])+role[1:]+")"; got != want {
+				t.Errorf("signed in role: got %s, want %s", got, want)
+			}
+			e.open(ctx, fmt.Sprintf("/panel/customers/%d", e.user.ID))
+			reload := exists(t, ctx, "form.reload")
+			if want := role == "admin"; reload != want {
+				t.Errorf("reload form shown: got %v, want %v", reload, want)
+			}
+			e.open(ctx, "/panel/partners")
+			partners := exists(t, ctx, `a[href="/panel/partners/`+fmt.Sprint(e.partner.ID)+`"]`)
+			if want := role == "admin"; partners != want {
+				t.Errorf("partners list shown: got %v, want %v", partners, want)
+			}
+		})
+	}
+
+	// An Employee posting the reload form anyway (with a valid CSRF token
+	// from one of their pages) is refused, and no money moves.
+	ctx := tab(t)
+	e.signIn(ctx, "employee")
+	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	before, err := e.host.Account(e.ctx, e.balance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := submitForm(t, ctx, fmt.Sprintf("/panel/customers/%d/balances/%d/reload", e.user.ID, e.balance),
+		map[string]string{"amount": "100.00"}, true)
+	if status != http.StatusForbidden {
+		t.Errorf("employee reload: got status %d, want 403", status)
+	}
+	after, err := e.host.Account(e.ctx, e.balance)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Balance != before.Balance {
+		t.Errorf("employee reload moved money: balance %d, was %d", after.Balance, before.Balance)
+	}
+
+	// A partner viewer, created by an Admin in the panel, sees their own
+	// partner's programs and customers, read only, and nothing of another.
+	other, err := e.host.CreatePartner(e.ctx, "Other Bank", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx := tab(t)
+	e.signIn(actx, "admin")
+	e.open(actx, fmt.Sprintf("/panel/partners/%d", e.partner.ID))
+	if err := chromedp.Do(actx,
+		chromedp.SendKeys(chromedp.CSS("#vname"), "acme-viewer"),
+		chromedp.SendKeys(chromedp.CSS("#vpass"), password),
+		chromedp.Submit(chromedp.CSS("#vpass")),
+		chromedp.WaitVisible(chromedp.CSS("p.done")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	vctx := tab(t)
+	e.signIn(vctx, "acme-viewer")
+	html := e.open(vctx, "/panel/summary")
+	if !strings.Contains(html, "Acme Pay") || exists(t, vctx, "#summary") {
+		t.Errorf("viewer summary: want their partner's balances and no system-wide summary")
+	}
+	e.open(vctx, fmt.Sprintf("/panel/partners/%d", e.partner.ID))
+	if got := text(t, vctx, "#programs tbody"); !strings.Contains(got, "Acme Green") {
+		t.Errorf("viewer programs: got %q, want Acme Green", got)
+	}
+	if exists(t, vctx, "form.reload") || exists(t, vctx, "#csr") {
+		t.Errorf("viewer partner page: shows a reload or CSR form")
+	}
+	e.open(vctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	if exists(t, vctx, "#lockform") {
+		t.Errorf("viewer card page: shows the lock form")
+	}
+	e.open(vctx, fmt.Sprintf("/panel/partners/%d", other.ID))
+	if exists(t, vctx, "#programs") {
+		t.Errorf("viewer sees another partner's page")
+	}
+	if status := submitForm(t, vctx, fmt.Sprintf("/panel/cards/%d/lock", e.card.ID), map[string]string{"code": "3"}, true); status != http.StatusForbidden {
+		t.Errorf("viewer lock: got status %d, want 403", status)
+	}
+	if c, _ := e.host.Card(e.ctx, e.card.ID); c.LockCode != cardhost.LockNone {
+		t.Errorf("viewer lock: card locked with code %d", c.LockCode)
+	}
+	// The JSON API refuses the viewer's session everywhere.
+	var vlogin struct{ Token string }
+	if st := e.apiJSON("POST", "/admin/login", "", map[string]string{"name": "acme-viewer", "password": password}, &vlogin); st != http.StatusOK {
+		t.Fatalf("viewer api login: status %d", st)
+	}
+	if st := e.apiJSON("GET", "/admin/summary", vlogin.Token, nil, nil); st != http.StatusForbidden {
+		t.Errorf("viewer GET /admin/summary: got %d, want 403", st)
+	}
+}
+
+// submitForm builds a form in the current page (same origin, so the
+// session cookie goes with it) posting fields to action, with the page's
+// CSRF token when withCSRF, submits it and returns the answer's status.
+func submitForm(t *testing.T, ctx context.Context, action string, fields map[string]string, withCSRF bool) int {
+	t.Helper()
+	var js strings.Builder
+	fmt.Fprintf(&js, `(function(){var f=document.createElement('form');f.method='post';f.action=%q;`, action)
+	add := func(k, v string) {
+		fmt.Fprintf(&js, `var i=document.createElement('input');i.type='hidden';i.name=%q;i.value=%s;f.appendChild(i);`, k, v)
+	}
+	for k, v := range fields {
+		add(k, fmt.Sprintf("%q", v))
+	}
+	if withCSRF {
+		add("csrf", `document.querySelector('input[name=csrf]').value`)
+	}
+	js.WriteString(`document.body.appendChild(f);f.submit();return true;})()`)
+	resp, err := chromedp.RunResponse(ctx, func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Evaluate[bool](js.String())(ctx, tg)
+		return chromedp.Void{}, err
+	})
+	if err != nil {
+		t.Fatalf("submit %s: %v", action, err)
+	}
+	return int(resp.Status)
+}
+
+// TestPanelCSRF checks that a form without the session's CSRF token, or
+// with a wrong one, is refused, in the browser and from a plain client
+// holding the session cookie.
+func TestPanelCSRF(t *testing.T) {
+	e := newEnv(t)
+	ctx := tab(t)
+	e.signIn(ctx, "admin")
+	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	if st := submitForm(t, ctx, fmt.Sprintf("/panel/cards/%d/lock", e.card.ID), map[string]string{"code": "3"}, false); st != http.StatusForbidden {
+		t.Errorf("lock without CSRF token: got %d, want 403", st)
+	}
+	if got := text(t, ctx, "p.error"); !strings.Contains(got, "security token") {
+		t.Errorf("refusal page: got %q", got)
+	}
+	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	if st := submitForm(t, ctx, fmt.Sprintf("/panel/cards/%d/lock", e.card.ID), map[string]string{"code": "3", "csrf": "forged"}, false); st != http.StatusForbidden {
+		t.Errorf("lock with a forged CSRF token: got %d, want 403", st)
+	}
+	if c, _ := e.host.Card(e.ctx, e.card.ID); c.LockCode != cardhost.LockNone {
+		t.Fatalf("a refused form locked the card (code %d)", c.LockCode)
+	}
+
+	// A plain client: sign in through the form (cookie attributes), then a
+	// post without the token.
+	c := e.client()
+	resp, err := c.Get(e.url + "/panel/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("Content-Security-Policy: got %q", csp)
+	}
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)
+	if m == nil {
+		t.Fatal("login page has no CSRF field")
+	}
+	if r := formPost(e, c, "/panel/login", url.Values{"name": {"admin"}, "password": {password}}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("login without CSRF token: got %d, want 403", r.StatusCode)
+	}
+	r := formPost(e, c, "/panel/login", url.Values{"name": {"admin"}, "password": {password}, "csrf": {string(m[1])}})
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: got %d, want 303", r.StatusCode)
+	}
+	var session string
+	for _, sc := range r.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(sc, "__Host-antaca-panel=") {
+			session = sc
+		}
+	}
+	for _, attr := range []string{"HttpOnly", "Secure", "SameSite=Strict", "Path=/"} {
+		if !strings.Contains(session, attr) {
+			t.Errorf("session cookie %q lacks %s", session, attr)
+		}
+	}
+	if r := formPost(e, c, fmt.Sprintf("/panel/cards/%d/lock", e.card.ID), url.Values{"code": {"3"}}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("client lock without CSRF token: got %d, want 403", r.StatusCode)
+	}
+	if c, _ := e.host.Card(e.ctx, e.card.ID); c.LockCode != cardhost.LockNone {
+		t.Errorf("a refused form locked the card (code %d)", c.LockCode)
+	}
+
+	// Idle expiry: past the session TTL without a request, the panel asks
+	// to sign in again.
+	e.advance(11 * time.Minute)
+	resp, err = c.Get(e.url + "/panel/summary")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/panel/login" {
+		t.Errorf("after 11 idle minutes: got %d to %q, want 303 to /panel/login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestPanelLoginLimit checks that the API's login limit applies to the
+// panel's sign-in form: the sixth guess is refused even with the right
+// password.
+func TestPanelLoginLimit(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	resp, err := c.Get(e.url + "/panel/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	tok := string(regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)[1])
+	for i := range 5 {
+		if r := formPost(e, c, "/panel/login", url.Values{"name": {"manager"}, "password": {"wrong password!"}, "csrf": {tok}}); r.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: got %d, want 401", i+1, r.StatusCode)
+		}
+	}
+	r := formPost(e, c, "/panel/login", url.Values{"name": {"manager"}, "password": {password}, "csrf": {tok}})
+	if r.StatusCode != http.StatusTooManyRequests || r.Header.Get("Retry-After") == "" {
+		t.Errorf("sixth attempt: got %d (Retry-After %q), want 429 with Retry-After", r.StatusCode, r.Header.Get("Retry-After"))
+	}
+}
+
+// TestPanelLockDeclinesLive locks the card in the panel and sees the next
+// ISO authorisation of the card, sent on the switch's socket, declined with
+// the lock's action code in the live view, which updates by itself.
+func TestPanelLockDeclinesLive(t *testing.T) {
+	e := newEnv(t)
+	if code := e.authorise(1500); code != "00" {
+		t.Fatalf("authorisation before the lock: DE39 %s, want 00", code)
+	}
+	ctx := tab(t)
+	e.signIn(ctx, "employee")
+	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#code"), "2"),
+		chromedp.SendKeys(chromedp.CSS("#reason"), "cardholder called: stolen"),
+		chromedp.Submit(chromedp.CSS("#reason")),
+		chromedp.WaitVisible(chromedp.CSS("p.done")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#lock"); !strings.Contains(got, "code 2") {
+		t.Errorf("card page after lock: lock %q, want code 2", got)
+	}
+	if got := text(t, ctx, "#history tbody"); !strings.Contains(got, "cardholder called: stolen") {
+		t.Errorf("history: got %q, want the lock's reason", got)
+	}
+	if exists(t, ctx, `form[action$="/unlock"]`) {
+		t.Errorf("an irreversible lock (code 2) offers Unlock")
+	}
+
+	// The live view of the card, open before the authorisation arrives.
+	e.open(ctx, fmt.Sprintf("/panel/live?card=%d", e.card.ID))
+	if got := text(t, ctx, "#liverows tr:first-child td.code"); got != "00" {
+		t.Fatalf("live view before: first code %q, want 00", got)
+	}
+	if code := e.authorise(1500); code != "43" {
+		t.Fatalf("authorisation after the lock: DE39 %s, want 43 (card stolen, iso87)", code)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Do(waitCtx, chromedp.WaitVisible(chromedp.CSS("#liverows tr.declined td.code"))); err != nil {
+		t.Fatalf("live view did not show the decline: %v", err)
+	}
+	row := text(t, ctx, "#liverows tr:first-child")
+	for _, want := range []string{"43", "card_stolen", "0100", "15.00 EUR", e.card.PANFirst6, e.card.PANLast4} {
+		if !strings.Contains(row, want) {
+			t.Errorf("live row %q lacks %q", row, want)
+		}
+	}
+	e.html(ctx, "live view")
+
+	// The filter by action code keeps only the declines.
+	e.open(ctx, fmt.Sprintf("/panel/live?card=%d&code=00", e.card.ID))
+	if got := text(t, ctx, "#liverows"); strings.Contains(got, "43") || !strings.Contains(got, "00") {
+		t.Errorf("live view filtered by 00: got %q", got)
+	}
+}
+
+// TestPanelNoFullPAN visits every page as an Admin, including a search by
+// BIN and last four, and checks that no page holds a full PAN; a full PAN
+// typed into the search is neither searched nor shown back.
+func TestPanelNoFullPAN(t *testing.T) {
+	e := newEnv(t)
+	e.authorise(700)
+	ctx := tab(t)
+	e.signIn(ctx, "admin")
+	pages := []string{"/panel/summary", "/panel/customers", fmt.Sprintf("/panel/customers/%d", e.user.ID),
+		fmt.Sprintf("/panel/cards/%d", e.card.ID), "/panel/live", "/panel/partners",
+		fmt.Sprintf("/panel/partners/%d", e.partner.ID), "/panel/exceptions"}
+	for _, p := range pages {
+		e.open(ctx, p)
+	}
+	e.open(ctx, "/panel/customers?bin="+e.card.PANFirst6+"&last4="+e.card.PANLast4)
+	if got := text(t, ctx, "#hits tbody"); !strings.Contains(got, "Ada Lovelace") {
+		t.Errorf("search by BIN and last four: got %q, want the card's customer", got)
+	}
+	e.open(ctx, "/panel/customers?q="+e.data.PAN)
+	if got := text(t, ctx, "p.error"); !strings.Contains(got, "never by the full card number") {
+		t.Errorf("search by full PAN: got %q", got)
+	}
+	e.open(ctx, "/panel/customers?q=lovelace")
+	if got := text(t, ctx, "#hits tbody"); !strings.Contains(got, "Ada Lovelace") {
+		t.Errorf("search by name: got %q", got)
+	}
+	// Reset CVV says it was done and shows no value.
+	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	before, _ := e.host.Card(e.ctx, e.card.ID)
+	if err := chromedp.Do(ctx, eval("window.confirm=function(){return true}"),
+		chromedp.Click(chromedp.CSS(`form[action$="/cvv"] button`)), chromedp.WaitVisible(chromedp.CSS("p.done"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "p.done"); !strings.Contains(got, "reads it in their app") {
+		t.Errorf("after reset CVV: got %q", got)
+	}
+	if after, _ := e.host.Card(e.ctx, e.card.ID); after.CVCGeneration != before.CVCGeneration+1 {
+		t.Errorf("reset CVV: generation %d, want %d", after.CVCGeneration, before.CVCGeneration+1)
+	}
+	e.html(ctx, "after reset CVV")
+}
+
+// eval runs JavaScript for its effect.
+func eval(js string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Evaluate[any](js + ";null")(ctx, tg)
+		return chromedp.Void{}, err
+	}
+}
