@@ -434,3 +434,5 @@ func formPost(e *env, c *http.Client, path string, v url.Values) *http.Response 
 	resp.Body.Close()
 	return resp
 }
+
+var actorAdmin = cardhost.Actor{Kind: cardhost.ActorAdmin, ID: "test"}

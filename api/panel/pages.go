@@ -214,7 +214,8 @@ type chart struct {
 type bar struct {
 	X, Y, W, H   int
 	AY, AH       int
-	Title        string
+	PX, PY       int // the p99 point, when HasP99
+	HasP99       bool
 	Minute       string
 	Count, Appr  int
 	Rate, P99txt string
@@ -265,8 +266,8 @@ func chartOf(stats []ledger.MinuteStat, now time.Time) chart {
 		b.P99txt = "—"
 		if s.HasP99 {
 			b.P99txt = fmtDuration(s.P99)
-			y := bottom - int(float64(bottom-top)*float64(s.P99)/float64(max(maxP99, 1)))
-			pts = append(pts, fmt.Sprintf("%d,%d", x+bw/2, y))
+			b.PX, b.PY, b.HasP99 = x+bw/2, bottom-int(float64(bottom-top)*float64(s.P99)/float64(max(maxP99, 1))), true
+			pts = append(pts, fmt.Sprintf("%d,%d", b.PX, b.PY))
 		}
 		ch.Bars = append(ch.Bars, b)
 	}

@@ -406,7 +406,7 @@ func TestPanelNoFullPAN(t *testing.T) {
 // eval runs JavaScript for its effect.
 func eval(js string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Evaluate[any](js + ";null")(ctx, tg)
+		_, err := chromedp.Evaluate[any](js+";null")(ctx, tg)
 		return chromedp.Void{}, err
 	}
 }
