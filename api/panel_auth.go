@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -33,7 +34,13 @@ func (s *Server) registerPanel() error {
 	if err != nil {
 		return err
 	}
-	s.mux.Handle("/panel/", p.Handler())
+	h := p.Handler()
+	s.mux.Handle("/panel/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		s.log.Info("panel request", "method", r.Method, "path", r.URL.Path, "status", sw.status, "ms", time.Since(start).Milliseconds())
+	}))
 	return nil
 }
 

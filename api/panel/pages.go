@@ -51,6 +51,7 @@ func (p *Panel) routes() {
 	p.handle("POST /panel/balances/{id}/reload", adminOnly, p.reloadPartner)
 	p.handle("POST /panel/balances/{id}/threshold", adminOnly, p.setThreshold)
 	p.handle("GET /panel/exceptions", staff, p.exceptions)
+	p.handle("/panel/", everyone, func(c *call) error { return errNotFound })
 }
 
 // ---- Sign-in ----
@@ -648,6 +649,8 @@ type answerRow struct {
 	Approved                                                         bool
 }
 
+var actionCodeRe = regexp.MustCompile(`^[0-9A-Z]{2,4}$`)
+
 // liveFilter reads ?card= and ?code= (a DE39 action code of either profile).
 func liveFilter(c *call) (ledger.AnswerFilter, map[string]string, error) {
 	f := ledger.AnswerFilter{Limit: 50}
@@ -661,7 +664,7 @@ func liveFilter(c *call) (ledger.AnswerFilter, map[string]string, error) {
 		f.CardID, form["card"] = id, v
 	}
 	if v := strings.TrimSpace(q.Get("code")); v != "" {
-		if !regexp.MustCompile(`^[0-9A-Z]{2,4}$`).MatchString(v) {
+		if !actionCodeRe.MatchString(v) {
 			return f, form, badInput("The action code filter is 2 or 4 characters.")
 		}
 		f.Reasons = map[string][]string{}

@@ -281,7 +281,6 @@ func (p *Panel) toLogin(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/panel/login", http.StatusSeeOther)
 		return
 	}
-	w.WriteHeader(http.StatusUnauthorized)
 	p.render(w, nil, http.StatusUnauthorized, "message", "Signed out", map[string]any{"Message": "Your session ended. Sign in again."})
 }
 
