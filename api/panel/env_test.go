@@ -2,11 +2,15 @@ package panel_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -401,11 +405,7 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 // exists reports whether a selector matches now.
 func exists(t *testing.T, ctx context.Context, sel string) bool {
 	t.Helper()
-	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", sel)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n > 0
+	return count(t, ctx, sel) > 0
 }
 
 // loginToken opens the sign-in page with c and returns its CSRF token.
@@ -436,3 +436,49 @@ func formPost(e *env, c *http.Client, path string, v url.Values) *http.Response 
 }
 
 var actorAdmin = cardhost.Actor{Kind: cardhost.ActorAdmin, ID: "test"}
+
+// count is the number of elements a selector matches.
+func count(t *testing.T, ctx context.Context, sel string) int {
+	t.Helper()
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", sel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// pathOfPartnerNamed is the panel page of the partner with this name.
+func (e *env) pathOfPartnerNamed(name string) string {
+	e.t.Helper()
+	ps, err := e.host.Partners(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.Name == name {
+			return fmt.Sprintf("/panel/partners/%d", p.ID)
+		}
+	}
+	e.t.Fatalf("no partner %q", name)
+	return ""
+}
+
+// testCSR is a PEM certificate signing request of a new P-256 key.
+func testCSR(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "beta-cards"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+// clearDone removes the page's "done" notes, so that waiting for one after
+// a submit waits for the next page, not this one.
+func clearDone() chromedp.Action[chromedp.Void] {
+	return eval(`document.querySelectorAll("p.done").forEach(function(p){p.remove()})`)
+}

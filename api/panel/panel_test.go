@@ -130,7 +130,7 @@ func TestPanelRoles(t *testing.T) {
 	actx := tab(t)
 	e.signIn(actx, "admin")
 	e.open(actx, fmt.Sprintf("/panel/partners/%d", e.partner.ID))
-	if err := chromedp.Do(actx,
+	if err := chromedp.Do(actx, clearDone(),
 		chromedp.SendKeys(chromedp.CSS("#vname"), "acme-viewer"),
 		chromedp.SendKeys(chromedp.CSS("#vpass"), password),
 		chromedp.Submit(chromedp.CSS("#vpass")),
@@ -158,6 +158,23 @@ func TestPanelRoles(t *testing.T) {
 	e.open(vctx, fmt.Sprintf("/panel/partners/%d", other.ID))
 	if exists(t, vctx, "#programs") {
 		t.Errorf("viewer sees another partner's page")
+	}
+	otherProg, err := e.host.CreateProgram(e.ctx, cardhost.ProgramSpec{PartnerID: other.ID, Name: "Other", BINLow: "461234", BINHigh: "461234",
+		Currency: "EUR", CardTypes: []cardhost.CardType{cardhost.Virtual}, Funding: cardhost.FundingPartnerCredit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := e.host.RegisterUser(e.ctx, otherProg.ID, "other-1", "Ada Other", "ada@other.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.open(vctx, "/panel/customers?q=ada")
+	if got := text(t, vctx, "#hits tbody"); !strings.Contains(got, "Ada Lovelace") || strings.Contains(got, "Ada Other") {
+		t.Errorf("viewer search: got %q, want only their partner's customer", got)
+	}
+	e.open(vctx, fmt.Sprintf("/panel/customers/%d", stranger.ID))
+	if exists(t, vctx, "dl.facts") {
+		t.Errorf("viewer sees another partner's customer")
 	}
 	if status := submitForm(t, vctx, fmt.Sprintf("/panel/cards/%d/lock", e.card.ID), map[string]string{"code": "3"}, true); status != http.StatusForbidden {
 		t.Errorf("viewer lock: got status %d, want 403", status)
@@ -303,7 +320,7 @@ func TestPanelLockDeclinesLive(t *testing.T) {
 	ctx := tab(t)
 	e.signIn(ctx, "employee")
 	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
-	if err := chromedp.Do(ctx,
+	if err := chromedp.Do(ctx, clearDone(),
 		chromedp.SetValue(chromedp.CSS("#code"), "2"),
 		chromedp.SendKeys(chromedp.CSS("#reason"), "cardholder called: stolen"),
 		chromedp.Submit(chromedp.CSS("#reason")),
@@ -340,7 +357,19 @@ func TestPanelLockDeclinesLive(t *testing.T) {
 			t.Errorf("live row %q lacks %q", row, want)
 		}
 	}
+	if lat := text(t, ctx, "#liverows tr:first-child td:last-child"); !strings.HasSuffix(lat, "ms") && !strings.HasSuffix(lat, "µs") {
+		t.Errorf("live row latency: got %q, want an answer time", lat)
+	}
 	e.html(ctx, "live view")
+
+	// The summary's last hour: two requests, one approved.
+	e.open(ctx, "/panel/summary")
+	if got := text(t, ctx, "#auth + p"); !strings.HasPrefix(got, "2 requests, approval rate 50.0 %") {
+		t.Errorf("summary chart text: got %q", got)
+	}
+	if n := count(t, ctx, "svg.chart rect.total"); n < 1 || n > 2 { // two minutes when the test crosses one
+		t.Errorf("summary chart: %d minute bars, want 1", n)
+	}
 
 	// The filter by action code keeps only the declines.
 	e.open(ctx, fmt.Sprintf("/panel/live?card=%d&code=00", e.card.ID))
@@ -378,7 +407,7 @@ func TestPanelNoFullPAN(t *testing.T) {
 	// Reset CVV says it was done and shows no value.
 	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
 	before, _ := e.host.Card(e.ctx, e.card.ID)
-	if err := chromedp.Do(ctx, eval("window.confirm=function(){return true}"),
+	if err := chromedp.Do(ctx, clearDone(), eval("window.confirm=function(){return true}"),
 		chromedp.Click(chromedp.CSS(`form[action$="/cvv"] button`)), chromedp.WaitVisible(chromedp.CSS("p.done"))); err != nil {
 		t.Fatal(err)
 	}
@@ -396,5 +425,164 @@ func eval(js string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
 		_, err := chromedp.Evaluate[any](js+";null")(ctx, tg)
 		return chromedp.Void{}, err
+	}
+}
+
+// TestPanelCardRules checks the card rules as the panel applies them: an
+// irreversible lock offers no unlock and a forged unlock is refused by the
+// card host; a code-7 lock is lifted by a Manager, not an Employee.
+func TestPanelCardRules(t *testing.T) {
+	e := newEnv(t)
+	ctx := tab(t)
+	e.signIn(ctx, "employee")
+	cardPath := fmt.Sprintf("/panel/cards/%d", e.card.ID)
+
+	if _, err := e.host.Lock(e.ctx, e.card.ID, cardhost.LockSuspectedFraud, actorAdmin, "system"); err != nil {
+		t.Fatal(err)
+	}
+	e.open(ctx, cardPath)
+	if exists(t, ctx, `form[action$="/unlock"]`) {
+		t.Errorf("employee is offered Unlock of a code-7 lock")
+	}
+	if st := submitForm(t, ctx, cardPath+"/unlock", nil, true); st != http.StatusForbidden {
+		t.Errorf("employee unlock of a code-7 lock: got %d, want 403", st)
+	}
+	if c, _ := e.host.Card(e.ctx, e.card.ID); c.LockCode != cardhost.LockSuspectedFraud {
+		t.Fatalf("code-7 lock lifted by an employee: lock %d", c.LockCode)
+	}
+	mctx := tab(t)
+	e.signIn(mctx, "manager")
+	e.open(mctx, cardPath)
+	if err := chromedp.Do(mctx, clearDone(), chromedp.Click(chromedp.CSS(`form[action$="/unlock"] button`)), chromedp.WaitVisible(chromedp.CSS("p.done"))); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := e.host.Card(e.ctx, e.card.ID); c.LockCode != cardhost.LockNone {
+		t.Errorf("manager unlock: lock %d, want none", c.LockCode)
+	}
+
+	if _, err := e.host.Lock(e.ctx, e.card.ID, cardhost.LockLost, actorAdmin, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	e.open(mctx, cardPath)
+	if exists(t, mctx, `form[action$="/unlock"]`) || !strings.Contains(text(t, mctx, "#lock"), "irreversible") {
+		t.Errorf("an irreversible lock: want no Unlock and the lock marked irreversible")
+	}
+	if st := submitForm(t, mctx, cardPath+"/unlock", nil, true); st != http.StatusConflict {
+		t.Errorf("forged unlock of a lost card: got %d, want 409", st)
+	}
+	if c, _ := e.host.Card(e.ctx, e.card.ID); c.LockCode != cardhost.LockLost {
+		t.Errorf("lost card unlocked: lock %d", c.LockCode)
+	}
+	// Remove is an Admin's: not offered to a Manager, refused when forged.
+	if exists(t, mctx, `form[action$="/remove"]`) {
+		t.Errorf("manager is offered Remove")
+	}
+	if st := submitForm(t, mctx, cardPath+"/remove", nil, true); st != http.StatusForbidden {
+		t.Errorf("manager remove: got %d, want 403", st)
+	}
+}
+
+// TestPanelPartnerAdmin runs an Admin's partner work in the panel: create a
+// partner and a program, reload a partner balance and set its threshold,
+// sign a CSR and revoke the certificate; the customer page pages its
+// transactions.
+func TestPanelPartnerAdmin(t *testing.T) {
+	e := newEnv(t)
+	ctx := tab(t)
+	e.signIn(ctx, "admin")
+	e.open(ctx, "/panel/partners")
+	if err := chromedp.Do(ctx, clearDone(),
+		chromedp.SendKeys(chromedp.CSS("#pname"), "Beta Cards"),
+		chromedp.SendKeys(chromedp.CSS("#pemail"), "ops@beta.example"),
+		chromedp.Submit(chromedp.CSS("#pemail")),
+		chromedp.WaitVisible(chromedp.CSS("p.done")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "h1"); got != "Beta Cards" {
+		t.Fatalf("after creating a partner: page %q", got)
+	}
+	if err := chromedp.Do(ctx, clearDone(),
+		eval(`document.querySelectorAll("details").forEach(function(d){d.open=true})`),
+		chromedp.SendKeys(chromedp.CSS("#gname"), "Beta Blue"),
+		chromedp.SendKeys(chromedp.CSS("#binlow"), "471234"),
+		chromedp.SendKeys(chromedp.CSS("#gcur"), "EUR"),
+		chromedp.SendKeys(chromedp.CSS("#gthr"), "100.00"),
+		chromedp.Submit(chromedp.CSS("#gthr")),
+		chromedp.WaitVisible(chromedp.CSS("p.done")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#programs tbody"); !strings.Contains(got, "Beta Blue") || !strings.Contains(got, "471234") {
+		t.Fatalf("programs after create: %q", got)
+	}
+	progs, err := e.host.Programs(e.ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acc int64
+	for _, p := range progs {
+		if p.Name == "Beta Blue" {
+			acc = p.PartnerAccountID
+		}
+	}
+	if err := chromedp.Do(ctx, clearDone(),
+		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#pamount%d", acc)), "750.25"),
+		chromedp.Submit(chromedp.CSS(fmt.Sprintf("#pamount%d", acc))),
+		chromedp.WaitVisible(chromedp.CSS("p.done")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := e.host.Account(e.ctx, acc); a.Balance != 75_025 {
+		t.Errorf("partner balance after reload: %d, want 75025", a.Balance)
+	}
+	if err := chromedp.Do(ctx, clearDone(),
+		chromedp.SetValue(chromedp.CSS(fmt.Sprintf("#thr%d", acc)), "1000.00"),
+		chromedp.Submit(chromedp.CSS(fmt.Sprintf("#thr%d", acc))),
+		chromedp.WaitVisible(chromedp.CSS("p.done")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "ul.gauges"); !strings.Contains(got, "threshold 1000.00 — below") {
+		t.Errorf("gauge after threshold above the balance: %q", got)
+	}
+
+	// Sign a CSR, see the certificate, revoke it.
+	csr := testCSR(t)
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#csr"), csr),
+		chromedp.Submit(chromedp.CSS("#csr")),
+		chromedp.WaitVisible(chromedp.CSS("#pem")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	pem, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#pem").value`))
+	if err != nil || !strings.HasPrefix(pem, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("signed certificate: %q, %v", pem, err)
+	}
+	e.open(ctx, e.pathOfPartnerNamed("Beta Cards"))
+	if err := chromedp.Do(ctx, clearDone(), eval("window.confirm=function(){return true}"),
+		chromedp.Click(chromedp.CSS(`#certs form button`)), chromedp.WaitVisible(chromedp.CSS("p.done"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, ctx, "#certs tbody"); !strings.Contains(got, "revoked") {
+		t.Errorf("certificates after revoke: %q", got)
+	}
+
+	// Transactions, paged by 20: 25 reloads make two pages.
+	for i := range 25 {
+		if _, err := e.led.Reload(e.ctx, e.balance, int64(100+i), fmt.Sprintf("page-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.open(ctx, fmt.Sprintf("/panel/customers/%d", e.user.ID))
+	if n := count(t, ctx, "#transactions tbody tr"); n != 20 {
+		t.Errorf("first page: %d rows, want 20", n)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(".pager a:last-child")), chromedp.WaitVisible(chromedp.CSS("#transactions"))); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, ctx, "#transactions tbody tr"); n != 6 { // the seed reload and 25 more: 26 entries
+		t.Errorf("second page: %d rows, want 6", n)
 	}
 }
