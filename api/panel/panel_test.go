@@ -586,3 +586,51 @@ func TestPanelPartnerAdmin(t *testing.T) {
 		t.Errorf("second page: %d rows, want 6", n)
 	}
 }
+
+// TestPanelExceptionsQueue shows the exceptions table's open rows to the
+// staff, and not to a partner viewer.
+func TestPanelExceptionsQueue(t *testing.T) {
+	e := newEnv(t)
+	const insert = `INSERT INTO exceptions (kind, currency, amount, receivable, card_id, account_id, program_id, detail)
+		VALUES ('over_capture', 'EUR', 1234, 1234, $1, $2, $3, 'completion above the hold')`
+	if _, err := e.pool.Exec(e.ctx, insert, e.card.ID, e.balance, e.prog.ID); err != nil {
+		t.Fatal(err)
+	}
+	ctx := tab(t)
+	e.signIn(ctx, "employee")
+	e.open(ctx, "/panel/exceptions?status=open")
+	row := text(t, ctx, "#exceptions tbody tr")
+	for _, want := range []string{"over_capture", "open", "12.34 EUR", "completion above the hold"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("exception row %q lacks %q", row, want)
+		}
+	}
+	e.open(ctx, "/panel/exceptions?status=written_off")
+	if got := text(t, ctx, "#exceptions tbody"); got != "No exceptions." {
+		t.Errorf("written-off exceptions: got %q", got)
+	}
+}
+
+// TestPanelPhoneWidth opens every page at a phone's width and checks that
+// none is wider than the screen (wide tables scroll inside their box).
+func TestPanelPhoneWidth(t *testing.T) {
+	e := newEnv(t)
+	e.authorise(300)
+	ctx := tab(t)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		t.Fatal(err)
+	}
+	e.signIn(ctx, "admin")
+	for _, p := range []string{"/panel/summary", "/panel/customers?q=ada", fmt.Sprintf("/panel/customers/%d", e.user.ID),
+		fmt.Sprintf("/panel/cards/%d", e.card.ID), "/panel/live", "/panel/partners", fmt.Sprintf("/panel/partners/%d", e.partner.ID),
+		"/panel/exceptions"} {
+		e.open(ctx, p)
+		over, err := chromedp.Run(ctx, chromedp.Evaluate[int]("document.documentElement.scrollWidth - window.innerWidth"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if over > 0 {
+			t.Errorf("%s at 390 px: %d px wider than the screen", p, over)
+		}
+	}
+}
