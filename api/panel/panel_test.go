@@ -634,3 +634,35 @@ func TestPanelPhoneWidth(t *testing.T) {
 		}
 	}
 }
+
+// TestPanelKeyboard signs in with the keyboard alone (the name field has
+// the focus, Tab moves to the password, Enter submits) and checks that the
+// first Tab of a page reaches the skip link.
+func TestPanelKeyboard(t *testing.T) {
+	e := newEnv(t)
+	ctx := tab(t)
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.url+"/panel/login"),
+		chromedp.WaitVisible(chromedp.CSS("#name")),
+		chromedp.KeyEvent("manager\t"+password+"\r"),
+		chromedp.WaitVisible(chromedp.CSS(".who")),
+	); err != nil {
+		t.Fatalf("keyboard sign-in: %v", err)
+	}
+	if got := text(t, ctx, ".who small"); got != "(Manager)" {
+		t.Errorf("signed in as %s, want (Manager)", got)
+	}
+	e.open(ctx, fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+		t.Fatal(err)
+	}
+	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.activeElement.className"))
+	if err != nil || focused != "skip" {
+		t.Errorf("first Tab focuses %q (%v), want the skip link", focused, err)
+	}
+	for _, id := range []string{"code", "reason"} {
+		if !exists(t, ctx, fmt.Sprintf(`label[for=%q]`, id)) {
+			t.Errorf("field #%s has no label", id)
+		}
+	}
+}
