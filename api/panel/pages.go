@@ -134,17 +134,11 @@ func (p *Panel) summary(c *call) error {
 	}
 	var gauges []gauge
 	for _, pt := range partners {
-		as, err := p.cfg.Host.PartnerBalances(c.ctx(), pt.ID)
+		gs, err := p.gauges(c, pt)
 		if err != nil {
 			return err
 		}
-		for _, a := range as {
-			g, err := p.gaugeOf(c, pt, a)
-			if err != nil {
-				return err
-			}
-			gauges = append(gauges, g)
-		}
+		gauges = append(gauges, gs...)
 	}
 	data["Gauges"] = gauges
 	if c.s.Role != RolePartner {
@@ -179,6 +173,23 @@ func (p *Panel) visiblePartners(c *call) ([]ledger.Partner, error) {
 		return []ledger.Partner{pt}, nil
 	}
 	return p.cfg.Host.Partners(c.ctx())
+}
+
+// gauges are a partner's balances against their thresholds.
+func (p *Panel) gauges(c *call, pt ledger.Partner) ([]gauge, error) {
+	as, err := p.cfg.Host.PartnerBalances(c.ctx(), pt.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gauge, 0, len(as))
+	for _, a := range as {
+		g, err := p.gaugeOf(c, pt, a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, nil
 }
 
 func (p *Panel) gaugeOf(c *call, pt ledger.Partner, a ledger.Account) (gauge, error) {
@@ -805,17 +816,9 @@ func (p *Panel) partner(c *call) error {
 		}
 		prows = append(prows, programRow{Program: pr, Types: strings.Join(ts, ", ")})
 	}
-	as, err := p.cfg.Host.PartnerBalances(c.ctx(), pt.ID)
+	gauges, err := p.gauges(c, pt)
 	if err != nil {
 		return err
-	}
-	var gauges []gauge
-	for _, a := range as {
-		g, err := p.gaugeOf(c, pt, a)
-		if err != nil {
-			return err
-		}
-		gauges = append(gauges, g)
 	}
 	data := map[string]any{"Partner": pt, "Programs": prows, "Gauges": gauges, "Admin": c.is(adminOnly...)}
 	if c.is(adminOnly...) {
