@@ -68,7 +68,7 @@ func (a panelAuth) Login(ctx context.Context, name, password string) (panel.Sess
 	if !ok {
 		return panel.Session{}, fmt.Errorf("panel login: unexpected answer %T", out)
 	}
-	s, err := a.Session(ctx, ans.Token)
+	s, err := a.Session(ctx, ans.Token, false)
 	if err != nil {
 		return panel.Session{}, fmt.Errorf("panel login: %w", err)
 	}
@@ -76,9 +76,10 @@ func (a panelAuth) Login(ctx context.Context, name, password string) (panel.Sess
 	return s, nil
 }
 
-// Session checks a panel session like an admin bearer token and moves its
-// expiry to SessionTTL from now: panel sessions end after SessionTTL idle.
-func (a panelAuth) Session(ctx context.Context, token string) (panel.Session, error) {
+// Session checks a panel session like an admin bearer token and, when
+// extend, moves its expiry to SessionTTL from now: panel sessions end after
+// SessionTTL idle.
+func (a panelAuth) Session(ctx context.Context, token string, extend bool) (panel.Session, error) {
 	if len(token) == 0 || len(token) > 128 {
 		return panel.Session{}, panel.ErrNoSession
 	}
@@ -92,10 +93,14 @@ func (a panelAuth) Session(ctx context.Context, token string) (panel.Session, er
 		}
 		return panel.Session{}, e
 	}
+	until := p.ExpiresAt
+	if extend {
+		until = now.Add(a.s.cfg.SessionTTL)
+	}
 	const touch = `UPDATE sessions SET expires_at = greatest(expires_at, $2) WHERE token_hash = $1
 		RETURNING expires_at, (SELECT coalesce(partner_id, 0) FROM admin_users WHERE id = $3)`
 	var partnerID int64
-	if err := a.s.pool.QueryRow(ctx, touch, p.tokenHash, now.Add(a.s.cfg.SessionTTL), p.AdminID).Scan(&p.ExpiresAt, &partnerID); err != nil {
+	if err := a.s.pool.QueryRow(ctx, touch, p.tokenHash, until, p.AdminID).Scan(&p.ExpiresAt, &partnerID); err != nil {
 		return panel.Session{}, fmt.Errorf("panel session: %w", err)
 	}
 	return panel.Session{Token: token, AdminID: p.AdminID, Name: p.AdminName, Role: panel.Role(p.Role), PartnerID: partnerID, ExpiresAt: p.ExpiresAt}, nil

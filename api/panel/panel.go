@@ -75,9 +75,10 @@ type Auth interface {
 	// Login checks a name and password under the API's login limits and
 	// opens a session: ErrBadLogin, *LimitError or another error.
 	Login(ctx context.Context, name, password string) (Session, error)
-	// Session returns the session of token and extends it (idle expiry);
-	// ErrNoSession when unknown or expired.
-	Session(ctx context.Context, token string) (Session, error)
+	// Session returns the session of token, extended to a full idle
+	// period when extend (idle expiry); ErrNoSession when unknown or
+	// expired.
+	Session(ctx context.Context, token string, extend bool) (Session, error)
 	Logout(ctx context.Context, token string) error
 	// CreateViewer creates a partner viewer login.
 	CreateViewer(ctx context.Context, name, password string, partnerID, by int64) error
@@ -222,7 +223,9 @@ func (p *Panel) handle(pattern string, roles []Role, h func(*call) error) {
 			p.toLogin(w, r)
 			return
 		}
-		s, err := p.cfg.Auth.Session(r.Context(), ck.Value)
+		// The live view's polling is not a person's activity: it does not
+		// keep an unattended session open.
+		s, err := p.cfg.Auth.Session(r.Context(), ck.Value, !strings.HasSuffix(r.URL.Path, "/rows"))
 		if errors.Is(err, ErrNoSession) {
 			clearCookie(w, sessionCookie)
 			p.toLogin(w, r)
