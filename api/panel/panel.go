@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
@@ -238,10 +239,12 @@ func (p *Panel) handle(pattern string, roles []Role, h func(*call) error) {
 		c := &call{w: w, r: r, s: s, csrf: csrfOf(s.Token), p: p}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-			if err := r.ParseForm(); err != nil {
-				c.status(http.StatusBadRequest, "The form could not be read.")
-				return
-			}
+		}
+		if err := r.ParseForm(); err != nil || !cleanForm(r.Form) {
+			c.status(http.StatusBadRequest, "The form or the address could not be read.")
+			return
+		}
+		if r.Method == http.MethodPost {
 			if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(c.csrf)) != 1 {
 				c.status(http.StatusForbidden, "The form was refused: its security token is missing or wrong. Reload the page and try again.")
 				return
@@ -255,6 +258,22 @@ func (p *Panel) handle(pattern string, roles []Role, h func(*call) error) {
 			p.fail(w, r, c, err)
 		}
 	})
+}
+
+// cleanForm reports whether every value is valid UTF-8 without NUL, as
+// PostgreSQL text must be.
+func cleanForm(f map[string][]string) bool {
+	for k, vs := range f {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // csrfOf derives the session's CSRF token from its (secret, HttpOnly)

@@ -3,8 +3,10 @@ package panel_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -677,5 +679,74 @@ func TestPanelKeyboard(t *testing.T) {
 		if !exists(t, ctx, fmt.Sprintf(`label[for=%q]`, id)) {
 			t.Errorf("field #%s has no label", id)
 		}
+	}
+}
+
+// TestPanelBadInput sends hostile addresses and forms with a valid session
+// and token: each is answered 4xx, never 5xx, and changes nothing.
+func TestPanelBadInput(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	tok := e.loginToken(c)
+	if r := formPost(e, c, "/panel/login", url.Values{"name": {"admin"}, "password": {password}, "csrf": {tok}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", r.StatusCode)
+	}
+	// The session's CSRF token, from a page.
+	resp, err := c.Get(e.url + fmt.Sprintf("/panel/cards/%d", e.card.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	csrf := string(regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)[1])
+	gets := []string{"/panel/customers?q=%ff%fe", "/panel/customers?q=a%00b", "/panel/customers/abc", "/panel/customers/99999999",
+		"/panel/cards/-1", "/panel/cards/99999999", "/panel/live?card=x", "/panel/live?code=%27%3B", "/panel/exceptions?status=bogus",
+		"/panel/partners/0", "/panel/nothing", "/panel/customers?bin=12&last4=1"}
+	for _, p := range gets {
+		resp, err := c.Get(e.url + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 400 && resp.StatusCode != http.StatusOK || resp.StatusCode >= 500 {
+			t.Errorf("GET %s: %d, want 4xx or a page", p, resp.StatusCode)
+		}
+	}
+	card := fmt.Sprintf("/panel/cards/%d", e.card.ID)
+	posts := []struct {
+		path string
+		form url.Values
+	}{
+		{card + "/lock", url.Values{"code": {"9"}}},
+		{card + "/lock", url.Values{"code": {"3"}, "reason": {"bad\xffutf8"}}},
+		{card + "/lock", url.Values{"code": {"3"}, "reason": {strings.Repeat("x", 600)}}},
+		{card + "/explode", nil},
+		{card + "/unlock", nil},
+		{fmt.Sprintf("/panel/customers/%d/balances/%d/reload", e.user.ID, e.balance), url.Values{"amount": {"-5"}}},
+		{fmt.Sprintf("/panel/customers/%d/balances/%d/reload", e.user.ID, e.balance), url.Values{"amount": {"1.234"}}},
+		{fmt.Sprintf("/panel/customers/%d/balances/%d/reload", e.user.ID, e.prog.PartnerAccountID), url.Values{"amount": {"1.00"}}},
+		{fmt.Sprintf("/panel/customers/%d/kyc", e.user.ID), url.Values{"status": {"maybe"}}},
+		{"/panel/partners", url.Values{"name": {""}}},
+		{fmt.Sprintf("/panel/partners/%d/programs", e.partner.ID), url.Values{"name": {"x"}, "binLow": {"12"}, "currency": {"EUR"}}},
+		{fmt.Sprintf("/panel/partners/%d/certificates", e.partner.ID), url.Values{"csr": {"not a csr"}}},
+		{"/panel/certificates/zz/revoke", nil},
+		{"/panel/certificates/abcdef/revoke", nil},
+		{fmt.Sprintf("/panel/partners/%d/viewers", e.partner.ID), url.Values{"name": {"v"}, "password": {"short"}}},
+		{fmt.Sprintf("/panel/balances/%d/threshold", e.balance), url.Values{"threshold": {"1"}}},
+	}
+	before, _ := e.host.Account(e.ctx, e.balance)
+	for _, p := range posts {
+		f := url.Values{"csrf": {csrf}}
+		for k, v := range p.form {
+			f[k] = v
+		}
+		r := formPost(e, c, p.path, f)
+		if r.StatusCode < 400 || r.StatusCode >= 500 {
+			t.Errorf("POST %s %v: %d, want 4xx", p.path, p.form, r.StatusCode)
+		}
+	}
+	after, _ := e.host.Account(e.ctx, e.balance)
+	if cd, _ := e.host.Card(e.ctx, e.card.ID); cd.LockCode != cardhost.LockNone || after.Balance != before.Balance {
+		t.Errorf("refused forms changed something: lock %d, balance %d (was %d)", cd.LockCode, after.Balance, before.Balance)
 	}
 }
