@@ -133,17 +133,29 @@ func (a panelAuth) CreateViewer(ctx context.Context, name, password string, part
 	return nil
 }
 
-// SignCSR signs a partner's CSR as POST /admin/partners/{id}/certificates.
-func (a panelAuth) SignCSR(ctx context.Context, partnerID int64, csrPEM string, by int64) (string, string, error) {
-	csr, err := parseCSR(csrPEM)
-	if err != nil {
-		return "", "", panelInput(errorf(http.StatusBadRequest, CodeValidation, "%v", err))
+// SignCSR signs a CSR as POST /admin/partners/{id}/certificates or
+// /admin/entities/{entity}/certificates do.
+func (a panelAuth) SignCSR(ctx context.Context, in panel.CSR, by int64) (string, string, error) {
+	req := CertificateRequest{Kind: in.Kind, PartnerID: in.PartnerID, Entity: in.Entity, IssuedBy: by}
+	switch {
+	case in.Kind == KindPartner && in.PartnerID > 0 && in.Entity == "":
+	case (in.Kind == KindScheme || in.Kind == KindAcquirer) && in.PartnerID == 0 && validEntity(in.Entity):
+	default:
+		return "", "", panelInput(validation("a partner, or a scheme or acquirer named by 1-64 of A-Z a-z 0-9 . _ -"))
 	}
-	ic, err := a.s.IssueCertificate(ctx, CertificateRequest{Kind: KindPartner, PartnerID: partnerID, PublicKey: csr.PublicKey, IssuedBy: by})
+	csr, err := parseCSR(in.PEM)
+	if err != nil {
+		return "", "", panelInput(validation("%v", err))
+	}
+	req.PublicKey = csr.PublicKey
+	ic, err := a.s.IssueCertificate(ctx, req)
+	if errors.Is(err, errUnknownPartner) {
+		return "", "", panelInput(notFound())
+	}
 	if err != nil {
 		return "", "", err
 	}
-	a.s.log.Info("client certificate issued", "serial", ic.Serial, "kind", ic.Kind, "partner_id", partnerID, "by", by)
+	a.s.log.Info("client certificate issued", "serial", ic.Serial, "kind", ic.Kind, "partner_id", ic.PartnerID, "entity", ic.Entity, "by", by)
 	return ic.Serial, ic.Certificate, nil
 }
 

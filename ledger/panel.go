@@ -284,13 +284,25 @@ type Certificate struct {
 func (r *PanelReader) PartnerCertificates(ctx context.Context, partnerID int64) ([]Certificate, error) {
 	const q = `SELECT serial, kind, subject, not_after, revoked, created_at FROM partner_certificates
 		WHERE partner_id = $1 ORDER BY created_at DESC, serial`
-	rows, err := r.pool.Query(ctx, q, partnerID)
+	return r.certificates(ctx, q, partnerID)
+}
+
+// EntityCertificates returns the schemes' and acquirers' client
+// certificates, newest first.
+func (r *PanelReader) EntityCertificates(ctx context.Context) ([]Certificate, error) {
+	const q = `SELECT serial, kind, coalesce(entity, '') || ' · ' || subject, not_after, revoked, created_at
+		FROM partner_certificates WHERE partner_id IS NULL ORDER BY created_at DESC, serial`
+	return r.certificates(ctx, q)
+}
+
+func (r *PanelReader) certificates(ctx context.Context, q string, args ...any) ([]Certificate, error) {
+	rows, err := r.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, dbErr("partner certificates", err)
+		return nil, dbErr("certificates", err)
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Certificate])
 	if err != nil {
-		return nil, dbErr("partner certificates", err)
+		return nil, dbErr("certificates", err)
 	}
 	return out, nil
 }

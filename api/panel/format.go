@@ -9,6 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/ledger"
 )
 
 // formatAmount writes minor units in major units with the currency's
@@ -59,6 +60,9 @@ func expiryText(yymm string) string {
 }
 
 var funcs = template.FuncMap{
+	"certs": func(certs []ledger.Certificate, csrf string, partner int64) map[string]any {
+		return map[string]any{"Certs": certs, "CSRF": csrf, "Partner": partner}
+	},
 	"when":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"lockText": func(c cardhost.LockCode) string { return lockText(c) },
 	"roleIs": func(s *Session, roles ...string) bool {

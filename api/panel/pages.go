@@ -48,6 +48,7 @@ func (p *Panel) routes() {
 	p.handle("POST /panel/partners/{id}/certificates", adminOnly, p.signCSR)
 	p.handle("POST /panel/partners/{id}/viewers", adminOnly, p.createViewer)
 	p.handle("POST /panel/certificates/{serial}/revoke", adminOnly, p.revoke)
+	p.handle("POST /panel/entities/certificates", adminOnly, p.signEntityCSR)
 	p.handle("POST /panel/balances/{id}/reload", adminOnly, p.reloadPartner)
 	p.handle("POST /panel/balances/{id}/threshold", adminOnly, p.setThreshold)
 	p.handle("GET /panel/exceptions", staff, p.exceptions)
@@ -759,7 +760,27 @@ func (p *Panel) partners(c *call) error {
 	if err != nil {
 		return err
 	}
-	return c.page("partners", "Partners", map[string]any{"Partners": ps})
+	certs, err := p.cfg.Reader.EntityCertificates(c.ctx())
+	if err != nil {
+		return err
+	}
+	return c.page("partners", "Partners", map[string]any{"Partners": ps, "Certificates": certs})
+}
+
+// signEntityCSR signs a scheme's or acquirer's CSR: external entities lock
+// cards from outside with it.
+func (p *Panel) signEntityCSR(c *call) error {
+	req := CSR{Kind: c.r.PostFormValue("kind"), Entity: strings.TrimSpace(c.r.PostFormValue("entity")), PEM: c.r.PostFormValue("csr")}
+	if req.Kind != "scheme" && req.Kind != "acquirer" {
+		return badInput("The kind is scheme or acquirer.")
+	}
+	serial, certPEM, err := p.cfg.Auth.SignCSR(c.ctx(), req, c.s.AdminID)
+	if err != nil {
+		return err
+	}
+	p.log.Info("panel: certificate signed", "serial", serial, "kind", req.Kind, "entity", req.Entity, "admin", c.s.AdminID)
+	return c.page("message", "Certificate signed", map[string]any{"Message": "Signed certificate " + serial + ".",
+		"PEM": certPEM, "Back": "/panel/partners"})
 }
 
 func (p *Panel) createPartner(c *call) error {
@@ -944,7 +965,7 @@ func (p *Panel) signCSR(c *call) error {
 	if err != nil {
 		return err
 	}
-	serial, certPEM, err := p.cfg.Auth.SignCSR(c.ctx(), pt.ID, c.r.PostFormValue("csr"), c.s.AdminID)
+	serial, certPEM, err := p.cfg.Auth.SignCSR(c.ctx(), CSR{Kind: "partner", PartnerID: pt.ID, PEM: c.r.PostFormValue("csr")}, c.s.AdminID)
 	if err != nil {
 		return err
 	}

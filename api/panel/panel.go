@@ -58,6 +58,14 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
+// CSR is a certificate signing request to sign.
+type CSR struct {
+	Kind      string // partner, scheme or acquirer
+	PartnerID int64  // kind partner
+	Entity    string // kind scheme or acquirer
+	PEM       string
+}
+
 // Errors of Auth.
 var (
 	ErrBadLogin  = errors.New("name or password is wrong")
@@ -83,8 +91,10 @@ type Auth interface {
 	Logout(ctx context.Context, token string) error
 	// CreateViewer creates a partner viewer login.
 	CreateViewer(ctx context.Context, name, password string, partnerID, by int64) error
-	// SignCSR signs a partner's CSR; it returns the serial and the PEM.
-	SignCSR(ctx context.Context, partnerID int64, csrPEM string, by int64) (serial, certPEM string, err error)
+	// SignCSR signs a CSR: a partner's (kind "partner", partnerID) or an
+	// external entity's (kind "scheme" or "acquirer", entity). It returns
+	// the serial and the PEM.
+	SignCSR(ctx context.Context, req CSR, by int64) (serial, certPEM string, err error)
 	Revoke(ctx context.Context, serial string) error
 }
 
@@ -127,6 +137,7 @@ type Reader interface {
 	SearchCustomers(ctx context.Context, q ledger.CustomerQuery) ([]ledger.CustomerHit, error)
 	EntriesBefore(ctx context.Context, accountID, beforeID int64, limit int) ([]ledger.Entry, error)
 	PartnerCertificates(ctx context.Context, partnerID int64) ([]ledger.Certificate, error)
+	EntityCertificates(ctx context.Context) ([]ledger.Certificate, error)
 	PartnerViewers(ctx context.Context, partnerID int64) ([]ledger.Viewer, error)
 }
 

@@ -584,6 +584,26 @@ func TestPanelPartnerAdmin(t *testing.T) {
 		t.Errorf("certificates after revoke: %q", got)
 	}
 
+	// An acquirer's CSR, signed on the partners page.
+	e.open(ctx, "/panel/partners")
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#ekind"), "acquirer"),
+		chromedp.SendKeys(chromedp.CSS("#entity"), "ACQ-1"),
+		chromedp.SetValue(chromedp.CSS("#ecsr"), testCSR(t)),
+		chromedp.Submit(chromedp.CSS("#ecsr")),
+		chromedp.WaitVisible(chromedp.CSS("#pem")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	e.open(ctx, "/panel/partners")
+	if got := text(t, ctx, "#certs tbody"); !strings.Contains(got, "ACQ-1") || !strings.Contains(got, "valid") {
+		t.Errorf("entity certificates: %q", got)
+	}
+	var kind string
+	if err := e.pool.QueryRow(e.ctx, `SELECT kind FROM partner_certificates WHERE entity = 'ACQ-1'`).Scan(&kind); err != nil || kind != "acquirer" {
+		t.Errorf("entity certificate recorded: kind %q, %v", kind, err)
+	}
+
 	// Transactions, paged by 20: 25 reloads make two pages.
 	for i := range 25 {
 		if _, err := e.led.Reload(e.ctx, e.balance, int64(100+i), fmt.Sprintf("page-%d", i)); err != nil {
