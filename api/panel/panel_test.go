@@ -770,3 +770,37 @@ func TestPanelBadInput(t *testing.T) {
 		t.Errorf("refused forms changed something: lock %d, balance %d (was %d)", cd.LockCode, after.Balance, before.Balance)
 	}
 }
+
+// TestPanelPhysicalCard links and activates an ordered physical card as an
+// Employee, each action offered only in the state it applies to.
+func TestPanelPhysicalCard(t *testing.T) {
+	e := newEnv(t)
+	pc, err := e.host.OrderPhysicalCard(e.ctx, e.user.ID, e.balance, actorAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := tab(t)
+	e.signIn(ctx, "employee")
+	e.open(ctx, fmt.Sprintf("/panel/cards/%d", pc.ID))
+	if got := text(t, ctx, "#state"); got != "ordered" {
+		t.Fatalf("state %q, want ordered", got)
+	}
+	if exists(t, ctx, `form[action$="/activate"]`) {
+		t.Errorf("an ordered card offers Activate")
+	}
+	for _, step := range []struct{ action, state string }{{"link", "inactive"}, {"activate", "active"}} {
+		if err := chromedp.Do(ctx, clearDone(), chromedp.Click(chromedp.CSS(fmt.Sprintf(`form[action$="/%s"] button`, step.action))),
+			chromedp.WaitVisible(chromedp.CSS("p.done"))); err != nil {
+			t.Fatalf("%s: %v", step.action, err)
+		}
+		if got := text(t, ctx, "#state"); got != step.state {
+			t.Errorf("after %s: state %q, want %s", step.action, got, step.state)
+		}
+	}
+	if c, _ := e.host.Card(e.ctx, pc.ID); c.State != cardhost.StateActive {
+		t.Errorf("card state %s, want active", c.State)
+	}
+	if got := text(t, ctx, "#history tbody"); !strings.Contains(got, "link") || !strings.Contains(got, "activate") {
+		t.Errorf("history: %q", got)
+	}
+}
