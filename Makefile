@@ -15,7 +15,7 @@ run: postgres ## run the system on its embedded default: local Postgres under ./
 	$(GO) run ./cmd/antaca all -data .data
 
 .PHONY: test
-test: postgres ## run every test, against a real PostgreSQL
+test: postgres chromium ## run every test, against a real PostgreSQL (and a headless Chromium for the panel)
 	$(GO) vet ./...
 	scripts/test.sh $(TESTFLAGS)
 
@@ -61,3 +61,11 @@ clean: ## remove ./.data (the local cluster, keys, demo data) and build output
 .PHONY: postgres
 postgres:
 	@scripts/ensure-postgres.sh
+
+.PHONY: chromium
+chromium:
+	@scripts/ensure-chromium.sh
+
+.PHONY: screenshots
+screenshots: postgres chromium ## write a PNG of each panel page to docs/panel/
+	ANTACA_SCREENSHOTS=$(CURDIR)/docs/panel $(GO) test -count=1 -run '^TestPanelScreenshots$$' ./api/panel/

@@ -263,6 +263,9 @@ func New(cfg Config, pool *pgxpool.Pool, host CardHost) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m}
 	s.registerRoutes()
+	if err := s.registerPanel(); err != nil { // the administration panel, /panel/ (api/panel)
+		return nil, fmt.Errorf("api: panel: %w", err)
+	}
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -516,14 +517,14 @@ func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
 // (dropJournaled), and the rest is decided and written again.
 const insertJournals = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
 	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
-	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time)
+	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at)
 	SELECT profile, mti, class, acq, stan, tt, rrn, NULLIF(card, 0), pan, masked, proc, amount, ccy, bamount, bccy, merchant,
-		reason, approval, NULLIF(hold, 0), avail, availccy, NULLIF(orig, 0), detail, lt
+		reason, approval, NULLIF(hold, 0), avail, availccy, NULLIF(orig, 0), detail, lt, recv
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bytea[],
 		$10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], $18::text[],
-		$19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[])
+		$19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[], $25::timestamptz[])
 		AS x(profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy, bamount, bccy, merchant,
-			reason, approval, hold, avail, availccy, orig, detail, lt)`
+			reason, approval, hold, avail, availccy, orig, detail, lt, recv)`
 
 // journalDuplicate reports whether err is the unique violation of a
 // journal key (see insertJournals).
@@ -545,6 +546,7 @@ func queueJournals(q *pgx.Batch, rows []journal) []bool {
 		card, amount, bamount, hold, orig                                   = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 		pan                                                                 = make([][]byte, 0, n)
 		avail                                                               = make([]*int64, 0, n)
+		recv                                                                = make([]*time.Time, 0, n)
 	)
 	inserted := make([]bool, n)
 	keys := make(map[string]bool, n)
@@ -563,9 +565,10 @@ func queueJournals(q *pgx.Batch, rows []journal) []bool {
 		}
 		masked = append(masked, m)
 		reason, approval, hold, avail, availCcy, orig, detail, lt = append(reason, string(j.reason)), append(approval, j.approval), append(hold, j.holdID), append(avail, j.available), append(availCcy, j.availCcy), append(orig, j.originalID), append(detail, j.detail), append(lt, r.LocalTime)
+		recv = append(recv, receivedAt(r))
 	}
 	q.Queue(insertJournals, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
-		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt)
+		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt, recv)
 	return inserted
 }
 

@@ -38,8 +38,8 @@ var errDuplicate = errors.New("duplicate request")
 
 const insertJournal = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
 	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
-	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, 0), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULLIF($19, 0), $20, $21, NULLIF($22, 0), $23, $24)
+	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, 0), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULLIF($19, 0), $20, $21, NULLIF($22, 0), $23, $24, $25)
 	ON CONFLICT (acquirer_id, stan, transmission_time, rrn, mti) DO NOTHING
 	RETURNING id`
 
@@ -54,11 +54,20 @@ func writeJournal(ctx context.Context, tx pgx.Tx, j journal) (int64, error) {
 	var id int64
 	err := tx.QueryRow(ctx, insertJournal, r.Profile, foldRepeat(r.MTI), int(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN,
 		j.cardID, j.panEnc, masked, r.ProcessingCode, r.Amount, r.Currency, r.BillingAmount, r.BillingCurrency, r.MerchantName,
-		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime).Scan(&id)
+		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime, receivedAt(r)).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, errDuplicate
 	}
 	return id, err
+}
+
+// receivedAt is when the switch read the request, for the journal's
+// answer time (the panel's latency); nil when unknown.
+func receivedAt(r *AuthRequest) *time.Time {
+	if r.Received.IsZero() {
+		return nil
+	}
+	return &r.Received
 }
 
 // beforeCommit is the last step inside every transaction that records a

@@ -244,6 +244,7 @@ func printDemo(w io.Writer, d Demo, asJSON bool) error {
   switch       iso2003 on %s, iso87 on %s
   api          %s (CA %s)
   admin        %s / %s (role %s)
+  panel        %s/panel/ (sign in with the admin above; trust the CA or accept the certificate)
 
 Send the card an authorisation of 10.00:
   go run ./cmd/loadtest -addr %s -profile iso2003 -pan %s -expiry %s -cvc2 %s -currency %s -amount 1000 -n 1
@@ -255,7 +256,7 @@ The three API channels:
   curl --cacert %s -H 'Content-Type: application/json' -d '{"name":"%s","password":"%s"}' %s/admin/login
 `, d.Partner, d.PartnerID, d.ProgramID, d.CustomerID, d.BalanceID, d.Currency, d.Available,
 		d.CardID, d.PAN, d.Expiry, d.CVC2, d.PIN, d.ZPK, d.ISO2003Addr, d.ISO87Addr, d.APIURL, d.CACert,
-		d.AdminUser, d.AdminPassword, d.AdminRole,
+		d.AdminUser, d.AdminPassword, d.AdminRole, d.APIURL,
 		d.ISO2003Addr, d.PAN, d.Expiry, d.CVC2, d.Currency,
 		d.CACert, d.APIURL,
 		d.CACert, d.PartnerCert, d.PartnerKey, d.APIURL, d.CustomerID,

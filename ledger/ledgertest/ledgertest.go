@@ -35,13 +35,17 @@ var (
 )
 
 // Main runs the tests and stops the throwaway cluster, if one was started.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit, for a TestMain that has more to stop: it
+// runs the tests, stops the cluster and returns the exit code.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if cluster != nil {
 		cluster.Stop()
 		os.RemoveAll(clusterDir)
 	}
-	os.Exit(code)
+	return code
 }
 
 var clusterDir string
