@@ -27,6 +27,8 @@ type writeReq struct {
 	prog      *Program
 	decision  Decision // set by the flush
 	newHold   bool     // the flush placed a new hold (not a duplicate's)
+	excess    int64    // an advice: what its new hold could not take (to exceptions receivable)
+	opened    []string // kinds of the exceptions its write opened, counted once committed
 	duplicate bool     // the journal key existed: answer with the stored decision
 	err       error    // this request alone could not be decided
 }
@@ -257,16 +259,18 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	for {
 		var specs []ledger.HoldSpec
 		var withSpec []*writeReq
-		tail := false
 		for _, w := range writes {
 			if w.spec != nil {
 				specs = append(specs, *w.spec)
 				withSpec = append(withSpec, w)
 			}
-			tail = tail || w.capture || w.pin != nil || w.credit != nil
 		}
 		for k, res := range hb.Decide(specs) {
 			h.applyHoldResult(withSpec[k], res)
+		}
+		tail := false
+		for _, w := range writes {
+			tail = tail || w.capture || w.pin != nil || w.credit != nil || w.excess > 0
 		}
 		for _, w := range writes {
 			if w.inquiry != 0 {
@@ -325,6 +329,9 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	}
 	for i, w := range writes {
 		w.duplicate = !inserted[i]
+		if !w.duplicate {
+			h.ledger.ExceptionsOpened(w.opened...)
+		}
 	}
 	return nil
 }
@@ -358,6 +365,19 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 			if _, err := h.ledger.CreditTx(ctx, tx, c.UserAccountID, c.PartnerAccountID, c.Currency, c.Amount, "credit:"+c.Ref); err != nil {
 				return err
 			}
+		}
+		if w.excess > 0 && w.newHold {
+			// A stand-in advice beyond the available balance and the
+			// stand-in limit: acknowledged, the excess is the scheme's
+			// against exceptions receivable (DESIGN section 6).
+			s := w.spec
+			_, err := h.ledger.OpenExceptionTx(ctx, tx, ledger.Exception{Kind: ledger.ExceptionStandInOverdraft, Currency: s.Currency,
+				Amount: w.excess, Receivable: w.excess, CardID: w.j.cardID, AccountID: s.UserAccountID, ProgramID: w.prog.ID,
+				HoldID: w.j.holdID, Detail: fmt.Sprintf("advice of %d, held %d", s.Amount, s.Amount-w.excess)}, "exception:"+s.Ref)
+			if err != nil {
+				return err
+			}
+			w.opened = append(w.opened[:0], ledger.ExceptionStandInOverdraft)
 		}
 		if pc := w.pin; pc != nil {
 			if err := recordPINChange(ctx, tx, w.j.cardID, *pc); err != nil {
@@ -455,6 +475,9 @@ func (h *Host) holdSpec(card *Card, prog *Program, r *AuthRequest, amount int64)
 		Amount:           amount,
 		Ref:              journalRef(r),
 		Force:            r.Class == ClassAdvice,
+		Capped:           r.Class == ClassAdvice,
+		StandIn:          prog.StandInLimit,
+		TTL:              holdTTL(prog, r.MCC),
 	}
 	if prog.Funding == FundingPartnerCredit {
 		spec.UserAccountID = card.AccountID
@@ -485,6 +508,11 @@ func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
 	avail := res.Available
 	w.j.approval, w.j.holdID, w.j.detail, w.j.available, w.j.availCcy = "", 0, "", nil, ""
 	w.newHold = res.Err == nil && !res.Duplicate
+	w.excess = 0
+	if w.newHold && res.Excess > 0 {
+		w.excess = res.Excess
+		w.j.detail = fmt.Sprintf("held %d, %d to exceptions (standin_overdraft)", res.Hold.Amount, res.Excess)
+	}
 	switch {
 	case res.Err == nil:
 		w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req), Available: avail, Currency: ccy, HasAvailable: true, HoldID: res.Hold.ID}

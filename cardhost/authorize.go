@@ -562,17 +562,30 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	return h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
+	var opened string
+	d, err := h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
 		detail := "captured " + strconv.FormatInt(final, 10)
-		_, err := h.ledger.CaptureTx(ctx, tx, holdID, final, fx, "capture:"+journalRef(r))
-		if errors.Is(err, ledger.ErrHoldResolved) {
+		opened = ""
+		c, err := h.ledger.ClearTx(ctx, tx, ledger.Clearing{HoldID: holdID, Final: final, FX: fx, Ref: "capture:" + journalRef(r),
+			ToleranceBP: mccRule(&prog, r.MCC).ToleranceBP, CardID: card.ID, ProgramID: prog.ID, JournalID: origID})
+		switch {
+		case errors.Is(err, ledger.ErrHoldResolved):
 			detail = "hold already resolved"
-		} else if err != nil {
+		case err != nil:
 			return Decision{}, err
+		case c.Excess > 0:
+			// Acknowledged (a clearing cannot be refused): the excess is
+			// the scheme's settlement against exceptions receivable.
+			detail = fmt.Sprintf("captured %d, %d to exceptions (%s %d)", c.Charged, c.Excess, c.Exception.Kind, c.Exception.ID)
+			opened = c.Exception.Kind
 		}
 		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
 			holdID: holdID, originalID: origID, detail: detail})
 	})
+	if err == nil && opened != "" && !d.Duplicate {
+		h.ledger.ExceptionsOpened(opened)
+	}
+	return d, err
 }
 
 // answerTx runs write, which journals the request's answer, in one

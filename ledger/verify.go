@@ -134,5 +134,6 @@ func (l *Ledger) Verify(ctx context.Context) ([]Violation, error) {
 			return nil, dbErr("verify "+c.name, err)
 		}
 	}
-	return out, nil
+	exc, err := VerifyExceptions(ctx, tx)
+	return append(out, exc...), err
 }

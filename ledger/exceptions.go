@@ -1,0 +1,276 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// KindExceptions is the internal exceptions receivable account, one per
+// currency: what the scheme settled that no user or partner balance may be
+// charged with (DESIGN section 6). Its balance is minus the receivable of
+// the open exceptions.
+const KindExceptions = "exceptions"
+
+// Exception kinds (the exceptions table, migration 011).
+const (
+	ExceptionOverCapture        = "over_capture"         // a clearing above its hold plus the tolerance
+	ExceptionExpiredHoldCapture = "expired_hold_capture" // a clearing of an expired hold beyond the available balance
+	ExceptionStandInOverdraft   = "standin_overdraft"    // an advice beyond the available balance and the stand-in limit
+	ExceptionBlindRefund        = "blind_refund"         // a refund's amount not credited, waiting for an Admin
+)
+
+// ExceptionKinds are the kinds of exceptions, for metrics and listings.
+var ExceptionKinds = []string{ExceptionOverCapture, ExceptionExpiredHoldCapture, ExceptionStandInOverdraft, ExceptionBlindRefund}
+
+// Exception is one row of the exceptions queue.
+type Exception struct {
+	ID       int64
+	Kind     string
+	Currency string
+	// Amount is the excess (for a blind refund: what waits for an Admin).
+	Amount int64
+	// Receivable is what was posted to exceptions receivable for it (0
+	// for a blind refund: nothing is posted until it is released).
+	Receivable int64
+	CardID     int64
+	AccountID  int64 // the user balance concerned
+	ProgramID  int64
+	HoldID     int64
+	PostingID  int64 // the posting that put Receivable on the exceptions account
+	JournalID  int64
+	Detail     string
+}
+
+// exceptionMetrics counts exceptions opened, by kind.
+type exceptionMetrics struct {
+	opened *prometheus.CounterVec
+}
+
+func newExceptionMetrics(reg prometheus.Registerer) *exceptionMetrics {
+	m := &exceptionMetrics{opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "antaca_exceptions_total", Help: "Exceptions opened (losses and refunds waiting for an Admin), by kind.",
+	}, []string{"kind"})}
+	for _, k := range ExceptionKinds {
+		m.opened.WithLabelValues(k)
+	}
+	if reg != nil {
+		if err := reg.Register(m.opened); err != nil {
+			if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+				m.opened = are.ExistingCollector.(*prometheus.CounterVec)
+			}
+		}
+	}
+	return m
+}
+
+// ExceptionsOpened counts exceptions of these kinds as opened. Callers
+// call it once the transaction that opened them has committed, so that the
+// counter never counts a rolled-back one. It is safe for concurrent use.
+func (l *Ledger) ExceptionsOpened(kinds ...string) {
+	for _, k := range kinds {
+		l.exc.opened.WithLabelValues(k).Inc()
+	}
+}
+
+// OpenExceptionTx opens an exception inside the caller's transaction and
+// returns its id. When e.Receivable is above zero and e.PostingID is 0,
+// it also posts it: the currency's settlement account (the scheme, which
+// settles the full amount) against its exceptions receivable account, a
+// posting of kind "exception" (ref, when not empty, unique among them).
+// When the excess is a leg of another posting (a capture), e.PostingID
+// names it and nothing is posted here.
+func (l *Ledger) OpenExceptionTx(ctx context.Context, tx pgx.Tx, e Exception, ref string) (int64, error) {
+	switch {
+	case e.Amount <= 0 || e.Amount > MaxAmount || e.Receivable < 0 || e.Receivable > e.Amount:
+		return 0, fmt.Errorf("exception %s of %d (receivable %d): %w", e.Kind, e.Amount, e.Receivable, ErrInvalidAmount)
+	case e.Kind == ExceptionBlindRefund && e.Receivable != 0:
+		return 0, fmt.Errorf("blind refund with receivable: %w", ErrInvalid)
+	}
+	var id int64
+	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+		if e.Receivable > 0 && e.PostingID == 0 {
+			legs, err := l.exceptionLegs(ctx, e.Currency, e.Receivable)
+			if err != nil {
+				return err
+			}
+			p, err := postLegs(ctx, tx, "exception", ref, e.Currency, legs, nil)
+			if err != nil {
+				return err
+			}
+			e.PostingID = p.ID
+		}
+		if e.Kind == ExceptionStandInOverdraft && e.HoldID != 0 {
+			// Its clearing captures the rest only (holds.excepted).
+			if _, err := tx.Exec(ctx, `UPDATE holds SET excepted = excepted + $2 WHERE id = $1`, e.HoldID, e.Receivable); err != nil {
+				return err
+			}
+		}
+		const ins = `INSERT INTO exceptions (kind, currency, amount, receivable, card_id, account_id, program_id, hold_id, posting_id, journal_id, detail)
+			VALUES ($1, $2, $3, $4, NULLIF($5, 0), NULLIF($6, 0), NULLIF($7, 0), NULLIF($8, 0), NULLIF($9, 0), NULLIF($10, 0), $11) RETURNING id`
+		return tx.QueryRow(ctx, ins, e.Kind, e.Currency, e.Amount, e.Receivable, e.CardID, e.AccountID, e.ProgramID,
+			e.HoldID, e.PostingID, e.JournalID, e.Detail).Scan(&id)
+	})
+	if err != nil {
+		return 0, dbErr("open exception "+e.Kind, err)
+	}
+	return id, nil
+}
+
+// exceptionLegs are the legs that put amount on the currency's exceptions
+// receivable account, paid to settlement.
+func (l *Ledger) exceptionLegs(ctx context.Context, currency string, amount int64) ([]leg, error) {
+	// Internal accounts are created outside the caller's transaction (see
+	// capture), so the id cache never holds a rolled-back row.
+	settle, err := l.internalID(ctx, l.pool, KindSettlement, currency)
+	if err != nil {
+		return nil, err
+	}
+	exc, err := l.internalID(ctx, l.pool, KindExceptions, currency)
+	if err != nil {
+		return nil, err
+	}
+	return []leg{{account: exc, amount: -amount}, {account: settle, amount: amount}}, nil
+}
+
+// Exceptions returns the exceptions of a card, newest first (tests, and the
+// card's history).
+func (l *Ledger) Exceptions(ctx context.Context, cardID int64) ([]Exception, error) {
+	rows, err := l.pool.Query(ctx, `SELECT id, kind, currency, amount, receivable, coalesce(card_id, 0), coalesce(account_id, 0),
+		coalesce(program_id, 0), coalesce(hold_id, 0), coalesce(posting_id, 0), coalesce(journal_id, 0), detail
+		FROM exceptions WHERE card_id = $1 ORDER BY id DESC`, cardID)
+	if err != nil {
+		return nil, dbErr("exceptions", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Exception, error) {
+		var e Exception
+		err := row.Scan(&e.ID, &e.Kind, &e.Currency, &e.Amount, &e.Receivable, &e.CardID, &e.AccountID, &e.ProgramID,
+			&e.HoldID, &e.PostingID, &e.JournalID, &e.Detail)
+		return e, err
+	})
+	return out, dbErr("exceptions", err)
+}
+
+// verifyExceptions is the exceptions model's invariant: per currency, the
+// exceptions receivable account's balance is minus the receivable of the
+// open exceptions (a resolution moves both together).
+const verifyExceptions = `SELECT coalesce(a.id, 0), 0::bigint, 0::bigint,
+	format('exceptions receivable in %s is %s, open exceptions hold %s', coalesce(a.currency, x.currency), coalesce(a.balance, 0), coalesce(x.total, 0))
+	FROM (SELECT id, currency, balance FROM accounts WHERE kind = 'exceptions') a
+	FULL JOIN (SELECT currency, sum(receivable) AS total FROM exceptions WHERE status = 'open' GROUP BY currency) x
+	ON x.currency = a.currency
+	WHERE coalesce(a.balance, 0) <> -coalesce(x.total, 0)`
+
+// VerifyExceptions checks the exceptions model (see verifyExceptions) in
+// q, a snapshot Verify reads.
+func VerifyExceptions(ctx context.Context, q Querier) ([]Violation, error) {
+	rows, err := q.Query(ctx, verifyExceptions)
+	if err != nil {
+		return nil, dbErr("verify exceptions_receivable", err)
+	}
+	defer rows.Close()
+	var out []Violation
+	for rows.Next() {
+		v := Violation{Check: "exceptions_receivable"}
+		if err := rows.Scan(&v.AccountID, &v.PostingID, &v.HoldID, &v.Detail); err != nil {
+			return nil, dbErr("verify exceptions_receivable", err)
+		}
+		out = append(out, v)
+	}
+	return out, dbErr("verify exceptions_receivable", rows.Err())
+}
+
+// Clearing is the clearing of a hold (a completion) with the limits of
+// DESIGN section 6.
+type Clearing struct {
+	HoldID int64
+	Final  int64 // the clearing's amount, in the hold's currency
+	FX     bool  // see Capture
+	Ref    string
+	// ToleranceBP is how far above the amount still held the balances
+	// may be charged, in basis points of it (the program's tolerance for
+	// the merchant's MCC).
+	ToleranceBP int64
+	// CardID, ProgramID and JournalID name the exception, if one opens.
+	CardID, ProgramID, JournalID int64
+}
+
+// Cleared is what ClearTx did.
+type Cleared struct {
+	Posting   Posting // the capture (ID 0 when nothing was charged)
+	Charged   int64   // what the user and partner balances paid
+	Excess    int64   // what went to exceptions receivable instead
+	Exception Exception
+}
+
+// ClearTx captures a hold for a clearing inside the caller's transaction,
+// within DESIGN section 6's limits: an open hold is charged at most what it
+// still holds plus the tolerance; an expired one (its clearing came late)
+// at most the available balance of its accounts, as they are now; what a
+// stand-in advice already put on exceptions (holds.excepted) is not
+// charged again. The excess is acknowledged, not refused: the scheme
+// settlement account takes the full amount and an exception of kind
+// over_capture or expired_hold_capture carries the excess on the exceptions
+// receivable account. A hold captured or released before is
+// ErrHoldResolved.
+func (l *Ledger) ClearTx(ctx context.Context, tx pgx.Tx, c Clearing) (Cleared, error) {
+	var out Cleared
+	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+		var (
+			status, currency string
+			amount, excepted int64
+			user, partner    int64
+		)
+		const q = `SELECT status, currency, amount, excepted, coalesce(user_account_id, 0), coalesce(partner_account_id, 0)
+			FROM holds WHERE id = $1 FOR UPDATE`
+		if err := tx.QueryRow(ctx, q, c.HoldID).Scan(&status, &currency, &amount, &excepted, &user, &partner); err != nil {
+			return err
+		}
+		final := max(c.Final-excepted, 0)
+		kind, fx, charge := ExceptionOverCapture, c.FX, final
+		switch status {
+		case HoldOpen:
+			charge = min(final, amount+amount*min(max(c.ToleranceBP, 0), 10000)/10000)
+		case HoldExpired:
+			kind, fx = ExceptionExpiredHoldCapture, false
+			var ids []int64
+			for _, id := range []int64{user, partner} {
+				if id > 0 {
+					ids = append(ids, id)
+				}
+			}
+			locked, err := lockAccounts(ctx, tx, ids...)
+			if err != nil {
+				return err
+			}
+			for _, a := range locked {
+				charge = min(charge, max(a.Available(), 0))
+			}
+		default:
+			return fmt.Errorf("status %s: %w", status, ErrHoldResolved)
+		}
+		p, err := l.capture(ctx, tx, c.HoldID, charge, fx, c.Ref, true)
+		if err != nil {
+			return err
+		}
+		out.Posting, out.Charged, out.Excess = p, charge, final-charge
+		if out.Excess <= 0 {
+			return nil
+		}
+		out.Exception = Exception{Kind: kind, Currency: currency, Amount: out.Excess, Receivable: out.Excess, CardID: c.CardID,
+			AccountID: user, ProgramID: c.ProgramID, HoldID: c.HoldID, JournalID: c.JournalID,
+			Detail: fmt.Sprintf("clearing %d, charged %d", final, charge)}
+		ref := ""
+		if c.Ref != "" {
+			ref = "exception:" + c.Ref
+		}
+		out.Exception.ID, err = l.OpenExceptionTx(ctx, tx, out.Exception, ref)
+		return err
+	})
+	if err != nil {
+		return Cleared{}, dbErr(fmt.Sprintf("clear hold %d", c.HoldID), err)
+	}
+	return out, nil
+}
