@@ -127,13 +127,13 @@ func (h *Host) dropJournaled(ctx context.Context, tx pgx.Tx, writes []*writeReq)
 // the accounts of the specs decided before, of either kind.
 var batchCards = ledger.LockRows{
 	With: `found AS MATERIALIZED (SELECT c.pan_lookup, c.id, c.program_id, c.user_id, c.account_id, c.type, c.state, c.lock_code,
-		c.expiry, c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at
+		c.expiry, c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at, c.verify_tries
 		FROM cards c WHERE c.pan_lookup = ANY ($2)),`,
 	Users: `SELECT unnest($1::bigint[]) UNION ALL SELECT account_id FROM found`,
 	Others: `SELECT unnest($1::bigint[])
 		UNION ALL SELECT partner_account_id FROM programs WHERE id = ANY (ARRAY(SELECT program_id FROM found))`,
 	Select: `SELECT pan_lookup, id, program_id, user_id, account_id, type, state, lock_code, expiry,
-		pan_first6, pan_last4, cvc_generation, pvv, pin_tries, version, created_at FROM found`,
+		pan_first6, pan_last4, cvc_generation, pvv, pin_tries, version, created_at, verify_tries FROM found`,
 }
 
 // cardRow is a card as the lock statement returns it: NULL in the rows of
@@ -144,7 +144,7 @@ type cardRow struct {
 	typ, state, expiry, first6, last4 pgtype.Text
 	pvv                               pgtype.Text
 	lock                              pgtype.Int2
-	gen, tries                        pgtype.Int4
+	gen, tries, vtries                pgtype.Int4
 	created                           pgtype.Timestamptz
 }
 
@@ -153,7 +153,7 @@ func lockRows(cards map[string]*Card) ledger.LockRows {
 	var r cardRow
 	lr := batchCards
 	lr.Dest = []any{&r.lookup, &r.id, &r.prog, &r.user, &r.acc, &r.typ, &r.state, &r.lock, &r.expiry, &r.first6, &r.last4,
-		&r.gen, &r.pvv, &r.tries, &r.version, &r.created}
+		&r.gen, &r.pvv, &r.tries, &r.version, &r.created, &r.vtries}
 	lr.Row = func() error {
 		if !r.id.Valid || !r.prog.Valid || !r.user.Valid || !r.acc.Valid || !r.typ.Valid || !r.state.Valid || !r.lock.Valid ||
 			!r.expiry.Valid || !r.first6.Valid || !r.last4.Valid || !r.gen.Valid || !r.pvv.Valid || !r.tries.Valid || !r.version.Valid {
@@ -162,7 +162,7 @@ func lockRows(cards map[string]*Card) ledger.LockRows {
 		cards[string(r.lookup)] = &Card{ID: r.id.Int64, ProgramID: r.prog.Int64, UserID: r.user.Int64, AccountID: r.acc.Int64,
 			Type: CardType(r.typ.String), State: CardState(r.state.String), LockCode: LockCode(r.lock.Int16), Expiry: r.expiry.String,
 			PANFirst6: r.first6.String, PANLast4: r.last4.String, CVCGeneration: int(r.gen.Int32), PVV: r.pvv.String,
-			PINTries: int(r.tries.Int32), Version: r.version.Int64, CreatedAt: r.created.Time}
+			PINTries: int(r.tries.Int32), Version: r.version.Int64, CreatedAt: r.created.Time, VerifyTries: int(r.vtries.Int32)}
 		return nil
 	}
 	return lr
@@ -380,7 +380,7 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 			w.opened = append(w.opened[:0], ledger.ExceptionStandInOverdraft)
 		}
 		if pc := w.pin; pc != nil {
-			if err := recordPINChange(ctx, tx, w.j.cardID, *pc); err != nil {
+			if err := recordCardChange(ctx, tx, w.j.cardID, *pc, w.decision.Reason == Approved); err != nil {
 				return err
 			}
 		}
@@ -408,15 +408,11 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatc
 		return
 	}
 	out := Decide(DecideInput{Card: card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
-	// A PIN verified (right or wrong) changes the card's wrong-PIN count,
-	// and the third wrong one locks it from outside: that change commits
-	// with the request's journal row, so it counts once and only when the
-	// answer does.
-	if out.PINTries > card.PINTries || out.LockOutside {
-		w.pin = &pinChange{right: false}
-	} else if out.PINTries < card.PINTries {
-		w.pin = &pinChange{right: true}
-	}
+	// A PIN, CVC2 or expiry verified (right or wrong) changes the card's
+	// wrong-PIN or wrong-verification count, and the last wrong one locks
+	// it: that change commits with the request's journal row, so it counts
+	// once and only when the answer does.
+	w.pin = cardChangeOf(card, &prog, out)
 	if r.Class == ClassAdvice && out.Reason != Approved && out.Reason != CardRemoved && out.Reason != FormatError {
 		// The scheme stood in and approved: the money is spent whatever
 		// the card's state now, so the advice is held all the same.
@@ -595,35 +591,4 @@ func queueJournals(q *pgx.Batch, rows []journal) []bool {
 	q.Queue(insertJournals, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
 		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt)
 	return inserted
-}
-
-// pinChange is what a verified PIN does to a card: a right PIN resets the
-// wrong-PIN count, a wrong one adds to it, and the third wrong one in a row
-// locks the card from outside with code 6.
-type pinChange struct {
-	right bool
-}
-
-// recordPINChange applies a verified PIN to the card's wrong-PIN count in
-// the batch's transaction. The count is changed relative to the row, not
-// set from the value the decision read, so concurrent requests of one
-// card each count; the lock (unless an irreversible one stands) and its
-// history entry are written by the request that reaches three.
-func recordPINChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange) error {
-	const update = `WITH old AS (SELECT id, lock_code FROM cards WHERE id = $1 FOR UPDATE)
-		UPDATE cards c SET pin_tries = CASE WHEN $2 THEN 0 ELSE c.pin_tries + 1 END,
-			lock_code = CASE WHEN NOT $2 AND c.pin_tries + 1 >= $3 AND c.lock_code NOT IN (1, 2, 5, 8) THEN 6 ELSE c.lock_code END,
-			version = c.version + 1, updated_at = now()
-		FROM old WHERE c.id = old.id
-		RETURNING old.lock_code, c.lock_code`
-	var before, after int16
-	if err := tx.QueryRow(ctx, update, cardID, pc.right, MaxPINTries).Scan(&before, &after); err != nil {
-		return fmt.Errorf("pin tries of card %d: %w", cardID, err)
-	}
-	if before != after && LockCode(after) == LockPINTriesExceeded {
-		if err := recordEvent(ctx, tx, cardID, Actor{Kind: ActorSystem, ID: "switch"}, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded"); err != nil {
-			return fmt.Errorf("pin lock of card %d: %w", cardID, err)
-		}
-	}
-	return nil
 }

@@ -105,6 +105,9 @@ func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, erro
 // decide (the switch answers issuer unavailable). Once ctx is done nothing
 // is committed any more (see beforeCommit). It is safe for concurrent use.
 func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) {
+	if r.Class == ClassFinancial && r.ProcessingCode == ProcRefund {
+		return h.refund(ctx, r)
+	}
 	switch r.Class {
 	case ClassCompletion, ClassReversal, ClassReversalAdvice:
 		if d, ok, err := h.stored(ctx, r); err != nil || ok {
@@ -419,10 +422,48 @@ func (h *Host) takeBackCredit(ctx context.Context, tx pgx.Tx, r *AuthRequest, or
 	return "nothing left to take back", nil
 }
 
-// clearRefund credits a refund's clearing (x220, processing code 20) to the
-// card's balance: the card of the refund authorisation it names, or the
-// card of its PAN (refunds often clear without one). The credit and the
-// journal row commit together, so a repeat credits once.
+// refund answers a financial refund (x200, processing code 20): the card
+// checks of an authorisation, then the credit of a cleared refund
+// (clearRefund). It runs outside the authorisation batches: refunds are
+// rare, and their credit depends on the purchase they are matched to.
+func (h *Host) refund(ctx context.Context, r *AuthRequest) (Decision, error) {
+	if d, ok, err := h.stored(ctx, r); err != nil || ok {
+		return d, err
+	}
+	card, err := h.CardByPAN(ctx, r.PAN)
+	if errors.Is(err, ErrNotFound) {
+		return h.decline(ctx, journal{req: r}, InvalidCard, "", nil)
+	}
+	if err != nil {
+		return Decision{}, err
+	}
+	prog, err := h.cachedProgram(ctx, card.ProgramID)
+	if err != nil {
+		return Decision{}, err
+	}
+	out := Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	if out.Reason != Approved {
+		j := journal{req: r, cardID: card.ID}
+		if out.Err != nil {
+			j.detail = out.Err.Error()
+		}
+		return h.decline(ctx, j, out.Reason, j.detail, cardChangeOf(&card, &prog, out))
+	}
+	orig, found, err := h.original(ctx, r)
+	if err != nil {
+		return Decision{}, err
+	}
+	return h.clearRefund(ctx, r, orig, found)
+}
+
+// clearRefund credits a cleared refund (an x220 or x200 of processing code
+// 20) to the card's balance: the card of the message it names, or the card
+// of its PAN (refunds often clear without one). Matched to a purchase (the
+// message it names, by DE90/DE56 or RRN + STAN + acquirer, captured), it
+// credits at most what the purchase captured less earlier refunds; blind, at
+// most the program's blind-refund limit; the rest waits for an Admin
+// (ledger.CreditRefundTx). The credit and the journal row commit together,
+// so a repeat credits once.
 func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow, found bool) (Decision, error) {
 	var (
 		card Card
@@ -444,10 +485,10 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		return Decision{}, err
 	}
 	out := billing(Outcome{}, r, &prog)
-	if out.Reason != Approved || out.HoldAmount <= 0 {
+	if out.Reason != Approved || out.HoldAmount <= 0 && out.CreditAmount <= 0 {
 		return h.decline(ctx, journal{req: r, cardID: card.ID}, NotPermitted, "refund in a currency the program does not hold, or of nothing", nil)
 	}
-	spec := h.holdSpec(&card, &prog, r, out.HoldAmount)
+	spec := h.holdSpec(&card, &prog, r, max(out.HoldAmount, out.CreditAmount))
 	for _, id := range []int64{spec.UserAccountID, spec.PartnerAccountID} {
 		if id == 0 {
 			continue
@@ -466,24 +507,41 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		return Decision{}, err
 	}
 	creditRef := "credit:" + spec.Ref
-	if found {
+	var purchase int64
+	switch {
+	case found && orig.proc == ProcRefund:
+		// It clears a refund message (its authorisation, an x200):
+		// credited once however many messages clear it.
 		creditRef = orig.creditRef()
+	case found && orig.holdID != 0 && orig.cardID == card.ID:
+		purchase = orig.holdID
 	}
-	return h.answerTx(ctx, r, "refund", func(tx pgx.Tx) (Decision, error) {
-		detail := "refund credited " + strconv.FormatInt(spec.Amount, 10)
-		if _, err := h.ledger.CreditTx(ctx, tx, spec.UserAccountID, spec.PartnerAccountID, spec.Currency, spec.Amount, creditRef); err != nil {
-			switch {
-			case !errors.Is(err, ledger.ErrDuplicateRef):
-				return Decision{}, err
-			case !found:
-				return Decision{}, errDuplicate // a repeat: answered as the first was
-			}
+	var opened string
+	d, err := h.answerTx(ctx, r, "refund", func(tx pgx.Tx) (Decision, error) {
+		opened = ""
+		res, err := h.ledger.CreditRefundTx(ctx, tx, ledger.Refund{UserAccountID: spec.UserAccountID, PartnerAccountID: spec.PartnerAccountID,
+			Currency: spec.Currency, Amount: spec.Amount, Ref: creditRef, PurchaseHoldID: purchase, BlindLimit: prog.BlindRefundLimit,
+			CardID: card.ID, ProgramID: prog.ID, JournalID: orig.id})
+		detail := "refund credited " + strconv.FormatInt(res.Credited, 10)
+		switch {
+		case errors.Is(err, ledger.ErrDuplicateRef) && (!found || orig.proc != ProcRefund):
+			return Decision{}, errDuplicate // a repeat: answered as the first was
+		case errors.Is(err, ledger.ErrDuplicateRef):
 			// Another message cleared this refund already (an x200, an
 			// earlier x220): approved, and nothing more is credited.
 			detail = "refund credited before"
+		case err != nil:
+			return Decision{}, err
+		case res.Waiting > 0:
+			detail += fmt.Sprintf(", %d waits for an Admin (blind_refund %d)", res.Waiting, res.Exception.ID)
+			opened = ledger.ExceptionBlindRefund
 		}
 		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id, detail: detail})
 	})
+	if err == nil && opened != "" && !d.Duplicate {
+		h.ledger.ExceptionsOpened(opened)
+	}
+	return d, err
 }
 
 // keepInCredit converts a partial reversal's DE95 of a refund in another

@@ -85,6 +85,7 @@ type Card struct {
 	CVCGeneration int    // bumped by reset CVV; part of the CVC2 key derivation
 	PVV           string // Visa PVV (4 digits) of the PIN; empty when no PIN is set
 	PINTries      int    // wrong PINs in a row
+	VerifyTries   int    // wrong CVC2 or expiry in a row
 	PrintedFrom   int64  // digital-first: the virtual card it copies; 0 otherwise
 	Version       int64  // bumped by every change of state, lock, PIN or CVC generation
 	CreatedAt     time.Time

@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -76,7 +77,8 @@ func (l *Ledger) ExceptionsOpened(kinds ...string) {
 }
 
 // OpenExceptionTx opens an exception inside the caller's transaction and
-// returns its id. When e.Receivable is above zero and e.PostingID is 0,
+// returns its id; ref, when not empty, is unique among exceptions
+// (ErrDuplicateRef). When e.Receivable is above zero and e.PostingID is 0,
 // it also posts it: the currency's settlement account (the scheme, which
 // settles the full amount) against its exceptions receivable account, a
 // posting of kind "exception" (ref, when not empty, unique among them).
@@ -108,10 +110,15 @@ func (l *Ledger) OpenExceptionTx(ctx context.Context, tx pgx.Tx, e Exception, re
 				return err
 			}
 		}
-		const ins = `INSERT INTO exceptions (kind, currency, amount, receivable, card_id, account_id, program_id, hold_id, posting_id, journal_id, detail)
-			VALUES ($1, $2, $3, $4, NULLIF($5, 0), NULLIF($6, 0), NULLIF($7, 0), NULLIF($8, 0), NULLIF($9, 0), NULLIF($10, 0), $11) RETURNING id`
-		return tx.QueryRow(ctx, ins, e.Kind, e.Currency, e.Amount, e.Receivable, e.CardID, e.AccountID, e.ProgramID,
-			e.HoldID, e.PostingID, e.JournalID, e.Detail).Scan(&id)
+		const ins = `INSERT INTO exceptions (kind, currency, amount, receivable, card_id, account_id, program_id, hold_id, posting_id, journal_id, detail, ref)
+			VALUES ($1, $2, $3, $4, NULLIF($5, 0), NULLIF($6, 0), NULLIF($7, 0), NULLIF($8, 0), NULLIF($9, 0), NULLIF($10, 0), $11, NULLIF($12, ''))
+			ON CONFLICT (ref) WHERE ref IS NOT NULL DO NOTHING RETURNING id`
+		err := tx.QueryRow(ctx, ins, e.Kind, e.Currency, e.Amount, e.Receivable, e.CardID, e.AccountID, e.ProgramID,
+			e.HoldID, e.PostingID, e.JournalID, e.Detail, ref).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("exception %s: %w", ref, ErrDuplicateRef)
+		}
+		return err
 	})
 	if err != nil {
 		return 0, dbErr("open exception "+e.Kind, err)
@@ -163,23 +170,44 @@ const verifyExceptions = `SELECT coalesce(a.id, 0), 0::bigint, 0::bigint,
 	ON x.currency = a.currency
 	WHERE coalesce(a.balance, 0) <> -coalesce(x.total, 0)`
 
-// VerifyExceptions checks the exceptions model (see verifyExceptions) in
-// q, a snapshot Verify reads.
+// verifyRefundCredits: what refunds matched to a purchase credited
+// (holds.credited) is what their credit postings naming the hold gave, less
+// what uncredits took back, and with the reversals' refunds never more
+// than the capture.
+const verifyRefundCredits = `SELECT 0::bigint, 0::bigint, h.id,
+	format('credited %s, matched credits give %s, refunded %s, captured %s', h.credited, coalesce(c.total, 0), h.refunded, coalesce(h.captured_amount, 0))
+	FROM holds h LEFT JOIN (
+		SELECT p.refunds_hold AS hold_id, -sum(e.amount) AS total
+		FROM postings p JOIN postings x ON x.id = p.id OR (x.kind = 'uncredit' AND x.reverses = p.id)
+		JOIN entries e ON e.posting_id = x.id JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement'
+		WHERE p.kind = 'credit' AND p.refunds_hold IS NOT NULL GROUP BY p.refunds_hold) c ON c.hold_id = h.id
+	WHERE h.credited <> coalesce(c.total, 0) OR h.credited + h.refunded > coalesce(h.captured_amount, 0)`
+
+// VerifyExceptions checks the exceptions model (verifyExceptions) and the
+// refunds matched to purchases (verifyRefundCredits) in q, the snapshot
+// Verify reads.
 func VerifyExceptions(ctx context.Context, q Querier) ([]Violation, error) {
-	rows, err := q.Query(ctx, verifyExceptions)
-	if err != nil {
-		return nil, dbErr("verify exceptions_receivable", err)
-	}
-	defer rows.Close()
 	var out []Violation
-	for rows.Next() {
-		v := Violation{Check: "exceptions_receivable"}
-		if err := rows.Scan(&v.AccountID, &v.PostingID, &v.HoldID, &v.Detail); err != nil {
-			return nil, dbErr("verify exceptions_receivable", err)
+	for _, c := range []struct{ name, sql string }{
+		{"exceptions_receivable", verifyExceptions}, {"refund_credits", verifyRefundCredits},
+	} {
+		rows, err := q.Query(ctx, c.sql)
+		if err != nil {
+			return nil, dbErr("verify "+c.name, err)
 		}
-		out = append(out, v)
+		for rows.Next() {
+			v := Violation{Check: c.name}
+			if err := rows.Scan(&v.AccountID, &v.PostingID, &v.HoldID, &v.Detail); err != nil {
+				rows.Close()
+				return nil, dbErr("verify "+c.name, err)
+			}
+			out = append(out, v)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, dbErr("verify "+c.name, err)
+		}
 	}
-	return out, dbErr("verify exceptions_receivable", rows.Err())
+	return out, nil
 }
 
 // Clearing is the clearing of a hold (a completion) with the limits of
@@ -271,6 +299,104 @@ func (l *Ledger) ClearTx(ctx context.Context, tx pgx.Tx, c Clearing) (Cleared, e
 	})
 	if err != nil {
 		return Cleared{}, dbErr(fmt.Sprintf("clear hold %d", c.HoldID), err)
+	}
+	return out, nil
+}
+
+// Refund is a refund to credit (DESIGN section 6, "where money comes
+// from").
+type Refund struct {
+	UserAccountID, PartnerAccountID int64 // as CreditTx
+	Currency                        string
+	Amount                          int64
+	Ref                             string // the credit's ref; the exception of what waits is "refund:" + Ref
+	// PurchaseHoldID is the hold of the purchase the refund was matched
+	// to; 0: a blind refund.
+	PurchaseHoldID int64
+	// BlindLimit is what a blind refund may credit (the program's).
+	BlindLimit int64
+	// CardID, ProgramID and JournalID name the exception, if one opens.
+	CardID, ProgramID, JournalID int64
+}
+
+// Refunded is what CreditRefundTx did.
+type Refunded struct {
+	Credited  int64
+	Waiting   int64 // not credited: an exception of kind blind_refund
+	Exception Exception
+}
+
+// CreditRefundTx credits a cleared refund inside the caller's transaction:
+// matched to a purchase, at most what its capture took less what was
+// refunded (reversals) and credited (refunds) before; blind, at most the
+// program's blind-refund limit. The rest is not credited: it waits in the
+// exceptions queue (kind blind_refund, nothing receivable) for an Admin.
+// The partner credit/deposit account grows by what was credited only. A
+// refund handled before (its credit's or its exception's ref exists) is
+// ErrDuplicateRef and changes nothing.
+func (l *Ledger) CreditRefundTx(ctx context.Context, tx pgx.Tx, r Refund) (Refunded, error) {
+	if r.Amount <= 0 || r.Amount > MaxAmount {
+		return Refunded{}, fmt.Errorf("refund %d: %w", r.Amount, ErrInvalidAmount)
+	}
+	var out Refunded
+	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+		var done bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM postings WHERE kind = 'credit' AND ref = $1)
+			OR EXISTS (SELECT 1 FROM exceptions WHERE ref = $2)`, r.Ref, "refund:"+r.Ref).Scan(&done); err != nil {
+			return err
+		}
+		if done {
+			return fmt.Errorf("refund %s: %w", r.Ref, ErrDuplicateRef)
+		}
+		room := max(r.BlindLimit, 0)
+		if r.PurchaseHoldID != 0 {
+			// The purchase's hold locked: refunds of one purchase queue here.
+			var captured *int64
+			var refunded, credited int64
+			var status string
+			if err := tx.QueryRow(ctx, `SELECT status, captured_amount, refunded, credited FROM holds WHERE id = $1 FOR UPDATE`,
+				r.PurchaseHoldID).Scan(&status, &captured, &refunded, &credited); err != nil {
+				return err
+			}
+			room = 0
+			if status == HoldCaptured && captured != nil {
+				room = max(*captured-refunded-credited, 0)
+			}
+		}
+		out.Credited = min(r.Amount, room)
+		out.Waiting = r.Amount - out.Credited
+		if out.Credited > 0 {
+			p, err := l.CreditTx(ctx, tx, r.UserAccountID, r.PartnerAccountID, r.Currency, out.Credited, r.Ref)
+			if err != nil {
+				return err
+			}
+			if r.PurchaseHoldID != 0 {
+				if _, err := tx.Exec(ctx, `UPDATE postings SET refunds_hold = $2 WHERE id = $1`, p.ID, r.PurchaseHoldID); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `UPDATE holds SET credited = credited + $2 WHERE id = $1`, r.PurchaseHoldID, out.Credited); err != nil {
+					return err
+				}
+			}
+		}
+		if out.Waiting == 0 {
+			return nil
+		}
+		detail := fmt.Sprintf("refund of %d matched to no purchase, %d credited (blind-refund limit %d)", r.Amount, out.Credited, r.BlindLimit)
+		if r.PurchaseHoldID != 0 {
+			detail = fmt.Sprintf("refund of %d above what hold %d captured less earlier refunds; %d credited", r.Amount, r.PurchaseHoldID, out.Credited)
+		}
+		out.Exception = Exception{Kind: ExceptionBlindRefund, Currency: r.Currency, Amount: out.Waiting, CardID: r.CardID,
+			AccountID: r.UserAccountID, ProgramID: r.ProgramID, HoldID: r.PurchaseHoldID, JournalID: r.JournalID, Detail: detail}
+		if out.Exception.AccountID == 0 {
+			out.Exception.AccountID = r.PartnerAccountID
+		}
+		var err error
+		out.Exception.ID, err = l.OpenExceptionTx(ctx, tx, out.Exception, "refund:"+r.Ref)
+		return err
+	})
+	if err != nil {
+		return Refunded{}, dbErr("refund "+r.Ref, err)
 	}
 	return out, nil
 }

@@ -1,9 +1,8 @@
 package authswitch
 
 import (
-	"fmt"
+	"errors"
 	"testing"
-	"time"
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/internal/faulttest"
@@ -175,5 +174,104 @@ func TestExpiredHoldCapture(t *testing.T) {
 	})
 }
 
-var _ = fmt.Sprintf
-var _ = time.Second
+// TestAttackBlindRefund: a refund (x200, processing code 20) naming no
+// purchase credits nothing at once (blind-refund limit 0): it waits for an
+// Admin; matched to its purchase it credits at most what the purchase
+// captured less earlier refunds.
+func TestAttackBlindRefund(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		refund := map[int]string{3: "200000"}
+		card := e.virtualCard(e.prog, 0)
+		credit := e.account(e.prog.PartnerAccountID)
+		fin := e.msg("200", card, 100_000_000, refund)
+		resp := e.send(fin)
+		e.expect(resp, cardhost.Approved)
+		e.expectBalance(card.AccountID, 0, 0)
+		e.expectBalance(e.prog.PartnerAccountID, credit.Balance, credit.Held)
+		e.expectException(card.ID, ledger.ExceptionBlindRefund, 100_000_000, 0)
+		if _, avail, ok := e.de54(resp); !ok || avail != 0 {
+			t.Errorf("DE54: got %d (present %v), want 0", avail, ok)
+		}
+		// Spending it is refused; a repeat and its clearing wait once.
+		_, resp = e.auth(card, 50_000, nil)
+		e.expect(resp, cardhost.InsufficientFunds)
+		e.expect(e.send(fin), cardhost.Approved)
+		e.expect(e.send(e.follow("220", fin, card, 100_000_000, refund)), cardhost.Approved)
+		e.expectException(card.ID, ledger.ExceptionBlindRefund, 100_000_000, 0)
+
+		// Matched to its purchase (DE90/DE56): at most what it captured
+		// less what was refunded before.
+		buyer := e.virtualCard(e.prog, 10_000)
+		purchase := e.msg("200", buyer, 3_000, nil)
+		e.expect(e.send(purchase), cardhost.Approved)
+		e.expectBalance(buyer.AccountID, 7_000, 0)
+		e.expect(e.send(e.follow("200", purchase, buyer, 2_000, refund)), cardhost.Approved)
+		e.expectBalance(buyer.AccountID, 9_000, 0)
+		e.expect(e.send(e.follow("200", purchase, buyer, 2_000, refund)), cardhost.Approved)
+		e.expectBalance(buyer.AccountID, 10_000, 0) // 1,000 of the second: the rest of the capture
+		e.expectException(buyer.ID, ledger.ExceptionBlindRefund, 1_000, 0)
+		// A reversal of the purchase gives back nothing more.
+		e.expect(e.send(e.follow("400", purchase, buyer, 3_000, nil)), cardhost.Approved)
+		e.expectBalance(buyer.AccountID, 10_000, 0)
+
+		// A program's blind-refund limit credits that much at once.
+		generous := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 1_000_000)
+		if err := e.host.SetProgramLimits(e.ctx, generous.ID, cardhost.ProgramLimits{BlindRefundLimit: 2_500}); err != nil {
+			t.Fatal(err)
+		}
+		uid, acc := e.user(generous, 0)
+		c2 := e.virtualCardOn(e.host, uid, acc)
+		e.expect(e.send(e.msg("220", c2, 4_000, refund)), cardhost.Approved)
+		e.expectBalance(c2.AccountID, 2_500, 0)
+		e.expectException(c2.ID, ledger.ExceptionBlindRefund, 1_500, 0)
+		e.verify()
+		faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: "refund (x200, code 20) of 1,000,000.00 naming no purchase, to a card holding 0",
+			Behaviour: "approved (a refund is not refused) but nothing credited: blind-refund limit 0, the 1,000,000.00 waits for an Admin (blind_refund); the card cannot spend it, the partner credit is unchanged; refunds matched by DE90/DE56 credit at most the capture less earlier refunds",
+			Verify: "clean"})
+	})
+}
+
+// TestAttackCVC2BruteForce: wrong CVC2s are counted; the 5th in a row
+// answers 1002/59 and locks the card with code 7 by the system, after which
+// the right CVC2 is declined too; the cardholder cannot unlock it, an
+// admin can; a right CVC2 on an approval resets the count.
+func TestAttackCVC2BruteForce(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		card := e.virtualCard(e.prog, 10_000)
+		wrong := map[int]string{48: "9203" + otherCVC2(card.CVC2)}
+		right := map[int]string{48: "9203" + card.CVC2}
+		for i := 1; i <= 4; i++ {
+			_, resp := e.auth(card, 100, wrong)
+			e.expect(resp, cardhost.CVC2Failed)
+		}
+		_, resp := e.auth(card, 100, right) // resets
+		e.expect(resp, cardhost.Approved)
+		for i := 1; i <= 4; i++ {
+			_, resp := e.auth(card, 100, wrong)
+			e.expect(resp, cardhost.CVC2Failed)
+		}
+		_, resp = e.auth(card, 100, map[int]string{14: "2001"}) // a wrong expiry counts too
+		e.expect(resp, cardhost.SuspectedFraud)
+		c, err := e.host.Card(e.ctx, card.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.LockCode != cardhost.LockSuspectedFraud {
+			t.Fatalf("lock code: got %d, want 7", c.LockCode)
+		}
+		_, resp = e.auth(card, 100, right)
+		e.expect(resp, cardhost.SuspectedFraud)
+		if _, err := e.host.Unlock(e.ctx, card.ID, cardhost.Actor{Kind: cardhost.ActorUser, ID: "holder"}); !errors.Is(err, cardhost.ErrSystemLock) {
+			t.Errorf("unlock by the cardholder: got %v, want ErrSystemLock", err)
+		}
+		if _, err := e.host.Unlock(e.ctx, card.ID, admin); err != nil {
+			t.Fatal(err)
+		}
+		_, resp = e.auth(card, 100, right)
+		e.expect(resp, cardhost.Approved)
+		e.expectBalance(card.AccountID, 10_000, 200)
+		faulttest.Record(t, faulttest.Row{Area: "switch", Fault: "wrong CVC2 in a row, then the right one (999 tried before the fix)",
+			Behaviour: "wrong CVC2 or expiry counted per card; the 5th in a row answers 1002/59 and locks the card with code 7 by the system; the right CVC2 is then declined; the cardholder's unlock is refused (SYSTEM_LOCK), an admin's works; a right CVC2 on an approval resets the count",
+			Verify: "clean"})
+	})
+}

@@ -60,3 +60,12 @@ CREATE INDEX pending_reversals_key ON pending_reversals (match_key) WHERE status
 
 -- A capture may resolve a hold that had expired (its clearing came late):
 -- the capture posting names it like any other.
+
+-- Refunds matched to their purchase (DE90/DE56) credit at most what its
+-- capture took less what was refunded (holds.refunded, reversals) and
+-- credited (holds.credited, refunds) before; each such credit posting names
+-- the hold in refunds_hold. An exception's ref makes its opening idempotent
+-- (a refund cleared by two messages waits once).
+ALTER TABLE holds ADD COLUMN credited bigint NOT NULL DEFAULT 0 CHECK (credited >= 0);
+ALTER TABLE exceptions ADD COLUMN ref text;
+CREATE UNIQUE INDEX exceptions_ref ON exceptions (ref) WHERE ref IS NOT NULL;
