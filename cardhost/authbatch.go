@@ -25,12 +25,13 @@ type writeReq struct {
 	pin       *pinChange
 	j         journal
 	prog      *Program
-	decision  Decision // set by the flush
-	newHold   bool     // the flush placed a new hold (not a duplicate's)
-	excess    int64    // an advice: what its new hold could not take (to exceptions receivable)
-	opened    []string // kinds of the exceptions its write opened, counted once committed
-	duplicate bool     // the journal key existed: answer with the stored decision
-	err       error    // this request alone could not be decided
+	decision  Decision          // set by the flush
+	newHold   bool              // the flush placed a new hold (not a duplicate's)
+	excess    int64             // an advice: what its new hold could not take (to exceptions receivable)
+	opened    []string          // kinds of the exceptions its write opened, counted once committed
+	pending   []pendingReversal // reversals that overtook it, applied with its journal row
+	duplicate bool              // the journal key existed: answer with the stored decision
+	err       error             // this request alone could not be decided
 }
 
 // authReq is what the batch finds for an authorisation: its card by PAN
@@ -224,6 +225,12 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		queueJournalProbe(&q, auths, func(w *writeReq, d Decision) { w.auth.stored = &d })
 	}
 	hb.QueueLockWith(&q, len(items), lockRows(cards), ledger.SpecAccounts(decided), lookups)
+	all := make([]*writeReq, len(items))
+	for i, it := range items {
+		all[i] = it.in
+		it.in.pending = it.in.pending[:0]
+	}
+	queuePendingProbe(&q, all, func(w *writeReq, p pendingReversal) { w.pending = append(w.pending, p) })
 	br := conn.SendBatch(ctx, &q)
 	tx := br.Tx()
 	if err := br.Close(); err != nil {
@@ -270,7 +277,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		}
 		tail := false
 		for _, w := range writes {
-			tail = tail || w.capture || w.pin != nil || w.credit != nil || w.excess > 0
+			tail = tail || w.capture || w.pin != nil || w.credit != nil || w.excess > 0 || len(w.pending) > 0
 		}
 		for _, w := range writes {
 			if w.inquiry != 0 {
@@ -378,6 +385,19 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 				return err
 			}
 			w.opened = append(w.opened[:0], ledger.ExceptionStandInOverdraft)
+		}
+		if len(w.pending) > 0 {
+			var holdID int64
+			if w.newHold {
+				holdID = w.j.holdID
+			}
+			ref := ""
+			if w.spec != nil {
+				ref = "capture:" + w.spec.Ref
+			}
+			if err := h.applyPending(ctx, tx, w.pending, holdID, ref); err != nil {
+				return err
+			}
 		}
 		if pc := w.pin; pc != nil {
 			if err := recordCardChange(ctx, tx, w.j.cardID, *pc, w.decision.Reason == Approved); err != nil {

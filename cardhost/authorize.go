@@ -271,7 +271,12 @@ func (o originalRow) creditRef() string {
 // original finds the journal row a completion or reversal refers to: by
 // DE90 when present, else by RRN + STAN + acquirer among authorisations.
 func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, found bool, err error) {
-	var q string
+	return h.originalOn(ctx, h.pool, r)
+}
+
+// originalOn is original reading through q.
+func (h *Host) originalOn(ctx context.Context, q ledger.Querier, r *AuthRequest) (o originalRow, found bool, err error) {
+	var sql string
 	var args []any
 	if o := r.Original; o != nil {
 		acq := o.AcquirerID
@@ -280,21 +285,21 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, fou
 		}
 		if o.LocalTime != "" {
 			// The CMF names the original by its local date-time (DE12).
-			q = `SELECT ` + originalColumns + ` FROM auth_journal j
+			sql = `SELECT ` + originalColumns + ` FROM auth_journal j
 				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
 			args = []any{acq, o.STAN, o.LocalTime, foldRepeat(o.MTI)}
 		} else {
-			q = `SELECT ` + originalColumns + ` FROM auth_journal j
+			sql = `SELECT ` + originalColumns + ` FROM auth_journal j
 				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
 			args = []any{acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI)}
 		}
 	} else {
-		q = `SELECT ` + originalColumns + ` FROM auth_journal j
+		sql = `SELECT ` + originalColumns + ` FROM auth_journal j
 			WHERE j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3) ORDER BY j.id LIMIT 1`
 		args = []any{r.AcquirerID, r.RRN, r.STAN}
 	}
 	var class int
-	err = h.pool.QueryRow(ctx, q, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref, &o.origRef, &o.proc, &o.amount, &o.currency)
+	err = q.QueryRow(ctx, sql, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref, &o.origRef, &o.proc, &o.amount, &o.currency)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return originalRow{}, false, nil
 	}
@@ -312,6 +317,16 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
+	}
+	if !found {
+		d, pending, err := h.reversePending(ctx, r)
+		if err != nil || pending {
+			return d, err
+		}
+		// The original committed meanwhile.
+		if orig, found, err = h.original(ctx, r); err != nil {
+			return Decision{}, err
+		}
 	}
 	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
 	enc, err := h.encryptedPAN(r.PAN)

@@ -181,7 +181,7 @@ const verifyRefundCredits = `SELECT 0::bigint, 0::bigint, h.id,
 		FROM postings p JOIN postings x ON x.id = p.id OR (x.kind = 'uncredit' AND x.reverses = p.id)
 		JOIN entries e ON e.posting_id = x.id JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement'
 		WHERE p.kind = 'credit' AND p.refunds_hold IS NOT NULL GROUP BY p.refunds_hold) c ON c.hold_id = h.id
-	WHERE h.credited <> coalesce(c.total, 0) OR h.credited + h.refunded > coalesce(h.captured_amount, 0)`
+	WHERE h.credited <> coalesce(c.total, 0) OR (h.credited > 0 AND h.credited + h.refunded > coalesce(h.captured_amount, 0))`
 
 // VerifyExceptions checks the exceptions model (verifyExceptions) and the
 // refunds matched to purchases (verifyRefundCredits) in q, the snapshot

@@ -84,7 +84,7 @@ func TestAttackAdviceBeyondFunds(t *testing.T) {
 		e.verify()
 		faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: "advice (x120) of 999,999,999.99 on a card holding 100.00",
 			Behaviour: "acknowledged; 100.00 held on the card (available 0), 999,999,899.99 on exceptions receivable (standin_overdraft) with the settlement account carrying it; its clearing charges the 100.00 only; a stand-in limit of 50.00 lets an advice go 50.00 below",
-			Verify: "clean"})
+			Verify:    "clean"})
 	})
 }
 
@@ -119,7 +119,7 @@ func TestAttackOverCapture(t *testing.T) {
 		e.verify()
 		faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: "completion (x220) of 50,000.00 on an authorisation of 1.00",
 			Behaviour: "acknowledged; the card and the partner credit are charged 1.00 (the hold, 0 % tolerance at MCC 5411), 49,999.00 goes to exceptions receivable (over_capture); at a restaurant (5812) 20 % above the hold is charged, the rest is an exception",
-			Verify: "clean"})
+			Verify:    "clean"})
 	})
 }
 
@@ -170,7 +170,7 @@ func TestExpiredHoldCapture(t *testing.T) {
 		e.verify()
 		faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: "completion (x220) of 80.00 on a hold expired meanwhile, 30.00 available",
 			Behaviour: "acknowledged; 30.00 charged (the available balance), 50.00 to exceptions receivable (expired_hold_capture); holds at MCC 7011 last 31 days, others 7",
-			Verify: "clean"})
+			Verify:    "clean"})
 	})
 }
 
@@ -227,7 +227,7 @@ func TestAttackBlindRefund(t *testing.T) {
 		e.verify()
 		faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: "refund (x200, code 20) of 1,000,000.00 naming no purchase, to a card holding 0",
 			Behaviour: "approved (a refund is not refused) but nothing credited: blind-refund limit 0, the 1,000,000.00 waits for an Admin (blind_refund); the card cannot spend it, the partner credit is unchanged; refunds matched by DE90/DE56 credit at most the capture less earlier refunds",
-			Verify: "clean"})
+			Verify:    "clean"})
 	})
 }
 
@@ -272,6 +272,6 @@ func TestAttackCVC2BruteForce(t *testing.T) {
 		e.expectBalance(card.AccountID, 10_000, 200)
 		faulttest.Record(t, faulttest.Row{Area: "switch", Fault: "wrong CVC2 in a row, then the right one (999 tried before the fix)",
 			Behaviour: "wrong CVC2 or expiry counted per card; the 5th in a row answers 1002/59 and locks the card with code 7 by the system; the right CVC2 is then declined; the cardholder's unlock is refused (SYSTEM_LOCK), an admin's works; a right CVC2 on an approval resets the count",
-			Verify: "clean"})
+			Verify:    "clean"})
 	})
 }
