@@ -3,6 +3,9 @@ package authswitch
 import (
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/moov-io/iso8583"
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/internal/faulttest"
@@ -274,4 +277,87 @@ func TestAttackCVC2BruteForce(t *testing.T) {
 			Behaviour: "wrong CVC2 or expiry counted per card; the 5th in a row answers 1002/59 and locks the card with code 7 by the system; the right CVC2 is then declined; the cardholder's unlock is refused (SYSTEM_LOCK), an admin's works; a right CVC2 on an approval resets the count",
 			Verify:    "clean"})
 	})
+}
+
+// TestAttackReversalOvertakesOriginal races reversals against their
+// originals on two sockets: each reversal is sent 0-3 ms after its
+// original, often before the original's batch commits. Every purchase
+// must end released (x100) or given back (x200), whichever way the race
+// went; a repeat of a reversal changes nothing more.
+func TestAttackReversalOvertakesOriginal(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		const n = 20
+		other := e.dial()
+		cards := make([]testCard, n)
+		for i := range cards {
+			cards[i] = e.virtualCard(e.prog, 10_000)
+		}
+		type pair struct{ orig, rev *iso8583.Message }
+		pairs := make([]pair, n)
+		for i, c := range cards {
+			fn := "100"
+			if i%2 == 1 {
+				fn = "200"
+			}
+			orig := e.msg(fn, c, 1_000, nil)
+			pairs[i] = pair{orig, e.follow("400", orig, c, 1_000, nil)}
+		}
+		pending := 0
+		for i, p := range pairs {
+			done := make(chan *iso8583.Message, 1)
+			go func() {
+				resp, err := e.c.Send(p.orig)
+				if err != nil {
+					t.Errorf("original %d: %v", i, err)
+				}
+				done <- resp
+			}()
+			time.Sleep(time.Duration(i%4) * time.Millisecond)
+			e.expect(sendOn(t, other, p.rev), cardhost.Approved)
+			if resp := <-done; resp != nil {
+				e.expect(resp, cardhost.Approved)
+			}
+			e.expect(sendOn(t, other, p.rev), cardhost.Approved) // a repeat
+		}
+		for i, c := range cards {
+			e.expectBalance(c.AccountID, 10_000, 0)
+			if t.Failed() {
+				t.Fatalf("card %d of %d charged after its reversal", i+1, n)
+			}
+		}
+		pending = e.count(`SELECT count(*) FROM pending_reversals WHERE status = 'applied'`)
+		t.Logf("%d of %d reversals overtook their original and waited for it", pending, n)
+		e.verify()
+		faulttest.Record(t, faulttest.Row{Area: "switch", Fault: "reversal sent 0-3 ms after its original on another socket (20 pairs, x100 and x200), and repeated",
+			Behaviour: "every purchase released or given back; a reversal that finds no original waits as a pending reversal (24 h) and is applied in the transaction that journals the original; its repeat answers the same and applies nothing twice",
+			Verify:    "clean"})
+	})
+}
+
+// TestAttackDE54Overflow: a balance beyond 12 digits (out of the ledger's
+// bounds, so only a fault or an older database could hold one) is sent in
+// DE54 clamped to the widest n12 amount, either sign; the field keeps its
+// width.
+func TestAttackDE54Overflow(t *testing.T) {
+	const huge = 123_456_789_012_345_678 // 18 digits
+	for _, p := range bothProfiles {
+		t.Run(p, func(t *testing.T) {
+			a := &testAuthorizer{decisions: map[string]cardhost.Decision{
+				panApproved: {Reason: cardhost.Approved, ApprovalCode: "A1B2C3", Available: huge, Currency: "978", HasAvailable: true, HoldID: 1},
+				panNoFunds:  {Reason: cardhost.InsufficientFunds, Available: -huge, Currency: "978", HasAvailable: true},
+			}}
+			_, addr := startServer(t, p, a, nil)
+			c := dial(t, addr, p)
+			for i, tc := range []struct {
+				pan, want string
+			}{{panApproved, "0002978C999999999999"}, {panNoFunds, "0002978D999999999999"}} {
+				resp := sendOn(t, c, request(t, p, "100", 100+i, tc.pan, 1_000, nil))
+				if got := get(t, resp, 54); got != tc.want {
+					t.Errorf("DE54: got %q, want %q", got, tc.want)
+				}
+			}
+			faulttest.Record(t, faulttest.Row{Area: "switch", Fault: "available balance of 18 digits (either sign) in an answer's DE54",
+				Behaviour: "DE54 clamped to 999,999,999,999 (C or D), 20 characters; the ledger's bound (12 digits) makes such a balance impossible otherwise"})
+		})
+	}
 }
