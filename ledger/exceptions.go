@@ -210,6 +210,12 @@ func VerifyExceptions(ctx context.Context, q Querier) ([]Violation, error) {
 	return out, nil
 }
 
+// FXMarginBP is how far (basis points of the hold) a clearing in another
+// currency than the balance's may exceed its hold, on top of the MCC's
+// tolerance, as an exchange-rate difference (the partner balance takes it,
+// DESIGN section 6); beyond it the excess is an over-capture.
+const FXMarginBP = 1000
+
 // Clearing is the clearing of a hold (a completion) with the limits of
 // DESIGN section 6.
 type Clearing struct {
@@ -260,7 +266,11 @@ func (l *Ledger) ClearTx(ctx context.Context, tx pgx.Tx, c Clearing) (Cleared, e
 		kind, fx, charge := ExceptionOverCapture, c.FX, final
 		switch status {
 		case HoldOpen:
-			charge = min(final, amount+amount*min(max(c.ToleranceBP, 0), 10000)/10000)
+			bp := min(max(c.ToleranceBP, 0), 10000)
+			if fx {
+				bp += FXMarginBP
+			}
+			charge = min(final, amount+amount*bp/10000)
 		case HoldExpired:
 			kind, fx = ExceptionExpiredHoldCapture, false
 			var ids []int64

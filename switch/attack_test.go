@@ -126,10 +126,10 @@ func TestAttackOverCapture(t *testing.T) {
 	})
 }
 
-// TestExpiredHoldCapture: a completion of a hold that expired is charged up
+// TestAttackExpiredHoldCapture: a completion of a hold that expired is charged up
 // to the available balance, the rest is an exception; a lodging hold lasts
 // 31 days.
-func TestExpiredHoldCapture(t *testing.T) {
+func TestAttackExpiredHoldCapture(t *testing.T) {
 	forProfiles(t, nil, func(t *testing.T, e *e2e) {
 		card := e.virtualCard(e.prog, 10_000)
 		orig, resp := e.auth(card, 8_000, nil)
