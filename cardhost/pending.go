@@ -63,8 +63,11 @@ type pendingReversal struct {
 }
 
 // pendingProbe finds, locked, the pending reversals waiting under keys.
+// No ORDER BY: under a generic plan it would read the whole table in id
+// order (TestBatchPlansUseIndexes); only the batch of their original ever
+// looks for these rows, so their lock order does not matter.
 const pendingProbe = `SELECT id, match_key, reversal_ref, replacement FROM pending_reversals
-	WHERE match_key = ANY ($1) AND status = 'pending' AND expires_at > now() ORDER BY id FOR UPDATE`
+	WHERE match_key = ANY ($1) AND status = 'pending' AND expires_at > now() FOR UPDATE`
 
 // queuePendingProbe queues on q the probe for reversals waiting for the
 // requests of ws; found is called with each request and its reversals.
