@@ -652,6 +652,17 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 			detail = fmt.Sprintf("captured %d, %d to exceptions (%s %d)", c.Charged, c.Excess, c.Exception.Kind, c.Exception.ID)
 			opened = c.Exception.Kind
 		}
+		if err == nil {
+			// A reversal of this completion that overtook it: the capture
+			// locked the card's balance, so it is seen here (pending.go).
+			ps, err := pendingFor(ctx, tx, r)
+			if err != nil {
+				return Decision{}, err
+			}
+			if err := h.applyPending(ctx, tx, ps, holdID, "capture:"+journalRef(r)); err != nil {
+				return Decision{}, err
+			}
+		}
 		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
 			holdID: holdID, originalID: origID, detail: detail})
 	})

@@ -194,3 +194,22 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 	}
 	return d, true, err
 }
+
+// pendingFor returns, locked in tx, the reversals waiting for r (a
+// message decided outside the batches: a completion).
+func pendingFor(ctx context.Context, tx pgx.Tx, r *AuthRequest) ([]pendingReversal, error) {
+	rows, err := tx.Query(ctx, pendingProbe, appendOriginalKeys(nil, r))
+	if err != nil {
+		return nil, fmt.Errorf("pending reversals: %w", err)
+	}
+	var out []pendingReversal
+	var p pendingReversal
+	_, err = pgx.ForEachRow(rows, []any{&p.id, &p.key, &p.ref, &p.replacement}, func() error {
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending reversals: %w", err)
+	}
+	return out, nil
+}

@@ -361,3 +361,44 @@ func TestAttackDE54Overflow(t *testing.T) {
 		})
 	}
 }
+
+// TestPendingReversal: a reversal that arrives before its original (an
+// authorisation, a partial one, a completion) waits for it and is applied
+// when it commits; past the program's window it no longer applies.
+func TestPendingReversal(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		card := e.virtualCard(e.prog, 10_000)
+		orig := e.msg("100", card, 1_000, nil)
+		e.expect(e.send(e.follow("400", orig, card, 1_000, nil)), cardhost.Approved)
+		e.expect(e.send(orig), cardhost.Approved)
+		e.expectBalance(card.AccountID, 10_000, 0)
+
+		// Partial: the hold stays at the replacement amount.
+		orig = e.msg("100", card, 1_000, nil)
+		e.expect(e.send(e.follow("400", orig, card, 1_000, map[int]string{95: replacement(300)})), cardhost.Approved)
+		e.expect(e.send(orig), cardhost.Approved)
+		e.expectBalance(card.AccountID, 10_000, 300)
+
+		// A completion overtaken by its reversal: captured, then given back.
+		auth, resp := e.auth(card, 2_000, nil)
+		e.expect(resp, cardhost.Approved)
+		done := e.follow("220", auth, card, 2_000, nil)
+		e.expect(e.send(e.follow("400", done, card, 2_000, nil)), cardhost.Approved)
+		e.expect(e.send(done), cardhost.Approved)
+		e.expectBalance(card.AccountID, 10_000, 300)
+
+		// Past the window, the original stands.
+		short := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 1_000_000)
+		if err := e.host.SetProgramLimits(e.ctx, short.ID, cardhost.ProgramLimits{PendingReversalWindow: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		uid, acc := e.user(short, 10_000)
+		late := e.virtualCardOn(e.host, uid, acc)
+		orig = e.msg("100", late, 1_000, nil)
+		e.expect(e.send(e.follow("400", orig, late, 1_000, nil)), cardhost.Approved)
+		time.Sleep(1100 * time.Millisecond)
+		e.expect(e.send(orig), cardhost.Approved)
+		e.expectBalance(late.AccountID, 10_000, 1_000)
+		e.verify()
+	})
+}
