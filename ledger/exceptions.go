@@ -183,31 +183,11 @@ const verifyRefundCredits = `SELECT 0::bigint, 0::bigint, h.id,
 		WHERE p.kind = 'credit' AND p.refunds_hold IS NOT NULL GROUP BY p.refunds_hold) c ON c.hold_id = h.id
 	WHERE h.credited <> coalesce(c.total, 0) OR (h.credited > 0 AND h.credited + h.refunded > coalesce(h.captured_amount, 0))`
 
-// VerifyExceptions checks the exceptions model (verifyExceptions) and the
-// refunds matched to purchases (verifyRefundCredits) in q, the snapshot
-// Verify reads.
-func VerifyExceptions(ctx context.Context, q Querier) ([]Violation, error) {
-	var out []Violation
-	for _, c := range []struct{ name, sql string }{
-		{"exceptions_receivable", verifyExceptions}, {"refund_credits", verifyRefundCredits},
-	} {
-		rows, err := q.Query(ctx, c.sql)
-		if err != nil {
-			return nil, dbErr("verify "+c.name, err)
-		}
-		for rows.Next() {
-			v := Violation{Check: c.name}
-			if err := rows.Scan(&v.AccountID, &v.PostingID, &v.HoldID, &v.Detail); err != nil {
-				rows.Close()
-				return nil, dbErr("verify "+c.name, err)
-			}
-			out = append(out, v)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, dbErr("verify "+c.name, err)
-		}
-	}
-	return out, nil
+// exceptionChecks are Verify's checks of the exceptions model and of the
+// refunds matched to purchases, kept here beside the code they check.
+var exceptionChecks = []struct{ name, sql string }{
+	{"exceptions_receivable", verifyExceptions},
+	{"refund_credits", verifyRefundCredits},
 }
 
 // FXMarginBP is how far (basis points of the hold) a clearing in another

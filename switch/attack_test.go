@@ -36,6 +36,18 @@ func (e *e2e) expectException(cardID int64, kind string, amount, receivable int6
 	}
 }
 
+// cardWithLimits issues a virtual card holding funds on a new program
+// with these money-safety settings.
+func (e *e2e) cardWithLimits(l cardhost.ProgramLimits, funds int64) testCard {
+	e.t.Helper()
+	prog := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 1_000_000)
+	if err := e.host.SetProgramLimits(e.ctx, prog.ID, l); err != nil {
+		e.t.Fatal(err)
+	}
+	uid, acc := e.user(prog, funds)
+	return e.virtualCardOn(e.host, uid, acc)
+}
+
 // exceptionsBalance is the balance of the EUR exceptions receivable account.
 func (e *e2e) exceptionsBalance() int64 {
 	e.t.Helper()
@@ -75,12 +87,7 @@ func TestAttackAdviceBeyondFunds(t *testing.T) {
 		e.expectException(card.ID, ledger.ExceptionStandInOverdraft, 99_999_989_999, 99_999_989_999)
 
 		// A program's stand-in limit lets an advice go that far below.
-		limited := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 1_000_000)
-		if err := e.host.SetProgramLimits(e.ctx, limited.ID, cardhost.ProgramLimits{StandInLimit: 5_000}); err != nil {
-			t.Fatal(err)
-		}
-		uid, acc := e.user(limited, 10_000)
-		c2 := e.virtualCardOn(e.host, uid, acc)
+		c2 := e.cardWithLimits(cardhost.ProgramLimits{StandInLimit: 5_000}, 10_000)
 		e.expect(e.send(e.msg("120", c2, 20_000, nil)), cardhost.Approved)
 		e.expectBalance(c2.AccountID, 10_000, 15_000)
 		e.expectException(c2.ID, ledger.ExceptionStandInOverdraft, 5_000, 5_000)
@@ -218,12 +225,7 @@ func TestAttackBlindRefund(t *testing.T) {
 		e.expectBalance(buyer.AccountID, 10_000, 0)
 
 		// A program's blind-refund limit credits that much at once.
-		generous := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 1_000_000)
-		if err := e.host.SetProgramLimits(e.ctx, generous.ID, cardhost.ProgramLimits{BlindRefundLimit: 2_500}); err != nil {
-			t.Fatal(err)
-		}
-		uid, acc := e.user(generous, 0)
-		c2 := e.virtualCardOn(e.host, uid, acc)
+		c2 := e.cardWithLimits(cardhost.ProgramLimits{BlindRefundLimit: 2_500}, 0)
 		e.expect(e.send(e.msg("220", c2, 4_000, refund)), cardhost.Approved)
 		e.expectBalance(c2.AccountID, 2_500, 0)
 		e.expectException(c2.ID, ledger.ExceptionBlindRefund, 1_500, 0)
@@ -388,12 +390,7 @@ func TestPendingReversal(t *testing.T) {
 		e.expectBalance(card.AccountID, 10_000, 300)
 
 		// Past the window, the original stands.
-		short := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerCredit}, 1_000_000)
-		if err := e.host.SetProgramLimits(e.ctx, short.ID, cardhost.ProgramLimits{PendingReversalWindow: time.Second}); err != nil {
-			t.Fatal(err)
-		}
-		uid, acc := e.user(short, 10_000)
-		late := e.virtualCardOn(e.host, uid, acc)
+		late := e.cardWithLimits(cardhost.ProgramLimits{PendingReversalWindow: time.Second}, 10_000)
 		orig = e.msg("100", late, 1_000, nil)
 		e.expect(e.send(e.follow("400", orig, late, 1_000, nil)), cardhost.Approved)
 		time.Sleep(1100 * time.Millisecond)
