@@ -354,10 +354,10 @@ func (h *Host) change(ctx context.Context, cardID int64, a Action, code LockCode
 			}
 		}
 		const update = `UPDATE cards SET type = $2, state = $3, lock_code = $4, cvc_generation = $5, pvv = $6, pin_tries = $7,
-			printed_at = CASE WHEN $8 THEN now() ELSE printed_at END, version = version + 1, updated_at = now()
+			printed_at = CASE WHEN $8 THEN now() ELSE printed_at END, verify_tries = $9, version = version + 1, updated_at = now()
 			WHERE id = $1 RETURNING version`
 		if err := tx.QueryRow(ctx, update, cardID, string(next.Type), string(next.State), int16(next.LockCode), next.CVCGeneration,
-			next.PVV, next.PINTries, a == ActPrintVirtual).Scan(&next.Version); err != nil {
+			next.PVV, next.PINTries, a == ActPrintVirtual, next.VerifyTries).Scan(&next.Version); err != nil {
 			return dbErr("update card", err)
 		}
 		var lc LockCode

@@ -272,6 +272,8 @@ func TestAttackCVC2BruteForce(t *testing.T) {
 		if _, err := e.host.Unlock(e.ctx, card.ID, admin); err != nil {
 			t.Fatal(err)
 		}
+		_, resp = e.auth(card, 100, wrong) // the unlock started the count again
+		e.expect(resp, cardhost.CVC2Failed)
 		_, resp = e.auth(card, 100, right)
 		e.expect(resp, cardhost.Approved)
 		e.expectBalance(card.AccountID, 10_000, 200)
