@@ -360,6 +360,7 @@ func queueCommit(ctx context.Context, q *pgx.Batch, hb *ledger.HoldBatch) error 
 // new.
 func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
+		w.opened = w.opened[:0] // this attempt's only
 		if !inserted[i] {
 			continue
 		}
@@ -384,7 +385,7 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 			if err != nil {
 				return err
 			}
-			w.opened = append(w.opened[:0], ledger.ExceptionStandInOverdraft)
+			w.opened = append(w.opened, ledger.ExceptionStandInOverdraft)
 		}
 		if len(w.pending) > 0 {
 			var holdID int64
