@@ -551,6 +551,17 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 			detail += fmt.Sprintf(", %d waits for an Admin (blind_refund %d)", res.Waiting, res.Exception.ID)
 			opened = ledger.ExceptionBlindRefund
 		}
+		if err == nil && res.Credited > 0 {
+			// A reversal of this refund that overtook it: the credit
+			// locked the card's balance, so it is seen here (pending.go).
+			ps, err := pendingFor(ctx, tx, r)
+			if err != nil {
+				return Decision{}, err
+			}
+			if err := h.applyPendingCredit(ctx, tx, ps, creditRef); err != nil {
+				return Decision{}, err
+			}
+		}
 		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id, detail: detail})
 	})
 	if err == nil && opened != "" && !d.Duplicate {

@@ -121,10 +121,38 @@ func (h *Host) applyPending(ctx context.Context, tx pgx.Tx, ps []pendingReversal
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `UPDATE pending_reversals SET status = 'applied', applied_at = now(), applied_to = NULLIF($2, 0) WHERE id = $1`,
-			p.id, holdID); err != nil {
-			return fmt.Errorf("pending reversal %d: %w", p.id, err)
+		if err := markApplied(ctx, tx, p, holdID); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// applyPendingCredit applies, in the transaction that credited a refund
+// (under creditRef), the reversals that waited for it: each takes the
+// credit back above its replacement amount, once.
+func (h *Host) applyPendingCredit(ctx context.Context, tx pgx.Tx, ps []pendingReversal, creditRef string) error {
+	for _, p := range ps {
+		var keep int64
+		if p.replacement != nil {
+			keep = *p.replacement
+		}
+		if _, err := h.ledger.UncreditTx(ctx, tx, creditRef, keep, "uncredit:"+p.ref); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return err
+		}
+		if err := markApplied(ctx, tx, p, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markApplied closes a pending reversal (holdID: the hold it released, if
+// any).
+func markApplied(ctx context.Context, tx pgx.Tx, p pendingReversal, holdID int64) error {
+	if _, err := tx.Exec(ctx, `UPDATE pending_reversals SET status = 'applied', applied_at = now(), applied_to = NULLIF($2, 0) WHERE id = $1`,
+		p.id, holdID); err != nil {
+		return fmt.Errorf("pending reversal %d: %w", p.id, err)
 	}
 	return nil
 }

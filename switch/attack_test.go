@@ -367,8 +367,8 @@ func TestAttackDE54Overflow(t *testing.T) {
 }
 
 // TestPendingReversal: a reversal that arrives before its original (an
-// authorisation, a partial one, a completion) waits for it and is applied
-// when it commits; past the program's window it no longer applies.
+// authorisation, a partial one, a completion, a refund) waits for it and is
+// applied when it commits; past the program's window it no longer applies.
 func TestPendingReversal(t *testing.T) {
 	forProfiles(t, nil, func(t *testing.T, e *e2e) {
 		card := e.virtualCard(e.prog, 10_000)
@@ -390,6 +390,13 @@ func TestPendingReversal(t *testing.T) {
 		e.expect(e.send(e.follow("400", done, card, 2_000, nil)), cardhost.Approved)
 		e.expect(e.send(done), cardhost.Approved)
 		e.expectBalance(card.AccountID, 10_000, 300)
+
+		// A refund overtaken by its reversal: credited, then taken back.
+		refunded := e.cardWithLimits(cardhost.ProgramLimits{BlindRefundLimit: 10_000}, 1_000)
+		refund := e.msg("200", refunded, 700, map[int]string{3: "200000"})
+		e.expect(e.send(e.follow("400", refund, refunded, 700, nil)), cardhost.Approved)
+		e.expect(e.send(refund), cardhost.Approved)
+		e.expectBalance(refunded.AccountID, 1_000, 0)
 
 		// Past the window, the original stands.
 		late := e.cardWithLimits(cardhost.ProgramLimits{PendingReversalWindow: time.Second}, 10_000)
