@@ -39,7 +39,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 .PHONY: faults
 faults: postgres ## run the fault and attack tests; they write their table to docs/faults.md
 	sed -i '/^|/d' docs/faults.md
-	ANTACA_FAULT_REPORT=$(CURDIR)/docs/faults.md $(GO) test -count=1 -run '^Test(Fault|HostileClients|APIAbuse|SecretsNeverWritten)' ./switch/ ./cmd/antaca/ ./api/ ./ledger/
+	ANTACA_FAULT_REPORT=$(CURDIR)/docs/faults.md $(GO) test -count=1 -run '^Test(Fault|HostileClients|APIAbuse|SecretsNeverWritten|Attack)' ./switch/ ./cmd/antaca/ ./api/ ./ledger/
 	rm -f docs/faults.md.lock docs/faults.md.tmp
 
 .PHONY: fmt

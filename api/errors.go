@@ -30,6 +30,7 @@ const (
 
 	// Card host refusals (409), one code per rule.
 	CodeIrreversibleLock  = "IRREVERSIBLE_LOCK"
+	CodeSystemLock        = "SYSTEM_LOCK" // a code-7 lock by the system: the partner or an admin unlocks it
 	CodeNotLocked         = "NOT_LOCKED"
 	CodeCardState         = "CARD_STATE"
 	CodeCardType          = "CARD_TYPE"
@@ -139,6 +140,7 @@ var hostErrors = []struct {
 	{cardhost.ErrCardRemoved, http.StatusNotFound, CodeNotFound},
 	{ledger.ErrNotFound, http.StatusNotFound, CodeNotFound},
 	{cardhost.ErrIrreversibleLock, http.StatusConflict, CodeIrreversibleLock},
+	{cardhost.ErrSystemLock, http.StatusForbidden, CodeSystemLock},
 	{cardhost.ErrNotLocked, http.StatusConflict, CodeNotLocked},
 	{cardhost.ErrCardState, http.StatusConflict, CodeCardState},
 	{cardhost.ErrCardType, http.StatusConflict, CodeCardType},

@@ -26,10 +26,13 @@ type writeReq struct {
 	pin       *pinChange
 	j         journal
 	prog      *Program
-	decision  Decision // set by the flush
-	newHold   bool     // the flush placed a new hold (not a duplicate's)
-	duplicate bool     // the journal key existed: answer with the stored decision
-	err       error    // this request alone could not be decided
+	decision  Decision          // set by the flush
+	newHold   bool              // the flush placed a new hold (not a duplicate's)
+	excess    int64             // an advice: what its new hold could not take (to exceptions receivable)
+	opened    []string          // kinds of the exceptions its write opened, counted once committed
+	pending   []pendingReversal // reversals that overtook it, applied with its journal row
+	duplicate bool              // the journal key existed: answer with the stored decision
+	err       error             // this request alone could not be decided
 }
 
 // authReq is what the batch finds for an authorisation: its card by PAN
@@ -126,13 +129,13 @@ func (h *Host) dropJournaled(ctx context.Context, tx pgx.Tx, writes []*writeReq)
 // the accounts of the specs decided before, of either kind.
 var batchCards = ledger.LockRows{
 	With: `found AS MATERIALIZED (SELECT c.pan_lookup, c.id, c.program_id, c.user_id, c.account_id, c.type, c.state, c.lock_code,
-		c.expiry, c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at
+		c.expiry, c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at, c.verify_tries
 		FROM cards c WHERE c.pan_lookup = ANY ($2)),`,
 	Users: `SELECT unnest($1::bigint[]) UNION ALL SELECT account_id FROM found`,
 	Others: `SELECT unnest($1::bigint[])
 		UNION ALL SELECT partner_account_id FROM programs WHERE id = ANY (ARRAY(SELECT program_id FROM found))`,
 	Select: `SELECT pan_lookup, id, program_id, user_id, account_id, type, state, lock_code, expiry,
-		pan_first6, pan_last4, cvc_generation, pvv, pin_tries, version, created_at FROM found`,
+		pan_first6, pan_last4, cvc_generation, pvv, pin_tries, version, created_at, verify_tries FROM found`,
 }
 
 // cardRow is a card as the lock statement returns it: NULL in the rows of
@@ -143,7 +146,7 @@ type cardRow struct {
 	typ, state, expiry, first6, last4 pgtype.Text
 	pvv                               pgtype.Text
 	lock                              pgtype.Int2
-	gen, tries                        pgtype.Int4
+	gen, tries, vtries                pgtype.Int4
 	created                           pgtype.Timestamptz
 }
 
@@ -152,7 +155,7 @@ func lockRows(cards map[string]*Card) ledger.LockRows {
 	var r cardRow
 	lr := batchCards
 	lr.Dest = []any{&r.lookup, &r.id, &r.prog, &r.user, &r.acc, &r.typ, &r.state, &r.lock, &r.expiry, &r.first6, &r.last4,
-		&r.gen, &r.pvv, &r.tries, &r.version, &r.created}
+		&r.gen, &r.pvv, &r.tries, &r.version, &r.created, &r.vtries}
 	lr.Row = func() error {
 		if !r.id.Valid || !r.prog.Valid || !r.user.Valid || !r.acc.Valid || !r.typ.Valid || !r.state.Valid || !r.lock.Valid ||
 			!r.expiry.Valid || !r.first6.Valid || !r.last4.Valid || !r.gen.Valid || !r.pvv.Valid || !r.tries.Valid || !r.version.Valid {
@@ -161,7 +164,7 @@ func lockRows(cards map[string]*Card) ledger.LockRows {
 		cards[string(r.lookup)] = &Card{ID: r.id.Int64, ProgramID: r.prog.Int64, UserID: r.user.Int64, AccountID: r.acc.Int64,
 			Type: CardType(r.typ.String), State: CardState(r.state.String), LockCode: LockCode(r.lock.Int16), Expiry: r.expiry.String,
 			PANFirst6: r.first6.String, PANLast4: r.last4.String, CVCGeneration: int(r.gen.Int32), PVV: r.pvv.String,
-			PINTries: int(r.tries.Int32), Version: r.version.Int64, CreatedAt: r.created.Time}
+			PINTries: int(r.tries.Int32), Version: r.version.Int64, CreatedAt: r.created.Time, VerifyTries: int(r.vtries.Int32)}
 		return nil
 	}
 	return lr
@@ -223,6 +226,12 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		queueJournalProbe(&q, auths, func(w *writeReq, d Decision) { w.auth.stored = &d })
 	}
 	hb.QueueLockWith(&q, len(items), lockRows(cards), ledger.SpecAccounts(decided), lookups)
+	all := make([]*writeReq, len(items))
+	for i, it := range items {
+		all[i] = it.in
+		it.in.pending = it.in.pending[:0]
+	}
+	queuePendingProbe(&q, all, func(w *writeReq, p pendingReversal) { w.pending = append(w.pending, p) })
 	br := conn.SendBatch(ctx, &q)
 	tx := br.Tx()
 	if err := br.Close(); err != nil {
@@ -258,16 +267,18 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	for {
 		var specs []ledger.HoldSpec
 		var withSpec []*writeReq
-		tail := false
 		for _, w := range writes {
 			if w.spec != nil {
 				specs = append(specs, *w.spec)
 				withSpec = append(withSpec, w)
 			}
-			tail = tail || w.capture || w.pin != nil || w.credit != nil
 		}
 		for k, res := range hb.Decide(specs) {
 			h.applyHoldResult(withSpec[k], res)
+		}
+		tail := false
+		for _, w := range writes {
+			tail = tail || w.capture || w.pin != nil || w.credit != nil || w.excess > 0 || len(w.pending) > 0
 		}
 		for _, w := range writes {
 			if w.inquiry != 0 {
@@ -326,6 +337,9 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	}
 	for i, w := range writes {
 		w.duplicate = !inserted[i]
+		if !w.duplicate {
+			h.ledger.ExceptionsOpened(w.opened...)
+		}
 	}
 	return nil
 }
@@ -347,6 +361,7 @@ func queueCommit(ctx context.Context, q *pgx.Batch, hb *ledger.HoldBatch) error 
 // new.
 func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
+		w.opened = w.opened[:0] // this attempt's only
 		if !inserted[i] {
 			continue
 		}
@@ -360,8 +375,34 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 				return err
 			}
 		}
+		if w.excess > 0 && w.newHold {
+			// A stand-in advice beyond the available balance and the
+			// stand-in limit: acknowledged, the excess is the scheme's
+			// against exceptions receivable (DESIGN section 6).
+			s := w.spec
+			_, err := h.ledger.OpenExceptionTx(ctx, tx, ledger.Exception{Kind: ledger.ExceptionStandInOverdraft, Currency: s.Currency,
+				Amount: w.excess, Receivable: w.excess, CardID: w.j.cardID, AccountID: s.UserAccountID, ProgramID: w.prog.ID,
+				HoldID: w.j.holdID, Detail: fmt.Sprintf("advice of %d, held %d", s.Amount, s.Amount-w.excess)}, "exception:"+s.Ref)
+			if err != nil {
+				return err
+			}
+			w.opened = append(w.opened, ledger.ExceptionStandInOverdraft)
+		}
+		if len(w.pending) > 0 {
+			var holdID int64
+			if w.newHold {
+				holdID = w.j.holdID
+			}
+			ref := ""
+			if w.spec != nil {
+				ref = "capture:" + w.spec.Ref
+			}
+			if err := h.applyPending(ctx, tx, w.pending, holdID, ref); err != nil {
+				return err
+			}
+		}
 		if pc := w.pin; pc != nil {
-			if err := recordPINChange(ctx, tx, w.j.cardID, *pc); err != nil {
+			if err := recordCardChange(ctx, tx, w.j.cardID, *pc, w.decision.Reason == Approved); err != nil {
 				return err
 			}
 		}
@@ -389,15 +430,11 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatc
 		return
 	}
 	out := Decide(DecideInput{Card: card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
-	// A PIN verified (right or wrong) changes the card's wrong-PIN count,
-	// and the third wrong one locks it from outside: that change commits
-	// with the request's journal row, so it counts once and only when the
-	// answer does.
-	if out.PINTries > card.PINTries || out.LockOutside {
-		w.pin = &pinChange{right: false}
-	} else if out.PINTries < card.PINTries {
-		w.pin = &pinChange{right: true}
-	}
+	// A PIN, CVC2 or expiry verified (right or wrong) changes the card's
+	// wrong-PIN or wrong-verification count, and the last wrong one locks
+	// it: that change commits with the request's journal row, so it counts
+	// once and only when the answer does.
+	w.pin = cardChangeOf(card, &prog, out)
 	if r.Class == ClassAdvice && out.Reason != Approved && out.Reason != CardRemoved && out.Reason != FormatError {
 		// The scheme stood in and approved: the money is spent whatever
 		// the card's state now, so the advice is held all the same.
@@ -456,6 +493,9 @@ func (h *Host) holdSpec(card *Card, prog *Program, r *AuthRequest, amount int64)
 		Amount:           amount,
 		Ref:              journalRef(r),
 		Force:            r.Class == ClassAdvice,
+		Capped:           r.Class == ClassAdvice,
+		StandIn:          prog.StandInLimit,
+		TTL:              holdTTL(prog, r.MCC),
 	}
 	if prog.Funding == FundingPartnerCredit {
 		spec.UserAccountID = card.AccountID
@@ -486,6 +526,11 @@ func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
 	avail := res.Available
 	w.j.approval, w.j.holdID, w.j.detail, w.j.available, w.j.availCcy = "", 0, "", nil, ""
 	w.newHold = res.Err == nil && !res.Duplicate
+	w.excess = 0
+	if w.newHold && res.Excess > 0 {
+		w.excess = res.Excess
+		w.j.detail = fmt.Sprintf("held %d, %d to exceptions (standin_overdraft)", res.Hold.Amount, res.Excess)
+	}
 	switch {
 	case res.Err == nil:
 		w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req), Available: avail, Currency: ccy, HasAvailable: true, HoldID: res.Hold.ID}
@@ -570,35 +615,4 @@ func queueJournals(q *pgx.Batch, rows []journal) []bool {
 	q.Queue(insertJournals, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
 		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt, recv)
 	return inserted
-}
-
-// pinChange is what a verified PIN does to a card: a right PIN resets the
-// wrong-PIN count, a wrong one adds to it, and the third wrong one in a row
-// locks the card from outside with code 6.
-type pinChange struct {
-	right bool
-}
-
-// recordPINChange applies a verified PIN to the card's wrong-PIN count in
-// the batch's transaction. The count is changed relative to the row, not
-// set from the value the decision read, so concurrent requests of one
-// card each count; the lock (unless an irreversible one stands) and its
-// history entry are written by the request that reaches three.
-func recordPINChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange) error {
-	const update = `WITH old AS (SELECT id, lock_code FROM cards WHERE id = $1 FOR UPDATE)
-		UPDATE cards c SET pin_tries = CASE WHEN $2 THEN 0 ELSE c.pin_tries + 1 END,
-			lock_code = CASE WHEN NOT $2 AND c.pin_tries + 1 >= $3 AND c.lock_code NOT IN (1, 2, 5, 8) THEN 6 ELSE c.lock_code END,
-			version = c.version + 1, updated_at = now()
-		FROM old WHERE c.id = old.id
-		RETURNING old.lock_code, c.lock_code`
-	var before, after int16
-	if err := tx.QueryRow(ctx, update, cardID, pc.right, MaxPINTries).Scan(&before, &after); err != nil {
-		return fmt.Errorf("pin tries of card %d: %w", cardID, err)
-	}
-	if before != after && LockCode(after) == LockPINTriesExceeded {
-		if err := recordEvent(ctx, tx, cardID, Actor{Kind: ActorSystem, ID: "switch"}, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded"); err != nil {
-			return fmt.Errorf("pin lock of card %d: %w", cardID, err)
-		}
-	}
-	return nil
 }

@@ -114,6 +114,9 @@ func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, erro
 // decide (the switch answers issuer unavailable). Once ctx is done nothing
 // is committed any more (see beforeCommit). It is safe for concurrent use.
 func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) {
+	if r.Class == ClassFinancial && r.ProcessingCode == ProcRefund {
+		return h.refund(ctx, r)
+	}
 	switch r.Class {
 	case ClassCompletion, ClassReversal, ClassReversalAdvice:
 		if d, ok, err := h.stored(ctx, r); err != nil || ok {
@@ -277,7 +280,12 @@ func (o originalRow) creditRef() string {
 // original finds the journal row a completion or reversal refers to: by
 // DE90 when present, else by RRN + STAN + acquirer among authorisations.
 func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, found bool, err error) {
-	var q string
+	return h.originalOn(ctx, h.pool, r)
+}
+
+// originalOn is original reading through q.
+func (h *Host) originalOn(ctx context.Context, q ledger.Querier, r *AuthRequest) (o originalRow, found bool, err error) {
+	var sql string
 	var args []any
 	if o := r.Original; o != nil {
 		acq := o.AcquirerID
@@ -286,21 +294,21 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, fou
 		}
 		if o.LocalTime != "" {
 			// The CMF names the original by its local date-time (DE12).
-			q = `SELECT ` + originalColumns + ` FROM auth_journal j
+			sql = `SELECT ` + originalColumns + ` FROM auth_journal j
 				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
 			args = []any{acq, o.STAN, o.LocalTime, foldRepeat(o.MTI)}
 		} else {
-			q = `SELECT ` + originalColumns + ` FROM auth_journal j
+			sql = `SELECT ` + originalColumns + ` FROM auth_journal j
 				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
 			args = []any{acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI)}
 		}
 	} else {
-		q = `SELECT ` + originalColumns + ` FROM auth_journal j
+		sql = `SELECT ` + originalColumns + ` FROM auth_journal j
 			WHERE j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3) ORDER BY j.id LIMIT 1`
 		args = []any{r.AcquirerID, r.RRN, r.STAN}
 	}
 	var class int
-	err = h.pool.QueryRow(ctx, q, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref, &o.origRef, &o.proc, &o.amount, &o.currency)
+	err = q.QueryRow(ctx, sql, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref, &o.origRef, &o.proc, &o.amount, &o.currency)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return originalRow{}, false, nil
 	}
@@ -318,6 +326,16 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
+	}
+	if !found {
+		d, pending, err := h.reversePending(ctx, r)
+		if err != nil || pending {
+			return d, err
+		}
+		// The original committed meanwhile.
+		if orig, found, err = h.original(ctx, r); err != nil {
+			return Decision{}, err
+		}
 	}
 	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
 	enc, err := h.encryptedPAN(r.PAN)
@@ -428,10 +446,48 @@ func (h *Host) takeBackCredit(ctx context.Context, tx pgx.Tx, r *AuthRequest, or
 	return "nothing left to take back", nil
 }
 
-// clearRefund credits a refund's clearing (x220, processing code 20) to the
-// card's balance: the card of the refund authorisation it names, or the
-// card of its PAN (refunds often clear without one). The credit and the
-// journal row commit together, so a repeat credits once.
+// refund answers a financial refund (x200, processing code 20): the card
+// checks of an authorisation, then the credit of a cleared refund
+// (clearRefund). It runs outside the authorisation batches: refunds are
+// rare, and their credit depends on the purchase they are matched to.
+func (h *Host) refund(ctx context.Context, r *AuthRequest) (Decision, error) {
+	if d, ok, err := h.stored(ctx, r); err != nil || ok {
+		return d, err
+	}
+	card, err := h.CardByPAN(ctx, r.PAN)
+	if errors.Is(err, ErrNotFound) {
+		return h.decline(ctx, journal{req: r}, InvalidCard, "", nil)
+	}
+	if err != nil {
+		return Decision{}, err
+	}
+	prog, err := h.cachedProgram(ctx, card.ProgramID)
+	if err != nil {
+		return Decision{}, err
+	}
+	out := Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	if out.Reason != Approved {
+		j := journal{req: r, cardID: card.ID}
+		if out.Err != nil {
+			j.detail = out.Err.Error()
+		}
+		return h.decline(ctx, j, out.Reason, j.detail, cardChangeOf(&card, &prog, out))
+	}
+	orig, found, err := h.original(ctx, r)
+	if err != nil {
+		return Decision{}, err
+	}
+	return h.clearRefund(ctx, r, orig, found)
+}
+
+// clearRefund credits a cleared refund (an x220 or x200 of processing code
+// 20) to the card's balance: the card of the message it names, or the card
+// of its PAN (refunds often clear without one). Matched to a purchase (the
+// message it names, by DE90/DE56 or RRN + STAN + acquirer, captured), it
+// credits at most what the purchase captured less earlier refunds; blind, at
+// most the program's blind-refund limit; the rest waits for an Admin
+// (ledger.CreditRefundTx). The credit and the journal row commit together,
+// so a repeat credits once.
 func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow, found bool) (Decision, error) {
 	var (
 		card Card
@@ -453,10 +509,10 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		return Decision{}, err
 	}
 	out := billing(Outcome{}, r, &prog)
-	if out.Reason != Approved || out.HoldAmount <= 0 {
+	if out.Reason != Approved || out.HoldAmount <= 0 && out.CreditAmount <= 0 {
 		return h.decline(ctx, journal{req: r, cardID: card.ID}, NotPermitted, "refund in a currency the program does not hold, or of nothing", nil)
 	}
-	spec := h.holdSpec(&card, &prog, r, out.HoldAmount)
+	spec := h.holdSpec(&card, &prog, r, max(out.HoldAmount, out.CreditAmount))
 	for _, id := range []int64{spec.UserAccountID, spec.PartnerAccountID} {
 		if id == 0 {
 			continue
@@ -475,24 +531,52 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		return Decision{}, err
 	}
 	creditRef := "credit:" + spec.Ref
-	if found {
+	var purchase int64
+	switch {
+	case found && orig.proc == ProcRefund:
+		// It clears a refund message (its authorisation, an x200):
+		// credited once however many messages clear it.
 		creditRef = orig.creditRef()
+	case found && orig.holdID != 0 && orig.cardID == card.ID:
+		purchase = orig.holdID
 	}
-	return h.answerTx(ctx, r, "refund", func(tx pgx.Tx) (Decision, error) {
-		detail := "refund credited " + strconv.FormatInt(spec.Amount, 10)
-		if _, err := h.ledger.CreditTx(ctx, tx, spec.UserAccountID, spec.PartnerAccountID, spec.Currency, spec.Amount, creditRef); err != nil {
-			switch {
-			case !errors.Is(err, ledger.ErrDuplicateRef):
-				return Decision{}, err
-			case !found:
-				return Decision{}, errDuplicate // a repeat: answered as the first was
-			}
+	var opened string
+	d, err := h.answerTx(ctx, r, "refund", func(tx pgx.Tx) (Decision, error) {
+		opened = ""
+		res, err := h.ledger.CreditRefundTx(ctx, tx, ledger.Refund{UserAccountID: spec.UserAccountID, PartnerAccountID: spec.PartnerAccountID,
+			Currency: spec.Currency, Amount: spec.Amount, Ref: creditRef, PurchaseHoldID: purchase, BlindLimit: prog.BlindRefundLimit,
+			CardID: card.ID, ProgramID: prog.ID, JournalID: orig.id})
+		detail := "refund credited " + strconv.FormatInt(res.Credited, 10)
+		switch {
+		case errors.Is(err, ledger.ErrDuplicateRef) && (!found || orig.proc != ProcRefund):
+			return Decision{}, errDuplicate // a repeat: answered as the first was
+		case errors.Is(err, ledger.ErrDuplicateRef):
 			// Another message cleared this refund already (an x200, an
 			// earlier x220): approved, and nothing more is credited.
 			detail = "refund credited before"
+		case err != nil:
+			return Decision{}, err
+		case res.Waiting > 0:
+			detail += fmt.Sprintf(", %d waits for an Admin (blind_refund %d)", res.Waiting, res.Exception.ID)
+			opened = ledger.ExceptionBlindRefund
+		}
+		if err == nil && res.Credited > 0 {
+			// A reversal of this refund that overtook it: the credit
+			// locked the card's balance, so it is seen here (pending.go).
+			ps, err := pendingFor(ctx, tx, r)
+			if err != nil {
+				return Decision{}, err
+			}
+			if err := h.applyPendingCredit(ctx, tx, ps, creditRef); err != nil {
+				return Decision{}, err
+			}
 		}
 		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc, originalID: orig.id, detail: detail})
 	})
+	if err == nil && opened != "" && !d.Duplicate {
+		h.ledger.ExceptionsOpened(opened)
+	}
+	return d, err
 }
 
 // keepInCredit converts a partial reversal's DE95 of a refund in another
@@ -571,17 +655,41 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	return h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
+	var opened string
+	d, err := h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
 		detail := "captured " + strconv.FormatInt(final, 10)
-		_, err := h.ledger.CaptureTx(ctx, tx, holdID, final, fx, "capture:"+journalRef(r))
-		if errors.Is(err, ledger.ErrHoldResolved) {
+		opened = ""
+		c, err := h.ledger.ClearTx(ctx, tx, ledger.Clearing{HoldID: holdID, Final: final, FX: fx, Ref: "capture:" + journalRef(r),
+			ToleranceBP: mccRule(&prog, r.MCC).ToleranceBP, CardID: card.ID, ProgramID: prog.ID, JournalID: origID})
+		switch {
+		case errors.Is(err, ledger.ErrHoldResolved):
 			detail = "hold already resolved"
-		} else if err != nil {
+		case err != nil:
 			return Decision{}, err
+		case c.Excess > 0:
+			// Acknowledged (a clearing cannot be refused): the excess is
+			// the scheme's settlement against exceptions receivable.
+			detail = fmt.Sprintf("captured %d, %d to exceptions (%s %d)", c.Charged, c.Excess, c.Exception.Kind, c.Exception.ID)
+			opened = c.Exception.Kind
+		}
+		if err == nil {
+			// A reversal of this completion that overtook it: the capture
+			// locked the card's balance, so it is seen here (pending.go).
+			ps, err := pendingFor(ctx, tx, r)
+			if err != nil {
+				return Decision{}, err
+			}
+			if err := h.applyPending(ctx, tx, ps, holdID, "capture:"+journalRef(r)); err != nil {
+				return Decision{}, err
+			}
 		}
 		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
 			holdID: holdID, originalID: origID, detail: detail})
 	})
+	if err == nil && opened != "" && !d.Duplicate {
+		h.ledger.ExceptionsOpened(opened)
+	}
+	return d, err
 }
 
 // answerTx runs write, which journals the request's answer, in one

@@ -85,6 +85,7 @@ type Card struct {
 	CVCGeneration int    // bumped by reset CVV; part of the CVC2 key derivation
 	PVV           string // Visa PVV (4 digits) of the PIN; empty when no PIN is set
 	PINTries      int    // wrong PINs in a row
+	VerifyTries   int    // wrong CVC2 or expiry in a row
 	PrintedFrom   int64  // digital-first: the virtual card it copies; 0 otherwise
 	Version       int64  // bumped by every change of state, lock, PIN or CVC generation
 	CreatedAt     time.Time
@@ -121,6 +122,25 @@ type Program struct {
 	StandInApprove   bool          // decision when the remote URL does not answer in time
 	PartnerAccountID int64         // the program's partner credit/deposit account
 	CreatedAt        time.Time
+	ProgramLimits
+	MCCRules []programMCCRule // overrides of DefaultMCCRules (program_mcc_rules)
+}
+
+// ProgramLimits are a program's money-safety settings (migration 012,
+// defaults documented in docs/ledger.md, "Exceptions").
+type ProgramLimits struct {
+	// BlindRefundLimit is what a refund matched to no purchase may credit
+	// (minor units; default 0): the rest waits for an Admin.
+	BlindRefundLimit int64
+	// StandInLimit is how far below the available balance a stand-in
+	// advice may go (minor units; default 0): the rest is an exception.
+	StandInLimit int64
+	// VerifyMaxTries is the wrong CVC2 or expiry in a row that locks the
+	// card with code 7 (default 5).
+	VerifyMaxTries int
+	// PendingReversalWindow is how long a reversal that overtook its
+	// original waits for it (default 24 h).
+	PendingReversalWindow time.Duration
 }
 
 // Allows reports whether the program issues cards of type t.

@@ -31,14 +31,14 @@ type CardEvent struct {
 }
 
 const cardColumns = `id, program_id, user_id, account_id, type, state, lock_code, expiry, pan_first6, pan_last4,
-	cvc_generation, pvv, pin_tries, version, created_at`
+	cvc_generation, pvv, pin_tries, version, created_at, verify_tries`
 
 func scanCard(row pgx.Row) (Card, error) {
 	var c Card
 	var typ, state string
 	var lock int16
 	err := row.Scan(&c.ID, &c.ProgramID, &c.UserID, &c.AccountID, &typ, &state, &lock, &c.Expiry, &c.PANFirst6, &c.PANLast4,
-		&c.CVCGeneration, &c.PVV, &c.PINTries, &c.Version, &c.CreatedAt)
+		&c.CVCGeneration, &c.PVV, &c.PINTries, &c.Version, &c.CreatedAt, &c.VerifyTries)
 	c.Type, c.State, c.LockCode = CardType(typ), CardState(state), LockCode(lock)
 	return c, err
 }
@@ -329,6 +329,15 @@ func (h *Host) change(ctx context.Context, cardID int64, a Action, code LockCode
 		if err != nil {
 			return dbErr(fmt.Sprintf("card %d", cardID), err)
 		}
+		if a == ActUnlock && actor.Kind == ActorUser && c.LockCode == LockSuspectedFraud {
+			// A lock the system made after a brute force of the card's
+			// secrets is not the cardholder's to lift.
+			if sys, err := systemLocked(ctx, tx, cardID); err != nil {
+				return dbErr("card events", err)
+			} else if sys {
+				return fmt.Errorf("card %d: %w", cardID, ErrSystemLock)
+			}
+		}
 		var digitalFirst bool
 		if a == ActPrintVirtual {
 			if err := tx.QueryRow(ctx, `SELECT digital_first FROM programs WHERE id = $1`, c.ProgramID).Scan(&digitalFirst); err != nil {
@@ -345,10 +354,10 @@ func (h *Host) change(ctx context.Context, cardID int64, a Action, code LockCode
 			}
 		}
 		const update = `UPDATE cards SET type = $2, state = $3, lock_code = $4, cvc_generation = $5, pvv = $6, pin_tries = $7,
-			printed_at = CASE WHEN $8 THEN now() ELSE printed_at END, version = version + 1, updated_at = now()
+			printed_at = CASE WHEN $8 THEN now() ELSE printed_at END, verify_tries = $9, version = version + 1, updated_at = now()
 			WHERE id = $1 RETURNING version`
 		if err := tx.QueryRow(ctx, update, cardID, string(next.Type), string(next.State), int16(next.LockCode), next.CVCGeneration,
-			next.PVV, next.PINTries, a == ActPrintVirtual).Scan(&next.Version); err != nil {
+			next.PVV, next.PINTries, a == ActPrintVirtual, next.VerifyTries).Scan(&next.Version); err != nil {
 			return dbErr("update card", err)
 		}
 		var lc LockCode
@@ -394,7 +403,8 @@ func (h *Host) LockOutside(ctx context.Context, pan string, code LockCode, actor
 	return h.change(ctx, c.ID, ActLockOutside, code, actor, why, nil)
 }
 
-// Unlock removes a reversible lock.
+// Unlock removes a reversible lock. A cardholder's session (actor user)
+// may not lift a code-7 lock the system made: ErrSystemLock.
 func (h *Host) Unlock(ctx context.Context, cardID int64, actor Actor) (Card, error) {
 	return h.change(ctx, cardID, ActUnlock, 0, actor, "", nil)
 }

@@ -43,6 +43,12 @@ type Outcome struct {
 	// LockOutside is set on the third wrong PIN in a row: lock the card
 	// from outside with code 6 (LockPINTriesExceeded), who = system.
 	LockOutside bool
+	// VerifyTries is the card's wrong CVC2 or expiry count after this
+	// request: +1 for a wrong one, 0 after a right one on an approval,
+	// unchanged when neither was presented. The program's Nth in a row
+	// answers SuspectedFraud and locks the card with code 7 by the system
+	// (the caller persists it, recordCardChange).
+	VerifyTries int
 	// HoldAmount and HoldCurrency (ISO 4217 numeric, the program's) are
 	// what to reserve, in the card balance's currency, when Reason is
 	// Approved; the ledger then checks funds. Zero for refunds, balance
@@ -70,7 +76,9 @@ type Outcome struct {
 //  3. physical card ordered or inactive → CardNotActive
 //  4. expiry: the card's own expiry past at Now, or the presented expiry
 //     (DE14/track 2) malformed or not the card's → ExpiredCard
-//  5. CVC2 presented and wrong → CVC2Failed
+//  5. CVC2 presented and wrong → CVC2Failed; a wrong expiry or CVC2
+//     that is the program's Nth in a row (default 5) → SuspectedFraud,
+//     and the card is locked with code 7 (VerifyTries)
 //  6. PIN block presented and wrong → IncorrectPIN; the third wrong in a
 //     row → PINTriesExceeded with LockOutside
 //  7. processing code not allowed for the card type → NotPermitted
@@ -95,7 +103,7 @@ func Decide(in DecideInput, v Verifier) Outcome {
 	if card == nil {
 		return Outcome{Reason: InvalidCard}
 	}
-	out := Outcome{PINTries: card.PINTries}
+	out := Outcome{PINTries: card.PINTries, VerifyTries: card.VerifyTries}
 	if card.State == StateRemoved {
 		out.Reason = CardRemoved
 		return out
@@ -139,19 +147,35 @@ func Decide(in DecideInput, v Verifier) Outcome {
 		return out
 	}
 
-	// 4. Expiry.
-	if !ExpiryOK(card.Expiry, in.Now) || (req.Expiry != "" && req.Expiry != card.Expiry) {
+	advice := req.Class == ClassAdvice
+
+	// 4. Expiry; 5. CVC2. A wrong one presented counts, and the program's
+	// Nth in a row in either locks the card (brute force of the card's
+	// secrets).
+	if !ExpiryOK(card.Expiry, in.Now) {
 		out.Reason = ExpiredCard
 		return out
 	}
-
-	advice := req.Class == ClassAdvice
-
-	// 5. CVC2.
-	if req.CVC2 != "" && !advice && !v.CVC2OK(card, pan, card.Expiry, req.CVC2) {
-		out.Reason = CVC2Failed
+	wrong := Reason("")
+	switch {
+	case req.Expiry != "" && req.Expiry != card.Expiry:
+		wrong = ExpiredCard
+	case req.CVC2 != "" && !advice && !v.CVC2OK(card, pan, card.Expiry, req.CVC2):
+		wrong = CVC2Failed
+	}
+	if wrong != "" {
+		if advice {
+			out.Reason = wrong
+			return out
+		}
+		out.VerifyTries = card.VerifyTries + 1
+		out.Reason = wrong
+		if out.VerifyTries >= verifyMaxTries(prog) {
+			out.Reason = SuspectedFraud
+		}
 		return out
 	}
+	verified := req.Expiry != "" || req.CVC2 != "" && !advice
 
 	// 6. PIN.
 	if len(req.PINBlock) > 0 && !advice {
@@ -187,7 +211,11 @@ func Decide(in DecideInput, v Verifier) Outcome {
 	}
 
 	// 8. Currency and amount.
-	return billing(out, req, prog)
+	out = billing(out, req, prog)
+	if out.Reason == Approved && verified {
+		out.VerifyTries = 0
+	}
+	return out
 }
 
 // ProcessingAllowed reports whether a card of type t may do the transaction

@@ -55,7 +55,7 @@ func Transition(c Card, a Action, code LockCode, digitalFirst bool) (Card, error
 			return c, ErrNotLocked
 		}
 		c.LockCode = LockNone
-		c.PINTries = 0
+		c.PINTries, c.VerifyTries = 0, 0
 	case ActLink:
 		if c.Type != Physical {
 			return c, fmt.Errorf("link: %w", ErrCardType)

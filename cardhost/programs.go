@@ -78,18 +78,24 @@ func (h *Host) CreateProgram(ctx context.Context, s ProgramSpec) (Program, error
 
 const programColumns = `p.id, p.partner_id, p.name, p.bin_low, p.bin_high, p.currency, c.numeric, p.card_types,
 	p.digital_first, p.funding, p.remote_url, p.remote_timeout_ms, p.stand_in_approve,
-	coalesce(p.partner_account_id, 0), p.created_at`
+	coalesce(p.partner_account_id, 0), p.created_at, p.blind_refund_limit, p.standin_limit, p.verify_max_tries, p.pending_reversal_s,
+	(SELECT json_agg(json_build_object('low', r.mcc_low, 'high', r.mcc_high, 'tolerance_bp', r.tolerance_bp, 'hold_days', r.hold_days))
+		FROM program_mcc_rules r WHERE r.program_id = p.id)`
 
 func scanProgram(row pgx.Row) (Program, error) {
 	var p Program
 	var types []string
 	var funding string
-	var timeoutMS int64
+	var timeoutMS, windowS int64
+	var rules []byte
 	err := row.Scan(&p.ID, &p.PartnerID, &p.Name, &p.BINLow, &p.BINHigh, &p.Currency, &p.CurrencyNumeric, &types,
-		&p.DigitalFirst, &funding, &p.RemoteURL, &timeoutMS, &p.StandInApprove, &p.PartnerAccountID, &p.CreatedAt)
+		&p.DigitalFirst, &funding, &p.RemoteURL, &timeoutMS, &p.StandInApprove, &p.PartnerAccountID, &p.CreatedAt,
+		&p.BlindRefundLimit, &p.StandInLimit, &p.VerifyMaxTries, &windowS, &rules)
 	if err != nil {
 		return Program{}, err
 	}
+	p.PendingReversalWindow = time.Duration(windowS) * time.Second
+	p.MCCRules = parseMCCRules(rules)
 	for _, t := range types {
 		p.CardTypes = append(p.CardTypes, CardType(t))
 	}

@@ -142,7 +142,7 @@ func (l *Ledger) InternalAccount(ctx context.Context, kind, currency string) (Ac
 
 func (l *Ledger) internalID(ctx context.Context, q Querier, kind, currency string) (int64, error) {
 	switch kind {
-	case KindSettlement, KindFunding, KindCreditUsage:
+	case KindSettlement, KindFunding, KindCreditUsage, KindExceptions:
 	default:
 		return 0, fmt.Errorf("internal account: kind %q: %w", kind, ErrInvalid)
 	}
@@ -155,7 +155,7 @@ func (l *Ledger) internalID(ctx context.Context, q Querier, kind, currency strin
 		return id, nil
 	}
 	const ins = `INSERT INTO accounts (kind, currency) VALUES ($1, $2)
-		ON CONFLICT (kind, currency) WHERE kind IN ('settlement', 'funding', 'credit_usage') DO NOTHING`
+		ON CONFLICT (kind, currency) WHERE kind IN ('settlement', 'funding', 'credit_usage', 'exceptions', 'losses') DO NOTHING`
 	if _, err := q.Exec(ctx, ins, kind, currency); err != nil {
 		return 0, dbErr(fmt.Sprintf("internal account %s %s", kind, currency), err)
 	}

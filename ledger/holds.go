@@ -39,6 +39,15 @@ type HoldSpec struct {
 	Amount           int64
 	Ref              string // unique per authorisation; a repeated Ref returns the first hold
 	Force            bool
+	// Capped limits a forced hold (an advice, DESIGN section 6) to the
+	// available amount of its accounts (never below zero) plus StandIn;
+	// the rest is HoldResult.Excess, for the caller to post to exceptions
+	// receivable. The hold may then be of 0.
+	Capped  bool
+	StandIn int64
+	// TTL is how long the hold lasts (the merchant's category decides);
+	// 0: the ledger's HoldTTL.
+	TTL time.Duration
 }
 
 // HoldResult is the outcome of one HoldSpec in PlaceHolds. Err is nil when
@@ -51,6 +60,7 @@ type HoldResult struct {
 	Err       error
 	AccountID int64
 	Available int64
+	Excess    int64 // a capped spec: what was asked beyond the hold placed
 }
 
 const selectHold = `SELECT id, coalesce(user_account_id, 0), coalesce(partner_account_id, 0), currency,
@@ -236,7 +246,7 @@ func (l *Ledger) Capture(ctx context.Context, holdID int64, final int64, fx bool
 	var p Posting
 	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
 		var err error
-		p, err = l.capture(ctx, tx, holdID, final, fx, ref)
+		p, err = l.capture(ctx, tx, holdID, final, fx, ref, false)
 		return err
 	})
 	if err != nil {
@@ -253,7 +263,7 @@ func (l *Ledger) CaptureTx(ctx context.Context, tx pgx.Tx, holdID int64, final i
 	var p Posting
 	err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
 		var err error
-		p, err = l.capture(ctx, sp, holdID, final, fx, ref)
+		p, err = l.capture(ctx, sp, holdID, final, fx, ref, false)
 		return err
 	})
 	if err != nil {
@@ -262,7 +272,9 @@ func (l *Ledger) CaptureTx(ctx context.Context, tx pgx.Tx, holdID int64, final i
 	return p, nil
 }
 
-func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int64, fx bool, ref string) (Posting, error) {
+// capture is Capture; with expired, a hold that expired is captured too
+// (a late clearing): it holds nothing any more, so nothing is released.
+func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int64, fx bool, ref string, expired bool) (Posting, error) {
 	if final < 0 {
 		return Posting{}, fmt.Errorf("final %d: %w", final, ErrInvalidAmount)
 	}
@@ -283,6 +295,10 @@ func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int
 	var p Posting
 	err = func() error {
 		h, err := lockOpenHold(ctx, tx, holdID)
+		wasOpen := err == nil
+		if expired && h.Status == HoldExpired {
+			h.Amount, err = 0, nil // released when it expired
+		}
 		if err != nil {
 			return err
 		}
@@ -370,8 +386,8 @@ func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int
 			return err
 		}
 		const upd = `UPDATE holds SET status = $2, captured_amount = $3, capture_posting_id = $4, resolved_at = now()
-			WHERE id = $1 AND status = 'open'`
-		tag, err := tx.Exec(ctx, upd, holdID, status, final, nullID(postingID))
+			WHERE id = $1 AND status = CASE WHEN $5 THEN 'open' ELSE 'expired' END`
+		tag, err := tx.Exec(ctx, upd, holdID, status, final, nullID(postingID), wasOpen)
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Account kinds.
@@ -100,6 +101,8 @@ type Config struct {
 	// Now is the clock for hold expiry and outbox retries. Default
 	// time.Now. Tests move it forward.
 	Now func() time.Time
+	// Registerer receives antaca_exceptions_total; nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Ledger is the ledger on one PostgreSQL database. It is safe for concurrent
@@ -112,6 +115,7 @@ type Ledger struct {
 
 	mu       sync.Mutex
 	internal map[string]int64 // kind/currency -> account id; these never change
+	exc      *exceptionMetrics
 }
 
 // New returns a Ledger on pool with cfg's defaults filled in. The schema
@@ -126,7 +130,7 @@ func New(pool *pgxpool.Pool, cfg Config) *Ledger {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Ledger{pool: pool, cfg: cfg, log: cfg.Logger, internal: make(map[string]int64)}
+	return &Ledger{pool: pool, cfg: cfg, log: cfg.Logger, internal: make(map[string]int64), exc: newExceptionMetrics(cfg.Registerer)}
 }
 
 func (l *Ledger) now() time.Time { return l.cfg.Now() }

@@ -35,6 +35,7 @@ import (
 type HoldBatch struct {
 	specs   []HoldSpec
 	now     time.Time // the transaction's time: the holds' created_at
+	start   time.Time // the ledger's clock when the batch began: expiries count from it
 	expires time.Time
 	ids     []int64 // reserved hold ids, at least one per spec
 	acc     map[int64]*lockedAccount
@@ -76,7 +77,8 @@ const GenericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan',
 
 // NewHoldBatch returns an empty batch; nothing is sent yet.
 func (l *Ledger) NewHoldBatch() *HoldBatch {
-	return &HoldBatch{expires: l.now().Add(l.cfg.HoldTTL)}
+	start := l.now()
+	return &HoldBatch{start: start, expires: start.Add(l.cfg.HoldTTL)}
 }
 
 // SpecAccounts returns the accounts specs name, ascending, each once.
@@ -258,7 +260,7 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 			r.AccountID, r.Err = s.UserAccountID, fmt.Errorf("place hold: account %d: %w", s.UserAccountID, ErrNotFound)
 		case s.PartnerAccountID > 0 && p == nil:
 			r.AccountID, r.Err = s.PartnerAccountID, fmt.Errorf("place hold: account %d: %w", s.PartnerAccountID, ErrNotFound)
-		case s.Amount <= 0:
+		case s.Amount <= 0 || s.Amount > MaxAmount:
 			r.Err = fmt.Errorf("place hold: %w", ErrInvalidAmount)
 		case u != nil && u.currency != s.Currency:
 			r.AccountID, r.Err = u.id, fmt.Errorf("place hold: account %d: %w", u.id, ErrCurrencyMismatch)
@@ -275,11 +277,26 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 			r.AccountID, r.Available = p.id, p.available()
 			r.Err = &FundsError{AccountID: p.id, Available: p.available(), Partner: true}
 		default:
-			r.Hold = Hold{ID: b.ids[i], Currency: s.Currency, OriginalAmount: s.Amount, Amount: s.Amount,
-				Status: HoldOpen, Ref: s.Ref, CreatedAt: b.now, ExpiresAt: b.expires}
+			amount := s.Amount
+			if s.Force && s.Capped {
+				room := int64(MaxAmount)
+				for _, a := range []*lockedAccount{u, p} {
+					if a != nil {
+						room = min(room, max(a.available(), 0))
+					}
+				}
+				amount = min(amount, room+max(s.StandIn, 0))
+				r.Excess = s.Amount - amount
+			}
+			expires := b.expires
+			if s.TTL > 0 {
+				expires = b.start.Add(s.TTL)
+			}
+			r.Hold = Hold{ID: b.ids[i], Currency: s.Currency, OriginalAmount: amount, Amount: amount,
+				Status: HoldOpen, Ref: s.Ref, CreatedAt: b.now, ExpiresAt: expires}
 			for _, a := range []*lockedAccount{u, p} {
 				if a != nil {
-					a.held += s.Amount
+					a.held += amount
 					a.neg = a.neg || a.available() < 0
 					if !s.Force {
 						a.need = a.held - a.held0
@@ -314,8 +331,8 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 
 const (
 	insertHolds = `INSERT INTO holds (id, user_account_id, partner_account_id, currency, original_amount, amount, ref, expires_at, created_at)
-		SELECT v.id, NULLIF(v.u, 0), NULLIF(v.p, 0), v.cur, v.amt, v.amt, NULLIF(v.ref, ''), $7, $8
-		  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) AS v (id, u, p, cur, amt, ref)`
+		SELECT v.id, NULLIF(v.u, 0), NULLIF(v.p, 0), v.cur, v.amt, v.amt, NULLIF(v.ref, ''), v.exp, $8
+		  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::timestamptz[]) AS v (id, u, p, cur, amt, ref, exp)`
 	// The accounts are named by id = ANY ($1), each's values found by its
 	// position in the arrays: a join with unnest($1) could be planned (a
 	// generic plan made on small tables) as a whole index read filtered
@@ -344,11 +361,12 @@ const (
 func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	n := len(b.newHold)
 	ids, users, partners, amounts := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	currencies, refs := make([]string, n), make([]string, n)
+	currencies, refs, expires := make([]string, n), make([]string, n), make([]time.Time, n)
 	placed := make(map[string]bool, n)
 	for k, i := range b.newHold {
 		h := b.out[i].Hold
 		ids[k], users[k], partners[k], currencies[k], amounts[k], refs[k] = h.ID, h.UserAccountID, h.PartnerAccountID, h.Currency, h.Amount, h.Ref
+		expires[k] = h.ExpiresAt
 		placed[h.Ref] = true
 	}
 	var declined []string
@@ -366,7 +384,7 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	}
 	q.Queue(`SAVEPOINT ledger_place_holds`)
 	if n > 0 {
-		q.Queue(insertHolds, ids, users, partners, currencies, amounts, refs, b.expires, b.now)
+		q.Queue(insertHolds, ids, users, partners, currencies, amounts, refs, expires, b.now)
 		if len(accIDs) > 0 {
 			q.Queue(updateHeld, accIDs, deltas, negs)
 		}

@@ -43,12 +43,12 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, cap
 	var (
 		status, currency   string
 		captured, postedID *int64
-		refunded           int64
+		refunded, credited int64
 		postedRef          *string
 	)
-	const hold = `SELECT h.status, h.currency, h.captured_amount, h.refunded, h.capture_posting_id, p.ref
+	const hold = `SELECT h.status, h.currency, h.captured_amount, h.refunded, h.credited, h.capture_posting_id, p.ref
 		FROM holds h LEFT JOIN postings p ON p.id = h.capture_posting_id WHERE h.id = $1 FOR UPDATE OF h`
-	if err := tx.QueryRow(ctx, hold, holdID).Scan(&status, &currency, &captured, &refunded, &postedID, &postedRef); err != nil {
+	if err := tx.QueryRow(ctx, hold, holdID).Scan(&status, &currency, &captured, &refunded, &credited, &postedID, &postedRef); err != nil {
 		return 0, err
 	}
 	if status != HoldCaptured || captured == nil || postedID == nil || *captured <= 0 {
@@ -57,7 +57,8 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, cap
 	if captureRef != "" && (postedRef == nil || *postedRef != captureRef) {
 		return 0, fmt.Errorf("captured by another message: %w", ErrHoldNotCaptured)
 	}
-	amount := *captured - max(keep, 0) - refunded
+	// What refunds matched to this purchase credited is given back already.
+	amount := *captured - max(keep, 0) - refunded - credited
 	if amount <= 0 {
 		return 0, nil
 	}
@@ -208,7 +209,12 @@ func (l *Ledger) UncreditTx(ctx context.Context, tx pgx.Tx, creditRef string, ke
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE postings SET reverses = $2 WHERE id = $1`, p.ID, creditID)
+		if _, err = tx.Exec(ctx, `UPDATE postings SET reverses = $2 WHERE id = $1`, p.ID, creditID); err != nil {
+			return err
+		}
+		// A refund matched to its purchase: the purchase may be refunded
+		// by that much again (holds.credited, CreditRefundTx).
+		_, err = tx.Exec(ctx, `UPDATE holds SET credited = credited - $2 WHERE id = (SELECT refunds_hold FROM postings WHERE id = $1)`, creditID, back)
 		return err
 	})
 	if err != nil {

@@ -117,7 +117,7 @@ func (l *Ledger) Verify(ctx context.Context) ([]Violation, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	var out []Violation
-	for _, c := range verifyChecks {
+	for _, c := range append(verifyChecks[:len(verifyChecks):len(verifyChecks)], exceptionChecks...) {
 		rows, err := tx.Query(ctx, c.sql)
 		if err != nil {
 			return nil, dbErr("verify "+c.name, err)

@@ -406,8 +406,8 @@ func TestE2EReversal(t *testing.T) {
 				get(t, rev, 11), int(cardhost.ClassReversal)).Scan(&detail); err != nil {
 				t.Fatalf("journal: %v", err)
 			}
-			if detail != "original not found" {
-				t.Errorf("journal detail: got %q, want %q", detail, "original not found")
+			if want := "original not found: pending reversal"; detail != want {
+				t.Errorf("journal detail: got %q, want %q", detail, want)
 			}
 			e.expectBalance(card.AccountID, 10_000, 0)
 		})
@@ -427,9 +427,15 @@ func TestE2ECompletion(t *testing.T) {
 				e.t = t
 				card := e.virtualCard(e.prog, 10_000)
 				credit := e.account(e.prog.PartnerAccountID)
-				orig, resp := e.auth(card, 1_000, nil)
+				// A restaurant: up to 20 % above the hold is charged (a
+				// tip); TestAttackOverCapture covers the rest.
+				mcc := map[int]string{18: "5812", 26: "5812"}
+				if e.profile != ProfileISO2003 {
+					delete(mcc, 26)
+				}
+				orig, resp := e.auth(card, 1_000, mcc)
 				e.expect(resp, cardhost.Approved)
-				resp = e.send(e.follow("220", orig, card, tc.final, nil))
+				resp = e.send(e.follow("220", orig, card, tc.final, mcc))
 				e.expect(resp, cardhost.Approved)
 				e.expectBalance(card.AccountID, 10_000-tc.final, 0)
 				e.expectBalance(e.prog.PartnerAccountID, credit.Balance-tc.final, credit.Held)
@@ -505,6 +511,12 @@ func TestE2EFinancialOnAQuietProgram(t *testing.T) {
 func TestE2ERefund(t *testing.T) {
 	forProfiles(t, nil, func(t *testing.T, e *e2e) {
 		refund := map[int]string{3: "200000"}
+		// These refunds name no purchase: the program lets such a refund
+		// credit at once (TestAttackBlindRefund covers the default, 0).
+		blind := cardhost.ProgramLimits{BlindRefundLimit: 1_000_000}
+		if err := e.host.SetProgramLimits(e.ctx, e.prog.ID, blind); err != nil {
+			t.Fatal(err)
+		}
 		t.Run("financial", func(t *testing.T) {
 			e.t = t
 			card := e.virtualCard(e.prog, 10_000)
@@ -559,6 +571,9 @@ func TestE2ERefund(t *testing.T) {
 			// The partner keeps its users' balances: the refund goes to its
 			// deposit, from settlement.
 			deposit := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit}, 40_000)
+			if err := e.host.SetProgramLimits(e.ctx, deposit.ID, blind); err != nil {
+				t.Fatal(err)
+			}
 			uid, acc := e.user(deposit, 0)
 			card := e.virtualCardOn(e.host, uid, acc)
 			fin := e.msg("200", card, 900, refund)
@@ -613,19 +628,21 @@ func TestE2ERefund(t *testing.T) {
 	})
 }
 
-// TestE2EAdvice holds an advice without a funds check, takes the balance
-// below zero and flags it.
+// TestE2EAdvice holds an advice without a funds check up to the available
+// balance (the stand-in limit is 0); the rest is an exception, never the
+// user's (TestAttackAdviceBeyondFunds).
 func TestE2EAdvice(t *testing.T) {
 	forProfiles(t, nil, func(t *testing.T, e *e2e) {
 		card := e.virtualCard(e.prog, 500)
 		resp := e.send(e.msg("120", card, 1_000, nil))
 		e.expect(resp, cardhost.Approved)
 		a := e.account(card.AccountID)
-		if a.Balance != 500 || a.Held != 1_000 || a.Available() != -500 || !a.NegativeFlag {
-			t.Errorf("user balance: got balance %d held %d flagged %v, want 500, 1000, true", a.Balance, a.Held, a.NegativeFlag)
+		if a.Balance != 500 || a.Held != 500 || a.Available() != 0 || a.NegativeFlag {
+			t.Errorf("user balance: got balance %d held %d flagged %v, want 500, 500, false", a.Balance, a.Held, a.NegativeFlag)
 		}
-		if _, avail, ok := e.de54(resp); !ok || avail != -500 {
-			t.Errorf("DE54: got %d (present %v), want -500", avail, ok)
+		e.expectException(card.ID, ledger.ExceptionStandInOverdraft, 500, 500)
+		if _, avail, ok := e.de54(resp); !ok || avail != 0 {
+			t.Errorf("DE54: got %d (present %v), want 0", avail, ok)
 		}
 		// The scheme stood in for a card locked since: held all the same.
 		locked := e.virtualCard(e.prog, 5_000)

@@ -446,6 +446,9 @@ func (s *Server) approvalCode() string {
 	return fmt.Sprintf("%06d", s.approvals.Add(1)%1000000)
 }
 
+// maxDE54 is the largest amount an n12 field holds (ledger.MaxBalance).
+const maxDE54 = 999_999_999_999
+
 // fitAN pads with spaces or cuts v to n characters.
 func fitAN(v string, n int) string {
 	if len(v) >= n {
@@ -455,13 +458,17 @@ func fitAN(v string, n int) string {
 }
 
 // additionalAmount formats one DE54 amount: account type "00", amount type
-// "02" (available balance), currency n3, sign C or D, amount n12.
+// "02" (available balance), currency n3, sign C or D, amount n12. An amount
+// beyond 12 digits (the ledger's bounds keep balances within them; see
+// docs/ledger.md, "Bounds") is clamped to the widest n12, so the field
+// never outgrows its format.
 func additionalAmount(ccy string, available int64) string {
 	sign := byte('C')
 	if available < 0 {
 		sign = 'D'
-		available = -available
+		available = -max(available, -maxDE54)
 	}
+	available = min(available, maxDE54)
 	if len(ccy) != 3 || ccy[0]|ccy[1]|ccy[2] >= 0x80 || available < 0 || available > 999_999_999_999 {
 		// Off the usual shape (and the most negative int64): fmt's rules.
 		return fmt.Sprintf("0002%3.3s%c%012d", ccy, sign, available)

@@ -145,8 +145,8 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
-	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log})
 	switchReg := newRegistry()
+	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log, Registerer: switchReg})
 	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg})
 
 	var wg sync.WaitGroup

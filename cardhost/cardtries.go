@@ -1,0 +1,116 @@
+package cardhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrSystemLock is returned by Unlock when the cardholder's session asks
+// to lift a lock the system made for suspected fraud (code 7 after the
+// last wrong CVC2 or expiry in a row): only the partner or an
+// Admin/Manager may.
+var ErrSystemLock = errors.New("card locked by the system for suspected fraud: only the partner or an admin may unlock it")
+
+// DefaultVerifyMaxTries is the wrong CVC2 or expiry in a row that locks a
+// card, unless its program says otherwise.
+const DefaultVerifyMaxTries = 5
+
+// pinChange is what a verified PIN, CVC2 or expiry does to a card: a
+// right PIN resets the wrong-PIN count, a wrong one adds to it, and the
+// third wrong one in a row locks the card from outside with code 6; a
+// wrong CVC2 or expiry adds to the wrong-verification count and the
+// program's Nth in a row locks the card with code 7 by the system; a
+// right one on an approved authorisation resets it.
+type pinChange struct {
+	pin      bool // a PIN was verified
+	right    bool // ... and it was right
+	verify   int  // +1 wrong CVC2 or expiry, -1 right (reset), 0 not checked
+	maxTries int  // the program's wrong CVC2/expiry limit
+}
+
+// cardChangeOf is what out does to card's counts; nil when nothing.
+func cardChangeOf(card *Card, prog *Program, out Outcome) *pinChange {
+	pc := pinChange{maxTries: verifyMaxTries(prog)}
+	if out.PINTries > card.PINTries || out.LockOutside {
+		pc.pin = true
+	} else if out.PINTries < card.PINTries {
+		pc.pin, pc.right = true, true
+	}
+	switch {
+	case out.VerifyTries > card.VerifyTries:
+		pc.verify = 1
+	case out.VerifyTries < card.VerifyTries:
+		pc.verify = -1
+	}
+	if !pc.pin && pc.verify == 0 {
+		return nil
+	}
+	return &pc
+}
+
+func verifyMaxTries(prog *Program) int {
+	if prog != nil && prog.VerifyMaxTries > 0 {
+		return prog.VerifyMaxTries
+	}
+	return DefaultVerifyMaxTries
+}
+
+// recordCardChange applies a verified PIN, CVC2 or expiry to the card's
+// counts in the batch's transaction (approved: the request was approved,
+// without which a right CVC2 or expiry resets nothing). The counts change
+// relative to the row, not set from the values the decision read, so
+// concurrent requests of one card each count; the lock (unless an
+// irreversible one stands) and its history entry are written by the
+// request that reaches the limit.
+func recordCardChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange, approved bool) error {
+	if pc.verify < 0 && !approved {
+		pc.verify = 0
+		if !pc.pin {
+			return nil
+		}
+	}
+	const update = `WITH old AS (SELECT id, lock_code FROM cards WHERE id = $1 FOR UPDATE)
+		UPDATE cards c SET pin_tries = CASE WHEN NOT $2 THEN c.pin_tries WHEN $3 THEN 0 ELSE c.pin_tries + 1 END,
+			verify_tries = CASE WHEN $5 = 0 THEN c.verify_tries WHEN $5 < 0 THEN 0 ELSE c.verify_tries + 1 END,
+			lock_code = CASE WHEN c.lock_code IN (1, 2, 5, 8) THEN c.lock_code
+				WHEN $2 AND NOT $3 AND c.pin_tries + 1 >= $4 THEN 6
+				WHEN $5 > 0 AND c.verify_tries + 1 >= $6 THEN 7
+				ELSE c.lock_code END,
+			version = c.version + 1, updated_at = now()
+		FROM old WHERE c.id = old.id
+		RETURNING old.lock_code, c.lock_code`
+	var before, after int16
+	if err := tx.QueryRow(ctx, update, cardID, pc.pin, pc.right, MaxPINTries, pc.verify, pc.maxTries).Scan(&before, &after); err != nil {
+		return fmt.Errorf("tries of card %d: %w", cardID, err)
+	}
+	if before == after {
+		return nil
+	}
+	system := Actor{Kind: ActorSystem, ID: "switch"}
+	switch LockCode(after) {
+	case LockPINTriesExceeded:
+		if err := recordEvent(ctx, tx, cardID, system, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded"); err != nil {
+			return fmt.Errorf("pin lock of card %d: %w", cardID, err)
+		}
+	case LockSuspectedFraud:
+		if err := recordEvent(ctx, tx, cardID, system, string(ActLock), LockSuspectedFraud, "wrong CVC2 or expiry tries exceeded"); err != nil {
+			return fmt.Errorf("fraud lock of card %d: %w", cardID, err)
+		}
+	}
+	return nil
+}
+
+// systemLocked reports whether the card's lock (code 7) was made by the
+// system, read in tx (the card row locked).
+func systemLocked(ctx context.Context, tx pgx.Tx, cardID int64) (bool, error) {
+	var kind string
+	err := tx.QueryRow(ctx, `SELECT actor_kind FROM card_events WHERE card_id = $1 AND lock_code IS NOT NULL
+		AND action IN ('lock', 'lock_outside') ORDER BY id DESC LIMIT 1`, cardID).Scan(&kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return kind == string(ActorSystem), err
+}

@@ -1,0 +1,243 @@
+package cardhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// A reversal can overtake its original: sent a few milliseconds after it,
+// it may be decided before the original's batch commits, and find nothing.
+// It is then acknowledged and kept as a pending reversal (DESIGN section
+// 6), keyed as the original's data elements name it; the transaction that
+// journals the original finds it and applies it. The two meet on the
+// card's balance row: the reversal locks it before it looks for its
+// original again, and an authorisation batch locks it before it probes
+// for pending reversals, so one of them always sees the other.
+
+// defaultPendingWindow is how long a pending reversal waits for its
+// original when its card (and so its program) is unknown.
+const defaultPendingWindow = 24 * time.Hour
+
+// pendingKey is the key under which a reversal waits for its original:
+// the original's data elements (DE90/DE56) when it names them, else its
+// RRN, STAN and acquirer.
+func pendingKey(r *AuthRequest) string {
+	if o := r.Original; o != nil {
+		acq := o.AcquirerID
+		if acq == "" {
+			acq = r.AcquirerID
+		}
+		if o.LocalTime != "" {
+			return "L|" + acq + "|" + o.STAN + "|" + o.LocalTime + "|" + foldRepeat(o.MTI)
+		}
+		return "T|" + acq + "|" + o.STAN + "|" + o.TransmissionTime + "|" + foldRepeat(o.MTI)
+	}
+	return "R|" + r.AcquirerID + "|" + r.RRN + "|" + r.STAN
+}
+
+// appendOriginalKeys appends the keys a reversal of r would wait under.
+func appendOriginalKeys(keys []string, r *AuthRequest) []string {
+	mti := foldRepeat(r.MTI)
+	keys = append(keys, "T|"+r.AcquirerID+"|"+r.STAN+"|"+r.TransmissionTime+"|"+mti)
+	if r.LocalTime != "" {
+		keys = append(keys, "L|"+r.AcquirerID+"|"+r.STAN+"|"+r.LocalTime+"|"+mti)
+	}
+	if r.Class == ClassAuthorization || r.Class == ClassFinancial || r.Class == ClassAdvice {
+		keys = append(keys, "R|"+r.AcquirerID+"|"+r.RRN+"|"+r.STAN)
+	}
+	return keys
+}
+
+// pendingReversal is a reversal waiting for its original.
+type pendingReversal struct {
+	id          int64
+	key         string
+	ref         string // the reversal's request key
+	replacement *int64 // what remains (DE95 / the CMF's DE4), in the original's currency; nil: all
+}
+
+// pendingProbe finds, locked, the pending reversals waiting under keys.
+// No ORDER BY: under a generic plan it would read the whole table in id
+// order (TestBatchPlansUseIndexes); only the batch of their original ever
+// looks for these rows, so their lock order does not matter.
+const pendingProbe = `SELECT id, match_key, reversal_ref, replacement FROM pending_reversals
+	WHERE match_key = ANY ($1) AND status = 'pending' AND expires_at > now() FOR UPDATE`
+
+// queuePendingProbe queues on q the probe for reversals waiting for the
+// requests of ws; found is called with each request and its reversals.
+// Queued after the batch's lock statement, it sees every reversal that
+// committed while the batch waited for a card's balance.
+func queuePendingProbe(q *pgx.Batch, ws []*writeReq, found func(w *writeReq, p pendingReversal)) {
+	var keys []string
+	byKey := make(map[string]*writeReq, 3*len(ws))
+	for _, w := range ws {
+		n := len(keys)
+		keys = appendOriginalKeys(keys, w.j.req)
+		for _, k := range keys[n:] {
+			byKey[k] = w
+		}
+	}
+	q.Queue(pendingProbe, keys).Query(func(rows pgx.Rows) error {
+		var p pendingReversal
+		_, err := pgx.ForEachRow(rows, []any{&p.id, &p.key, &p.ref, &p.replacement}, func() error {
+			if w := byKey[p.key]; w != nil {
+				found(w, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("pending reversals: %w", err)
+		}
+		return nil
+	})
+}
+
+// applyPending applies, in the transaction that journals it, the reversals
+// that waited for an original whose hold is holdID (captured: the original
+// captured it itself, under captureRef): each releases the hold down to
+// its replacement amount, or gives the capture back above it, once.
+func (h *Host) applyPending(ctx context.Context, tx pgx.Tx, ps []pendingReversal, holdID int64, captureRef string) error {
+	for _, p := range ps {
+		var keep int64
+		if p.replacement != nil {
+			keep = *p.replacement
+		}
+		if holdID != 0 {
+			_, err := h.ledger.ReleaseTx(ctx, tx, holdID, keep)
+			switch {
+			case errors.Is(err, ledger.ErrInvalidAmount):
+				// The replacement is at or above the hold: nothing to release.
+			case errors.Is(err, ledger.ErrHoldResolved):
+				if _, err := h.ledger.RefundCaptureTx(ctx, tx, holdID, captureRef, keep, "refund:"+p.ref); err != nil && !errors.Is(err, ledger.ErrHoldNotCaptured) {
+					return err
+				}
+			case err != nil:
+				return err
+			}
+		}
+		if err := markApplied(ctx, tx, p, holdID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyPendingCredit applies, in the transaction that credited a refund
+// (under creditRef), the reversals that waited for it: each takes the
+// credit back above its replacement amount, once.
+func (h *Host) applyPendingCredit(ctx context.Context, tx pgx.Tx, ps []pendingReversal, creditRef string) error {
+	for _, p := range ps {
+		var keep int64
+		if p.replacement != nil {
+			keep = *p.replacement
+		}
+		if _, err := h.ledger.UncreditTx(ctx, tx, creditRef, keep, "uncredit:"+p.ref); err != nil && !errors.Is(err, ledger.ErrNotFound) {
+			return err
+		}
+		if err := markApplied(ctx, tx, p, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markApplied closes a pending reversal (holdID: the hold it released, if
+// any).
+func markApplied(ctx context.Context, tx pgx.Tx, p pendingReversal, holdID int64) error {
+	if _, err := tx.Exec(ctx, `UPDATE pending_reversals SET status = 'applied', applied_at = now(), applied_to = NULLIF($2, 0) WHERE id = $1`,
+		p.id, holdID); err != nil {
+		return fmt.Errorf("pending reversal %d: %w", p.id, err)
+	}
+	return nil
+}
+
+// errOriginalNow means a reversal's original turned up once the reversal
+// held the card's balance: it is reversed as usual.
+var errOriginalNow = errors.New("original found")
+
+// reversePending answers a reversal whose original is not known: under
+// the lock of the card's balance (when the PAN names a card) it looks for
+// the original once more, and, still missing, keeps the reversal pending
+// and acknowledges it.
+func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bool, error) {
+	var (
+		card *Card
+		prog *Program
+	)
+	window := defaultPendingWindow
+	if r.PAN != "" {
+		c, err := h.CardByPAN(ctx, r.PAN)
+		switch {
+		case err == nil:
+			p, err := h.cachedProgram(ctx, c.ProgramID)
+			if err != nil {
+				return Decision{}, false, err
+			}
+			card, prog = &c, &p
+			if p.PendingReversalWindow > 0 {
+				window = p.PendingReversalWindow
+			}
+		case !errors.Is(err, ErrNotFound):
+			return Decision{}, false, err
+		}
+	}
+	enc, err := h.encryptedPAN(r.PAN)
+	if err != nil {
+		return Decision{}, false, err
+	}
+	d, err := h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
+		if card != nil {
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE`, card.AccountID); err != nil {
+				return Decision{}, err
+			}
+		}
+		if _, found, err := h.originalOn(ctx, tx, r); err != nil {
+			return Decision{}, err
+		} else if found {
+			return Decision{}, errOriginalNow
+		}
+		const ins = `INSERT INTO pending_reversals (match_key, reversal_ref, replacement, expires_at)
+			VALUES ($1, $2, $3, now() + $4 * interval '1 second') ON CONFLICT (reversal_ref) DO NOTHING`
+		if _, err := tx.Exec(ctx, ins, pendingKey(r), journalRef(r), r.ReplacementAmount, int64(window/time.Second)); err != nil {
+			return Decision{}, err
+		}
+		j := journal{req: r, panEnc: enc, detail: "original not found: pending reversal"}
+		if card != nil {
+			j.cardID = card.ID
+			return h.journalApproval(ctx, tx, card, prog, j)
+		}
+		d := Decision{Reason: Approved, ApprovalCode: approvalCode(r)}
+		j.reason, j.approval = Approved, d.ApprovalCode
+		_, err := writeJournal(ctx, tx, j)
+		return d, err
+	})
+	if errors.Is(err, errOriginalNow) {
+		return Decision{}, false, nil
+	}
+	return d, true, err
+}
+
+// pendingFor returns, locked in tx, the reversals waiting for r (a
+// message decided outside the batches: a completion).
+func pendingFor(ctx context.Context, tx pgx.Tx, r *AuthRequest) ([]pendingReversal, error) {
+	rows, err := tx.Query(ctx, pendingProbe, appendOriginalKeys(nil, r))
+	if err != nil {
+		return nil, fmt.Errorf("pending reversals: %w", err)
+	}
+	var out []pendingReversal
+	var p pendingReversal
+	_, err = pgx.ForEachRow(rows, []any{&p.id, &p.key, &p.ref, &p.replacement}, func() error {
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pending reversals: %w", err)
+	}
+	return out, nil
+}
