@@ -26,7 +26,6 @@ const (
 // ExceptionKinds are the kinds of exceptions, for metrics and listings.
 var ExceptionKinds = []string{ExceptionOverCapture, ExceptionExpiredHoldCapture, ExceptionStandInOverdraft, ExceptionBlindRefund}
 
-
 // exceptionMetrics counts exceptions opened, by kind.
 type exceptionMetrics struct {
 	opened *prometheus.CounterVec
