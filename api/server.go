@@ -27,6 +27,7 @@ import (
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/partner"
 )
 
 // CardHost is what the handlers need from the card host: exactly the
@@ -128,6 +129,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Partner is the outbound client: it checks partners' URLs (remote
+	// decision, webhook endpoints) as it will call them. Default: the
+	// production client (https only).
+	Partner *partner.Client
 }
 
 func (c *Config) defaults() error {
@@ -136,6 +141,9 @@ func (c *Config) defaults() error {
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 10 * time.Minute
+	}
+	if c.Partner == nil {
+		c.Partner = partner.NewClient(partner.Config{})
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10

@@ -25,27 +25,29 @@ import (
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/partner"
 	authswitch "github.com/antaca/antaca/switch"
 )
 
 // serveFlags are the flags of `antaca all|switch|api`.
 type serveFlags struct {
 	common
-	keys          string
-	iso2003       string
-	iso87         string
-	switchMetrics string
-	apiAddr       string
-	plainHTTP     string
-	apiMetrics    string
-	apiHosts      string
-	tlsCert       string
-	tlsKey        string
-	smtp          string
-	smtpFrom      string
-	holdTTL       time.Duration
-	sessionTTL    time.Duration
-	demo          bool
+	keys           string
+	iso2003        string
+	iso87          string
+	switchMetrics  string
+	apiAddr        string
+	plainHTTP      string
+	apiMetrics     string
+	apiHosts       string
+	tlsCert        string
+	tlsKey         string
+	smtp           string
+	smtpFrom       string
+	holdTTL        time.Duration
+	sessionTTL     time.Duration
+	demo           bool
+	partnerDevHTTP bool
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
@@ -62,6 +64,8 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.tlsCert, "tls-cert", os.Getenv("ANTACA_TLS_CERT"), "PEM certificate chain of the API (env ANTACA_TLS_CERT); empty: one from the internal CA for -api-hosts")
 	fs.StringVar(&f.tlsKey, "tls-key", os.Getenv("ANTACA_TLS_KEY"), "PEM private key of -tls-cert (env ANTACA_TLS_KEY)")
 	fs.StringVar(&f.smtp, "smtp", os.Getenv("ANTACA_SMTP"), "SMTP server host:port for low-balance notifications; empty: they wait in the outbox")
+	fs.BoolVar(&f.partnerDevHTTP, "partner-dev-http", os.Getenv("ANTACA_PARTNER_DEV_HTTP") == "1",
+		"development only (env ANTACA_PARTNER_DEV_HTTP=1): partner URLs may be http://127.0.0.1 (remote decision, webhooks)")
 	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", 7*24*time.Hour, "authorisation holds not cleared within this time expire")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", 10*time.Minute, "API session lifetime")
@@ -147,7 +151,8 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	}
 	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log})
 	switchReg := newRegistry()
-	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg})
+	out := partner.NewClient(partner.Config{DevHTTPLoopback: f.partnerDevHTTP})
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg, Remote: partner.NewDecider(out)})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
@@ -190,7 +195,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 			return err
 		}
 		srv, err := api.New(api.Config{Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
-			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg}, pool, host)
+			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg, Partner: out}, pool, host)
 		if err != nil {
 			return err
 		}
