@@ -46,6 +46,8 @@ func (s *Server) registerRoutes() {
 
 	// Customers, balances, cards, partners, programs (cards.go, partners.go).
 	s.registerCardRoutes()
+	// Webhook endpoints, deliveries and events (webhooks.go).
+	s.registerWebhookRoutes()
 }
 
 func (s *Server) getPublicKey(q *request) (int, any, error) {

@@ -129,6 +129,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Webhooks stores endpoints and deliveries; default: the card host's
+	// ledger.
+	Webhooks WebhookStore
 	// Partner is the outbound client: it checks partners' URLs (remote
 	// decision, webhook endpoints) as it will call them. Default: the
 	// production client (https only).
@@ -260,6 +263,11 @@ func New(cfg Config, pool *pgxpool.Pool, host CardHost) (*Server, error) {
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	if cfg.Webhooks == nil {
+		if h, ok := host.(interface{ Ledger() *ledger.Ledger }); ok {
+			cfg.Webhooks = h.Ledger()
+		}
 	}
 	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m}
 	s.registerRoutes()

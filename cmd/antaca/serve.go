@@ -205,6 +205,9 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		go host.RunCardJobs(ctx, 10*time.Second)
 		shutdowns = append(shutdowns, srv.Shutdown)
 		shutdowns = append(shutdowns, serveMetrics(run, f.apiMetrics, reg, log))
+		// Partner events: made from the journal after its commits and
+		// delivered to the partners' endpoints, off the authorisation path.
+		go partner.NewWebhooks(led, out, partner.WebhookConfig{Logger: log}).Run(ctx)
 		if f.smtp != "" {
 			go led.RunOutbox(ctx, ledger.Mailer{Addr: f.smtp, From: f.smtpFrom}, 10*time.Second)
 		}
