@@ -28,11 +28,21 @@ type WebhookStore interface {
 
 func (s *Server) registerWebhookRoutes() {
 	opt := EncryptionOptional
+	// Without a store (a test's fake card host) the routes exist and
+	// answer 503.
+	guard := func(h handlerFunc) handlerFunc {
+		return func(q *request) (int, any, error) {
+			if s.cfg.Webhooks == nil {
+				return 0, nil, errorf(http.StatusServiceUnavailable, CodeUnavailable, "webhooks are not configured")
+			}
+			return h(q)
+		}
+	}
 	sec := func(method, path string, h handlerFunc) {
-		s.route(Route{Method: method, Pattern: "/secure" + path, Channel: ChannelSecure, Encryption: opt}, h)
+		s.route(Route{Method: method, Pattern: "/secure" + path, Channel: ChannelSecure, Encryption: opt}, guard(h))
 	}
 	adm := func(method, path string, roles []Role, h handlerFunc) {
-		s.route(Route{Method: method, Pattern: "/admin" + path, Channel: ChannelAdmin, Roles: roles, Encryption: opt}, h)
+		s.route(Route{Method: method, Pattern: "/admin" + path, Channel: ChannelAdmin, Roles: roles, Encryption: opt}, guard(h))
 	}
 	sec("POST", "/webhooks/endpoints", s.createWebhookEndpoint)
 	sec("GET", "/webhooks/endpoints", s.listWebhookEndpoints)
