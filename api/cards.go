@@ -120,6 +120,7 @@ func (s *Server) registerCardRoutes() {
 	s.route(Route{Method: "GET", Pattern: "/secure/programs", Channel: ChannelSecure, Encryption: opt}, s.listPrograms)
 	s.route(Route{Method: "GET", Pattern: "/secure/partner-balances", Channel: ChannelSecure, Encryption: opt}, s.listPartnerBalances)
 	s.route(Route{Method: "GET", Pattern: "/secure/partner-balances/{balanceId}", Channel: ChannelSecure, Encryption: opt}, s.getPartnerBalance)
+	s.route(Route{Method: "POST", Pattern: "/secure/partner-balances", Channel: ChannelSecure, Encryption: opt}, s.createPartnerBalance)
 	adm("POST", "/partners", rolesAdmin, opt, s.createPartner)
 	adm("GET", "/partners", rolesAdmin, opt, s.listPartners)
 	adm("GET", "/partners/{partnerId}/balances", rolesAll, opt, s.listPartnerBalances)

@@ -218,6 +218,11 @@ func (s *Server) createPartnerBalance(q *request) (int, any, error) {
 	if err := q.decode(&in); err != nil {
 		return 0, nil, err
 	}
+	if q.principal.Channel == ChannelSecure && in.Kind != ledger.KindPartnerCredit && in.Kind != ledger.KindPartnerDeposit {
+		// A partner opens the balance of one of its programs; it starts at
+		// zero and only an Admin's reload puts money in.
+		return 0, nil, validation("kind must be partner_credit or partner_deposit")
+	}
 	if len(in.Currency) != 3 {
 		return 0, nil, validation("currency must be an ISO 4217 alphabetic code")
 	}

@@ -72,3 +72,31 @@ func TestWebhookEndpointsAPI(t *testing.T) {
 		t.Fatalf("deleted endpoint status %s, want disabled", ep.Status)
 	}
 }
+
+// TestPartnerCreatesOwnPartnerBalance: over /secure a partner opens a
+// partner credit or deposit balance for its own program, at zero; another
+// partner's program, the FX partner kind, and reloading it are refused.
+func TestPartnerCreatesOwnPartnerBalance(t *testing.T) {
+	e := newCardEnv(t)
+	adminTok := e.admin("root", RoleAdmin)
+	_, progID, pc := e.onboard(adminTok, "Own", "539003", false)
+	_, otherProg, _ := e.onboard(adminTok, "Other", "539004", false)
+	var b struct {
+		ID        int64  `json:"id"`
+		Kind      string `json:"kind"`
+		Balance   string `json:"balance"`
+		Currency  string `json:"currency"`
+		ProgramID int64  `json:"programId"`
+	}
+	e.expect(e.do(pc, "POST", "/secure/partner-balances", map[string]any{"kind": "partner_deposit", "currency": "USD", "programId": progID}, nil), 201, &b)
+	if b.Kind != "partner_deposit" || b.Currency != "USD" || (b.Balance != "0.00" && b.Balance != "0") {
+		t.Fatalf("created %+v: want a USD partner deposit balance at zero", b)
+	}
+	e.expect(e.do(pc, "GET", "/secure/partner-balances/"+itoa(b.ID), nil, nil), 200, nil)
+	e.expectCode(e.do(pc, "POST", "/secure/partner-balances", map[string]any{"kind": "partner_credit", "currency": "GBP", "programId": otherProg}, nil), 404, CodeNotFound)
+	e.expectCode(e.do(pc, "POST", "/secure/partner-balances", map[string]any{"kind": "partner", "currency": "GBP"}, nil), 400, CodeValidation)
+	e.expectCode(e.do(pc, "POST", "/secure/partner-balances", map[string]any{"kind": "partner_deposit", "currency": "USD", "programId": progID}, nil), 409, CodeBalanceExists)
+	if r := e.do(pc, "POST", "/secure/partner-balances/"+itoa(b.ID)+"/reload", map[string]any{"amount": "10.00", "reference": "x"}, nil); r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
+		t.Fatalf("partner reload of its partner balance: got %d, want 404/405", r.status)
+	}
+}
