@@ -48,6 +48,8 @@ func (s *Server) registerRoutes() {
 	s.registerCardRoutes()
 	// Webhook endpoints, deliveries and events (webhooks.go).
 	s.registerWebhookRoutes()
+	// Simulated card messages on sandbox programs (simulate.go).
+	s.registerSimulationRoutes()
 }
 
 func (s *Server) getPublicKey(q *request) (int, any, error) {

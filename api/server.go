@@ -132,6 +132,9 @@ type Config struct {
 	// Webhooks stores endpoints and deliveries; default: the card host's
 	// ledger.
 	Webhooks WebhookStore
+	// Simulator sends the simulation endpoints' messages through the
+	// switch; nil: they answer 503.
+	Simulator Simulator
 	// Partner is the outbound client: it checks partners' URLs (remote
 	// decision, webhook endpoints) as it will call them. Default: the
 	// production client (https only).

@@ -186,7 +186,7 @@ func createDemo(ctx context.Context, host *cardhost.Host, d *Demo) error {
 	prog, err := host.CreateProgram(ctx, cardhost.ProgramSpec{
 		PartnerID: partner.ID, Name: "Demo Program", BINLow: "53999900", BINHigh: "53999999", Currency: "EUR",
 		CardTypes: []cardhost.CardType{cardhost.Virtual, cardhost.Physical, cardhost.DigitalFirst}, DigitalFirst: true,
-		Funding: cardhost.FundingPartnerCredit, LowThreshold: &threshold,
+		Funding: cardhost.FundingPartnerCredit, LowThreshold: &threshold, Sandbox: true,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/partner"
+	"github.com/antaca/antaca/sandbox"
 	authswitch "github.com/antaca/antaca/switch"
 )
 
@@ -48,6 +49,7 @@ type serveFlags struct {
 	sessionTTL     time.Duration
 	demo           bool
 	partnerDevHTTP bool
+	simulateSwitch string
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
@@ -66,6 +68,8 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.smtp, "smtp", os.Getenv("ANTACA_SMTP"), "SMTP server host:port for low-balance notifications; empty: they wait in the outbox")
 	fs.BoolVar(&f.partnerDevHTTP, "partner-dev-http", os.Getenv("ANTACA_PARTNER_DEV_HTTP") == "1",
 		"development only (env ANTACA_PARTNER_DEV_HTTP=1): partner URLs may be http://127.0.0.1 (remote decision, webhooks)")
+	fs.StringVar(&f.simulateSwitch, "simulate-switch", os.Getenv("ANTACA_SIMULATE_SWITCH"),
+		"iso2003 listener the simulation endpoints send to (env ANTACA_SIMULATE_SWITCH); empty: this process's -iso2003 on 127.0.0.1")
 	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", 7*24*time.Hour, "authorisation holds not cleared within this time expire")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", 10*time.Minute, "API session lifetime")
@@ -194,7 +198,16 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
-		srv, err := api.New(api.Config{Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
+		simAddr := f.simulateSwitch
+		if simAddr == "" && f.iso2003 != "" {
+			_, port, _ := net.SplitHostPort(f.iso2003)
+			simAddr = net.JoinHostPort("127.0.0.1", port)
+		}
+		sim, err := sandbox.New(host, sandbox.Config{Addr: simAddr})
+		if err != nil {
+			return err
+		}
+		srv, err := api.New(api.Config{Simulator: sim, Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
 			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg, Partner: out}, pool, host)
 		if err != nil {
 			return err
