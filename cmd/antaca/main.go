@@ -29,6 +29,7 @@ commands:
   api            run the REST API
   migrate        apply database migrations
   demo           create demo data once and print how to use it
+  call           call any API route (client certificate, session, JWE as required)
   ledger verify  check every ledger invariant; exits 1 on a violation
 
 Run "antaca <command> -h" for the flags of a command.
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return verify(ctx, args[1:], stdout)
 	case "demo":
 		return demo(ctx, args, stdout)
+	case "call":
+		return call(ctx, args, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
