@@ -77,6 +77,9 @@ func (f *callFlags) fillFromDemo() {
 			*p = v
 		}
 	}
+	if m := readAddresses(filepath.Join(f.dataDir, "addresses.json")); m != nil {
+		set(&f.url, m["api"]) // a running process's, before demo.json's
+	}
 	set(&f.url, d.APIURL)
 	set(&f.caCert, d.CACert)
 	set(&f.cert, d.PartnerCert)

@@ -57,7 +57,7 @@ func demo(ctx context.Context, args []string, stdout io.Writer) error {
 	var f serveFlags
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	f.register(fs, "demo")
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := fs.Bool("json", os.Getenv("ANTACA_DEMO_JSON") == "true", "print one JSON object (env ANTACA_DEMO_JSON=true)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,6 +82,10 @@ func demo(ctx context.Context, args []string, stdout io.Writer) error {
 	d, err := ensureFullDemo(ctx, host, srv, &f, keys)
 	if err != nil {
 		return err
+	}
+	// The addresses of a running `antaca all`, not this command's defaults.
+	if m := readAddresses(filepath.Join(f.dataDir, "addresses.json")); m != nil {
+		applyAddresses(&d, m, fs)
 	}
 	return printDemo(stdout, d, *asJSON)
 }

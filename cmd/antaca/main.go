@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -86,8 +88,37 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL); empty: start a local cluster under -data")
 	fs.StringVar(&c.dataDir, "data", envOr("ANTACA_DATA", ".data"), "directory of the local cluster, development keys and demo output (env ANTACA_DATA)")
-	fs.IntVar(&c.pgPort, "pg-port", 55432, "TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty")
+	fs.IntVar(&c.pgPort, "pg-port", envInt("ANTACA_PG_PORT", 0),
+		"TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty (env ANTACA_PG_PORT); 0: the port of the cluster running in -data (its postmaster.pid), else 55432")
 	fs.StringVar(&c.logLevel, "log-level", envOr("ANTACA_LOG_LEVEL", "info"), "debug, info, warn or error (env ANTACA_LOG_LEVEL)")
+}
+
+// runningPort is the port of the cluster running in dir (line 4 of its
+// postmaster.pid), or 55432 when none runs there.
+func runningPort(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err == nil {
+		if lines := strings.Split(string(b), "\n"); len(lines) > 3 {
+			if n, err := strconv.Atoi(strings.TrimSpace(lines[3])); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 55432
+}
+
+func envInt(key string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return n
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
 }
 
 func envOr(key, def string) string {
@@ -115,6 +146,9 @@ func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, fun
 		abs, err := filepath.Abs(filepath.Join(c.dataDir, "pg"))
 		if err != nil {
 			return nil, nil, err
+		}
+		if c.pgPort == 0 {
+			c.pgPort = runningPort(abs)
 		}
 		log.Info("starting local postgres", "dir", abs, "port", c.pgPort)
 		cluster, err = pgcluster.Start(ctx, pgcluster.Config{Dir: abs, Port: c.pgPort, Durable: true})
