@@ -607,6 +607,11 @@ var adminRoles = map[string][]Role{
 	"POST /admin/programs":                                                {RoleAdmin},
 	"GET /admin/programs":                                                 {RoleAdmin},
 	"GET /admin/summary":                                                  AllRoles,
+	"GET /admin/webhooks/endpoints":                                       AllRoles,
+	"GET /admin/webhooks/deliveries":                                      AllRoles,
+	"GET /admin/webhooks/deliveries/{deliveryId}":                         AllRoles,
+	"POST /admin/webhooks/deliveries/{deliveryId}/replay":                 {RoleAdmin},
+	"POST /admin/cards/{cardId}/simulate/{kind}":                          {RoleAdmin},
 }
 
 // TestAdminCardRoleMatrix checks every admin route against the role table
