@@ -56,11 +56,14 @@ func readAddresses(path string) map[string]string {
 func applyAddresses(d *Demo, m map[string]string, fs *flag.FlagSet) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if v := m["iso2003"]; v != "" && !set["iso2003"] {
-		d.ISO2003Addr = v
-	}
-	if v := m["iso87"]; v != "" && !set["iso87"] {
-		d.ISO87Addr = v
+	for k, p := range map[string]*string{"iso2003": &d.ISO2003Addr, "iso87": &d.ISO87Addr} {
+		switch v := m[k]; {
+		case set[k]:
+		case v != "":
+			*p = v
+		default:
+			*p = "off" // the running process has no such listener
+		}
 	}
 	if v := m["api"]; v != "" && !set["api"] {
 		d.APIURL = v

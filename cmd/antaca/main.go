@@ -93,11 +93,14 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", envOr("ANTACA_LOG_LEVEL", "info"), "debug, info, warn or error (env ANTACA_LOG_LEVEL)")
 }
 
-// runningPort is the port of the cluster running in dir (line 4 of its
-// postmaster.pid), or 55432 when none runs there.
+// runningPort is the port of the cluster running in dir (line 4 of the
+// postmaster.pid in its data directory), or 55432 when none runs there.
 func runningPort(dir string) int {
-	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
-	if err == nil {
+	for _, p := range []string{filepath.Join(dir, "data", "postmaster.pid"), filepath.Join(dir, "postmaster.pid")} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
 		if lines := strings.Split(string(b), "\n"); len(lines) > 3 {
 			if n, err := strconv.Atoi(strings.TrimSpace(lines[3])); err == nil && n > 0 {
 				return n
