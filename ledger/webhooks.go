@@ -359,35 +359,44 @@ type WebhookResult struct {
 	GiveUp bool
 }
 
-// RecordWebhookAttempt records a try and its consequence.
-func (l *Ledger) RecordWebhookAttempt(ctx context.Context, r WebhookResult) error {
-	var status *int
-	if r.Status != 0 {
-		status = &r.Status
+// RecordWebhookAttempts records tries and their consequences in one
+// statement: each try's attempt row, its delivery's new state, and the
+// endpoints marked failing (a delivery given up) or enabled again (a
+// success).
+func (l *Ledger) RecordWebhookAttempts(ctx context.Context, rs []WebhookResult) error {
+	if len(rs) == 0 {
+		return nil
 	}
-	var errText *string
-	if r.Error != "" {
-		errText = &r.Error
+	n := len(rs)
+	var (
+		ids, eps      = make([]int64, n), make([]int64, n)
+		oks, gives    = make([]bool, n), make([]bool, n)
+		statuses, mss = make([]int32, n), make([]int32, n)
+		errs          = make([]string, n)
+		nexts         = make([]time.Time, n)
+	)
+	for i, r := range rs {
+		ids[i], eps[i], oks[i], gives[i] = r.DeliveryID, r.EndpointID, r.OK, r.GiveUp
+		statuses[i], mss[i], errs[i], nexts[i] = int32(r.Status), int32(r.Took.Milliseconds()), r.Error, r.NextAt
 	}
-	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO webhook_attempts (delivery_id, status, error, ms) VALUES ($1, $2, $3, $4)`,
-			r.DeliveryID, status, errText, r.Took.Milliseconds())
-		switch {
-		case r.OK:
-			b.Queue(`UPDATE webhook_deliveries SET status = 'succeeded', attempts = attempts + 1, last_status = $2, last_error = NULL,
-				delivered_at = now() WHERE id = $1`, r.DeliveryID, status)
-			b.Queue(`UPDATE webhook_endpoints SET status = 'enabled', failing_since = NULL WHERE id = $1 AND status = 'failing'`, r.EndpointID)
-		case r.GiveUp:
-			b.Queue(`UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, last_status = $2, last_error = $3
-				WHERE id = $1`, r.DeliveryID, status, errText)
-			b.Queue(`UPDATE webhook_endpoints SET status = 'failing', failing_since = coalesce(failing_since, now())
-				WHERE id = $1 AND status = 'enabled'`, r.EndpointID)
-		default:
-			b.Queue(`UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3, next_at = $4
-				WHERE id = $1`, r.DeliveryID, status, errText, r.NextAt)
-		}
-		return tx.SendBatch(ctx, b).Close()
-	})
-	return dbErr("record webhook attempt", err)
+	const q = `WITH r AS (
+			SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::int[], $5::text[], $6::int[], $7::timestamptz[], $8::bool[])
+				AS r (delivery_id, endpoint_id, ok, status, error, ms, next_at, give_up)),
+		ins AS (
+			INSERT INTO webhook_attempts (delivery_id, status, error, ms)
+			SELECT delivery_id, NULLIF(status, 0), NULLIF(error, ''), ms FROM r),
+		upd AS (
+			UPDATE webhook_deliveries d SET
+				status = CASE WHEN r.ok THEN 'succeeded' WHEN r.give_up THEN 'failed' ELSE 'pending' END,
+				attempts = d.attempts + 1, last_status = NULLIF(r.status, 0), last_error = NULLIF(r.error, ''),
+				delivered_at = CASE WHEN r.ok THEN now() ELSE d.delivered_at END,
+				next_at = CASE WHEN r.ok OR r.give_up THEN d.next_at ELSE r.next_at END
+			FROM r WHERE d.id = r.delivery_id)
+		UPDATE webhook_endpoints e SET
+			status = CASE WHEN x.any_ok THEN 'enabled' ELSE 'failing' END,
+			failing_since = CASE WHEN x.any_ok THEN NULL ELSE coalesce(e.failing_since, now()) END
+		FROM (SELECT endpoint_id, bool_or(ok) AS any_ok, bool_or(give_up) AS any_give FROM r GROUP BY endpoint_id) x
+		WHERE e.id = x.endpoint_id AND ((x.any_ok AND e.status = 'failing') OR (NOT x.any_ok AND x.any_give AND e.status = 'enabled'))`
+	_, err := l.pool.Exec(ctx, q, ids, eps, oks, statuses, errs, mss, nexts, gives)
+	return dbErr("record webhook attempts", err)
 }

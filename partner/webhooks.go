@@ -39,7 +39,7 @@ type Store interface {
 	JournalRows(ctx context.Context, after int64, ids []int64, limit int) ([]ledger.JournalEventRow, error)
 	EmitJournalEvents(ctx context.Context, events []ledger.Event, position int64) error
 	ClaimWebhooks(ctx context.Context, limit int, lease time.Duration, skip []int64) ([]ledger.OutgoingWebhook, error)
-	RecordWebhookAttempt(ctx context.Context, r ledger.WebhookResult) error
+	RecordWebhookAttempts(ctx context.Context, rs []ledger.WebhookResult) error
 }
 
 // WebhookConfig configures webhook delivery. Zero fields get defaults.
@@ -47,8 +47,9 @@ type WebhookConfig struct {
 	Logger *slog.Logger
 	// Every is the interval of delivery rounds (default 1 s).
 	Every time.Duration
-	// Batch is how many deliveries are claimed at once (default 64), sent
-	// by up to Parallel at a time (default 8).
+	// Batch is how many deliveries are claimed at once (default 256), sent
+	// by up to Parallel at a time (default 16); their tries are recorded
+	// together.
 	Batch, Parallel int
 	// Backoff is the delay after a first failure; it doubles with each
 	// attempt up to MaxBackoff, with jitter (half of it random). Defaults
@@ -88,10 +89,10 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 		cfg.Every = time.Second
 	}
 	if cfg.Batch <= 0 {
-		cfg.Batch = 64
+		cfg.Batch = 256
 	}
 	if cfg.Parallel <= 0 {
-		cfg.Parallel = 8
+		cfg.Parallel = 16
 	}
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = 30 * time.Second
@@ -294,42 +295,31 @@ func (w *Webhooks) Deliver(ctx context.Context) (int, error) {
 			return ok, err
 		}
 		sem := make(chan struct{}, w.cfg.Parallel)
+		results := make([]ledger.WebhookResult, len(batch))
 		var wg sync.WaitGroup
-		var firstErr error
-		for _, o := range batch {
+		for i, o := range batch {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				res := w.send(ctx, o)
+				results[i] = w.send(ctx, o)
 				mu.Lock()
-				if res.OK {
+				if results[i].OK {
 					ok++
 				} else if !slices.Contains(skip, o.EndpointID) {
 					skip = append(skip, o.EndpointID)
 				}
 				mu.Unlock()
-				if err := w.store.RecordWebhookAttempt(context.WithoutCancel(ctx), res); err != nil {
-					mu.Lock()
-					firstErr = cmpErr(firstErr, err)
-					mu.Unlock()
-				}
 			})
 		}
 		wg.Wait()
-		if firstErr != nil {
-			return ok, firstErr
+		// One statement records the whole batch's tries.
+		if err := w.store.RecordWebhookAttempts(context.WithoutCancel(ctx), results); err != nil {
+			return ok, err
 		}
 		if ctx.Err() != nil {
 			return ok, ctx.Err()
 		}
 	}
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // Body is the bytes POSTed for an event: {"id", "type", "created", "data"}.
