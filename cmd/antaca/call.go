@@ -20,6 +20,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/antaca/antaca/api"
 )
 
 const callUsage = `usage: antaca call [flags] METHOD PATH [BODY]
@@ -267,19 +269,7 @@ func (c *caller) encrypt(ctx context.Context, body []byte) ([]byte, error) {
 	if status != http.StatusOK || json.Unmarshal(doc, &pk) != nil || pk.JWK.Key == nil {
 		return nil, fmt.Errorf("call: GET /public-key answered %d", status)
 	}
-	e, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: jose.RSA_OAEP_256, Key: pk.JWK.Key, KeyID: pk.JWK.KeyID}, nil)
-	if err != nil {
-		return nil, err
-	}
-	obj, err := e.Encrypt(body)
-	if err != nil {
-		return nil, err
-	}
-	compact, err := obj.CompactSerialize()
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(map[string]string{"payload": compact})
+	return api.EncryptEnvelope(body, pk.JWK.Key, pk.JWK.KeyID)
 }
 
 // requiresJWE reads the route's x-antaca-encryption in the API's own
