@@ -46,6 +46,7 @@ func startSwitch(t *testing.T, host *cardhost.Host) Simulator {
 
 type simAnswer struct {
 	ID             string              `json:"id"`
+	MTI            string              `json:"mti"`
 	ActionCode     string              `json:"actionCode"`
 	Reason         string              `json:"reason"`
 	Approved       bool                `json:"approved"`
@@ -109,6 +110,20 @@ func TestSimulationThroughSwitch(t *testing.T) {
 	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00"}, nil), 200, &a)
 	if a.ActionCode != "0000" || a.Balance.Balance != "91.00" {
 		t.Fatalf("refund: %+v; want 0000 and 91.00", a)
+	}
+	// An authorisation reversed gives its hold back; an advice is recorded
+	// without a funds check.
+	e.expect(e.do(pc, "POST", base+"/simulate/authorization", map[string]any{"amount": "5.00"}, nil), 200, &a)
+	if a.Balance.Available != "86.00" {
+		t.Fatalf("second authorisation: available %s, want 86.00", a.Balance.Available)
+	}
+	e.expect(e.do(pc, "POST", base+"/simulate/reversal", map[string]any{"amount": "5.00", "original": a.ID}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.Balance.Available != "91.00" || a.Authorizations[0].Hold == nil || a.Authorizations[0].Hold.Status != "released" {
+		t.Fatalf("reversal: %+v; want 0000, 91.00 available and the hold released", a)
+	}
+	e.expect(e.do(pc, "POST", base+"/simulate/advice", map[string]any{"amount": "200.00"}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.MTI != "2120" {
+		t.Fatalf("advice: %+v; want 0000 on a 2120", a)
 	}
 	var hist struct {
 		Transactions   []map[string]any    `json:"transactions"`

@@ -52,6 +52,7 @@ func (s *Server) registerWebhookRoutes() {
 	sec("GET", "/webhooks/deliveries/{deliveryId}", s.getWebhookDelivery)
 	sec("POST", "/webhooks/deliveries/{deliveryId}/replay", s.replayWebhookDelivery)
 	sec("GET", "/events", s.listEvents)
+	sec("POST", "/programs/{programId}/remote-secret", s.rotateRemoteSecret)
 	adm("GET", "/webhooks/endpoints", AllRoles, s.listWebhookEndpoints)
 	adm("GET", "/webhooks/deliveries", AllRoles, s.listWebhookDeliveries)
 	adm("GET", "/webhooks/deliveries/{deliveryId}", AllRoles, s.getWebhookDelivery)
@@ -294,4 +295,33 @@ func (s *Server) listEvents(q *request) (int, any, error) {
 		out = append(out, partnerEventView{ID: e.ID, Type: e.Type, Created: e.CreatedAt.Unix(), Data: e.Data})
 	}
 	return http.StatusOK, map[string]any{"events": out}, nil
+}
+
+// rotateRemoteSecret gives one of the partner's programs a new secret for
+// the remote decision, shown once. Decisions asked from then on are signed
+// with it and their answers must be signed with it.
+func (s *Server) rotateRemoteSecret(q *request) (int, any, error) {
+	id, err := pathID(q.Request, "programId")
+	if err != nil {
+		return 0, nil, err
+	}
+	p, err := s.host.Program(q.Context(), id)
+	if err != nil {
+		return 0, nil, err
+	}
+	if p.PartnerID != q.principal.PartnerID {
+		return 0, nil, notFound()
+	}
+	r, ok := s.host.(interface {
+		RotateRemoteSecret(ctx context.Context, programID int64) (string, error)
+	})
+	if !ok {
+		return 0, nil, errorf(http.StatusServiceUnavailable, CodeUnavailable, "remote secrets are not configured")
+	}
+	secret, err := r.RotateRemoteSecret(q.Context(), p.ID)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.log.Info("remote secret rotated", "program_id", p.ID, "by", q.principal.scope())
+	return http.StatusOK, map[string]any{"programId": p.ID, "remoteSecret": secret}, nil
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -67,6 +68,15 @@ func TestWebhookEndpointsAPI(t *testing.T) {
 		t.Fatalf("employee replay: got %d, want 403", r.status)
 	}
 	e.expect(e.do(e.client(nil), "POST", replay, nil, bearerHdr(adminTok)), 200, nil)
+	// The program's remote-decision secret: rotated by its partner only.
+	var rs struct {
+		RemoteSecret string `json:"remoteSecret"`
+	}
+	e.expectCode(e.do(other, "POST", "/secure/programs/"+itoa(progID)+"/remote-secret", nil, nil), 404, CodeNotFound)
+	e.expect(e.do(pc, "POST", "/secure/programs/"+itoa(progID)+"/remote-secret", nil, nil), 200, &rs)
+	if !strings.HasPrefix(rs.RemoteSecret, "rdsec_") {
+		t.Fatalf("rotated remote secret %q", rs.RemoteSecret)
+	}
 	e.expect(e.do(pc, "DELETE", path, nil, nil), 200, &ep)
 	if ep.Status != "disabled" {
 		t.Fatalf("deleted endpoint status %s, want disabled", ep.Status)
