@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -457,5 +458,49 @@ func TestWebhooksNoRedirectWrongSecret(t *testing.T) {
 	}
 	if len(rotated.got) != 1 || rotated.bad != 0 {
 		t.Errorf("during rotation the old secret: %d accepted, %d bad; want 1 and 0", len(rotated.got), rotated.bad)
+	}
+}
+
+// TestWebhooksReceiverRefusesConnections: the receiver's server is stopped
+// (connections refused) while events happen, then started again on the
+// same address: it gets every event once.
+func TestWebhooksReceiverRefusesConnections(t *testing.T) {
+	w := newWorld(t)
+	r := newReceiver(t)
+	addr := r.srv.Listener.Addr().String()
+	url := r.srv.URL
+	e := w.endpoint(url, "card.created")
+	r.secret.Store(e.Secret)
+	r.srv.Close() // down: nothing listens on addr
+	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	for range 3 {
+		w.card(0)
+	}
+	for range 3 {
+		wh.Round(w.ctx)
+		time.Sleep(30 * time.Millisecond)
+	}
+	pending, _ := w.led.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "pending"})
+	if len(pending) != 3 || pending[0].Attempts == 0 || pending[0].LastStatus != nil || pending[0].LastError == "" {
+		t.Fatalf("deliveries while refused: %+v; want 3 pending with a connection error", pending)
+	}
+	// Back on the same address, with the same certificate.
+	back := httptest.NewUnstartedServer(r.srv.Config.Handler)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("address %s not free again: %v", addr, err)
+	}
+	back.Listener = ln
+	back.StartTLS()
+	defer back.Close()
+	r.srv = back
+	drain(t, wh, r, 3, 5*time.Second)
+	if got := r.typeCounts()["card.created"]; got != 3 {
+		t.Fatalf("after the receiver came back: %d card.created, want 3", got)
+	}
+	for id, n := range r.got {
+		if n != 1 {
+			t.Errorf("event %s delivered %d times, want once", id, n)
+		}
 	}
 }
