@@ -207,7 +207,7 @@ func (l *Ledger) WebhookEvents(ctx context.Context, partnerID int64, typ string,
 }
 
 // JournalEventRow is an auth_journal row with what an event about it needs.
-// PartnerID is 0 for rows of no known card (nothing to tell anyone).
+// PartnerID is 0 when there is nobody to tell.
 type JournalEventRow struct {
 	ID                        int64
 	CreatedAt                 time.Time
@@ -250,8 +250,9 @@ func (l *Ledger) JournalEnd(ctx context.Context) (int64, error) {
 
 // JournalRows returns the journal rows with ids above after, and those of
 // ids (gaps seen earlier that may have been filled since), in id order, at
-// most limit of the former.
-func (l *Ledger) JournalRows(ctx context.Context, after int64, ids []int64, limit int) ([]JournalEventRow, error) {
+// most limit of the former. PartnerID is 0 for rows of no known card and
+// for partners with no endpoint taking one of types.
+func (l *Ledger) JournalRows(ctx context.Context, after int64, ids []int64, limit int, types []string) ([]JournalEventRow, error) {
 	const q = `WITH r AS (
 			(SELECT * FROM auth_journal WHERE id > $1 ORDER BY id LIMIT $3)
 			UNION ALL
@@ -259,12 +260,14 @@ func (l *Ledger) JournalRows(ctx context.Context, after int64, ids []int64, limi
 		SELECT r.id, r.created_at, r.class, r.mti, r.processing_code, r.reason, r.detail, r.amount,
 			coalesce(c1.code, r.currency), r.billing_amount, coalesce(c2.code, r.billing_currency), r.merchant, r.pan_masked,
 			r.approval_code, coalesce(r.hold_id, 0), coalesce(r.original_id, 0), r.available, coalesce(c3.code, r.available_currency),
-			coalesce(k.id, 0), coalesce(k.user_id, 0), coalesce(k.account_id, 0), coalesce(k.program_id, 0), coalesce(p.partner_id, 0)
+			coalesce(k.id, 0), coalesce(k.user_id, 0), coalesce(k.account_id, 0), coalesce(k.program_id, 0),
+			CASE WHEN EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.partner_id = p.partner_id AND e.status <> 'disabled'
+				AND (e.event_types && $4 OR '*' = ANY (e.event_types))) THEN p.partner_id ELSE 0 END
 		FROM r LEFT JOIN cards k ON k.id = r.card_id LEFT JOIN programs p ON p.id = k.program_id
 			LEFT JOIN currencies c1 ON c1.numeric = r.currency LEFT JOIN currencies c2 ON c2.numeric = r.billing_currency
 			LEFT JOIN currencies c3 ON c3.numeric = r.available_currency
 		ORDER BY r.id`
-	rows, err := l.pool.Query(ctx, q, after, ids, limit)
+	rows, err := l.pool.Query(ctx, q, after, ids, limit, types)
 	if err != nil {
 		return nil, dbErr("journal rows", err)
 	}

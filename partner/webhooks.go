@@ -36,7 +36,7 @@ type Store interface {
 	JournalCursor(ctx context.Context) (int64, error)
 	JournalEnd(ctx context.Context) (int64, error)
 	JournalEventsWanted(ctx context.Context, types []string) (bool, error)
-	JournalRows(ctx context.Context, after int64, ids []int64, limit int) ([]ledger.JournalEventRow, error)
+	JournalRows(ctx context.Context, after int64, ids []int64, limit int, types []string) ([]ledger.JournalEventRow, error)
 	EmitJournalEvents(ctx context.Context, events []ledger.Event, position int64) error
 	ClaimWebhooks(ctx context.Context, limit int, lease time.Duration, skip []int64) ([]ledger.OutgoingWebhook, error)
 	RecordWebhookAttempts(ctx context.Context, rs []ledger.WebhookResult) error
@@ -166,7 +166,7 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 	for id := range w.gaps {
 		gapIDs = append(gapIDs, id)
 	}
-	rows, err := w.store.JournalRows(ctx, w.seen, gapIDs, w.cfg.JournalBatch)
+	rows, err := w.store.JournalRows(ctx, w.seen, gapIDs, w.cfg.JournalBatch, journalTypes)
 	if err != nil {
 		return 0, err
 	}
