@@ -96,4 +96,3 @@ func TestE2ERemoteDecisionForged(t *testing.T) {
 		}
 	})
 }
-
