@@ -177,8 +177,12 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 		if r.ID <= w.seen {
 			delete(w.gaps, r.ID) // a gap filled by a late commit
 		} else {
-			for id := w.seen + 1; id < r.ID; id++ {
-				w.gaps[id] = now
+			// A hole wider than a batch of transactions can leave (a
+			// sequence jump after a crash) is not waited for.
+			if r.ID-w.seen <= maxGap {
+				for id := w.seen + 1; id < r.ID; id++ {
+					w.gaps[id] = now
+				}
 			}
 			w.seen = r.ID
 			read++
@@ -199,6 +203,9 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 	}
 	return read, nil
 }
+
+// maxGap is the widest hole in journal ids that Dispatch waits for.
+const maxGap = 10_000
 
 // journalClass mirrors cardhost's message classes as the journal stores them.
 func journalClass(c int) cardhost.MessageClass { return cardhost.MessageClass(c) }
