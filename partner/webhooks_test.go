@@ -504,3 +504,47 @@ func TestWebhooksReceiverRefusesConnections(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhooksJournalCommitOutOfOrder: a journal row whose transaction
+// commits after a later row's is still made into its event: the cursor
+// waits at the hole.
+func TestWebhooksJournalCommitOutOfOrder(t *testing.T) {
+	w := newWorld(t)
+	r := newReceiver(t)
+	e := w.endpoint(r.srv.URL, "authorization.approved", "authorization.declined")
+	r.secret.Store(e.Secret)
+	c, _ := w.card(0)
+	const ins = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, card_id, reason) VALUES ('iso2003', '2100', 1, '1', $1, $2, 'insufficient_funds') RETURNING id`
+	pool := w.host.Pool()
+	tx, err := pool.Begin(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(w.ctx)
+	var early, late int64
+	if err := tx.QueryRow(w.ctx, ins, "1", c.ID).Scan(&early); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(w.ctx, ins, "2", c.ID).Scan(&late); err != nil {
+		t.Fatal(err)
+	}
+	if early >= late {
+		t.Fatalf("ids %d, %d: want the uncommitted one first", early, late)
+	}
+	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{GapWait: time.Minute})
+	drain(t, wh, r, 1, 3*time.Second)
+	if err := tx.Commit(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, wh, r, 2, 3*time.Second)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range []int64{early, late} {
+		if r.got[fmt.Sprintf("evt_auth_%d", id)] != 1 {
+			t.Errorf("journal row %d: delivered %d times, want once (got %v)", id, r.got[fmt.Sprintf("evt_auth_%d", id)], r.got)
+		}
+	}
+	if pos, _ := w.led.JournalCursor(w.ctx); pos < late {
+		t.Errorf("cursor %d after both committed, want at least %d", pos, late)
+	}
+}
