@@ -121,6 +121,7 @@ func (s *Server) registerCardRoutes() {
 	s.route(Route{Method: "GET", Pattern: "/secure/programs", Channel: ChannelSecure, Encryption: opt}, s.listPrograms)
 	s.route(Route{Method: "GET", Pattern: "/secure/partner-balances", Channel: ChannelSecure, Encryption: opt}, s.listPartnerBalances)
 	s.route(Route{Method: "GET", Pattern: "/secure/partner-balances/{balanceId}", Channel: ChannelSecure, Encryption: opt}, s.getPartnerBalance)
+	s.route(Route{Method: "POST", Pattern: "/secure/partner-balances", Channel: ChannelSecure, Encryption: opt}, s.createPartnerBalance)
 	adm("POST", "/partners", rolesAdmin, opt, s.createPartner)
 	adm("GET", "/partners", rolesAdmin, opt, s.listPartners)
 	adm("GET", "/partners/{partnerId}/balances", rolesAll, opt, s.listPartnerBalances)
@@ -456,7 +457,13 @@ func (s *Server) balanceTransactions(q *request) (int, any, error) {
 		out = append(out, transactionView{ID: e.ID, PostingID: e.PostingID, Kind: e.Kind, Reference: e.Ref,
 			Amount: formatAmount(e.Amount, exp), Currency: e.Currency, At: e.CreatedAt})
 	}
-	return http.StatusOK, map[string]any{"balanceId": b.Account.ID, "transactions": out}, nil
+	// Authorisations with their holds (pending, captured, released,
+	// expired) next to the postings (simulate.go).
+	auths, err := s.balanceAuthorizations(q.Context(), b.Account.ID, limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"balanceId": b.Account.ID, "transactions": out, "authorizations": auths}, nil
 }
 
 func (s *Server) balanceCards(q *request) (int, any, error) {

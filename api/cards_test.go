@@ -614,6 +614,11 @@ var adminRoles = map[string][]Role{
 	"POST /admin/approvals/{approvalId}/reject":                           {RoleAdmin},
 	"GET /admin/exceptions":                                               AllRoles,
 	"POST /admin/exceptions/{exceptionId}/resolve":                        {RoleAdmin},
+	"GET /admin/webhooks/endpoints":                                       AllRoles,
+	"GET /admin/webhooks/deliveries":                                      AllRoles,
+	"GET /admin/webhooks/deliveries/{deliveryId}":                         AllRoles,
+	"POST /admin/webhooks/deliveries/{deliveryId}/replay":                 {RoleAdmin},
+	"POST /admin/cards/{cardId}/simulate/{kind}":                          {RoleAdmin},
 }
 
 // TestAdminCardRoleMatrix checks every admin route against the role table

@@ -158,6 +158,7 @@ func newEnvHost(t *testing.T, real bool, mod ...func(*Config)) *env {
 		e.cfg.Logger = log
 		e.ch = cardhost.NewHost(e.pool, ledger.New(e.pool, ledger.Config{Logger: log}), hostKeys, cardhost.Config{Logger: log})
 		host = e.ch
+		e.cfg.Simulator = startSwitch(t, e.ch)
 	}
 	e.s, err = New(e.cfg, e.pool, host)
 	if err != nil {

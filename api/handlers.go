@@ -47,6 +47,10 @@ func (s *Server) registerRoutes() {
 	// Customers, balances, cards, partners, programs (cards.go, partners.go).
 	s.registerCardRoutes()
 	s.registerMoneyRoutes()
+	// Webhook endpoints, deliveries and events (webhooks.go).
+	s.registerWebhookRoutes()
+	// Simulated card messages on sandbox programs (simulate.go).
+	s.registerSimulationRoutes()
 }
 
 func (s *Server) getPublicKey(q *request) (int, any, error) {

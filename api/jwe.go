@@ -188,8 +188,16 @@ func decryptPayload(body []byte, key *rsa.PrivateKey, kid string) ([]byte, *Erro
 // encryptPayload encrypts plain to the client's key as the reference
 // document says (RSA-OAEP-256, A256GCM) and returns the {"payload": …} body.
 func encryptPayload(plain []byte, pub *rsa.PublicKey) ([]byte, error) {
+	return EncryptEnvelope(plain, pub, "")
+}
+
+// EncryptEnvelope encrypts plain to key (an RSA public key or JWK key) with
+// RSA-OAEP-256 and A256GCM, naming kid when set, and returns the
+// {"payload": "<compact JWE>"} body: an encrypted answer, or a client's
+// encrypted request (antaca call).
+func EncryptEnvelope(plain []byte, key any, kid string) ([]byte, error) {
 	enc, err := jose.NewEncrypter(responseContentAlg,
-		jose.Recipient{Algorithm: responseKeyAlg, Key: pub},
+		jose.Recipient{Algorithm: responseKeyAlg, Key: key, KeyID: kid},
 		(&jose.EncrypterOptions{}).WithContentType(responseContentType))
 	if err != nil {
 		return nil, err

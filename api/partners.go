@@ -76,8 +76,10 @@ func (s *Server) createProgram(q *request) (int, any, error) {
 	if in.RemoteTimeoutMS < 0 || in.RemoteTimeoutMS > 30_000 {
 		return 0, nil, validation("remoteTimeoutMs must be 0 (default 1500) to 30000")
 	}
-	if in.RemoteURL != "" && !strings.HasPrefix(in.RemoteURL, "https://") && !strings.HasPrefix(in.RemoteURL, "http://") {
-		return 0, nil, validation("remoteUrl must be an http(s) URL")
+	if in.RemoteURL != "" {
+		if err := s.cfg.Partner.CheckURL(in.RemoteURL); err != nil {
+			return 0, nil, validation("remoteUrl: %v", err)
+		}
 	}
 	if _, err := s.host.Partner(q.Context(), in.PartnerID); err != nil {
 		return 0, nil, err
@@ -104,7 +106,9 @@ func (s *Server) createProgram(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log.Info("program created", "program_id", p.ID, "partner_id", p.PartnerID, "by", q.principal.scope())
-	return http.StatusCreated, programOf(p), nil
+	v := programOf(p)
+	v.RemoteSecret = p.RemoteSecret // shown once
+	return http.StatusCreated, v, nil
 }
 
 // listPrograms lists programs: a partner's own on /secure; on /admin all,
@@ -213,6 +217,11 @@ func (s *Server) createPartnerBalance(q *request) (int, any, error) {
 	}
 	if err := q.decode(&in); err != nil {
 		return 0, nil, err
+	}
+	if q.principal.Channel == ChannelSecure && in.Kind != ledger.KindPartnerCredit && in.Kind != ledger.KindPartnerDeposit {
+		// A partner opens the balance of one of its programs; it starts at
+		// zero and only an Admin's reload puts money in.
+		return 0, nil, validation("kind must be partner_credit or partner_deposit")
 	}
 	if len(in.Currency) != 3 {
 		return 0, nil, validation("currency must be an ISO 4217 alphabetic code")

@@ -27,6 +27,7 @@ import (
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/partner"
 )
 
 // CardHost is what the handlers need from the card host: exactly the
@@ -136,6 +137,16 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Webhooks stores endpoints and deliveries; default: the card host's
+	// ledger.
+	Webhooks WebhookStore
+	// Simulator sends the simulation endpoints' messages through the
+	// switch; nil: they answer 503.
+	Simulator Simulator
+	// Partner is the outbound client: it checks partners' URLs (remote
+	// decision, webhook endpoints) as it will call them. Default: the
+	// production client (https only).
+	Partner *partner.Client
 }
 
 func (c *Config) defaults() error {
@@ -144,6 +155,9 @@ func (c *Config) defaults() error {
 	}
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = 10 * time.Minute
+	}
+	if c.Partner == nil {
+		c.Partner = partner.NewClient(partner.Config{})
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = 64 << 10
@@ -260,6 +274,11 @@ func New(cfg Config, pool *pgxpool.Pool, host CardHost) (*Server, error) {
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	if cfg.Webhooks == nil {
+		if h, ok := host.(interface{ Ledger() *ledger.Ledger }); ok {
+			cfg.Webhooks = h.Ledger()
+		}
 	}
 	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m}
 	s.registerRoutes()

@@ -155,6 +155,7 @@ type programView struct {
 	Funding          string    `json:"funding"`
 	RemoteURL        string    `json:"remoteUrl,omitempty"`
 	RemoteTimeoutMS  int64     `json:"remoteTimeoutMs"`
+	RemoteSecret     string    `json:"remoteSecret,omitempty"` // at creation only
 	StandInApprove   bool      `json:"standInApprove"`
 	PartnerBalanceID int64     `json:"partnerBalanceId"`
 	CreatedAt        time.Time `json:"createdAt"`

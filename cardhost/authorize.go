@@ -1,14 +1,11 @@
 package cardhost
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/big"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -742,47 +739,6 @@ func completionAmount(r *AuthRequest, prog *Program) (final int64, fx bool) {
 		return r.BillingAmount, fx
 	}
 	return r.Amount, fx
-}
-
-// remoteDecision asks a partner-deposit program's remote URL whether to
-// approve, within the program's timeout; when it does not answer in time
-// the program's stand-in decision applies.
-func (h *Host) remoteDecision(ctx context.Context, card *Card, prog *Program, r *AuthRequest, out Outcome) (Reason, string) {
-	body, _ := json.Marshal(map[string]any{
-		"cardId": card.ID, "userId": card.UserID, "programId": prog.ID, "amount": out.HoldAmount, "currency": prog.Currency,
-		"processingCode": r.ProcessingCode, "mcc": r.MCC, "merchant": r.MerchantName, "stan": r.STAN, "rrn": r.RRN,
-	})
-	ctx, cancel := context.WithTimeout(ctx, prog.RemoteTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, prog.RemoteURL, bytes.NewReader(body))
-	if err != nil {
-		return h.standIn(prog, "remote url: "+err.Error())
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := remoteClient.Do(req)
-	if err != nil {
-		return h.standIn(prog, "remote unreachable")
-	}
-	defer resp.Body.Close()
-	var ans struct {
-		Approve bool `json:"approve"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 4096)).Decode(&ans) != nil {
-		return h.standIn(prog, "remote answered "+resp.Status)
-	}
-	if !ans.Approve {
-		return DoNotHonour, "declined by partner"
-	}
-	return Approved, "approved by partner"
-}
-
-var remoteClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
-
-func (h *Host) standIn(prog *Program, why string) (Reason, string) {
-	if prog.StandInApprove {
-		return Approved, "stand-in approve: " + why
-	}
-	return IssuerUnavailable, "stand-in decline: " + why
 }
 
 // programCache keeps programs for a few seconds: they change rarely and are

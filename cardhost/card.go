@@ -122,6 +122,9 @@ type Program struct {
 	StandInApprove   bool          // decision when the remote URL does not answer in time
 	PartnerAccountID int64         // the program's partner credit/deposit account
 	CreatedAt        time.Time
+	// RemoteSecret is set only in CreateProgram's answer: the secret of
+	// the remote decision, shown once.
+	RemoteSecret string
 	ProgramLimits
 	MCCRules []programMCCRule // overrides of DefaultMCCRules (program_mcc_rules)
 }

@@ -84,6 +84,9 @@ type Config struct {
 	BatchTimeout time.Duration
 	// Registerer receives the batch metrics; nil: none.
 	Registerer prometheus.Registerer
+	// Remote asks partners' back-ends for remote decisions (package
+	// partner); nil: programs with a remote URL decline (1000/05).
+	Remote RemoteDecider
 }
 
 // Host is the card host. It is safe for concurrent use.

@@ -3,6 +3,7 @@ package cardhost_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
+	"github.com/antaca/antaca/partner"
 )
 
 func TestMain(m *testing.M) { ledgertest.Main(m) }
@@ -62,7 +64,7 @@ func newEnv(t *testing.T, spec cardhost.ProgramSpec) *env {
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	l := ledger.New(pool, ledger.Config{Logger: log})
-	h := cardhost.NewHost(pool, l, keys, cardhost.Config{Logger: log})
+	h := cardhost.NewHost(pool, l, keys, cardhost.Config{Logger: log, Remote: testDecider()})
 	ctx := context.Background()
 	p, err := l.CreatePartner(ctx, "Partner "+t.Name(), "ops@partner.example")
 	if err != nil {
@@ -569,24 +571,28 @@ func TestRemoteAnswersRaceLeaveNoHold(t *testing.T) {
 	arrived := make(chan struct{}, 2)
 	declined := make(chan struct{})
 	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	const secret = "rdsec_test"
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
-		w.Header().Set("Content-Type", "application/json")
+		id, _, err := partner.ReadDecision(r, secret)
+		if err != nil {
+			t.Error(err)
+		}
 		if calls.Add(1) == 1 {
 			// Both copies are past the journal probe before either answer.
 			for len(arrived) < 2 {
 				time.Sleep(time.Millisecond)
 			}
-			fmt.Fprint(w, `{"approve": false}`)
+			partner.WriteDecision(w, secret, id, false)
 			close(declined)
 			return
 		}
 		<-declined
 		time.Sleep(300 * time.Millisecond) // the decline commits first
-		fmt.Fprint(w, `{"approve": true}`)
+		partner.WriteDecision(w, secret, id, true)
 	}))
 	defer srv.Close()
-	e := newEnv(t, cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit, RemoteURL: srv.URL, RemoteTimeout: 5 * time.Second})
+	e := newEnv(t, cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit, RemoteURL: srv.URL, RemoteSecret: secret, RemoteTimeout: 5 * time.Second})
 	if _, err := e.host.Ledger().Reload(ctx, e.prog.PartnerAccountID, 1000_00, "deposit"); err != nil {
 		t.Fatal(err)
 	}
@@ -633,4 +639,15 @@ func TestRemoteAnswersRaceLeaveNoHold(t *testing.T) {
 	for _, v := range violations {
 		t.Errorf("ledger verify: %s", v)
 	}
+}
+
+// testDecider is the production remote decider allowed to reach the tests'
+// HTTPS partners on 127.0.0.1 (httptest's certificate is the same for
+// every server).
+func testDecider() cardhost.RemoteDecider {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	return partner.NewDecider(partner.NewClient(partner.Config{RootCAs: pool, AllowLoopback: true}))
 }

@@ -26,6 +26,11 @@ type ProgramSpec struct {
 	// LowThreshold, when set, is the partner credit/deposit balance level
 	// below which the partner is notified once.
 	LowThreshold *int64
+	// RemoteSecret signs the remote decision; empty: a fresh one when
+	// RemoteURL is set (returned once in Program.RemoteSecret).
+	RemoteSecret string
+	// Sandbox allows simulated messages on the program's cards.
+	Sandbox bool
 }
 
 var binRe = regexp.MustCompile(`^[0-9]{6,11}$`)
@@ -70,10 +75,18 @@ func (h *Host) CreateProgram(ctx context.Context, s ProgramSpec) (Program, error
 		h.pool.Exec(ctx, `DELETE FROM programs WHERE id = $1`, id)
 		return Program{}, fmt.Errorf("create program: partner balance: %w", err)
 	}
-	if _, err := h.pool.Exec(ctx, `UPDATE programs SET partner_account_id = $2 WHERE id = $1`, id, acc.ID); err != nil {
+	if s.RemoteURL != "" && s.RemoteSecret == "" {
+		if s.RemoteSecret, err = NewRemoteSecret(); err != nil {
+			return Program{}, err
+		}
+	}
+	if _, err := h.pool.Exec(ctx, `UPDATE programs SET partner_account_id = $2, remote_secret = $3, sandbox = $4 WHERE id = $1`,
+		id, acc.ID, s.RemoteSecret, s.Sandbox); err != nil {
 		return Program{}, dbErr("create program", err)
 	}
-	return h.Program(ctx, id)
+	p, err := h.Program(ctx, id)
+	p.RemoteSecret = s.RemoteSecret
+	return p, err
 }
 
 const programColumns = `p.id, p.partner_id, p.name, p.bin_low, p.bin_high, p.currency, c.numeric, p.card_types,

@@ -3,6 +3,8 @@ package ledger
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Violation is one broken invariant found by Verify.
@@ -133,6 +135,48 @@ func (l *Ledger) Verify(ctx context.Context) ([]Violation, error) {
 		if err := rows.Err(); err != nil {
 			return nil, dbErr("verify "+c.name, err)
 		}
+	}
+	sims, err := l.VerifySimulations(ctx)
+	return append(out, sims...), err
+}
+
+// simulationChecks find simulated money (acquirer SimulationAcquirer, the
+// simulation endpoints' DE32) on anything but a sandbox program: journal
+// rows of its cards, holds and postings on its balances.
+var simulationChecks = []struct{ name, sql string }{
+	{"simulation_journal_outside_sandbox", `SELECT 0::bigint, 0::bigint, coalesce(j.hold_id, 0),
+		format('simulated message %s (journal %s) on card %s of program %s, not a sandbox', j.mti, j.id, j.card_id, g.id)
+		FROM auth_journal j JOIN cards k ON k.id = j.card_id JOIN programs g ON g.id = k.program_id
+		WHERE j.acquirer_id = '` + SimulationAcquirer + `' AND NOT g.sandbox`},
+	{"simulation_hold_outside_sandbox", `SELECT a.id, 0::bigint, h.id, format('simulated hold on a balance of program %s, not a sandbox', g.id)
+		FROM holds h JOIN accounts a ON a.id IN (h.user_account_id, h.partner_account_id) LEFT JOIN users u ON u.id = a.user_id
+		JOIN programs g ON g.id = coalesce(a.program_id, u.program_id)
+		WHERE h.ref LIKE '` + SimulationAcquirer + `/%' AND NOT g.sandbox`},
+	{"simulation_posting_outside_sandbox", `SELECT a.id, p.id, 0::bigint, format('simulated %s posting on a balance of program %s, not a sandbox', p.kind, g.id)
+		FROM postings p JOIN entries e ON e.posting_id = p.id JOIN accounts a ON a.id = e.account_id LEFT JOIN users u ON u.id = a.user_id
+		JOIN programs g ON g.id = coalesce(a.program_id, u.program_id)
+		WHERE p.ref LIKE '%` + SimulationAcquirer + `/%' AND NOT g.sandbox`},
+}
+
+// VerifySimulations returns a violation for every simulated journal row,
+// hold or posting outside a sandbox program (DESIGN section 6: simulated
+// money exists only in sandboxes). Verify runs it too.
+func (l *Ledger) VerifySimulations(ctx context.Context) ([]Violation, error) {
+	var out []Violation
+	for _, c := range simulationChecks {
+		rows, err := l.pool.Query(ctx, c.sql)
+		if err != nil {
+			return nil, dbErr("verify "+c.name, err)
+		}
+		vs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Violation, error) {
+			v := Violation{Check: c.name}
+			err := row.Scan(&v.AccountID, &v.PostingID, &v.HoldID, &v.Detail)
+			return v, err
+		})
+		if err != nil {
+			return nil, dbErr("verify "+c.name, err)
+		}
+		out = append(out, vs...)
 	}
 	return out, nil
 }

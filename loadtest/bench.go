@@ -58,6 +58,11 @@ type BenchConfig struct {
 	Dir string
 	// Logger receives the steps; default slog.Default().
 	Logger *slog.Logger
+	// Webhook registers, for every partner, an HTTPS receiver (in this
+	// process) of every authorisation event and runs the webhook worker
+	// during the load: the bench then measures authorisations while their
+	// events are made and delivered (issue 19).
+	Webhook bool
 }
 
 func (c *BenchConfig) setDefaults() {
@@ -350,6 +355,13 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		srv.Shutdown(sctx)
 	}()
 
+	if cfg.Webhook {
+		stop, err := startWebhooks(ctx, pool, led)
+		if err != nil {
+			return nil, fmt.Errorf("bench: webhooks: %w", err)
+		}
+		defer stop()
+	}
 	load := cfg.Load
 	load.Addr, load.Cards = ln.Addr().String(), cards
 	if cfg.CPUProfile != "" {

@@ -1,8 +1,11 @@
 package authswitch
 
 import (
+	"crypto/x509"
+
 	"context"
 	"fmt"
+	"github.com/antaca/antaca/partner"
 	"log/slog"
 	"net"
 	"net/http"
@@ -70,7 +73,7 @@ func newE2E(t *testing.T, profile string, tweak func(*Config)) *e2e {
 	e.pool = ledgertest.Pool(t)
 	log := slog.New(slog.DiscardHandler)
 	e.led = ledger.New(e.pool, ledger.Config{Logger: log})
-	e.host = cardhost.NewHost(e.pool, e.led, e.keys, cardhost.Config{Logger: log})
+	e.host = cardhost.NewHost(e.pool, e.led, e.keys, cardhost.Config{Logger: log, Remote: testDecider(t)})
 	t.Cleanup(func() { e.verify() })
 	var err error
 	e.partner, err = e.led.CreatePartner(e.ctx, "Partner "+profile, "ops@example.com")
@@ -125,6 +128,9 @@ func (e *e2e) program(s cardhost.ProgramSpec, funds int64) cardhost.Program {
 	}
 	if len(s.CardTypes) == 0 {
 		s.CardTypes = []cardhost.CardType{cardhost.Virtual, cardhost.Physical}
+	}
+	if s.RemoteURL != "" && s.RemoteSecret == "" {
+		s.RemoteSecret = remoteSecret
 	}
 	p, err := e.host.CreateProgram(e.ctx, s)
 	if err != nil {
@@ -335,7 +341,12 @@ func replacement(amount int64) string {
 func partnerRemote(t testing.TB, approve bool, delay time.Duration) string {
 	t.Helper()
 	stop := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _, err := partner.ReadDecision(r, remoteSecret)
+		if err != nil {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
 		if delay > 0 {
 			select {
 			case <-time.After(delay):
@@ -345,14 +356,27 @@ func partnerRemote(t testing.TB, approve bool, delay time.Duration) string {
 				return
 			}
 		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"approve": %v}`, approve)
+		partner.WriteDecision(w, remoteSecret, id, approve)
 	}))
 	t.Cleanup(func() {
 		close(stop)
 		srv.Close()
 	})
 	return srv.URL
+}
+
+// remoteSecret signs the test programs' remote decisions.
+const remoteSecret = "rdsec_test"
+
+// testDecider is the production remote decider allowed to reach the tests'
+// HTTPS partners on 127.0.0.1 (httptest's certificate is the same for
+// every server).
+func testDecider(t testing.TB) cardhost.RemoteDecider {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	return partner.NewDecider(partner.NewClient(partner.Config{RootCAs: pool, AllowLoopback: true}))
 }
 
 // rawConn opens a plain socket to the switch.

@@ -249,18 +249,20 @@ func TestFaultPostgresStopped(t *testing.T) {
 }
 
 // TestFaultPartnerRemote makes a partner's remote decision URL slow, down
-// (connection refused) or failing (HTTP 500): the switch answers the
-// program's stand-in decision (approve, or issuer unavailable) within the
-// program's timeout, and only an approving stand-in holds money.
+// (connection refused) or failing (HTTP 500): the switch answers within the
+// program's timeout, the program's stand-in decision (approve, or issuer
+// unavailable) when slow or down, a decline (do not honour) on the 500
+// (DESIGN section 5: a non-2xx answer is never a stand-in approval), and
+// only an approving stand-in holds money.
 func TestFaultPartnerRemote(t *testing.T) {
 	e := newE2E(t, ProfileISO2003, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	downURL := "http://" + ln.Addr().String() + "/decide"
+	downURL := "https://" + ln.Addr().String() + "/decide"
 	ln.Close() // nothing listens there any more
-	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	failing := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "partner broke", http.StatusInternalServerError)
 	}))
 	t.Cleanup(failing.Close)
@@ -277,8 +279,8 @@ func TestFaultPartnerRemote(t *testing.T) {
 		{"slow (5 s), no stand-in", partnerRemote(t, true, 5*time.Second), false, cardhost.IssuerUnavailable},
 		{"down (connection refused), stand-in approve", downURL, true, cardhost.Approved},
 		{"down (connection refused), no stand-in", downURL, false, cardhost.IssuerUnavailable},
-		{"HTTP 500, stand-in approve", failing.URL, true, cardhost.Approved},
-		{"HTTP 500, no stand-in", failing.URL, false, cardhost.IssuerUnavailable},
+		{"HTTP 500, stand-in approve", failing.URL, true, cardhost.DoNotHonour},
+		{"HTTP 500, no stand-in", failing.URL, false, cardhost.DoNotHonour},
 	} {
 		prog := e.program(cardhost.ProgramSpec{Funding: cardhost.FundingPartnerDeposit, RemoteURL: tc.url, RemoteTimeout: timeout, StandInApprove: tc.standIn}, 100_000)
 		card := e.virtualCard(prog, 0)

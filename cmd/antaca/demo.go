@@ -57,7 +57,7 @@ func demo(ctx context.Context, args []string, stdout io.Writer) error {
 	var f serveFlags
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	f.register(fs, "demo")
-	asJSON := fs.Bool("json", false, "print one JSON object")
+	asJSON := fs.Bool("json", os.Getenv("ANTACA_DEMO_JSON") == "true", "print one JSON object (env ANTACA_DEMO_JSON=true)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,6 +82,10 @@ func demo(ctx context.Context, args []string, stdout io.Writer) error {
 	d, err := ensureFullDemo(ctx, host, srv, &f, keys)
 	if err != nil {
 		return err
+	}
+	// The addresses of a running `antaca all`, not this command's defaults.
+	if m := readAddresses(filepath.Join(f.dataDir, "addresses.json")); m != nil {
+		applyAddresses(&d, m, fs)
 	}
 	return printDemo(stdout, d, *asJSON)
 }
@@ -186,7 +190,7 @@ func createDemo(ctx context.Context, host *cardhost.Host, d *Demo) error {
 	prog, err := host.CreateProgram(ctx, cardhost.ProgramSpec{
 		PartnerID: partner.ID, Name: "Demo Program", BINLow: "53999900", BINHigh: "53999999", Currency: "EUR",
 		CardTypes: []cardhost.CardType{cardhost.Virtual, cardhost.Physical, cardhost.DigitalFirst}, DigitalFirst: true,
-		Funding: cardhost.FundingPartnerCredit, LowThreshold: &threshold,
+		Funding: cardhost.FundingPartnerCredit, LowThreshold: &threshold, Sandbox: true,
 	})
 	if err != nil {
 		return err

@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -29,6 +31,7 @@ commands:
   api            run the REST API
   migrate        apply database migrations
   demo           create demo data once and print how to use it
+  call           call any API route (client certificate, session, JWE as required)
   ledger verify  check every ledger invariant; exits 1 on a violation
 
 Run "antaca <command> -h" for the flags of a command.
@@ -64,6 +67,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return verify(ctx, args[1:], stdout)
 	case "demo":
 		return demo(ctx, args, stdout)
+	case "call":
+		return call(ctx, args, stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -83,8 +88,40 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL); empty: start a local cluster under -data")
 	fs.StringVar(&c.dataDir, "data", envOr("ANTACA_DATA", ".data"), "directory of the local cluster, development keys and demo output (env ANTACA_DATA)")
-	fs.IntVar(&c.pgPort, "pg-port", 55432, "TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty")
+	fs.IntVar(&c.pgPort, "pg-port", envInt("ANTACA_PG_PORT", 0),
+		"TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty (env ANTACA_PG_PORT); 0: the port of the cluster running in -data (its postmaster.pid), else 55432")
 	fs.StringVar(&c.logLevel, "log-level", envOr("ANTACA_LOG_LEVEL", "info"), "debug, info, warn or error (env ANTACA_LOG_LEVEL)")
+}
+
+// runningPort is the port of the cluster running in dir (line 4 of the
+// postmaster.pid in its data directory), or 55432 when none runs there.
+func runningPort(dir string) int {
+	for _, p := range []string{filepath.Join(dir, "data", "postmaster.pid"), filepath.Join(dir, "postmaster.pid")} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if lines := strings.Split(string(b), "\n"); len(lines) > 3 {
+			if n, err := strconv.Atoi(strings.TrimSpace(lines[3])); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return 55432
+}
+
+func envInt(key string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return n
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return d
+	}
+	return def
 }
 
 func envOr(key, def string) string {
@@ -112,6 +149,9 @@ func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, fun
 		abs, err := filepath.Abs(filepath.Join(c.dataDir, "pg"))
 		if err != nil {
 			return nil, nil, err
+		}
+		if c.pgPort == 0 {
+			c.pgPort = runningPort(abs)
 		}
 		log.Info("starting local postgres", "dir", abs, "port", c.pgPort)
 		cluster, err = pgcluster.Start(ctx, pgcluster.Config{Dir: abs, Port: c.pgPort, Durable: true})

@@ -25,27 +25,31 @@ import (
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/partner"
+	"github.com/antaca/antaca/sandbox"
 	authswitch "github.com/antaca/antaca/switch"
 )
 
 // serveFlags are the flags of `antaca all|switch|api`.
 type serveFlags struct {
 	common
-	keys          string
-	iso2003       string
-	iso87         string
-	switchMetrics string
-	apiAddr       string
-	plainHTTP     string
-	apiMetrics    string
-	apiHosts      string
-	tlsCert       string
-	tlsKey        string
-	smtp          string
-	smtpFrom      string
-	holdTTL       time.Duration
-	sessionTTL    time.Duration
-	demo          bool
+	keys           string
+	iso2003        string
+	iso87          string
+	switchMetrics  string
+	apiAddr        string
+	plainHTTP      string
+	apiMetrics     string
+	apiHosts       string
+	tlsCert        string
+	tlsKey         string
+	smtp           string
+	smtpFrom       string
+	holdTTL        time.Duration
+	sessionTTL     time.Duration
+	demo           bool
+	partnerDevHTTP bool
+	simulateSwitch string
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
@@ -53,19 +57,23 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.keys, "keys", os.Getenv("ANTACA_KEYS"), "key file (env ANTACA_KEYS); empty: <data>/keys.json, created when missing")
 	fs.StringVar(&f.iso2003, "iso2003", envOr("ANTACA_ISO2003_ADDR", ":8583"), "iso2003 listener (env ANTACA_ISO2003_ADDR); empty disables")
 	fs.StringVar(&f.iso87, "iso87", envOr("ANTACA_ISO87_ADDR", ":8587"), "iso87 listener (env ANTACA_ISO87_ADDR); empty disables")
-	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", ":9102"), "switch Prometheus metrics listener")
+	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", ":9102"), "switch Prometheus metrics listener (env ANTACA_SWITCH_METRICS_ADDR)")
 	fs.StringVar(&f.apiAddr, "api", envOr("ANTACA_API_ADDR", ":8443"), "REST API TLS listener (env ANTACA_API_ADDR)")
-	fs.StringVar(&f.plainHTTP, "plain-http", os.Getenv("ANTACA_PLAIN_HTTP"), "plain HTTP listener for local tools, e.g. :8080 (no /secure channel)")
-	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", ":9103"), "API Prometheus metrics listener")
+	fs.StringVar(&f.plainHTTP, "plain-http", os.Getenv("ANTACA_PLAIN_HTTP"), "plain HTTP listener for local tools, e.g. :8080 (no /secure channel) (env ANTACA_PLAIN_HTTP)")
+	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", ":9103"), "API Prometheus metrics listener (env ANTACA_API_METRICS_ADDR)")
 	fs.StringVar(&f.apiHosts, "api-hosts", envOr("ANTACA_API_HOSTS", "localhost,127.0.0.1,::1"),
 		"names and addresses the API's certificate from the internal CA covers, comma-separated (env ANTACA_API_HOSTS)")
 	fs.StringVar(&f.tlsCert, "tls-cert", os.Getenv("ANTACA_TLS_CERT"), "PEM certificate chain of the API (env ANTACA_TLS_CERT); empty: one from the internal CA for -api-hosts")
 	fs.StringVar(&f.tlsKey, "tls-key", os.Getenv("ANTACA_TLS_KEY"), "PEM private key of -tls-cert (env ANTACA_TLS_KEY)")
-	fs.StringVar(&f.smtp, "smtp", os.Getenv("ANTACA_SMTP"), "SMTP server host:port for low-balance notifications; empty: they wait in the outbox")
-	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications")
-	fs.DurationVar(&f.holdTTL, "hold-ttl", 7*24*time.Hour, "authorisation holds not cleared within this time expire")
-	fs.DurationVar(&f.sessionTTL, "session-ttl", 10*time.Minute, "API session lifetime")
-	fs.BoolVar(&f.demo, "demo", cmd == "all", "create the demo data on first start and write <data>/demo.json")
+	fs.StringVar(&f.smtp, "smtp", os.Getenv("ANTACA_SMTP"), "SMTP server host:port for low-balance notifications (env ANTACA_SMTP); empty: they wait in the outbox")
+	fs.BoolVar(&f.partnerDevHTTP, "partner-dev-http", os.Getenv("ANTACA_PARTNER_DEV_HTTP") == "1",
+		"development only (env ANTACA_PARTNER_DEV_HTTP=1): partner URLs may be http://127.0.0.1 (remote decision, webhooks)")
+	fs.StringVar(&f.simulateSwitch, "simulate-switch", os.Getenv("ANTACA_SIMULATE_SWITCH"),
+		"iso2003 listener the simulation endpoints send to (env ANTACA_SIMULATE_SWITCH); empty: this process's -iso2003 on 127.0.0.1")
+	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications (env ANTACA_SMTP_FROM)")
+	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration("ANTACA_HOLD_TTL", 7*24*time.Hour), "authorisation holds not cleared within this time expire (env ANTACA_HOLD_TTL)")
+	fs.DurationVar(&f.sessionTTL, "session-ttl", envDuration("ANTACA_SESSION_TTL", 10*time.Minute), "API session lifetime (env ANTACA_SESSION_TTL)")
+	fs.BoolVar(&f.demo, "demo", envOr("ANTACA_DEMO", fmt.Sprint(cmd == "all")) == "true", "create the demo data on first start and write <data>/demo.json (env ANTACA_DEMO=true|false)")
 }
 
 // logConfig logs the effective configuration with secrets masked.
@@ -147,7 +155,8 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	}
 	switchReg := newRegistry()
 	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log, Registerer: switchReg})
-	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg})
+	out := partner.NewClient(partner.Config{DevHTTPLoopback: f.partnerDevHTTP})
+	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg, Remote: partner.NewDecider(out)})
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
@@ -161,6 +170,8 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		}()
 	}
 	var shutdowns []func(context.Context) error
+	inUse := &addresses{path: filepath.Join(f.dataDir, "addresses.json")}
+	defer inUse.remove()
 
 	if cmd == "all" || cmd == "switch" {
 		reg := switchReg
@@ -177,6 +188,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 				return fmt.Errorf("switch %s: %w", l.profile, err)
 			}
 			log.Info("switch listening", "profile", l.profile, "addr", ln.Addr().String())
+			inUse.set(l.profile, ln.Addr().String())
 			run("switch "+l.profile, func() error { return srv.Serve(ln) })
 			shutdowns = append(shutdowns, srv.Shutdown)
 		}
@@ -189,17 +201,30 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
-		srv, err := api.New(api.Config{Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
-			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg}, pool, host)
+		simAddr := f.simulateSwitch
+		if simAddr == "" && f.iso2003 != "" {
+			_, port, _ := net.SplitHostPort(f.iso2003)
+			simAddr = net.JoinHostPort("127.0.0.1", port)
+		}
+		sim, err := sandbox.New(host, sandbox.Config{Addr: simAddr})
+		if err != nil {
+			return err
+		}
+		srv, err := api.New(api.Config{Simulator: sim, Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
+			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg, Partner: out}, pool, host)
 		if err != nil {
 			return err
 		}
 		log.Info("api listening", "addr", f.apiAddr, "plain_http", f.plainHTTP)
+		inUse.set("api", "https://"+hostPort(f.apiAddr))
 		run("api", srv.ListenAndServeTLS)
 		go srv.RunPrune(ctx, time.Minute)
 		go host.RunCardJobs(ctx, 10*time.Second)
 		shutdowns = append(shutdowns, srv.Shutdown)
 		shutdowns = append(shutdowns, serveMetrics(run, f.apiMetrics, reg, log))
+		// Partner events: made from the journal after its commits and
+		// delivered to the partners' endpoints, off the authorisation path.
+		go partner.NewWebhooks(led, out, partner.WebhookConfig{Logger: log}).Run(ctx)
 		if f.smtp != "" {
 			go led.RunOutbox(ctx, ledger.Mailer{Addr: f.smtp, From: f.smtpFrom}, 10*time.Second)
 		}
@@ -210,6 +235,9 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		}
 	}
 
+	if err := inUse.write(); err != nil {
+		log.Warn("addresses in use not written", "err", err)
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():

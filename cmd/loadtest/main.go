@@ -111,6 +111,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.PoolSize, "pool", 32, "database connections of the switch")
 	fs.DurationVar(&c.PgbenchTime, "pgbench-time", 10*time.Second, "pgbench -T; negative skips pgbench")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
+	fs.BoolVar(&c.Webhook, "webhook", false, "register an HTTPS receiver of every authorisation event per partner and deliver to it during the load")
 	fs.StringVar(&c.CardsOut, "cards-out", "", "write the card set (test cards) to this file")
 	fs.Func("pg", "a server setting of the throwaway cluster, name=value (repeatable)", func(s string) error {
 		k, v, ok := strings.Cut(s, "=")

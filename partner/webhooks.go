@@ -1,0 +1,390 @@
+package partner
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/internal/periodic"
+	"github.com/antaca/antaca/ledger"
+)
+
+// EventTypes is the event catalogue (docs/api.md).
+var EventTypes = []string{
+	"authorization.approved", "authorization.declined", "authorization.reversed", "clearing.captured", "refund.credited",
+	"card.created", "card.locked", "card.unlocked", "card.activated", "card.removed", "balance.low", "exception.opened",
+}
+
+// journalTypes are the events made from the authorisation journal.
+var journalTypes = EventTypes[:5]
+
+// Store is what webhook delivery needs of the database (package ledger).
+type Store interface {
+	JournalCursor(ctx context.Context) (int64, error)
+	JournalEnd(ctx context.Context) (int64, error)
+	JournalEventsWanted(ctx context.Context, types []string) (bool, error)
+	JournalRows(ctx context.Context, after int64, ids []int64, limit int, types []string) ([]ledger.JournalEventRow, error)
+	EmitJournalEvents(ctx context.Context, events []ledger.Event, position int64) error
+	ClaimWebhooks(ctx context.Context, limit int, lease time.Duration, skip []int64) ([]ledger.OutgoingWebhook, error)
+	RecordWebhookAttempts(ctx context.Context, rs []ledger.WebhookResult) error
+}
+
+// WebhookConfig configures webhook delivery. Zero fields get defaults.
+type WebhookConfig struct {
+	Logger *slog.Logger
+	// Every is the interval of delivery rounds (default 1 s).
+	Every time.Duration
+	// Batch is how many deliveries are claimed at once (default 256), sent
+	// by up to Parallel at a time (default 16); their tries are recorded
+	// together.
+	Batch, Parallel int
+	// Backoff is the delay after a first failure; it doubles with each
+	// attempt up to MaxBackoff, with jitter (half of it random). Defaults
+	// 30 s and 1 h.
+	Backoff, MaxBackoff time.Duration
+	// RetryFor is how long a delivery is retried before it fails and its
+	// endpoint is marked failing (default 72 h).
+	RetryFor time.Duration
+	// GapWait is how long a hole in the journal's ids is waited for (a
+	// transaction still running) before it is taken for a rollback
+	// (default 60 s).
+	GapWait time.Duration
+	// JournalBatch is how many journal rows one round reads (default 1000).
+	JournalBatch int
+}
+
+// Webhooks turns journal rows into events and delivers events to partners'
+// endpoints. Its methods must not be called concurrently (Run owns them);
+// several processes may run it against one database.
+type Webhooks struct {
+	store  Store
+	client *Client
+	cfg    WebhookConfig
+	log    *slog.Logger
+
+	loaded bool
+	seen   int64               // highest journal id read
+	gaps   map[int64]time.Time // ids below seen not read yet, since when
+}
+
+// NewWebhooks returns the webhook worker over store, calling out with c.
+func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Every <= 0 {
+		cfg.Every = time.Second
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 16
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 30 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = time.Hour
+	}
+	if cfg.RetryFor <= 0 {
+		cfg.RetryFor = 72 * time.Hour
+	}
+	if cfg.GapWait <= 0 {
+		cfg.GapWait = time.Minute
+	}
+	if cfg.JournalBatch <= 0 {
+		cfg.JournalBatch = 1000
+	}
+	return &Webhooks{store: store, client: c, cfg: cfg, log: cfg.Logger, gaps: map[int64]time.Time{}}
+}
+
+// Run makes events and delivers them every cfg.Every until ctx ends.
+func (w *Webhooks) Run(ctx context.Context) {
+	periodic.Run(ctx, w.cfg.Every, func(ctx context.Context) {
+		if _, err := w.Round(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("webhooks", "err", err)
+		}
+	})
+}
+
+// Round makes the events of the journal rows committed since the last
+// round, then sends what is due; it returns how many deliveries succeeded.
+func (w *Webhooks) Round(ctx context.Context) (int, error) {
+	for {
+		n, err := w.Dispatch(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if n < w.cfg.JournalBatch {
+			break
+		}
+	}
+	return w.Deliver(ctx)
+}
+
+// Dispatch reads the journal rows committed since the last call and records
+// their events; it returns how many rows it read. Journal ids are taken in
+// order but may commit out of order, so an id missing below the highest one
+// read is waited for (GapWait) before the cursor passes it.
+func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
+	if !w.loaded {
+		pos, err := w.store.JournalCursor(ctx)
+		if err != nil {
+			return 0, err
+		}
+		w.seen, w.loaded = pos, true
+	}
+	wanted, err := w.store.JournalEventsWanted(ctx, journalTypes)
+	if err != nil {
+		return 0, err
+	}
+	if !wanted {
+		// Nobody listens: the rows until now are nobody's events.
+		end, err := w.store.JournalEnd(ctx)
+		if err != nil {
+			return 0, err
+		}
+		clear(w.gaps)
+		w.seen = max(w.seen, end)
+		return 0, w.store.EmitJournalEvents(ctx, nil, w.seen)
+	}
+	gapIDs := make([]int64, 0, len(w.gaps))
+	for id := range w.gaps {
+		gapIDs = append(gapIDs, id)
+	}
+	rows, err := w.store.JournalRows(ctx, w.seen, gapIDs, w.cfg.JournalBatch, journalTypes)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	var events []ledger.Event
+	read := 0
+	for _, r := range rows {
+		if r.ID <= w.seen {
+			delete(w.gaps, r.ID) // a gap filled by a late commit
+		} else {
+			// A hole wider than a batch of transactions can leave (a
+			// sequence jump after a crash) is not waited for.
+			if r.ID-w.seen <= maxGap {
+				for id := w.seen + 1; id < r.ID; id++ {
+					w.gaps[id] = now
+				}
+			}
+			w.seen = r.ID
+			read++
+		}
+		events = append(events, JournalEvents(r)...)
+	}
+	for id, since := range w.gaps {
+		if now.Sub(since) > w.cfg.GapWait {
+			delete(w.gaps, id) // rolled back
+		}
+	}
+	pos := w.seen
+	for id := range w.gaps {
+		pos = min(pos, id-1)
+	}
+	if err := w.store.EmitJournalEvents(ctx, events, pos); err != nil {
+		return 0, err
+	}
+	return read, nil
+}
+
+// maxGap is the widest hole in journal ids that Dispatch waits for.
+const maxGap = 10_000
+
+// journalClass mirrors cardhost's message classes as the journal stores them.
+func journalClass(c int) cardhost.MessageClass { return cardhost.MessageClass(c) }
+
+// JournalEvents are the events of one journal row (none for a row of no
+// known card): an authorisation approved or declined, a capture (a
+// completion, or an approved x200 besides its approval), a refund credited,
+// a reversal. Each id names the row: evt_auth_<id>, evt_clr_<id>,
+// evt_ref_<id>, evt_rev_<id>.
+func JournalEvents(r ledger.JournalEventRow) []ledger.Event {
+	if r.PartnerID == 0 {
+		return nil
+	}
+	approved := r.Reason == string(cardhost.Approved)
+	refund := strings.HasPrefix(r.ProcessingCode, cardhost.ProcRefund)
+	var out []ledger.Event
+	add := func(prefix, typ string) {
+		out = append(out, ledger.Event{ID: prefix + strconv.FormatInt(r.ID, 10), PartnerID: r.PartnerID, Type: typ, At: r.CreatedAt, Data: journalData(r)})
+	}
+	switch journalClass(r.Class) {
+	case cardhost.ClassAuthorization, cardhost.ClassAdvice, cardhost.ClassFinancial:
+		switch {
+		case refund && approved && journalClass(r.Class) == cardhost.ClassFinancial && strings.HasPrefix(r.Detail, "refund credited "):
+			add("evt_ref_", "refund.credited")
+		case approved:
+			add("evt_auth_", "authorization.approved")
+			if journalClass(r.Class) == cardhost.ClassFinancial && !refund {
+				add("evt_clr_", "clearing.captured")
+			}
+		default:
+			add("evt_auth_", "authorization.declined")
+		}
+	case cardhost.ClassCompletion:
+		switch {
+		case !approved:
+		case refund && strings.HasPrefix(r.Detail, "refund credited "):
+			add("evt_ref_", "refund.credited")
+		case strings.HasPrefix(r.Detail, "captured "):
+			add("evt_clr_", "clearing.captured")
+		}
+	case cardhost.ClassReversal, cardhost.ClassReversalAdvice:
+		if approved {
+			add("evt_rev_", "authorization.reversed")
+		}
+	}
+	return out
+}
+
+// journalData is the data of a journal event: the partner's objects' ids,
+// the masked PAN, amounts in minor units with their currency.
+func journalData(r ledger.JournalEventRow) json.RawMessage {
+	m := map[string]any{
+		"journalId": r.ID, "cardId": r.CardID, "customerId": r.UserID, "balanceId": r.AccountID, "programId": r.ProgramID,
+		"maskedPan": r.MaskedPAN, "mti": r.MTI, "processingCode": r.ProcessingCode,
+		"amount": r.Amount, "currency": r.Currency, "merchant": r.Merchant, "reason": r.Reason,
+	}
+	if r.BillingAmount != 0 {
+		m["billingAmount"], m["billingCurrency"] = r.BillingAmount, r.BillingCurrency
+	}
+	if r.ApprovalCode != "" {
+		m["approvalCode"] = r.ApprovalCode
+	}
+	if r.HoldID != 0 {
+		m["holdId"] = r.HoldID
+	}
+	if r.OriginalID != 0 {
+		m["originalJournalId"] = r.OriginalID
+	}
+	if r.Available != nil {
+		m["available"], m["availableCurrency"] = *r.Available, r.AvailableCurrency
+	}
+	if r.Detail != "" {
+		m["detail"] = r.Detail
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// Deliver sends the due deliveries; it returns how many succeeded. An
+// endpoint that fails is not tried again in this round.
+func (w *Webhooks) Deliver(ctx context.Context) (int, error) {
+	var (
+		mu   sync.Mutex
+		skip []int64
+		ok   int
+	)
+	lease := 2*w.client.cfg.Timeout + 30*time.Second
+	for {
+		mu.Lock()
+		s := slices.Clone(skip)
+		mu.Unlock()
+		batch, err := w.store.ClaimWebhooks(ctx, w.cfg.Batch, lease, s)
+		if err != nil || len(batch) == 0 {
+			return ok, err
+		}
+		sem := make(chan struct{}, w.cfg.Parallel)
+		results := make([]ledger.WebhookResult, len(batch))
+		var wg sync.WaitGroup
+		for i, o := range batch {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				results[i] = w.send(ctx, o)
+				mu.Lock()
+				if results[i].OK {
+					ok++
+				} else if !slices.Contains(skip, o.EndpointID) {
+					skip = append(skip, o.EndpointID)
+				}
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		// One statement records the whole batch's tries.
+		if err := w.store.RecordWebhookAttempts(context.WithoutCancel(ctx), results); err != nil {
+			return ok, err
+		}
+		if ctx.Err() != nil {
+			return ok, ctx.Err()
+		}
+	}
+}
+
+// Body is the bytes POSTed for an event: {"id", "type", "created", "data"}.
+func Body(o ledger.OutgoingWebhook) []byte {
+	b, _ := json.Marshal(struct {
+		ID      string          `json:"id"`
+		Type    string          `json:"type"`
+		Created int64           `json:"created"`
+		Data    json.RawMessage `json:"data"`
+	}{o.EventID, o.Type, o.EventAt.Unix(), o.Data})
+	return b
+}
+
+// send makes one try of o and says what follows.
+func (w *Webhooks) send(ctx context.Context, o ledger.OutgoingWebhook) ledger.WebhookResult {
+	res := ledger.WebhookResult{DeliveryID: o.DeliveryID, EndpointID: o.EndpointID}
+	start := time.Now()
+	body := Body(o)
+	err := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, o.URL, bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("%w: bad url", ErrURL)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "Antaca-Webhooks/1")
+		req.Header.Set(EventIDHeader, o.EventID)
+		req.Header.Set(SignatureHeader, Signature(time.Now(), body, o.Secrets...))
+		resp, err := w.client.Do(req)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				return ue.Err // never the URL, which may carry a token
+			}
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		res.Status = resp.StatusCode
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return fmt.Errorf("answered %d", resp.StatusCode)
+		}
+		return nil
+	}()
+	res.Took = time.Since(start)
+	if err == nil {
+		res.OK = true
+		return res
+	}
+	res.Error = err.Error()
+	if time.Since(o.CreatedAt) >= w.cfg.RetryFor {
+		res.GiveUp = true
+		return res
+	}
+	delay := w.cfg.Backoff << min(o.Attempts, 30)
+	if delay <= 0 || delay > w.cfg.MaxBackoff {
+		delay = w.cfg.MaxBackoff
+	}
+	delay = delay/2 + rand.N(delay/2+1)
+	res.NextAt = time.Now().Add(delay)
+	return res
+}
