@@ -553,6 +553,11 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 			detail = "refund credited before"
 		case err != nil:
 			return Decision{}, err
+		case res.Waiting > 0 && res.Credited == 0:
+			// Nothing credited: the journal must not read as a credit
+			// (partner events follow it: no refund.credited).
+			detail = fmt.Sprintf("refund waits for an Admin: %d (blind_refund %d)", res.Waiting, res.Exception.ID)
+			opened = ledger.ExceptionBlindRefund
 		case res.Waiting > 0:
 			detail += fmt.Sprintf(", %d waits for an Admin (blind_refund %d)", res.Waiting, res.Exception.ID)
 			opened = ledger.ExceptionBlindRefund
