@@ -9,26 +9,38 @@ import (
 	"github.com/moov-io/iso8583/field"
 )
 
-// TestASCIICodecIsMoovs packs and unpacks values of every field given
-// asciiCodec, in both profiles, with asciiCodec and with moov-io's default
-// packer, and requires the same bytes, lengths and errors.
-func TestASCIICodecIsMoovs(t *testing.T) {
-	fields := 0
-	for _, load := range []func() (*iso8583.MessageSpec, error){ISO87, ISO2003} {
-		spec, err := load()
-		if err != nil {
-			t.Fatal(err)
+// TestFastCodecIsMoovs packs and unpacks values of every field given
+// asciiCodec or bcdCodec, in every profile and variant, with the fast
+// codec and with moov-io's default packer, and requires the same bytes,
+// lengths and errors.
+func TestFastCodecIsMoovs(t *testing.T) {
+	fields, bcdFields := 0, 0
+	var all []*iso8583.MessageSpec
+	for _, profile := range []string{"iso87", "iso2003"} {
+		for _, v := range Variants(profile) {
+			spec, err := ISOSpecVariant(profile, v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, spec)
 		}
+	}
+	for _, spec := range all {
 		var walk func(name string, f field.Field)
 		walk = func(name string, f field.Field) {
 			s := f.Spec()
 			for id, sub := range s.Subfields {
 				walk(name+"."+id, sub)
 			}
-			if _, ok := s.Packer.(asciiCodec); !ok {
+			_, isASCII := s.Packer.(asciiCodec)
+			_, isBCD := s.Packer.(bcdCodec)
+			if !isASCII && !isBCD {
 				return
 			}
 			fields++
+			if isBCD {
+				bcdFields++
+			}
 			moov := *s
 			moov.Packer, moov.Unpacker = nil, nil
 			for _, v := range packValues(s.Length) {
@@ -54,8 +66,8 @@ func TestASCIICodecIsMoovs(t *testing.T) {
 			walk(fmt.Sprint(id), f)
 		}
 	}
-	if fields < 40 {
-		t.Fatalf("asciiCodec serves %d fields; want the ASCII String fields of both profiles", fields)
+	if fields < 300 || bcdFields < 150 {
+		t.Fatalf("the fast codecs serve %d fields (%d BCD); want the String fields of every variant", fields, bcdFields)
 	}
 }
 
@@ -70,7 +82,8 @@ func packValues(length int) []string {
 }
 
 func unpackInputs(length int) []string {
-	in := []string{"", "0", "00", "000", "0000", "1", "01", "+5abcdef", "-1abc", " 5abc", "ab", "99", "999", "9999", "05é", "05ab\xffcd", "0"}
+	in := []string{"", "0", "00", "000", "0000", "1", "01", "+5abcdef", "-1abc", " 5abc", "ab", "99", "999", "9999", "05é", "05ab\xffcd", "0",
+		"\x05\x12\x34\x5f", "\x05\x12\x34\x56", "\x00\x42\x12", "\x03abc", "\x1a12345", "\x99\x99", "\x00\x03\x12\x30", "\x12\x3a\x45\x67\x89\x01\x23\x45\x67\x89"}
 	for _, n := range []int{length - 1, length, length + 1} {
 		if n < 0 {
 			continue
@@ -79,7 +92,7 @@ func unpackInputs(length int) []string {
 		for d := 1; d <= 4; d++ {
 			in = append(in, fmt.Sprintf("%0*d", d, n)+body, fmt.Sprintf("%0*d", d, n)+body[:max(0, n-1)])
 		}
-		in = append(in, body, body+"tail", "é"+body, strings.Repeat("0", n))
+		in = append(in, body, body+"tail", "é"+body, strings.Repeat("0", n), strings.Repeat("\x12", n), strings.Repeat("\x34", n/2+1))
 	}
 	return in
 }
