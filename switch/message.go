@@ -159,6 +159,16 @@ func mtiLabel(mti string) string {
 	return "invalid"
 }
 
+// acquirerOfLink reports whether DE32 (or an original's acquirer) id
+// belongs to this link: one of its acquirer IDs when it lists any, else
+// none of the other links'.
+func (s *Server) acquirerOfLink(id string) bool {
+	if len(s.cfg.AcquirerIDs) > 0 {
+		return slices.Contains(s.cfg.AcquirerIDs, id)
+	}
+	return !slices.Contains(s.cfg.OtherAcquirerIDs, id)
+}
+
 // numericFields must hold digits when present (those of them that are
 // BCD on the wire are digits already).
 var numericFields = [...]int{2, 3, 7, 11, 12, 13, 14, 32}
@@ -190,7 +200,7 @@ func (s *Server) authRequest(m *iso8583.Message, class cardhost.MessageClass, mt
 		MerchantID:       strings.TrimRight(get(42), " "),
 		Received:         received,
 	}
-	if len(s.cfg.AcquirerIDs) > 0 && !slices.Contains(s.cfg.AcquirerIDs, ar.AcquirerID) {
+	if !s.acquirerOfLink(ar.AcquirerID) {
 		return nil, fmt.Errorf("DE32 not an acquirer of this link: %w", errAcquirer)
 	}
 	if pc := get(3); len(pc) >= 2 {
@@ -228,6 +238,10 @@ func (s *Server) authRequest(m *iso8583.Message, class cardhost.MessageClass, mt
 		od, ok := s.parseOriginal(v, ar.AcquirerID)
 		if !ok {
 			return nil, fmt.Errorf("DE%d: %w", n, errFormat)
+		}
+		if !s.acquirerOfLink(od.AcquirerID) {
+			// An original of another link is never matched from this one.
+			return nil, fmt.Errorf("DE%d acquirer not of this link: %w", n, errAcquirer)
 		}
 		ar.Original = od
 		break

@@ -53,6 +53,9 @@ type Config struct {
 	// AcquirerIDs, when not empty, are the DE32 values this link may send;
 	// a request with another is answered format error.
 	AcquirerIDs []string
+	// OtherAcquirerIDs are DE32 values of other links, refused here the
+	// same way (used when AcquirerIDs is empty).
+	OtherAcquirerIDs []string
 	// AllowedSources, when not empty, are the IP addresses or CIDR
 	// prefixes a connection may come from; others are closed at once.
 	AllowedSources []netip.Prefix
