@@ -109,6 +109,11 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	dec, err := s.auth.Authorize(dctx, ar)
 	cancel()
 	s.m.decide.Observe(time.Since(start).Seconds())
+	if errors.Is(err, cardhost.ErrUnstorable) {
+		s.m.formatErrors.Inc()
+		s.log.Warn("request refused by the database", "remote", remote, "mti", mti, "stan", stan, "pan", cardhost.MaskPAN(ar.PAN))
+		return s.formatError(req, mti, stan)
+	}
 	if err != nil {
 		s.log.Warn("authorizer unavailable", "remote", remote, "mti", mti, "stan", stan, "pan", cardhost.MaskPAN(ar.PAN), "err", err)
 		dec = cardhost.Decision{Reason: cardhost.IssuerUnavailable}
