@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/moov-io/iso8583"
@@ -98,6 +99,45 @@ func TestTrailingBytesRefused(t *testing.T) {
 			}
 			if len(a.requests()) != 0 {
 				t.Errorf("the issuer saw the request")
+			}
+		})
+	}
+}
+
+// qmuxKey matches answers as jPOS's QMUX does by default: DE41 + DE11.
+type qmuxKey struct{}
+
+func (qmuxKey) GenerateRequestID(m *iso8583.Message) (string, error) {
+	tid, err := m.GetString(41)
+	if err != nil {
+		return "", err
+	}
+	stan, err := m.GetString(11)
+	if err != nil {
+		return "", err
+	}
+	return tid + "/" + stan, nil
+}
+
+// TestFormatErrorMatchedByQMUXKey: a client that matches answers by DE41
+// and DE11 gets its format-error answers (a NUL in DE43), as well as its
+// approvals, on one connection.
+func TestFormatErrorMatchedByQMUXKey(t *testing.T) {
+	for _, profile := range bothProfiles {
+		t.Run(profile, func(t *testing.T) {
+			_, addr := startServer(t, profile, newTestAuthorizer(), nil)
+			c := dial(t, addr, profile, connection.SetRequestIDGenerator(qmuxKey{}), connection.SendTimeout(3*time.Second))
+			bad := request(t, profile, "100", 41, panApproved, 100, map[int]string{43: strings.Replace("ACME STORE               PARIS        FR", " ", "\x00", 1)})
+			resp, err := c.Send(bad)
+			if err != nil {
+				t.Fatalf("format error answer not matched by DE41+DE11: %v", err)
+			}
+			if got := get(t, resp, 39); got != actionCode(t, profile, cardhost.FormatError) {
+				t.Errorf("DE39 %s, want format error", got)
+			}
+			resp, err = c.Send(request(t, profile, "100", 42, panApproved, 100, nil))
+			if err != nil || get(t, resp, 39) != actionCode(t, profile, cardhost.Approved) {
+				t.Errorf("next request: %v", err)
 			}
 		})
 	}
