@@ -156,6 +156,7 @@ const (
 	contentASCII = iota
 	contentRightBCD
 	contentLeftBCD
+	contentBinary // Binary fields: the bytes as they are
 )
 
 func contentOf(e encoding.Encoder) (int, bool) {
@@ -166,6 +167,8 @@ func contentOf(e encoding.Encoder) (int, bool) {
 		return contentRightBCD, true
 	case encoding.BCD:
 		return contentLeftBCD, true
+	case encoding.Binary:
+		return contentBinary, true
 	}
 	return 0, false
 }
@@ -190,11 +193,13 @@ func (bcdCodec) Pack(value []byte, spec *field.Spec) ([]byte, error) {
 		return slowPack(value, spec)
 	}
 	encLen := n
-	if content == contentASCII {
+	switch content {
+	case contentBinary:
+	case contentASCII:
 		if !isASCII(value) {
 			return slowPack(value, spec)
 		}
-	} else {
+	default:
 		if !allDigits(value) {
 			return slowPack(value, spec)
 		}
@@ -208,7 +213,7 @@ func (bcdCodec) Pack(value []byte, spec *field.Spec) ([]byte, error) {
 	}
 	body := out[pre:]
 	switch content {
-	case contentASCII:
+	case contentASCII, contentBinary:
 		copy(body, value)
 	case contentRightBCD:
 		for i, c := range value {
@@ -262,7 +267,7 @@ func (bcdCodec) Unpack(data []byte, spec *field.Spec) ([]byte, int, error) {
 		}
 	}
 	encLen := length
-	if content != contentASCII {
+	if content == contentRightBCD || content == contentLeftBCD {
 		encLen = (length + 1) / 2
 	}
 	if len(data) < pre+encLen {
@@ -270,12 +275,16 @@ func (bcdCodec) Unpack(data []byte, spec *field.Spec) ([]byte, int, error) {
 	}
 	raw := data[pre : pre+encLen : pre+encLen]
 	var value []byte
-	if content == contentASCII {
+	switch content {
+	case contentBinary:
+		// Binary fields keep the slice they are given: a copy, as moov's.
+		value = append([]byte(nil), raw...)
+	case contentASCII:
 		if !isASCII(raw) {
 			return slowUnpack(data, spec)
 		}
 		value = raw
-	} else {
+	default:
 		if !bcdNibbles(raw) {
 			return slowUnpack(data, spec)
 		}
@@ -344,7 +353,8 @@ func (nibbleBCD) Decode(src []byte, length int) ([]byte, int, error) {
 
 // useFastCodec gives every String field of spec (subfields included)
 // that has moov-io's default packer asciiCodec or bcdCodec, when its
-// encoding and prefix are theirs.
+// encoding and prefix are theirs, and bcdCodec to the Binary fields with a
+// BCD length prefix.
 func useFastCodec(spec *iso8583.MessageSpec) {
 	for _, f := range spec.Fields {
 		useFastCodecOn(f)
@@ -359,15 +369,24 @@ func useFastCodecOn(f field.Field) {
 	for _, sub := range s.Subfields {
 		useFastCodecOn(sub)
 	}
-	if _, isString := f.(*field.String); !isString || s.Packer != nil || s.Unpacker != nil {
+	if s.Packer != nil || s.Unpacker != nil {
 		return
 	}
-	if _, ok := asciiDigits(s.Pref); ok && s.Enc == encoding.ASCII {
-		s.Packer, s.Unpacker = asciiCodec{}, asciiCodec{}
-		return
-	}
-	if _, ok := bcdDigits(s.Pref); ok {
-		if _, ok := contentOf(s.Enc); ok {
+	switch f.(type) {
+	case *field.String:
+		if _, ok := asciiDigits(s.Pref); ok && s.Enc == encoding.ASCII {
+			s.Packer, s.Unpacker = asciiCodec{}, asciiCodec{}
+			return
+		}
+		if _, ok := bcdDigits(s.Pref); ok {
+			if c, ok := contentOf(s.Enc); ok && c != contentBinary {
+				s.Packer, s.Unpacker = bcdCodec{}, bcdCodec{}
+			}
+		}
+	case *field.Binary:
+		// Binary with a BCD length prefix (the CMF's LLLL-binary fields):
+		// moov's BCD prefix decoder allocates a decoder table each time.
+		if d, ok := bcdDigits(s.Pref); ok && d > 0 && s.Enc == encoding.Binary {
 			s.Packer, s.Unpacker = bcdCodec{}, bcdCodec{}
 		}
 	}

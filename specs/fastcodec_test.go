@@ -14,7 +14,7 @@ import (
 // codec and with moov-io's default packer, and requires the same bytes,
 // lengths and errors.
 func TestFastCodecIsMoovs(t *testing.T) {
-	fields, bcdFields := 0, 0
+	fields, bcdFields, binaryFields := 0, 0, 0
 	var all []*iso8583.MessageSpec
 	for _, profile := range []string{"iso87", "iso2003"} {
 		for _, v := range Variants(profile) {
@@ -43,6 +43,26 @@ func TestFastCodecIsMoovs(t *testing.T) {
 			}
 			moov := *s
 			moov.Packer, moov.Unpacker = nil, nil
+			if _, ok := f.(*field.Binary); ok {
+				binaryFields++
+				for _, v := range append(packValues(s.Length), unpackInputs(s.Length)...) {
+					fast, slow := field.NewBinaryValue([]byte(v)), field.NewBinaryValue([]byte(v))
+					fast.SetSpec(s)
+					slow.SetSpec(&moov)
+					got, gotErr := fast.Pack()
+					want, wantErr := slow.Pack()
+					if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || string(got) != string(want) {
+						t.Errorf("%s %s: pack %q: got %q, %v; moov %q, %v", spec.Name[:14], name, v, got, gotErr, want, wantErr)
+					}
+					fb, sb := field.NewBinary(s), field.NewBinary(&moov)
+					n, gotErr := fb.Unpack([]byte(v))
+					m, wantErr := sb.Unpack([]byte(v))
+					if fmt.Sprint(gotErr) != fmt.Sprint(wantErr) || n != m || string(fb.Value()) != string(sb.Value()) {
+						t.Errorf("%s %s: unpack %q: got %q (%d), %v; moov %q (%d), %v", spec.Name[:14], name, v, fb.Value(), n, gotErr, sb.Value(), m, wantErr)
+					}
+				}
+				return
+			}
 			for _, v := range packValues(s.Length) {
 				fast, slow := field.NewStringValue(v), field.NewStringValue(v)
 				fast.SetSpec(s)
@@ -66,8 +86,8 @@ func TestFastCodecIsMoovs(t *testing.T) {
 			walk(fmt.Sprint(id), f)
 		}
 	}
-	if fields < 300 || bcdFields < 150 {
-		t.Fatalf("the fast codecs serve %d fields (%d BCD); want the String fields of every variant", fields, bcdFields)
+	if fields < 300 || bcdFields < 150 || binaryFields < 40 {
+		t.Fatalf("the fast codecs serve %d fields (%d BCD); want the String fields of every variant and the CMF's BCD-prefixed binary ones (%d)", fields, bcdFields, binaryFields)
 	}
 }
 
