@@ -2,9 +2,9 @@ package specs
 
 import (
 	"bytes"
-	"errors"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
