@@ -55,7 +55,7 @@ type AuthRequest struct {
 	MerchantName     string // DE43
 	MCC              string // DE18
 	POSEntryMode     string // DE22 (iso2003: the 16-byte POS data code in hex)
-	FunctionCode     string // DE24 (iso2003 only): the CMF function code, e.g. 181 partial approval supported
+	FunctionCode     string // the CMF function code: iso2003 DE24; iso87 from DE48 tags 93-95 (181/185/187/280), else empty
 
 	// Original identifies the authorisation a completion or reversal
 	// refers to (DE90); nil when absent (then RRN+STAN+acquirer).

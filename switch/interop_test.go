@@ -159,3 +159,44 @@ func checkCMFMapping(t *testing.T, seen []cardhost.AuthRequest) {
 		t.Errorf("2420 partial: class %v amount %d replacement %v", r.Class, r.Amount, r.ReplacementAmount)
 	}
 }
+
+// TestControlsAsFunctionCodes: iso87 carries the CMF's DE24 controls as
+// DE48 tags 93-95; the issuer gets them in the CMF's terms either way.
+func TestControlsAsFunctionCodes(t *testing.T) {
+	for _, tc := range []struct {
+		profile, fn string
+		extra       map[int]string
+		want        string
+	}{
+		{ProfileISO87, "100", map[int]string{48: "9203123" + "93011"}, "181"},
+		{ProfileISO87, "100", map[int]string{48: "93012"}, "185"},
+		{ProfileISO87, "100", map[int]string{48: "94011"}, "187"},
+		{ProfileISO87, "220", map[int]string{48: "95011"}, "280"},
+		{ProfileISO87, "100", nil, ""},
+		{ProfileISO2003, "100", map[int]string{24: "181"}, "181"},
+		{ProfileISO2003, "220", map[int]string{24: "280"}, "280"},
+	} {
+		a := newTestAuthorizer()
+		s := newBareServer(t, tc.profile, a)
+		raw, err := request(t, tc.profile, tc.fn, 1, panApproved, 100, tc.extra).Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.handle(t.Context(), raw, time.Now(), "test")
+		seen := a.requests()
+		if len(seen) != 1 {
+			t.Fatalf("%s %s %v: issuer saw %d requests", tc.profile, tc.fn, tc.extra, len(seen))
+		}
+		if seen[0].FunctionCode != tc.want {
+			t.Errorf("%s %s %v: function code %q, want %q", tc.profile, tc.fn, tc.extra, seen[0].FunctionCode, tc.want)
+		}
+	}
+	// A function code of another message class is a format error.
+	a := newTestAuthorizer()
+	raw, _ := request(t, ProfileISO2003, "100", 2, panApproved, 100, map[int]string{24: "400"}).Pack()
+	out := newBareServer(t, ProfileISO2003, a).handle(t.Context(), raw, time.Now(), "test")
+	ans := iso8583.NewMessage(testSpec(t, ProfileISO2003))
+	if err := ans.Unpack(out.answer); err != nil || get(t, ans, 39) != "9100" || len(a.requests()) != 0 {
+		t.Errorf("2100 with DE24 400: %v, DE39 %s", err, get(t, ans, 39))
+	}
+}

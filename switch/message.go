@@ -274,6 +274,18 @@ func (s *Server) iso87Fields(m *iso8583.Message, ar *cardhost.AuthRequest, get f
 			return fmt.Errorf("DE48: %w", errFormat)
 		}
 		ar.CVC2 = tags["92"]
+		// The controls CMF carries in DE24, as DE48 tags (docs/iso8583.md),
+		// passed on in the CMF's terms.
+		switch {
+		case tags["93"] == "1":
+			ar.FunctionCode = "181" // partial approval supported
+		case tags["93"] == "2":
+			ar.FunctionCode = "185" // partial approval supported, not for cashback
+		case tags["94"] == "1":
+			ar.FunctionCode = "187" // incremental authorisation
+		case tags["95"] == "1" && ar.Class == cardhost.ClassCompletion:
+			ar.FunctionCode = "280" // a completion that is not the last
+		}
 	}
 	if de95 := get(95); de95 != "" {
 		if len(de95) < 12 {

@@ -139,12 +139,13 @@ func (p *profile) echoes(n int) bool { return slices.Contains(p.echoFields, n) }
 // cmfFunctionCodes are the DE24 function codes of the CMF's table each
 // message class accepts (an absent DE24 is accepted as the class's
 // first). 181/185 ask for partial approval, 187 is an incremental
-// authorisation; 201 completes for the authorised amount, 202 for another.
+// authorisation; 201 completes for the authorised amount, 202 for another,
+// 280 (of the CMF's private range) is a completion that is not the last.
 var cmfFunctionCodes = map[cardhost.MessageClass][]string{
 	cardhost.ClassAuthorization:  {"100", "101", "108", "181", "185", "187"},
 	cardhost.ClassAdvice:         {"100", "101", "108", "181", "185", "187"},
 	cardhost.ClassFinancial:      {"200", "181", "185"},
-	cardhost.ClassCompletion:     {"201", "202", "200"},
+	cardhost.ClassCompletion:     {"201", "202", "200", "280"},
 	cardhost.ClassReversal:       {"400", "401"},
 	cardhost.ClassReversalAdvice: {"400", "401"},
 }
