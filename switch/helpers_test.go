@@ -295,6 +295,27 @@ func actionCode(t testing.TB, profile string, r cardhost.Reason) string {
 
 var bothProfiles = []string{ProfileISO87, ProfileISO2003}
 
+// plainDial opens a plain socket to addr, closed when the test ends.
+func plainDial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// mustPack packs m.
+func mustPack(t testing.TB, m *iso8583.Message) []byte {
+	t.Helper()
+	raw, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
 // rawFrame writes body with a length header on a plain socket.
 func rawFrame(body []byte) []byte {
 	f := make([]byte, 2+len(body))

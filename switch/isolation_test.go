@@ -1,7 +1,6 @@
 package authswitch
 
 import (
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -74,17 +73,9 @@ func TestTrailingBytesRefused(t *testing.T) {
 		t.Run(profile, func(t *testing.T) {
 			a := newTestAuthorizer()
 			_, addr := startServer(t, profile, a, nil)
-			nc, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
+			nc := plainDial(t, addr)
 			req := request(t, profile, "100", 31, panApproved, 100, nil)
-			raw, err := req.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			nc.Write(rawFrame(append(raw, "0123456789abc"...)))
+			nc.Write(rawFrame(append(mustPack(t, req), "0123456789abc"...)))
 			resp, err := readAnswer(t, nc, profile)
 			if err != nil {
 				t.Fatal(err)

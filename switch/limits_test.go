@@ -122,11 +122,7 @@ func TestAllowedSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	raw, err := request(t, ProfileISO87, "100", 5, panApproved, 100, nil).Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer.Write(rawFrame(raw))
+	peer.Write(rawFrame(mustPack(t, request(t, ProfileISO87, "100", 5, panApproved, 100, nil))))
 	resp, err := readAnswer(t, peer, ProfileISO87)
 	if err != nil || get(t, resp, 39) != "00" {
 		t.Errorf("allowed peer: %v", err)
