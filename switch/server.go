@@ -1,6 +1,7 @@
-// Package authswitch is the ISO 8583 side of the issuer: TCP listeners with
-// 2-byte length framing, the connection lifecycle (back-pressure, idle
-// timeouts, graceful shutdown), the iso87 and iso2003 profiles, mapping wire
+// Package authswitch is the ISO 8583 side of the issuer: one TCP listener
+// per link (links.go) with 2- or 4-byte length framing, the connection
+// lifecycle (limits, back-pressure, idle timeouts, graceful shutdown), the
+// iso87 (four encodings) and iso2003 (jPOS CMF) profiles, mapping wire
 // fields to cardhost.AuthRequest and decisions back to answers, network
 // management and the metrics of the wire. The decision itself comes from an
 // Authorizer.
