@@ -150,9 +150,10 @@ func TestSecretsNeverWritten(t *testing.T) {
 		stan++
 		m := iso8583.NewMessage(spec)
 		m.MTI("2100")
-		f := map[int]string{2: pan, 3: "000000", 4: "000000000100", 7: "0601120000", 11: fmt.Sprintf("%012d", stan),
-			12: "20260601140000", 14: expiry, 18: "5411", 22: "012", 32: "123456", 37: fmt.Sprintf("RRN%09d", stan),
-			41: "TERM000000000001", 42: "MERCHANT0000001", 49: "978"}
+		// The jPOS CMF: currency inside DE4, MCC in DE26.
+		f := map[int]string{2: pan, 3: "000000", 4: "9782000000000100", 7: "0601120000", 11: fmt.Sprintf("%012d", stan),
+			12: "20260601140000", 14: expiry, 24: "100", 26: "5411", 32: "123456", 37: fmt.Sprintf("RRN%09d", stan),
+			41: "TERM000000000001", 42: "MERCHANT0000001"}
 		for k, v := range extra {
 			f[k] = v
 		}
@@ -165,16 +166,24 @@ func TestSecretsNeverWritten(t *testing.T) {
 			t.Fatalf("send: %v", err)
 		}
 	}
+	// CVC2 in DE49.2 (n4), the CMF's verification data.
+	cvc := func(v string) string {
+		b, err := specs.PackSubfields(specs.VerificationTable, map[int]string{2: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	for range 20 {
-		send(virt.PAN, full.Expiry, map[int]string{48: "9203" + cvcs[1]})
-		send(virt.PAN, full.Expiry, map[int]string{48: "9203" + cvcs[0]}) // the CVC2 before the reset: wrong now
+		send(virt.PAN, full.Expiry, map[int]string{49: cvc(cvcs[1])})
+		send(virt.PAN, full.Expiry, map[int]string{49: cvc(cvcs[0])}) // the CVC2 before the reset: wrong now
 		send(physData.PAN, physData.Expiry, map[int]string{52: string(right)})
 	}
 	send(physData.PAN, physData.Expiry, map[int]string{52: string(wrong)})
 	send(unknownPAN, "2812", nil)
 	send(virt.PAN, full.Expiry, map[int]string{35: virt.PAN + "=" + full.Expiry + "101", 2: ""})
-	send(virt.PAN, "1201", nil)                                     // expired
-	send(virt.PAN, full.Expiry, map[int]string{48: "92" + cvcs[1]}) // malformed DE48
+	send(virt.PAN, "1201", nil)                                            // expired
+	send(virt.PAN, full.Expiry, map[int]string{49: cvc(cvcs[1]) + "\x01"}) // malformed DE49: a byte after its last sub-field
 	// Unparsable frames carrying a PAN: answered format error, logged.
 	raw, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {

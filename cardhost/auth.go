@@ -35,15 +35,15 @@ type AuthRequest struct {
 	PAN            string
 	Expiry         string // YYMM from DE14 or track 2; empty when absent
 	Track2         bool   // expiry came from track 2 (DE35)
-	CVC2           string // DE48 tag 92; empty when absent
+	CVC2           string // iso87 DE48 tag 92, iso2003 DE49.2; empty when absent
 	PINBlock       []byte // DE52, 8 bytes, ISO 9564 format 0 under the zone key; nil when absent
 	ZoneKey        string // name of the connection's zone PIN key
 	ProcessingCode string // DE3 positions 1-2
 
 	Amount          int64  // DE4
-	Currency        string // DE49
+	Currency        string // DE49 (iso2003: inside DE4)
 	BillingAmount   int64  // DE6; zero when absent
-	BillingCurrency string // DE51; empty when absent
+	BillingCurrency string // DE51 (iso2003: inside DE6); empty when absent
 
 	STAN             string // DE11
 	TransmissionTime string // DE7 MMDDhhmmss
@@ -54,7 +54,8 @@ type AuthRequest struct {
 	MerchantID       string // DE42
 	MerchantName     string // DE43
 	MCC              string // DE18
-	POSEntryMode     string // DE22
+	POSEntryMode     string // DE22 (iso2003: the 16-byte POS data code in hex)
+	FunctionCode     string // the CMF function code: iso2003 DE24; iso87 from DE48 tags 93-95 (181/185/187/280), else empty
 
 	// Original identifies the authorisation a completion or reversal
 	// refers to (DE90); nil when absent (then RRN+STAN+acquirer).

@@ -175,7 +175,7 @@ func lockRows(cards map[string]*Card) ledger.LockRows {
 // the batch. A request's decline does not affect the others; a database
 // error fails the whole batch and nothing of it is committed.
 func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
-	err := h.writeBatch(ctx, items)
+	err := h.writeSplitting(ctx, items) // writeBatch, split when one request's value is refused
 	if err != nil {
 		err = fmt.Errorf("authorisation batch of %d: %w", len(items), err)
 	}

@@ -14,11 +14,13 @@ import (
 // codec packs requests and reads answers of one profile without building
 // moov-io messages: the load generator must measure the switch, not its own
 // message handling. It takes the field lengths and prefixes from the
-// profile's moov-io spec, so it follows the spec the switch uses; it only
-// supports fields whose encoded bytes equal their length (ASCII text and
-// binary), which is every field of both profiles. A codec is read-only
-// after newCodec and safe for concurrent use.
+// profile's moov-io spec, so it follows the spec the switch uses; it
+// supports ASCII text, binary and right-padded BCD (the CMF's numerics)
+// with ASCII or BCD length prefixes, which is every field of the default
+// variant of both profiles. A codec is read-only after newCodec and safe
+// for concurrent use.
 type codec struct {
+	bcdMTI bool
 	fields [129]fieldSpec
 }
 
@@ -26,23 +28,24 @@ type fieldSpec struct {
 	ok     bool
 	maxLen int
 	fixed  bool
+	bcd    bool // content is right-padded BCD: two digits a byte
 	pref   prefix.Prefixer
 }
 
 var errAnswer = errors.New("malformed answer")
 
 func newCodec(spec *iso8583.MessageSpec) (*codec, error) {
-	c := &codec{}
+	c := &codec{bcdMTI: spec.Fields[0].Spec().Enc == encoding.LBCD}
 	for n := 2; n <= 128; n++ {
 		f, ok := spec.Fields[n]
 		if !ok {
 			continue
 		}
 		s := f.Spec()
-		if s.Enc != encoding.ASCII && s.Enc != encoding.Binary {
+		if s.Enc != encoding.ASCII && s.Enc != encoding.Binary && s.Enc != encoding.LBCD {
 			return nil, fmt.Errorf("codec: DE%d: encoding %T not supported", n, s.Enc)
 		}
-		c.fields[n] = fieldSpec{ok: true, maxLen: s.Length, fixed: strings.HasSuffix(s.Pref.Inspect(), ".Fixed"), pref: s.Pref}
+		c.fields[n] = fieldSpec{ok: true, maxLen: s.Length, fixed: strings.HasSuffix(s.Pref.Inspect(), ".Fixed"), bcd: s.Enc == encoding.LBCD, pref: s.Pref}
 	}
 	return c, nil
 }
@@ -59,7 +62,11 @@ type field struct {
 func (c *codec) pack(dst []byte, mti string, fields []field) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, 0, 0)
-	dst = append(dst, mti...)
+	if c.bcdMTI {
+		dst = appendBCD(dst, mti)
+	} else {
+		dst = append(dst, mti...)
+	}
 	var bitmap [16]byte
 	secondary := false
 	for _, f := range fields {
@@ -84,6 +91,13 @@ func (c *codec) pack(dst []byte, mti string, fields []field) ([]byte, error) {
 		if len(f.v) > fs.maxLen {
 			return nil, fmt.Errorf("pack: DE%d longer than %d", f.n, fs.maxLen)
 		}
+		if fs.bcd && fs.fixed && len(f.v) != fs.maxLen {
+			return nil, fmt.Errorf("pack: DE%d: %d digits, want %d", f.n, len(f.v), fs.maxLen)
+		}
+		if fs.fixed && fs.bcd {
+			dst = appendBCD(dst, f.v)
+			continue
+		}
 		if fs.fixed {
 			dst = append(dst, f.v...)
 			for i := len(f.v); i < fs.maxLen; i++ {
@@ -96,7 +110,11 @@ func (c *codec) pack(dst []byte, mti string, fields []field) ([]byte, error) {
 			return nil, fmt.Errorf("pack: DE%d: %w", f.n, err)
 		}
 		dst = append(dst, p...)
-		dst = append(dst, f.v...)
+		if fs.bcd {
+			dst = appendBCD(dst, f.v)
+		} else {
+			dst = append(dst, f.v...)
+		}
 	}
 	n := len(dst) - start - 2
 	if n > 0xffff {
@@ -104,6 +122,32 @@ func (c *codec) pack(dst []byte, mti string, fields []field) ([]byte, error) {
 	}
 	binary.BigEndian.PutUint16(dst[start:], uint16(n))
 	return dst, nil
+}
+
+// appendBCD appends the digits of v two a byte, an odd last one in the
+// high nibble (jPOS's right-padded BCD).
+func appendBCD(dst []byte, v string) []byte {
+	for i := 0; i < len(v); i += 2 {
+		b := (v[i] - '0') << 4
+		if i+1 < len(v) {
+			b |= v[i+1] - '0'
+		}
+		dst = append(dst, b)
+	}
+	return dst
+}
+
+// bcdString reads n digits of right-padded BCD.
+func bcdString(b []byte, n int) string {
+	out := make([]byte, n)
+	for i := range out {
+		c := b[i/2]
+		if i%2 == 0 {
+			c >>= 4
+		}
+		out[i] = '0' + c&0x0f
+	}
+	return string(out)
 }
 
 // answer is what the load generator reads of an answer.
@@ -117,18 +161,26 @@ type answer struct {
 // header), walking the fields before DE39 by their spec lengths.
 func (c *codec) parse(b []byte) (answer, error) {
 	var a answer
-	if len(b) < 12 {
+	m := 4
+	if c.bcdMTI {
+		m = 2
+	}
+	if len(b) < m+8 {
 		return a, errAnswer
 	}
-	a.mti = string(b[:4])
-	bm := b[4:12]
-	off := 12
+	if c.bcdMTI {
+		a.mti = bcdString(b, 4)
+	} else {
+		a.mti = string(b[:4])
+	}
+	bm := b[m : m+8]
+	off := m + 8
 	if bm[0]&0x80 != 0 {
-		if len(b) < 20 {
+		if len(b) < m+16 {
 			return a, errAnswer
 		}
-		bm = b[4:20]
-		off = 20
+		bm = b[m : m+16]
+		off = m + 16
 	}
 	for n := 2; n <= 39 && n <= len(bm)*8; n++ {
 		if bm[(n-1)/8]&(0x80>>((n-1)%8)) == 0 {
@@ -143,16 +195,25 @@ func (c *codec) parse(b []byte) (answer, error) {
 			return a, fmt.Errorf("%w: DE%d: %v", errAnswer, n, err)
 		}
 		off += read
-		if off+l > len(b) {
+		size := l
+		if fs.bcd {
+			size = (l + 1) / 2
+		}
+		if off+size > len(b) {
 			return a, fmt.Errorf("%w: DE%d past the end", errAnswer, n)
 		}
-		switch n {
-		case 11:
-			a.stan = string(b[off : off+l])
-		case 39:
-			a.code = string(b[off : off+l])
+		if n == 11 || n == 39 {
+			v := string(b[off : off+l])
+			if fs.bcd {
+				v = bcdString(b[off:], l)
+			}
+			if n == 11 {
+				a.stan = v
+			} else {
+				a.code = v
+			}
 		}
-		off += l
+		off += size
 	}
 	return a, nil
 }

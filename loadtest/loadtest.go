@@ -229,6 +229,7 @@ type runner struct {
 	claimed    atomic.Int64
 	stanSeq    atomic.Uint64
 	rrnBase    uint64
+	minorUnit  string // the currency's minor unit digit (the CMF's DE4)
 	stanMod    uint64
 	stanWidth  int
 	reversible chan *original
@@ -283,6 +284,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.stanMod, r.stanWidth = 1_000_000, 6
 	if cfg.Profile == ProfileISO2003 {
 		r.stanMod, r.stanWidth = 1_000_000_000_000, 12
+		r.minorUnit = string(rune('0' + specs.MinorUnit(cfg.Currency)))
 	}
 	now := time.Now()
 	// STANs start at a point of the clock and RRNs carry the run's start
@@ -617,7 +619,12 @@ func (c *client) sendOne(start time.Time) error {
 		if o == opReversal {
 			mti, answerMTI = string([]byte{v, '4', '0', '0'}), string([]byte{v, '4', '1', '0'})
 		}
-		f = append(f, field{2, card.PAN}, field{3, "000000"}, field{4, amountField(amount)},
+		de4 := amountField(amount)
+		if !iso87 {
+			// The CMF's DE4: currency n3, minor unit n1, amount n12.
+			de4 = r.cfg.Currency + r.minorUnit + de4
+		}
+		f = append(f, field{2, card.PAN}, field{3, "000000"}, field{4, de4},
 			field{7, c.de7}, field{11, stan}, field{12, c.de12})
 		if iso87 {
 			f = append(f, field{13, c.de13})
@@ -633,15 +640,21 @@ func (c *client) sendOne(start time.Time) error {
 			f = append(f, field{24, fc})
 		}
 		f = append(f, field{32, r.cfg.AcquirerID}, field{37, rrn}, field{41, r.cfg.Terminal}, field{42, r.cfg.Merchant})
-		if cvc2 != "" {
-			f = append(f, field{48, "92" + digits(uint64(len(cvc2)), 2) + cvc2})
+		if iso87 {
+			if cvc2 != "" {
+				f = append(f, field{48, "92" + digits(uint64(len(cvc2)), 2) + cvc2})
+			}
+			f = append(f, field{49, r.cfg.Currency})
+		} else if cvc2 != "" {
+			// The CMF's DE49 verification data: bitmap with sub-field 2,
+			// the CVC2 as n4 in BCD.
+			f = append(f, field{49, cmfCVC2(cvc2)})
 		}
-		f = append(f, field{49, r.cfg.Currency})
 		if o == opReversal {
 			if iso87 {
 				f = append(f, field{90, fmt.Sprintf("%s%s%s%011s%011d", orig.mti, orig.stan, orig.de7, r.cfg.AcquirerID, 0)})
 			} else {
-				f = insertField(f, field{56, fmt.Sprintf("%s%s%s%02d%s", orig.mti, orig.stan, orig.de12, len(r.cfg.AcquirerID), r.cfg.AcquirerID)})
+				f = insertField(f, field{56, orig.mti + orig.stan + orig.de12 + r.cfg.AcquirerID})
 			}
 		}
 		if o == opApprove {
@@ -785,6 +798,18 @@ func digits(v uint64, width int) string {
 		v /= 10
 	}
 	return string(b[:width])
+}
+
+// cmfCVC2 is the CMF's DE49 holding only sub-field 2, the CVC2 as n4 in
+// BCD (specs.VerificationTable): an 8-byte bitmap with bit 2, two bytes.
+func cmfCVC2(cvc2 string) string {
+	for len(cvc2) < 4 {
+		cvc2 = "0" + cvc2
+	}
+	if len(cvc2) != 4 {
+		return ""
+	}
+	return string([]byte{0x40, 0, 0, 0, 0, 0, 0, 0, (cvc2[0]-'0')<<4 | (cvc2[1] - '0'), (cvc2[2]-'0')<<4 | (cvc2[3] - '0')})
 }
 
 // amountField is DE4: n12, or fmt's rendering when the amount does not fit

@@ -13,7 +13,7 @@ func TestISOSpecsLoad(t *testing.T) {
 		lengths map[int]int // field -> spec length
 	}{
 		{"iso87", map[int]int{2: 19, 7: 10, 11: 6, 12: 6, 39: 2, 41: 8, 52: 8, 54: 120, 70: 3, 90: 42, 95: 42}},
-		{"iso2003", map[int]int{2: 19, 7: 10, 11: 12, 12: 14, 24: 3, 39: 4, 41: 16, 42: 35, 52: 8, 54: 126, 56: 41, 90: 41, 95: 42}},
+		{"iso2003", map[int]int{2: 19, 4: 16, 7: 10, 11: 12, 12: 14, 22: 16, 24: 3, 26: 4, 39: 4, 41: 16, 42: 35, 43: 9999, 49: 9999, 52: 8, 54: 126, 56: 41}},
 	} {
 		t.Run(tc.profile, func(t *testing.T) {
 			spec, err := ISOSpec(tc.profile)
@@ -49,8 +49,8 @@ func TestISOSpecsRoundTrip(t *testing.T) {
 		profile, mti, stan string
 		extra              map[int]string
 	}{
-		{"iso87", "0100", "000123", map[int]string{70: "301", 90: "0100000122060112000000000012345000000000000"[:42]}},
-		{"iso2003", "2100", "000000000123", map[int]string{24: "100", 12: "20260601120000", 56: "2100000000000122202606011200000612345"}},
+		{"iso87", "0100", "000123", map[int]string{4: "000000001000", 49: "978", 70: "301", 90: "0100000122060112000000000012345000000000000"[:42]}},
+		{"iso2003", "2100", "000000000123", map[int]string{4: "9782000000001000", 24: "100", 12: "20260601120000", 56: "210000000000012220260601120000612345"}},
 	} {
 		t.Run(tc.profile, func(t *testing.T) {
 			spec, err := ISOSpec(tc.profile)
@@ -59,7 +59,7 @@ func TestISOSpecsRoundTrip(t *testing.T) {
 			}
 			m := iso8583.NewMessage(spec)
 			m.MTI(tc.mti)
-			fields := map[int]string{2: "4000001234567899", 3: "000000", 4: "1000", 11: tc.stan, 49: "978"}
+			fields := map[int]string{2: "4000001234567899", 3: "000000", 11: tc.stan}
 			for k, v := range tc.extra {
 				fields[k] = v
 			}

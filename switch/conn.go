@@ -29,6 +29,9 @@ type conn struct {
 	sem      chan struct{} // one slot per request read and not yet answered
 	out      chan []byte   // answers, length header included
 	inflight atomic.Int64
+	// started is false until the first whole frame arrived: until then
+	// the connection has FirstMessageTimeout, not IdleTimeout.
+	started  bool
 	handlers sync.WaitGroup
 	abort    sync.Once
 	// unreadable is set by a handler that found a message it cannot
@@ -56,6 +59,10 @@ var errUnreadable = errors.New("unreadable message")
 // errIdle ends a connection that was silent for IdleTimeout.
 var errIdle = errors.New("idle timeout")
 
+// errFirstMessage ends a new connection that sent no message within
+// FirstMessageTimeout.
+var errFirstMessage = errors.New("no first message in time")
+
 // errStop ends reading because the server shuts down.
 var errStop = errors.New("shutting down")
 
@@ -74,6 +81,9 @@ func (c *conn) serve() {
 		s.log.Info("connection closing", "remote", c.remote, "reason", err.Error())
 	case errors.Is(err, errIdle):
 		s.log.Info("connection idle, closing", "remote", c.remote)
+	case errors.Is(err, errFirstMessage):
+		s.m.refused.WithLabelValues(s.p.name, "first_message").Inc()
+		s.log.Info("connection sent no message in time, closing", "remote", c.remote)
 	default:
 		s.log.Warn("connection closing", "remote", c.remote, "err", err)
 	}
@@ -152,14 +162,24 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// readFrame reads one 2-byte big-endian length header and its body. The
-// first byte may take IdleTimeout (longer while requests are in flight);
-// the rest of the frame must arrive within ReadTimeout.
+// readFrame reads one length header (2 bytes big-endian, or 4 with two
+// zero bytes after the length) and its body. The first byte may take
+// IdleTimeout (longer while requests are in flight); the rest of the frame
+// must arrive within ReadTimeout. A new connection's first frame must be
+// whole within FirstMessageTimeout.
 func (c *conn) readFrame() ([]byte, time.Time, error) {
 	s := c.s
-	var hdr [2]byte
+	var hdr [4]byte
+	var firstBy time.Time
+	if !c.started {
+		firstBy = time.Now().Add(min(s.cfg.FirstMessageTimeout, s.cfg.IdleTimeout))
+	}
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		if c.started {
+			c.nc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		} else {
+			c.nc.SetReadDeadline(firstBy)
+		}
 		if c.stopping() {
 			return nil, time.Time{}, errStop
 		}
@@ -177,6 +197,12 @@ func (c *conn) readFrame() ([]byte, time.Time, error) {
 			return nil, time.Time{}, errUnreadable
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if !c.started && s.cfg.FirstMessageTimeout < s.cfg.IdleTimeout {
+				return nil, time.Time{}, errFirstMessage
+			}
+			if !c.started {
+				return nil, time.Time{}, errIdle
+			}
 			// Keep a quiet peer while its requests are being decided:
 			// one of them is ours (the slot taken for this read).
 			if c.inflight.Load() > 1 {
@@ -187,20 +213,31 @@ func (c *conn) readFrame() ([]byte, time.Time, error) {
 		return nil, time.Time{}, err
 	}
 	started := time.Now()
-	c.nc.SetReadDeadline(started.Add(s.cfg.ReadTimeout))
-	if _, err := io.ReadFull(c.br, hdr[1:]); err != nil {
+	deadline := started.Add(s.cfg.ReadTimeout)
+	if !c.started && firstBy.Before(deadline) {
+		deadline = firstBy
+	}
+	c.nc.SetReadDeadline(deadline)
+	if _, err := io.ReadFull(c.br, hdr[1:s.cfg.Header]); err != nil {
+		if !c.started && errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, started, errFirstMessage
+		}
 		return nil, started, fmt.Errorf("read length header: %w", err)
 	}
-	n := int(binary.BigEndian.Uint16(hdr[:]))
+	n := int(binary.BigEndian.Uint16(hdr[:2]))
 	if n == 0 || n > s.cfg.MaxMessageSize {
 		s.m.formatErrors.Inc()
 		return nil, started, fmt.Errorf("frame length %d out of range 1..%d", n, s.cfg.MaxMessageSize)
 	}
 	frame := make([]byte, n)
 	if _, err := io.ReadFull(c.br, frame); err != nil {
+		if !c.started && errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, started, errFirstMessage
+		}
 		s.m.formatErrors.Inc()
 		return nil, started, fmt.Errorf("read frame of %d bytes: %w", n, err)
 	}
+	c.started = true
 	return frame, started, nil
 }
 
@@ -227,9 +264,9 @@ func (c *conn) writeLoop(done chan<- struct{}) {
 		if !broken {
 			start := time.Now()
 			c.nc.SetWriteDeadline(start.Add(s.cfg.WriteTimeout))
-			var hdr [2]byte
+			var hdr [4]byte
 			binary.BigEndian.PutUint16(hdr[:], uint16(len(body)))
-			bw.Write(hdr[:])
+			bw.Write(hdr[:s.cfg.Header])
 			bw.Write(body)
 			var err error
 			if len(c.out) == 0 {
@@ -279,9 +316,10 @@ func (c *conn) signOff() {
 		s.log.Error("pack sign-off", "err", err)
 		return
 	}
-	frame := make([]byte, 2+len(body))
+	h := s.cfg.Header
+	frame := make([]byte, h+len(body))
 	binary.BigEndian.PutUint16(frame, uint16(len(body)))
-	copy(frame[2:], body)
+	copy(frame[h:], body)
 	c.nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	if _, err := c.nc.Write(frame); err != nil {
 		s.log.Warn("send sign-off", "remote", c.remote, "err", err)

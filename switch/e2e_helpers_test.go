@@ -267,6 +267,13 @@ func (e *e2e) de54(resp *iso8583.Message) (ccy string, available int64, ok bool)
 	if err != nil || v == "" {
 		return "", 0, false
 	}
+	if e.profile == ProfileISO2003 {
+		// The CMF's entry has the minor unit after the currency.
+		if len(v) != 21 || v[7] != '2' {
+			e.t.Fatalf("DE54: got %q, want 21 characters, minor unit 2", v)
+		}
+		v = v[:7] + v[8:]
+	}
 	if len(v) != 20 {
 		e.t.Fatalf("DE54: got %d characters, want 20", len(v))
 	}
@@ -315,8 +322,7 @@ func (e *e2e) original(req *iso8583.Message) map[int]string {
 	e.t.Helper()
 	mti, stan := get(e.t, req, 0), get(e.t, req, 11)
 	if e.profile == ProfileISO2003 {
-		acq := get(e.t, req, 32)
-		return map[int]string{56: mti + stan + get(e.t, req, 12) + fmt.Sprintf("%02d", len(acq)) + acq}
+		return map[int]string{56: mti + stan + get(e.t, req, 12) + get(e.t, req, 32)}
 	}
 	return map[int]string{90: mti + stan + get(e.t, req, 7) + fmt.Sprintf("%011s", get(e.t, req, 32)) + "00000000000"}
 }

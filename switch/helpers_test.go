@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,12 +191,88 @@ func request(t testing.TB, profile, fn string, stan int, pan string, amount int6
 		}
 		fields[k] = v
 	}
+	if profile == ProfileISO2003 {
+		fields = cmfFields(t, fn, fields)
+	}
 	for k, v := range fields {
 		if err := m.Field(k, v); err != nil {
 			t.Fatalf("set DE%d=%q: %v", k, v, err)
 		}
 	}
 	return m
+}
+
+// posDataCode is a CMF DE22 (jPOS PosDataCode): magnetic stripe read,
+// online PIN capable, attended terminal.
+var posDataCode = string([]byte{0x10, 0, 0, 0, 0x08, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0})
+
+// cmfFields turns fields given with their 1987 meanings into the jPOS
+// CMF's: DE4/DE6 with their currency (DE49/DE51) inside, DE18 MCC to
+// DE26, a POS data code in DE22, DE43 text (name 25, city 13, country)
+// to its sub-fields, DE48 tag 92 (CVC2) to DE49.2, and a DE95
+// replacement amount to a partial reversal (DE24 401, DE4 what remains,
+// DE30 the original) or a completion for another amount (DE24 202).
+func cmfFields(t testing.TB, fn string, f map[int]string) map[int]string {
+	t.Helper()
+	amount := func(v, ccy string) string {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("amount %q: %v", v, err)
+		}
+		if ccy == "" {
+			ccy = "978"
+		}
+		return specs.Amount2003{Currency: ccy, MinorUnit: specs.MinorUnit(ccy), Amount: n}.String()
+	}
+	out := map[int]string{}
+	for k, v := range f {
+		switch k {
+		case 4:
+			out[4] = amount(v, f[49])
+		case 6:
+			out[6] = amount(v, f[51])
+		case 49, 51:
+		case 18:
+			out[26] = v
+		case 22:
+			out[22] = posDataCode
+		case 43:
+			name, city, country := v, "", ""
+			if len(v) == 40 {
+				name, city, country = strings.TrimRight(v[:25], " "), strings.TrimRight(v[25:38], " "), v[38:]
+			}
+			b, err := specs.PackSubfields(specs.CardAcceptorTable, map[int]string{2: name, 4: city, 7: country})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[43] = string(b)
+		case 48:
+			if strings.HasPrefix(v, "92") && len(v) >= 4 {
+				b, err := specs.PackSubfields(specs.VerificationTable, map[int]string{2: v[4:]})
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[49] = string(b)
+				continue
+			}
+			out[48] = v
+		case 95:
+		default:
+			out[k] = v
+		}
+	}
+	if repl, ok := f[95]; ok && out[4] != "" {
+		orig := out[4]
+		out[4] = amount(repl[:12], f[49])
+		if fn == "220" || fn == "221" {
+			out[24] = "202"
+		} else {
+			a, _ := specs.ParseAmount2003(orig)
+			out[30] = string(specs.PackAmountsOriginal(a, a))
+			out[24] = "401"
+		}
+	}
+	return out
 }
 
 func get(t testing.TB, m *iso8583.Message, n int) string {
@@ -216,6 +294,27 @@ func actionCode(t testing.TB, profile string, r cardhost.Reason) string {
 }
 
 var bothProfiles = []string{ProfileISO87, ProfileISO2003}
+
+// plainDial opens a plain socket to addr, closed when the test ends.
+func plainDial(t testing.TB, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// mustPack packs m.
+func mustPack(t testing.TB, m *iso8583.Message) []byte {
+	t.Helper()
+	raw, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
 
 // rawFrame writes body with a length header on a plain socket.
 func rawFrame(body []byte) []byte {

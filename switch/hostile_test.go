@@ -80,6 +80,8 @@ func TestHostileClients(t *testing.T) {
 		c.ZoneKey = e.profile
 		c.ReadTimeout = 2 * time.Second
 		c.MaxInFlight = 16
+		// This test is about idle connections that are let in.
+		c.MaxConnections, c.MaxConnectionsPerSource, c.FirstMessageTimeout = 4096, 4096, time.Minute
 		c.Logger = testLogger(t)
 	})
 	e.addr = addr

@@ -2,9 +2,11 @@ package authswitch
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,10 @@ import (
 // errFormat marks a request that unpacked but whose fields do not make
 // sense (an amount that is not a number, malformed DE48 or DE90).
 var errFormat = errors.New("format error")
+
+// errAcquirer marks a request whose DE32 is not one of its link's
+// acquirers; it is answered as a format error (docs/decisions.md).
+var errAcquirer = fmt.Errorf("acquirer not of this link: %w", errFormat)
 
 // outcome is what handling one frame produced.
 type outcome struct {
@@ -56,12 +62,20 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 			return outcome{close: true}
 		}
 		s.log.Warn("message not parsable", "remote", remote, "mti", mti, "stan", stan, "field", field)
-		// Nothing of the broken message is echoed: only MTI and STAN.
-		return s.errorAnswer(nil, mti, stan, cardhost.FormatError)
+		return s.formatError(req, mti, stan)
 	}
 
 	mti, _ = req.GetMTI()
 	stan, _ = req.GetString(11)
+	if err := specs.Check(req, len(raw)); err != nil {
+		s.m.formatErrors.Inc()
+		if stan == "" || !isRequestMTI(mti) {
+			s.log.Warn("message without answerable MTI or STAN, dropped", "remote", remote, "mti", mtiLabel(mti))
+			return outcome{}
+		}
+		s.log.Warn("message not valid", "remote", remote, "mti", mti, "stan", stan, "err", err)
+		return s.formatError(req, mti, stan)
+	}
 	s.m.requests.WithLabelValues(s.p.name, mtiLabel(mti)).Inc()
 	if !isRequestMTI(mti) || mti[0] != s.p.version || stan == "" {
 		s.m.formatErrors.Inc()
@@ -87,7 +101,7 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	if err != nil {
 		s.m.formatErrors.Inc()
 		s.log.Warn("message fields not usable", "remote", remote, "mti", mti, "stan", stan, "err", err)
-		return s.errorAnswer(req, mti, stan, cardhost.FormatError)
+		return s.formatError(req, mti, stan)
 	}
 
 	start := time.Now()
@@ -95,6 +109,11 @@ func (s *Server) handle(ctx context.Context, raw []byte, received time.Time, rem
 	dec, err := s.auth.Authorize(dctx, ar)
 	cancel()
 	s.m.decide.Observe(time.Since(start).Seconds())
+	if errors.Is(err, cardhost.ErrUnstorable) {
+		s.m.formatErrors.Inc()
+		s.log.Warn("request refused by the database", "remote", remote, "mti", mti, "stan", stan, "pan", cardhost.MaskPAN(ar.PAN))
+		return s.formatError(req, mti, stan)
+	}
 	if err != nil {
 		s.log.Warn("authorizer unavailable", "remote", remote, "mti", mti, "stan", stan, "pan", cardhost.MaskPAN(ar.PAN), "err", err)
 		dec = cardhost.Decision{Reason: cardhost.IssuerUnavailable}
@@ -145,11 +164,30 @@ func mtiLabel(mti string) string {
 	return "invalid"
 }
 
+// acquirerOfLink reports whether DE32 (or an original's acquirer) id
+// belongs to this link: one of its acquirer IDs when it lists any, else
+// none of the other links'.
+func (s *Server) acquirerOfLink(id string) bool {
+	if len(s.cfg.AcquirerIDs) > 0 {
+		return slices.Contains(s.cfg.AcquirerIDs, id)
+	}
+	return !slices.Contains(s.cfg.OtherAcquirerIDs, id)
+}
+
+// numericFields must hold digits when present (those of them that are
+// BCD on the wire are digits already).
+var numericFields = [...]int{2, 3, 7, 11, 12, 13, 14, 32}
+
 // authRequest fills the issuer's view of a request from its fields.
 func (s *Server) authRequest(m *iso8583.Message, class cardhost.MessageClass, mti string, received time.Time) (*cardhost.AuthRequest, error) {
 	get := func(n int) string {
 		v, _ := m.GetString(n)
 		return v
+	}
+	for _, n := range numericFields {
+		if v := get(n); v != "" && !digits(v) {
+			return nil, fmt.Errorf("DE%d: %w", n, errFormat)
+		}
 	}
 	ar := &cardhost.AuthRequest{
 		Class:            class,
@@ -158,8 +196,6 @@ func (s *Server) authRequest(m *iso8583.Message, class cardhost.MessageClass, mt
 		PAN:              get(2),
 		Expiry:           get(14),
 		ZoneKey:          s.cfg.ZoneKey,
-		Currency:         get(49),
-		BillingCurrency:  get(51),
 		STAN:             get(11),
 		TransmissionTime: get(7),
 		LocalTime:        get(12),
@@ -167,23 +203,22 @@ func (s *Server) authRequest(m *iso8583.Message, class cardhost.MessageClass, mt
 		AcquirerID:       get(32),
 		TerminalID:       strings.TrimRight(get(41), " "),
 		MerchantID:       strings.TrimRight(get(42), " "),
-		MerchantName:     strings.TrimRight(get(43), " "),
-		MCC:              get(18),
-		POSEntryMode:     get(22),
 		Received:         received,
 	}
-	if ar.MCC == "" && s.p.name == ProfileISO2003 {
-		ar.MCC = get(26) // the CMF's place for the MCC
+	if !s.acquirerOfLink(ar.AcquirerID) {
+		return nil, fmt.Errorf("DE32 not an acquirer of this link: %w", errAcquirer)
 	}
 	if pc := get(3); len(pc) >= 2 {
 		ar.ProcessingCode = pc[:2]
 	}
 	var err error
-	if ar.Amount, err = amount(get(4)); err != nil {
-		return nil, fmt.Errorf("DE4: %w", err)
+	if s.p.cmf {
+		err = s.cmfFields(m, ar, get)
+	} else {
+		err = s.iso87Fields(m, ar, get)
 	}
-	if ar.BillingAmount, err = amount(get(6)); err != nil {
-		return nil, fmt.Errorf("DE6: %w", err)
+	if err != nil {
+		return nil, err
 	}
 	if t2 := get(35); t2 != "" {
 		pan, exp, ok := parseTrack2(t2)
@@ -197,13 +232,6 @@ func (s *Server) authRequest(m *iso8583.Message, class cardhost.MessageClass, mt
 			ar.Expiry, ar.Track2 = exp, true
 		}
 	}
-	if de48 := get(48); de48 != "" {
-		tags, ok := parseSubelements(de48)
-		if !ok {
-			return nil, fmt.Errorf("DE48: %w", errFormat)
-		}
-		ar.CVC2 = tags["92"]
-	}
 	if pb, _ := m.GetBytes(52); len(pb) > 0 {
 		ar.PINBlock = append([]byte(nil), pb...)
 	}
@@ -216,20 +244,138 @@ func (s *Server) authRequest(m *iso8583.Message, class cardhost.MessageClass, mt
 		if !ok {
 			return nil, fmt.Errorf("DE%d: %w", n, errFormat)
 		}
+		if !s.acquirerOfLink(od.AcquirerID) {
+			// An original of another link is never matched from this one.
+			return nil, fmt.Errorf("DE%d acquirer not of this link: %w", n, errAcquirer)
+		}
 		ar.Original = od
 		break
 	}
+	return ar, nil
+}
+
+// iso87Fields reads what only the 1987 profile carries: DE4/DE6 amounts
+// with DE49/DE51 currencies, DE18 MCC, DE22 POS entry mode, DE43 text,
+// CVC2 in DE48 tag 92, DE95 replacement amounts.
+func (s *Server) iso87Fields(m *iso8583.Message, ar *cardhost.AuthRequest, get func(int) string) error {
+	ar.Currency, ar.BillingCurrency = get(49), get(51)
+	ar.MCC, ar.POSEntryMode = get(18), get(22)
+	ar.MerchantName = strings.TrimRight(get(43), " ")
+	var err error
+	if ar.Amount, err = amount(get(4)); err != nil {
+		return fmt.Errorf("DE4: %w", err)
+	}
+	if ar.BillingAmount, err = amount(get(6)); err != nil {
+		return fmt.Errorf("DE6: %w", err)
+	}
+	if de48 := get(48); de48 != "" {
+		tags, ok := parseSubelements(de48)
+		if !ok {
+			return fmt.Errorf("DE48: %w", errFormat)
+		}
+		ar.CVC2 = tags["92"]
+		// The controls CMF carries in DE24, as DE48 tags (docs/iso8583.md),
+		// passed on in the CMF's terms.
+		switch {
+		case tags["93"] == "1":
+			ar.FunctionCode = "181" // partial approval supported
+		case tags["93"] == "2":
+			ar.FunctionCode = "185" // partial approval supported, not for cashback
+		case tags["94"] == "1":
+			ar.FunctionCode = "187" // incremental authorisation
+		case tags["95"] == "1" && ar.Class == cardhost.ClassCompletion:
+			ar.FunctionCode = "280" // a completion that is not the last
+		}
+	}
 	if de95 := get(95); de95 != "" {
 		if len(de95) < 12 {
-			return nil, fmt.Errorf("DE95: %w", errFormat)
+			return fmt.Errorf("DE95: %w", errFormat)
 		}
 		v, err := amount(de95[:12])
 		if err != nil {
-			return nil, fmt.Errorf("DE95: %w", err)
+			return fmt.Errorf("DE95: %w", err)
 		}
 		ar.ReplacementAmount = &v
 	}
-	return ar, nil
+	return nil
+}
+
+// cmfFields reads the jPOS CMF's own data elements: DE4/DE6 amounts with
+// their currency and minor unit, DE22 POS data code, DE24 function code,
+// DE26 MCC, DE30 original amounts, DE43 card acceptor sub-fields and the
+// CVC2 in DE49.2.
+func (s *Server) cmfFields(m *iso8583.Message, ar *cardhost.AuthRequest, get func(int) string) error {
+	var err error
+	if ar.Amount, ar.Currency, err = cmfAmount(get(4)); err != nil {
+		return fmt.Errorf("DE4: %w", err)
+	}
+	if ar.BillingAmount, ar.BillingCurrency, err = cmfAmount(get(6)); err != nil {
+		return fmt.Errorf("DE6: %w", err)
+	}
+	ar.MCC = get(26)
+	if pos, _ := m.GetBytes(22); len(pos) > 0 {
+		ar.POSEntryMode = hex.EncodeToString(pos)
+	}
+	fc := get(24)
+	if fc != "" && !slices.Contains(cmfFunctionCodes[ar.Class], fc) {
+		return fmt.Errorf("DE24 %s not a function code of MTI %s: %w", fc, ar.MTI, errFormat)
+	}
+	ar.FunctionCode = fc
+	if b, _ := m.GetBytes(43); len(b) > 0 {
+		sub, err := specs.ParseSubfields(b, specs.CardAcceptorTable)
+		if err != nil {
+			return fmt.Errorf("DE43: %w", errFormat)
+		}
+		ar.MerchantName = cardAcceptorName(sub)
+	}
+	if b, _ := m.GetBytes(49); len(b) > 0 {
+		sub, err := specs.ParseSubfields(b, specs.VerificationTable)
+		if err != nil {
+			return fmt.Errorf("DE49: %w", errFormat)
+		}
+		// DE49.2 is n4: a three-digit CVC2 comes left-padded with a zero.
+		cvc := sub[2]
+		if len(cvc) == 4 && cvc[0] == '0' {
+			cvc = cvc[1:]
+		}
+		ar.CVC2 = cvc
+	}
+	if fc == "401" {
+		// A partial reversal: DE4 is what remains, DE30 the original
+		// amounts (the CMF's condition 08: mandatory).
+		b, _ := m.GetBytes(30)
+		orig, _, err := specs.AmountsOriginal(b)
+		if err != nil || orig.Currency != ar.Currency || orig.MinorUnit != specs.MinorUnit(orig.Currency) {
+			return fmt.Errorf("DE30: %w", errFormat)
+		}
+		remaining := ar.Amount
+		ar.Amount, ar.ReplacementAmount = orig.Amount, &remaining
+	}
+	return nil
+}
+
+// cmfAmount reads an IFB_AMOUNT2003 value; its minor unit must be the
+// currency's (ISO 4217), as the amount is passed on in minor units.
+func cmfAmount(v string) (int64, string, error) {
+	if v == "" {
+		return 0, "", nil
+	}
+	a, err := specs.ParseAmount2003(v)
+	if err != nil || a.MinorUnit != specs.MinorUnit(a.Currency) {
+		return 0, "", errFormat
+	}
+	return a.Amount, a.Currency, nil
+}
+
+// cardAcceptorName joins DE43's name, city, region and country.
+func cardAcceptorName(sub []string) string {
+	name := strings.TrimRight(sub[2], " ")
+	for _, i := range []int{4, 5, 7} {
+		if v := strings.TrimRight(sub[i], " "); v != "" {
+			name += ", " + v
+		}
+	}
+	return strings.TrimPrefix(name, ", ")
 }
 
 func amount(s string) (int64, error) {
@@ -272,24 +418,20 @@ func parseSubelements(s string) (map[string]string, bool) {
 
 // parseOriginal reads the original data elements. iso87 (DE90, n42): MTI
 // n4, STAN n6, transmission date-time n10, acquirer n11 (right-aligned,
-// zero-filled), forwarding institution n11. iso2003 (the CMF's DE56, also
-// accepted at DE90): MTI n4, STAN n12, local date-time n14, acquirer LL
-// n..11; the local date-time goes to LocalTime.
+// zero-filled), forwarding institution n11. iso2003 (the CMF's DE56,
+// n..41): MTI n4, STAN n12, local date-time n14 and the acquiring
+// institution id in the rest (n..11, no length of its own); the local
+// date-time goes to LocalTime.
 func (s *Server) parseOriginal(v, acquirer string) (*cardhost.OriginalData, bool) {
 	if !digits(v) {
 		return nil, false
 	}
 	var od cardhost.OriginalData
-	if s.p.cmfOriginal {
-		if len(v) < 32 {
+	if s.p.cmf {
+		if len(v) < 31 || len(v) > 41 {
 			return nil, false
 		}
-		od.MTI, od.STAN, od.LocalTime = v[:4], v[4:16], v[16:30]
-		n, _ := strconv.Atoi(v[30:32])
-		if len(v) != 32+n {
-			return nil, false
-		}
-		od.AcquirerID = v[32:]
+		od.MTI, od.STAN, od.LocalTime, od.AcquirerID = v[:4], v[4:16], v[16:30], v[30:]
 		return &od, true
 	}
 	if len(v) != 42 {
@@ -328,7 +470,12 @@ func (s *Server) answer(req *iso8583.Message, mti string, ar *cardhost.AuthReque
 		if ccy == "" {
 			ccy = ar.Currency
 		}
-		if err := resp.Field(54, additionalAmount(ccy, dec.Available)); err != nil {
+		de54 := additionalAmount(ccy, dec.Available)
+		if s.p.cmf {
+			// The CMF's entry has the currency's minor unit after it (21).
+			de54 = de54[:7] + string(rune('0'+specs.MinorUnit(ccy)%10)) + de54[7:]
+		}
+		if err := resp.Field(54, de54); err != nil {
 			return s.errorAnswer(nil, mti, ar.STAN, cardhost.SystemError)
 		}
 	}
@@ -378,6 +525,58 @@ func (s *Server) baseAnswer(req *iso8583.Message, mti string, reason cardhost.Re
 		return nil, "", fmt.Errorf("set DE39: %w", err)
 	}
 	return resp, code, nil
+}
+
+// formatError answers a request that could not be read or used with
+// 9100/30, echoing of the request's fields only those a client matches
+// answers by (DE2, DE7, DE11, DE32, DE37, DE41, DE42, and DE24 in
+// iso2003) that were read and are valid: of a message whose unpacking
+// failed, moov-io keeps the fields before the broken one.
+func (s *Server) formatError(req *iso8583.Message, mti, stan string) outcome {
+	resp, code, err := s.baseAnswer(nil, mti, cardhost.FormatError)
+	if err != nil || resp.Field(11, stan) != nil {
+		return outcome{close: true}
+	}
+	if req != nil {
+		s.copyReadable(req, resp)
+	}
+	return s.pack(resp, code)
+}
+
+// copyReadable copies the error-echo fields of req that are whole and
+// valid into resp. req may be half unpacked: any panic of moov-io on it
+// only ends the copying.
+func (s *Server) copyReadable(req, resp *iso8583.Message) {
+	defer func() { recover() }()
+	for _, n := range s.p.errorEchoFields {
+		if n == 11 {
+			continue
+		}
+		v, err := req.GetString(n)
+		if err != nil || v == "" || !printableASCII(v) {
+			continue
+		}
+		if n != 41 && n != 42 && n != 37 && !digits(v) {
+			continue
+		}
+		if resp.Field(n, v) != nil {
+			resp.UnsetField(n)
+			continue
+		}
+		// A value the spec cannot pack again (a short fixed field) is left out.
+		if _, err := resp.GetField(n).Pack(); err != nil {
+			resp.UnsetField(n)
+		}
+	}
+}
+
+func printableASCII(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // errorAnswer answers with reason, echoing req's fields when req is

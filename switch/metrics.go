@@ -18,6 +18,7 @@ type metrics struct {
 	read, decide, write   prometheus.Observer // antaca_iso_stage_seconds
 	connections, inflight prometheus.Gauge
 	panics, formatErrors  prometheus.Counter
+	refused               *prometheus.CounterVec // profile, reason
 }
 
 func newMetrics(reg prometheus.Registerer, profile string) (*metrics, error) {
@@ -34,6 +35,7 @@ func newMetrics(reg prometheus.Registerer, profile string) (*metrics, error) {
 	m.inflight = v.inflight.WithLabelValues(profile)
 	m.panics = v.panics.WithLabelValues(profile)
 	m.formatErrors = v.formatErrors.WithLabelValues(profile)
+	m.refused = v.refused
 	return m, nil
 }
 
@@ -46,6 +48,7 @@ type vecs struct {
 	inflight     *prometheus.GaugeVec     // profile
 	panics       *prometheus.CounterVec   // profile
 	formatErrors *prometheus.CounterVec   // profile
+	refused      *prometheus.CounterVec   // profile, reason
 }
 
 func newVecs(reg prometheus.Registerer) (*vecs, error) {
@@ -68,6 +71,12 @@ func newVecs(reg prometheus.Registerer) (*vecs, error) {
 		Help:    "Latency of each stage of one ISO 8583 message: read (first byte to whole frame), decide (the Authorizer), write.",
 		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
 	}, []string{"profile", "stage"})); err != nil {
+		return nil, err
+	}
+	if m.refused, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "antaca_iso_connections_refused_total",
+		Help: "ISO 8583 connections closed at once, by profile and reason: total or per_source (a connection limit), source (address not allowed), first_message (no message within the first-message deadline).",
+	}, []string{"profile", "reason"})); err != nil {
 		return nil, err
 	}
 	if m.connections, err = register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{

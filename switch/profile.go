@@ -28,28 +28,34 @@ type profile struct {
 	signOff  string
 	echo     string
 
-	// originalFields are read in order for the original data elements: the
-	// CMF's DE56 (LL n..41) then DE90 in the same layout for iso2003,
-	// DE90 (n42) for iso87.
+	// originalFields are read in order for the original data elements:
+	// the CMF's DE56 for iso2003, DE90 (n42) for iso87.
 	originalFields []int
-	cmfOriginal    bool
+	// cmf: the jPOS CMF's meanings (amounts with their currency inside,
+	// DE22 POS data code, DE26 MCC, DE43/DE49 sub-fields, DE56 original
+	// data, DE24 function codes, DE30 original amounts).
+	cmf bool
 
 	// echoFields are copied from the request into the answer when present.
 	echoFields []int
+	// errorEchoFields are copied into a format-error answer when they
+	// could be read: what a QMUX-style client matches answers by.
+	errorEchoFields []int
 }
 
 var profiles = map[string]*profile{
 	ProfileISO87: {
-		name:           ProfileISO87,
-		version:        '0',
-		stanLen:        6,
-		netMTI:         "0800",
-		netField:       70,
-		signOn:         "001",
-		signOff:        "002",
-		echo:           "301",
-		originalFields: []int{90},
-		echoFields:     []int{2, 3, 4, 6, 7, 11, 12, 13, 32, 37, 41, 42, 49, 51, 90, 95},
+		name:            ProfileISO87,
+		version:         '0',
+		stanLen:         6,
+		netMTI:          "0800",
+		netField:        70,
+		signOn:          "001",
+		signOff:         "002",
+		echo:            "301",
+		originalFields:  []int{90},
+		echoFields:      []int{2, 3, 4, 6, 7, 11, 12, 13, 32, 37, 41, 42, 49, 51, 90, 95},
+		errorEchoFields: []int{2, 7, 11, 32, 37, 41, 42},
 	},
 	ProfileISO2003: {
 		name:           ProfileISO2003,
@@ -60,9 +66,11 @@ var profiles = map[string]*profile{
 		signOn:         "801",
 		signOff:        "802",
 		echo:           "831",
-		originalFields: []int{56, 90},
-		cmfOriginal:    true,
-		echoFields:     []int{2, 3, 4, 6, 7, 11, 12, 24, 32, 37, 41, 42, 49, 51, 56, 90, 95},
+		originalFields: []int{56},
+		cmf:            true,
+		// DE49 is the CMF's verification data (CVC2): never echoed.
+		echoFields:      []int{2, 3, 4, 6, 7, 11, 12, 24, 30, 32, 37, 41, 42, 56},
+		errorEchoFields: []int{2, 7, 11, 24, 32, 37, 41, 42},
 	},
 }
 
@@ -127,3 +135,17 @@ func responseMTI(mti string) string {
 
 // echoes reports whether DE n is copied from a request into its answer.
 func (p *profile) echoes(n int) bool { return slices.Contains(p.echoFields, n) }
+
+// cmfFunctionCodes are the DE24 function codes of the CMF's table each
+// message class accepts (an absent DE24 is accepted as the class's
+// first). 181/185 ask for partial approval, 187 is an incremental
+// authorisation; 201 completes for the authorised amount, 202 for another,
+// 280 (of the CMF's private range) is a completion that is not the last.
+var cmfFunctionCodes = map[cardhost.MessageClass][]string{
+	cardhost.ClassAuthorization:  {"100", "101", "108", "181", "185", "187"},
+	cardhost.ClassAdvice:         {"100", "101", "108", "181", "185", "187"},
+	cardhost.ClassFinancial:      {"200", "181", "185"},
+	cardhost.ClassCompletion:     {"201", "202", "200", "280"},
+	cardhost.ClassReversal:       {"400", "401"},
+	cardhost.ClassReversalAdvice: {"400", "401"},
+}

@@ -1,6 +1,7 @@
-// Package authswitch is the ISO 8583 side of the issuer: TCP listeners with
-// 2-byte length framing, the connection lifecycle (back-pressure, idle
-// timeouts, graceful shutdown), the iso87 and iso2003 profiles, mapping wire
+// Package authswitch is the ISO 8583 side of the issuer: one TCP listener
+// per link (links.go) with 2- or 4-byte length framing, the connection
+// lifecycle (limits, back-pressure, idle timeouts, graceful shutdown), the
+// iso87 (four encodings) and iso2003 (jPOS CMF) profiles, mapping wire
 // fields to cardhost.AuthRequest and decisions back to answers, network
 // management and the metrics of the wire. The decision itself comes from an
 // Authorizer.
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,7 +42,34 @@ type Config struct {
 	Addr string
 	// Profile is "iso2003" (default) or "iso87".
 	Profile string
-	// Spec is the message spec; default specs.ISOSpec(Profile).
+	// Link names the peer this listener serves, for logs; default the
+	// profile's name.
+	Link string
+	// Variant is the encoding variant of the profile (specs.Variants):
+	// default specs.DefaultVariant(Profile).
+	Variant string
+	// Header is the length header: 2 (default: 2-byte big-endian binary
+	// length) or 4 (the same followed by two zero bytes).
+	Header int
+	// AcquirerIDs, when not empty, are the DE32 values this link may send;
+	// a request with another is answered format error.
+	AcquirerIDs []string
+	// OtherAcquirerIDs are DE32 values of other links, refused here the
+	// same way (used when AcquirerIDs is empty).
+	OtherAcquirerIDs []string
+	// AllowedSources, when not empty, are the IP addresses or CIDR
+	// prefixes a connection may come from; others are closed at once.
+	AllowedSources []netip.Prefix
+	// MaxConnections bounds the open connections of this listener;
+	// past it new ones are closed at once. Default 1024.
+	MaxConnections int
+	// MaxConnectionsPerSource bounds the open connections from one IP
+	// address. Default 128.
+	MaxConnectionsPerSource int
+	// FirstMessageTimeout closes a new connection that sent no complete
+	// message (sign-on or any request) within it. Default 10 seconds.
+	FirstMessageTimeout time.Duration
+	// Spec is the message spec; default specs.ISOSpecVariant(Profile, Variant).
 	Spec *iso8583.MessageSpec
 	// ZoneKey names the zone PIN key of this listener's connections; it is
 	// passed on in every AuthRequest so the issuer can translate DE52.
@@ -89,12 +118,34 @@ func (c *Config) setDefaults() error {
 			c.Addr = ":8587"
 		}
 	}
+	if c.Link == "" {
+		c.Link = c.Profile
+	}
+	if c.Variant == "" {
+		c.Variant = specs.DefaultVariant(c.Profile)
+	}
+	switch c.Header {
+	case 0:
+		c.Header = 2
+	case 2, 4:
+	default:
+		return fmt.Errorf("length header of %d bytes (want 2 or 4)", c.Header)
+	}
 	if c.Spec == nil {
-		spec, err := specs.ISOSpec(c.Profile)
+		spec, err := specs.ISOSpecVariant(c.Profile, c.Variant)
 		if err != nil {
 			return err
 		}
 		c.Spec = spec
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 1024
+	}
+	if c.MaxConnectionsPerSource <= 0 {
+		c.MaxConnectionsPerSource = 128
+	}
+	if c.FirstMessageTimeout <= 0 {
+		c.FirstMessageTimeout = 10 * time.Second
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 64
@@ -146,6 +197,7 @@ type Server struct {
 	mu      sync.Mutex
 	ln      net.Listener
 	conns   map[*conn]struct{}
+	sources map[netip.Addr]int // open connections per source address
 	closing bool
 	quit    chan struct{} // closed by Shutdown
 	connsWG sync.WaitGroup
@@ -180,9 +232,10 @@ func New(cfg Config, a Authorizer) (*Server, error) {
 		p:       p,
 		spec:    cfg.Spec,
 		auth:    a,
-		log:     cfg.Logger.With("profile", p.name),
+		log:     cfg.Logger.With("profile", p.name, "link", cfg.Link),
 		m:       m,
 		conns:   make(map[*conn]struct{}),
+		sources: make(map[netip.Addr]int),
 		quit:    make(chan struct{}),
 		workers: newWorkers(),
 	}, nil
@@ -248,6 +301,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		src := sourceAddr(nc)
+		if !s.allowed(src) {
+			s.refuse(nc, "source")
+			continue
+		}
 		c := s.newConn(nc)
 		s.mu.Lock()
 		if s.closing {
@@ -255,6 +313,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
+		if len(s.conns) >= s.cfg.MaxConnections {
+			s.mu.Unlock()
+			s.refuse(nc, "total")
+			continue
+		}
+		if s.sources[src] >= s.cfg.MaxConnectionsPerSource {
+			s.mu.Unlock()
+			s.refuse(nc, "per_source")
+			continue
+		}
+		s.sources[src]++
 		s.conns[c] = struct{}{}
 		s.connsWG.Add(1)
 		s.mu.Unlock()
@@ -263,9 +332,49 @@ func (s *Server) Serve(ln net.Listener) error {
 			c.serve()
 			s.mu.Lock()
 			delete(s.conns, c)
+			if s.sources[src]--; s.sources[src] <= 0 {
+				delete(s.sources, src)
+			}
 			s.mu.Unlock()
 		}()
 	}
+}
+
+// sourceAddr is the IP address a connection comes from.
+func sourceAddr(nc net.Conn) netip.Addr {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.AddrPort().Addr().Unmap()
+	}
+	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// allowed reports whether src may connect: any address when the link
+// names none.
+func (s *Server) allowed(src netip.Addr) bool {
+	if len(s.cfg.AllowedSources) == 0 {
+		return true
+	}
+	for _, p := range s.cfg.AllowedSources {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse closes a connection at once (a connection limit or a source not
+// allowed), counting it; the log is rate-free on purpose: a flood is
+// seen in the metric, not in a line per connection.
+func (s *Server) refuse(nc net.Conn, reason string) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetLinger(0) // a reset: no TIME_WAIT kept for a refused peer
+	}
+	nc.Close()
+	s.m.refused.WithLabelValues(s.p.name, reason).Inc()
 }
 
 // Shutdown stops accepting, stops reading new requests, answers every

@@ -142,9 +142,10 @@ func killTestData(t *testing.T, pool *pgxpool.Pool, keys *cardhost.Keys, n int) 
 func authRequest(t *testing.T, spec *iso8583.MessageSpec, stan int, pan, expiry string) *iso8583.Message {
 	m := iso8583.NewMessage(spec)
 	m.MTI("2100")
-	for k, v := range map[int]string{2: pan, 3: "000000", 4: "000000000100", 7: "0601120000", 11: fmt.Sprintf("%012d", stan),
-		12: "20260601140000", 14: expiry, 18: "5411", 22: "012", 32: "123456", 37: fmt.Sprintf("RRN%09d", stan),
-		41: "TERM000000000001", 42: "MERCHANT0000001", 49: "978"} {
+	// jPOS CMF: DE4 carries the currency (978) and its minor unit (2).
+	for k, v := range map[int]string{2: pan, 3: "000000", 4: "9782000000000100", 7: "0601120000", 11: fmt.Sprintf("%012d", stan),
+		12: "20260601140000", 14: expiry, 24: "100", 26: "5411", 32: "123456", 37: fmt.Sprintf("RRN%09d", stan),
+		41: "TERM000000000001", 42: "MERCHANT0000001"} {
 		if err := m.Field(k, v); err != nil {
 			t.Fatalf("DE%d: %v", k, err)
 		}

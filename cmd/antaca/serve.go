@@ -36,6 +36,8 @@ type serveFlags struct {
 	keys           string
 	iso2003        string
 	iso87          string
+	links          string
+	isoShorthand   bool // -iso2003 or -iso87 given: links from them, no file
 	switchMetrics  string
 	apiAddr        string
 	plainHTTP      string
@@ -57,6 +59,8 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.keys, "keys", os.Getenv("ANTACA_KEYS"), "key file (env ANTACA_KEYS); empty: <data>/keys.json, created when missing")
 	fs.StringVar(&f.iso2003, "iso2003", envOr("ANTACA_ISO2003_ADDR", ":8583"), "iso2003 listener (env ANTACA_ISO2003_ADDR); empty disables")
 	fs.StringVar(&f.iso87, "iso87", envOr("ANTACA_ISO87_ADDR", ":8587"), "iso87 listener (env ANTACA_ISO87_ADDR); empty disables")
+	fs.StringVar(&f.links, "links", os.Getenv("ANTACA_LINKS"),
+		"links file (env ANTACA_LINKS, docs/iso8583.md); empty: <data>/links.json, written from -iso2003 and -iso87 when missing; given -iso2003 or -iso87, links from those two alone")
 	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", ":9102"), "switch Prometheus metrics listener (env ANTACA_SWITCH_METRICS_ADDR)")
 	fs.StringVar(&f.apiAddr, "api", envOr("ANTACA_API_ADDR", ":8443"), "REST API TLS listener (env ANTACA_API_ADDR)")
 	fs.StringVar(&f.plainHTTP, "plain-http", os.Getenv("ANTACA_PLAIN_HTTP"), "plain HTTP listener for local tools, e.g. :8080 (no /secure channel) (env ANTACA_PLAIN_HTTP)")
@@ -86,7 +90,7 @@ func (f *serveFlags) logConfig(log *slog.Logger, cmd string) {
 	if keys == "" {
 		keys = filepath.Join(f.dataDir, "keys.json")
 	}
-	log.Info("configuration", "command", cmd, "database", db, "keys", keys, "iso2003", f.iso2003, "iso87", f.iso87,
+	log.Info("configuration", "command", cmd, "database", db, "keys", keys, "iso2003", f.iso2003, "iso87", f.iso87, "links", f.links,
 		"switch_metrics", f.switchMetrics, "api", f.apiAddr, "plain_http", f.plainHTTP, "api_metrics", f.apiMetrics,
 		"api_hosts", f.apiHosts, "tls_cert", f.tlsCert, "tls_key", f.tlsKey != "",
 		"smtp", f.smtp, "hold_ttl", f.holdTTL.String(), "session_ttl", f.sessionTTL.String(), "demo", f.demo)
@@ -136,6 +140,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	fs.Visit(func(fl *flag.Flag) { f.isoShorthand = f.isoShorthand || fl.Name == "iso2003" || fl.Name == "iso87" })
 	gctune.Apply()
 	log := f.logger()
 	f.logConfig(log, cmd)
@@ -175,21 +180,26 @@ func serve(ctx context.Context, cmd string, args []string) error {
 
 	if cmd == "all" || cmd == "switch" {
 		reg := switchReg
-		for _, l := range []struct{ profile, addr string }{{authswitch.ProfileISO2003, f.iso2003}, {authswitch.ProfileISO87, f.iso87}} {
-			if l.addr == "" {
-				continue
+		cfgs, err := f.switchLinks(log)
+		if err != nil {
+			return err
+		}
+		for _, cfg := range cfgs {
+			if _, ok := keys.ZonePINKeys[cfg.ZoneKey]; !ok {
+				return fmt.Errorf("link %s: zone PIN key %q not in the keys file", cfg.Link, cfg.ZoneKey)
 			}
-			srv, err := authswitch.New(authswitch.Config{Addr: l.addr, Profile: l.profile, ZoneKey: l.profile, Logger: log, Registerer: reg, SignOff: true}, host)
+			cfg.Logger, cfg.Registerer, cfg.SignOff = log, reg, true
+			srv, err := authswitch.New(cfg, host)
 			if err != nil {
 				return err
 			}
-			ln, err := net.Listen("tcp", l.addr)
+			ln, err := net.Listen("tcp", cfg.Addr)
 			if err != nil {
-				return fmt.Errorf("switch %s: %w", l.profile, err)
+				return fmt.Errorf("switch %s: %w", cfg.Link, err)
 			}
-			log.Info("switch listening", "profile", l.profile, "addr", ln.Addr().String())
-			inUse.set(l.profile, ln.Addr().String())
-			run("switch "+l.profile, func() error { return srv.Serve(ln) })
+			log.Info("switch listening", "link", cfg.Link, "profile", cfg.Profile, "variant", cfg.Variant, "addr", ln.Addr().String())
+			inUse.set(cfg.Profile, ln.Addr().String())
+			run("switch "+cfg.Link, func() error { return srv.Serve(ln) })
 			shutdowns = append(shutdowns, srv.Shutdown)
 		}
 		shutdowns = append(shutdowns, serveMetrics(run, f.switchMetrics, reg, log))
@@ -255,6 +265,45 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	wg.Wait()
 	host.Close()
 	return runErr
+}
+
+// switchLinks is the switch's links: -iso2003/-iso87 alone when given
+// (a shorthand), else the links file, <data>/links.json by default,
+// written with today's two listeners when missing.
+func (f *serveFlags) switchLinks(log *slog.Logger) ([]authswitch.Config, error) {
+	fromFlags := func() []authswitch.Link {
+		var links []authswitch.Link
+		for _, l := range authswitch.DefaultLinks() {
+			addr := map[string]string{authswitch.ProfileISO2003: f.iso2003, authswitch.ProfileISO87: f.iso87}[l.Profile]
+			if addr != "" {
+				l.Listen = addr
+				links = append(links, l)
+			}
+		}
+		return links
+	}
+	if f.isoShorthand && f.links == "" {
+		return authswitch.Configs(fromFlags())
+	}
+	path := f.links
+	if path == "" {
+		path = filepath.Join(f.dataDir, "links.json")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+				return nil, err
+			}
+			if err := authswitch.WriteLinks(path, fromFlags()); err != nil {
+				return nil, fmt.Errorf("write links file: %w", err)
+			}
+			log.Info("links file written", "file", path)
+		}
+	}
+	links, err := authswitch.ReadLinks(path)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("links", "file", path, "count", len(links))
+	return authswitch.Configs(links)
 }
 
 func newRegistry() *prometheus.Registry {
