@@ -83,7 +83,7 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL); empty: start a local cluster under -data")
 	fs.StringVar(&c.dataDir, "data", envOr("ANTACA_DATA", ".data"), "directory of the local cluster, development keys and demo output (env ANTACA_DATA)")
-	fs.IntVar(&c.pgPort, "pg-port", 55432, "TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty")
+	fs.IntVar(&c.pgPort, "pg-port", 15432, "TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty (below 32768, outside the ephemeral range); a command started while the cluster runs uses the port it runs on")
 	fs.StringVar(&c.logLevel, "log-level", envOr("ANTACA_LOG_LEVEL", "info"), "debug, info, warn or error (env ANTACA_LOG_LEVEL)")
 }
 

@@ -53,10 +53,10 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.keys, "keys", os.Getenv("ANTACA_KEYS"), "key file (env ANTACA_KEYS); empty: <data>/keys.json, created when missing")
 	fs.StringVar(&f.iso2003, "iso2003", envOr("ANTACA_ISO2003_ADDR", ":8583"), "iso2003 listener (env ANTACA_ISO2003_ADDR); empty disables")
 	fs.StringVar(&f.iso87, "iso87", envOr("ANTACA_ISO87_ADDR", ":8587"), "iso87 listener (env ANTACA_ISO87_ADDR); empty disables")
-	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", ":9102"), "switch Prometheus metrics listener")
+	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", "127.0.0.1:9102"), "switch Prometheus metrics listener (env ANTACA_SWITCH_METRICS_ADDR; unauthenticated: loopback by default, e.g. :9102 for every interface); empty disables")
 	fs.StringVar(&f.apiAddr, "api", envOr("ANTACA_API_ADDR", ":8443"), "REST API TLS listener (env ANTACA_API_ADDR)")
 	fs.StringVar(&f.plainHTTP, "plain-http", os.Getenv("ANTACA_PLAIN_HTTP"), "plain HTTP listener for local tools, e.g. :8080 (no /secure channel)")
-	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", ":9103"), "API Prometheus metrics listener")
+	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", "127.0.0.1:9103"), "API Prometheus metrics listener (env ANTACA_API_METRICS_ADDR; unauthenticated: loopback by default); empty disables")
 	fs.StringVar(&f.apiHosts, "api-hosts", envOr("ANTACA_API_HOSTS", "localhost,127.0.0.1,::1"),
 		"names and addresses the API's certificate from the internal CA covers, comma-separated (env ANTACA_API_HOSTS)")
 	fs.StringVar(&f.tlsCert, "tls-cert", os.Getenv("ANTACA_TLS_CERT"), "PEM certificate chain of the API (env ANTACA_TLS_CERT); empty: one from the internal CA for -api-hosts")
