@@ -27,6 +27,9 @@ const (
 	CodeInternal             = "INTERNAL"
 	CodeUnavailable          = "UNAVAILABLE"
 	CodeTooManyAttempts      = "TOO_MANY_ATTEMPTS"
+	CodeBusy                 = "BUSY"
+	CodeCardLimit            = "CARD_LIMIT"
+	CodeCardJobLimit         = "CARD_JOB_LIMIT"
 
 	// Card host refusals (409), one code per rule.
 	CodeIrreversibleLock  = "IRREVERSIBLE_LOCK"
