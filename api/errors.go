@@ -146,6 +146,8 @@ var hostErrors = []struct {
 	{ledger.ErrAccountNotActive, http.StatusConflict, CodeBalanceNotActive},
 	{ledger.ErrAccountExists, http.StatusConflict, CodeBalanceExists},
 	{ledger.ErrDuplicateRef, http.StatusConflict, CodeDuplicateRef},
+	{cardhost.ErrCardLimit, http.StatusTooManyRequests, CodeCardLimit},
+	{cardhost.ErrCardJobLimit, http.StatusTooManyRequests, CodeCardJobLimit},
 	{cardhost.ErrInvalidLockCode, http.StatusBadRequest, CodeValidation},
 	{cardhost.ErrInvalidInput, http.StatusBadRequest, CodeValidation},
 	{ledger.ErrInvalidAmount, http.StatusBadRequest, CodeValidation},

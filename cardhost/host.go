@@ -84,6 +84,13 @@ type Config struct {
 	BatchTimeout time.Duration
 	// Registerer receives the batch metrics; nil: none.
 	Registerer prometheus.Registerer
+	// Card creation limits (quota.go): cards per user per day and per
+	// partner per hour, pending card jobs per user and per partner.
+	// Defaults 20, 5,000, 5 and 500.
+	CardsPerUserPerDay     int
+	CardsPerPartnerPerHour int
+	JobsPerUser            int
+	JobsPerPartner         int
 }
 
 // Host is the card host. It is safe for concurrent use.
@@ -131,6 +138,7 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	if cfg.BatchWorkers <= 0 {
 		cfg.BatchWorkers = 4
 	}
+	cfg.quotaDefaults()
 	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger}
 	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (write: look-ups, holds and journal in one transaction).",

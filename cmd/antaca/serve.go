@@ -46,6 +46,7 @@ type serveFlags struct {
 	holdTTL       time.Duration
 	sessionTTL    time.Duration
 	demo          bool
+	limits        limitFlags
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
@@ -66,6 +67,7 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.DurationVar(&f.holdTTL, "hold-ttl", 7*24*time.Hour, "authorisation holds not cleared within this time expire")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", 10*time.Minute, "API session lifetime")
 	fs.BoolVar(&f.demo, "demo", cmd == "all", "create the demo data on first start and write <data>/demo.json")
+	f.limits.register(fs)
 }
 
 // logConfig logs the effective configuration with secrets masked.
@@ -147,7 +149,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	}
 	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log})
 	switchReg := newRegistry()
-	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg})
+	host := cardhost.NewHost(pool, led, keys, f.limits.host(cardhost.Config{Logger: log, Registerer: switchReg}))
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
@@ -189,8 +191,8 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
-		srv, err := api.New(api.Config{Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
-			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg}, pool, host)
+		srv, err := api.New(f.limits.api(api.Config{Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
+			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg}), pool, host)
 		if err != nil {
 			return err
 		}
