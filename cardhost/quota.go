@@ -69,7 +69,7 @@ func (h *Host) checkQuota(ctx context.Context, tx pgx.Tx, userID, partnerID int6
 		return err
 	}
 	var userCards, userJobs, partnerCards, partnerJobs int
-	if err := tx.QueryRow(ctx, quotaCount, userID, partnerID, (24 * time.Hour).Seconds(), time.Hour.Seconds()).
+	if err := tx.QueryRow(ctx, quotaCount, userID, partnerID, (24*time.Hour).Seconds(), time.Hour.Seconds()).
 		Scan(&userCards, &userJobs, &partnerCards, &partnerJobs); err != nil {
 		return err
 	}
