@@ -44,6 +44,7 @@ type sourceLimiter struct {
 type bucket struct {
 	tokens float64
 	at     time.Time
+	until  time.Time // the source's progressive delay, learnt from the database
 }
 
 func newSourceLimiter(burst int, per time.Duration) *sourceLimiter {
@@ -58,7 +59,7 @@ func (l *sourceLimiter) take(src string, now time.Time) (time.Duration, bool) {
 	if now.Sub(l.swept) > time.Minute {
 		// Full buckets carry no state: drop them so the map stays small.
 		for k, b := range l.buckets {
-			if b.tokens+float64(now.Sub(b.at))/float64(l.per) >= l.burst {
+			if b.tokens+float64(now.Sub(b.at))/float64(l.per) >= l.burst && !now.Before(b.until) {
 				delete(l.buckets, k)
 			}
 		}
@@ -71,11 +72,24 @@ func (l *sourceLimiter) take(src string, now time.Time) (time.Duration, bool) {
 	}
 	b.tokens = math.Min(l.burst, b.tokens+float64(now.Sub(b.at))/float64(l.per))
 	b.at = now
+	if now.Before(b.until) {
+		return b.until.Sub(now), false
+	}
 	if b.tokens < 1 {
 		return time.Duration((1 - b.tokens) * float64(l.per)), false
 	}
 	b.tokens--
 	return 0, true
+}
+
+// hold refuses src until the time its progressive delay ends, so that
+// its next attempts are refused here, without the database.
+func (l *sourceLimiter) hold(src string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b, ok := l.buckets[src]; ok && until.After(b.until) {
+		b.until = until
+	}
 }
 
 // give returns a token to src: a successful login does not count.
@@ -87,47 +101,66 @@ func (l *sourceLimiter) give(src string) {
 	}
 }
 
-// hashGate bounds the PBKDF2 computations running at once. It is safe for
-// concurrent use.
+// hashGate bounds the PBKDF2 computations running at once: a fixed set of
+// low-priority workers (hashWorker) take them. It is safe for concurrent
+// use.
 type hashGate struct {
-	slots chan struct{}
-	wait  time.Duration
-	m     *metrics
+	jobs chan func()
+	quit chan struct{}
+	stop sync.Once
+	wait time.Duration
+	m    *metrics
 
 	mu   sync.Mutex
 	cur  int
 	peak int // most computations seen at once, for tests and the metric
 }
 
+func newHashGate(workers int, wait time.Duration, m *metrics) *hashGate {
+	g := &hashGate{jobs: make(chan func()), quit: make(chan struct{}), wait: wait, m: m}
+	for range workers {
+		go hashWorker(g.jobs, g.quit)
+	}
+	return g
+}
+
+// close stops the workers (Server.Shutdown).
+func (g *hashGate) close() { g.stop.Do(func() { close(g.quit) }) }
+
 // errBusy answers a login whose hash waited past Config.HashWait.
 var errBusy = &Error{Status: http.StatusServiceUnavailable, Code: CodeBusy, Message: "too many logins at once; try again shortly"}
 
-// run runs fn when a slot is free, or gives up after the gate's wait.
+// run has a worker run fn when one is free within the gate's wait, and
+// waits for it.
 func (g *hashGate) run(ctx context.Context, fn func()) *Error {
 	t := time.NewTimer(g.wait)
 	defer t.Stop()
+	done := make(chan struct{})
+	job := func() {
+		defer close(done)
+		g.mu.Lock()
+		g.cur++
+		g.peak = max(g.peak, g.cur)
+		g.m.hashInFlight.Set(float64(g.cur))
+		g.mu.Unlock()
+		g.m.hashes.Inc()
+		fn()
+		g.mu.Lock()
+		g.cur--
+		g.m.hashInFlight.Set(float64(g.cur))
+		g.mu.Unlock()
+	}
 	select {
-	case g.slots <- struct{}{}:
+	case g.jobs <- job:
 	case <-t.C:
 		g.m.hashBusy.Inc()
 		return errBusy
 	case <-ctx.Done():
 		return errBusy
+	case <-g.quit:
+		return errBusy
 	}
-	g.mu.Lock()
-	g.cur++
-	g.peak = max(g.peak, g.cur)
-	g.m.hashInFlight.Set(float64(g.cur))
-	g.mu.Unlock()
-	defer func() {
-		g.mu.Lock()
-		g.cur--
-		g.m.hashInFlight.Set(float64(g.cur))
-		g.mu.Unlock()
-		<-g.slots
-	}()
-	g.m.hashes.Inc()
-	fn()
+	<-done
 	return nil
 }
 
@@ -136,6 +169,21 @@ func (g *hashGate) Peak() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.peak
+}
+
+// loginSlot waits at most HashWait for one of LoginConcurrency places of
+// the login path past the per-source bucket, and returns its release.
+func (s *Server) loginSlot(ctx context.Context) (func(), *Error) {
+	t := time.NewTimer(s.cfg.HashWait)
+	defer t.Stop()
+	select {
+	case s.loginSlots <- struct{}{}:
+		return func() { <-s.loginSlots }, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.metrics.loginRefused.WithLabelValues("busy").Inc()
+	return nil, errBusy
 }
 
 // sourceOf is the request's source address: the TCP peer. Forwarded
@@ -152,7 +200,7 @@ func sourceOf(r *http.Request) string {
 
 // limitSource is step 1, run before the body is read.
 func (s *Server) limitSource(w http.ResponseWriter, r *http.Request) *Error {
-	wait, ok := s.logins.take(sourceOf(r), time.Now())
+	wait, ok := s.logins.take(sourceOf(r), s.cfg.Now())
 	if ok {
 		return nil
 	}
@@ -166,15 +214,14 @@ func (s *Server) limitSource(w http.ResponseWriter, r *http.Request) *Error {
 // key must still wait, without counting. The first LoginFreeFailures
 // failures within LoginWindow pass at once; each further one doubles the
 // wait from LoginDelay up to maxWait.
-func (s *Server) loginDelay(ctx context.Context, key string, now time.Time, maxWait time.Duration) (time.Duration, error) {
-	var wait time.Duration
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Server) loginDelay(ctx context.Context, key string, now time.Time, maxWait time.Duration) (wait time.Duration, next time.Time, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO login_delays (key, failures, last_failure, next_at) VALUES ($1, 0, 'epoch', 'epoch') ON CONFLICT (key) DO NOTHING`, key); err != nil {
 			return err
 		}
 		var (
-			failures   int
-			last, next time.Time
+			failures int
+			last     time.Time
 		)
 		if err := tx.QueryRow(ctx, `SELECT failures, last_failure, next_at FROM login_delays WHERE key = $1 FOR UPDATE`, key).Scan(&failures, &last, &next); err != nil {
 			return err
@@ -192,9 +239,9 @@ func (s *Server) loginDelay(ctx context.Context, key string, now time.Time, maxW
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("admin login: delay %s: %w", strings.SplitN(key, ":", 2)[0], err)
+		return 0, time.Time{}, fmt.Errorf("admin login: delay %s: %w", strings.SplitN(key, ":", 2)[0], err)
 	}
-	return wait, nil
+	return wait, next, nil
 }
 
 // delayAfter is the wait after the n-th failure: none for the first
@@ -234,9 +281,20 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 		return 0, nil, unauthenticated("name or password is wrong")
 	}
 	ctx, src := q.Context(), sourceOf(q.Request)
-	if wait, err := s.loginDelay(ctx, "src:"+src, q.now, s.cfg.LoginDelayMaxSource); err != nil {
+	// The database work of a login (delays, the admin's row) shares the
+	// pool with authorisations: a flood must not hold its connections.
+	release, e := s.loginSlot(ctx)
+	if e != nil {
+		q.header.Set("Retry-After", "1")
+		return 0, nil, e
+	}
+	defer func() { release() }() // at the latest; before the hash when it comes to one
+	wait, next, err := s.loginDelay(ctx, "src:"+src, q.now, s.cfg.LoginDelayMaxSource)
+	if err != nil {
 		return 0, nil, err
-	} else if wait > 0 {
+	}
+	s.logins.hold(src, next)
+	if wait > 0 {
 		s.metrics.loginRefused.WithLabelValues("source_delay").Inc()
 		return 0, nil, tooMany(q, wait, "from this address")
 	}
@@ -249,7 +307,7 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 	const find = `SELECT a.id, a.password_hash, a.role,
 			EXISTS (SELECT 1 FROM admin_known_sources k WHERE k.admin_id = a.id AND k.source = $2)
 		FROM admin_users a WHERE a.name = $1`
-	err := s.pool.QueryRow(ctx, find, in.Name, src).Scan(&id, &hash, &role, &known)
+	err = s.pool.QueryRow(ctx, find, in.Name, src).Scan(&id, &hash, &role, &known)
 	exists := err == nil
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil, fmt.Errorf("admin login: %w", err)
@@ -257,7 +315,7 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 	if !known {
 		// Names no admin has are delayed alike: the answer does not tell
 		// whether a name exists.
-		wait, err := s.loginDelay(ctx, "name:"+in.Name, q.now, s.cfg.LoginDelayMaxName)
+		wait, _, err := s.loginDelay(ctx, "name:"+in.Name, q.now, s.cfg.LoginDelayMaxName)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -271,6 +329,8 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 		dummyOnce.Do(func() { dummyHash, _ = hashPassword("antaca-dummy-password", s.cfg.PasswordIterations) })
 		hash = dummyHash
 	}
+	release()
+	release = func() {}
 	var ok bool
 	if e := s.hashes.run(ctx, func() { ok = checkPassword(hash, in.Password) }); e != nil {
 		q.header.Set("Retry-After", "1")
@@ -305,3 +365,7 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 
 // maxAdminName is the longest admin name (bytes).
 const maxAdminName = 64
+
+// PasswordHashPeak returns the most password hashes that ran at once
+// since the server started (never more than Config.HashConcurrency).
+func (s *Server) PasswordHashPeak() int { return s.hashes.Peak() }

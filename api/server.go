@@ -139,6 +139,11 @@ type Config struct {
 	// (default 2 s) for a slot answers 503 BUSY with Retry-After.
 	HashConcurrency int
 	HashWait        time.Duration
+	// LoginConcurrency bounds the logins past the per-source bucket at
+	// once (their database work and hashing; default 4), so that a flood
+	// cannot take the pool's connections from authorisations; a login
+	// that waits HashWait for a place answers 503 BUSY.
+	LoginConcurrency int
 	// IdempotencyTTL is how long idempotency keys are kept (PruneExpired).
 	// Default 24 h.
 	IdempotencyTTL time.Duration
@@ -189,6 +194,9 @@ func (c *Config) defaults() error {
 	}
 	if c.HashConcurrency <= 0 {
 		c.HashConcurrency = max(runtime.GOMAXPROCS(0)/4, 1)
+	}
+	if c.LoginConcurrency <= 0 {
+		c.LoginConcurrency = 4
 	}
 	if c.HashWait <= 0 {
 		c.HashWait = 2 * time.Second
@@ -272,6 +280,8 @@ type Server struct {
 	exps      sync.Map // currency code -> exponent
 	logins    *sourceLimiter
 	hashes    *hashGate
+	// loginSlots has a place per login past the per-source bucket.
+	loginSlots chan struct{}
 
 	mu      sync.Mutex
 	routes  []Route
@@ -300,8 +310,9 @@ func New(cfg Config, pool *pgxpool.Pool, host CardHost) (*Server, error) {
 		return nil, fmt.Errorf("api: metrics: %w", err)
 	}
 	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m,
-		logins: newSourceLimiter(cfg.LoginSourceBurst, cfg.LoginSourceEvery),
-		hashes: &hashGate{slots: make(chan struct{}, cfg.HashConcurrency), wait: cfg.HashWait, m: m}}
+		logins:     newSourceLimiter(cfg.LoginSourceBurst, cfg.LoginSourceEvery),
+		hashes:     newHashGate(cfg.HashConcurrency, cfg.HashWait, m),
+		loginSlots: make(chan struct{}, cfg.LoginConcurrency)}
 	s.registerRoutes()
 	s.handler = http.HandlerFunc(s.serveHTTP)
 	return s, nil
@@ -446,6 +457,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	servers := slices.Clone(s.servers)
 	s.mu.Unlock()
+	defer s.hashes.close()
 	var errs []error
 	for _, hs := range servers {
 		errs = append(errs, hs.Shutdown(ctx))
