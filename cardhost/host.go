@@ -110,6 +110,10 @@ type Host struct {
 	// batch looks its requests up, decides them and writes them in one
 	// transaction of two round trips.
 	writes []*batcher[*writeReq]
+
+	// uncertain holds the requests whose commit outcome is unknown until
+	// they are reconciled (uncertain.go).
+	uncertain *uncertainSet
 }
 
 // NewHost returns a Host over the database pool, the ledger and the keys.
@@ -139,7 +143,7 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 		cfg.BatchWorkers = 4
 	}
 	cfg.quotaDefaults()
-	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger}
+	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger, uncertain: newUncertainSet(cfg.Registerer)}
 	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (write: look-ups, holds and journal in one transaction).",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
@@ -165,6 +169,7 @@ func (h *Host) Close() {
 	for _, w := range h.writes {
 		w.close()
 	}
+	h.uncertain.close()
 }
 
 // Ledger returns the ledger the host posts to.
