@@ -1,0 +1,144 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/internal/faulttest"
+	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/specs"
+)
+
+// gauge reads a gauge of reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.Metric) > 0 {
+			return mf.Metric[0].GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+// killNode kills node i as a lost machine would: its Patroni first (the
+// child of the runuser in the pid file, when root), then its postmaster.
+func (h *haCluster) killNode(i int) {
+	h.t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.dir, fmt.Sprintf("node%d.pid", i)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	patroni := pid
+	if out, err := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output(); err == nil {
+		if child, err := strconv.Atoi(strings.Fields(string(out))[0]); err == nil {
+			patroni = child
+		}
+	}
+	postmaster := h.postmaster(i)
+	syscall.Kill(patroni, syscall.SIGKILL)
+	syscall.Kill(postmaster, syscall.SIGKILL)
+}
+
+// approveUntil sends authorisations through the switch one after the
+// other until cond holds after an approval, or the time is up; it returns
+// the first approval's time and the answers counted.
+func approveUntil(t *testing.T, iso string, card int, pans, expiries []string, stan *int, limit time.Duration, cond func() bool) (time.Time, map[string]int) {
+	spec, _ := specs.ISOSpec("iso2003")
+	approved, _ := specs.ActionCode("iso2003", string(cardhost.Approved))
+	c := isoClient(t, iso)
+	codes := map[string]int{}
+	var first time.Time
+	for end := time.Now().Add(limit); time.Now().Before(end); {
+		*stan++
+		resp, err := c.Send(authRequest(t, spec, *stan, pans[card], expiries[card]))
+		if err != nil {
+			codes["error"]++
+			continue
+		}
+		code, _ := resp.GetString(39)
+		codes[code]++
+		if code == approved && first.IsZero() {
+			first = time.Now()
+		}
+		if !first.IsZero() && cond() {
+			return first, codes
+		}
+		if code != approved {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return first, codes
+}
+
+// TestFaultStandbyLost: a two-node cluster in Patroni's non-strict
+// synchronous mode loses its standby (Patroni and PostgreSQL killed, as a
+// lost machine): after a short stall the primary commits alone,
+// authorisations are approved again, and antaca_ledger_sync_standbys says
+// 0 (an HA deployment alerts on it). docs/operations.md shows how a third
+// node allows synchronous_mode_strict.
+func TestFaultStandbyLost(t *testing.T) {
+	h := startHA(t, 11000, 2, false)
+	dsn := h.url()
+	ctx := t.Context()
+	pool, err := newPool(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := ledger.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := cardhost.GenerateKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pans, expiries := killTestData(t, pool, keys, 1)
+	st := newStack(t, dsn, keys, nil)
+	reg := prometheus.NewRegistry()
+	go watchReplication(ctx, ledger.New(pool, ledger.Config{}), reg, 200*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	stan := 0
+	if first, codes := approveUntil(t, st.iso, 0, pans, expiries, &stan, 30*time.Second, func() bool { return gauge(t, reg, "antaca_ledger_sync_standbys") == 1 }); first.IsZero() {
+		t.Fatalf("before: no approval with a synchronous standby: %v, sync standbys %v", codes, gauge(t, reg, "antaca_ledger_sync_standbys"))
+	}
+	primary := h.primary()
+	standby := 3 - primary
+	lost := time.Now()
+	h.killNode(standby)
+	first, codes := approveUntil(t, st.iso, 0, pans, expiries, &stan, 60*time.Second, func() bool {
+		return gauge(t, reg, "antaca_ledger_sync_standbys") == 0
+	})
+	if first.IsZero() || gauge(t, reg, "antaca_ledger_sync_standbys") != 0 {
+		t.Fatalf("after the standby's loss: first approval %v, answers %v, sync standbys %v; want approvals with 0 synchronous standbys",
+			first, codes, gauge(t, reg, "antaca_ledger_sync_standbys"))
+	}
+	var names string
+	if err := pool.QueryRow(ctx, `SHOW synchronous_standby_names`).Scan(&names); err != nil || names != "" {
+		t.Fatalf("synchronous_standby_names %q (%v), want empty: the primary commits alone", names, err)
+	}
+	if p := h.primary(); p != primary {
+		t.Fatalf("primary changed from node%d to node%d", primary, p)
+	}
+	t.Logf("standby node%d lost: first approval %d ms after, answers %v", standby, first.Sub(lost).Milliseconds(), codes)
+	faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: "synchronous standby lost (its Patroni and PostgreSQL killed) under load, two nodes, non-strict synchronous mode",
+		Behaviour: fmt.Sprintf("commits waited for the lost standby until Patroni dropped it from synchronous_standby_names: first approval %d ms after the loss (answers meanwhile %v); the primary then commits alone and antaca_ledger_sync_standbys is 0 (alert on it); a third node and synchronous_mode_strict keep two copies (docs/operations.md)",
+			first.Sub(lost).Milliseconds(), codes),
+		Verify: "n/a"})
+}
