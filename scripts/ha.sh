@@ -33,6 +33,12 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# spawn starts a command in the background as the postgres user; $! is its
+# pid (runuser's when root: its child is the command).
+spawn() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@" & else "$@" & fi
+}
+
 bin_dir() {
   for d in /usr/lib/postgresql/15/bin $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
     if [ -x "$d/postgres" ]; then echo "$d"; return; fi
@@ -150,10 +156,10 @@ start() {
   if ! alive "$dir/etcd.pid"; then
     as_pg mkdir -p "$dir/etcd"
     # A single etcd member: it is the DCS, not a replica of the data.
-    as_pg bash -c "exec etcd --name ha --data-dir '$dir/etcd' \
+    spawn bash -c "exec etcd --name ha --data-dir '$dir/etcd' \
       --listen-client-urls http://127.0.0.1:$etcd_port --advertise-client-urls http://127.0.0.1:$etcd_port \
       --listen-peer-urls http://127.0.0.1:$etcd_peer --initial-advertise-peer-urls http://127.0.0.1:$etcd_peer \
-      --initial-cluster ha=http://127.0.0.1:$etcd_peer --log-level warn" >>"$dir/etcd.log" 2>&1 &
+      --initial-cluster ha=http://127.0.0.1:$etcd_peer --log-level warn" >>"$dir/etcd.log" 2>&1
     echo $! >"$dir/etcd.pid"
   fi
   for _ in $(seq 1 100); do http_ok "http://127.0.0.1:$etcd_port/health" && break; sleep 0.1; done
@@ -163,7 +169,7 @@ start() {
     as_pg chmod 700 "$dir/node$i"
     write_config "$i" "$bin"
     if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/node$i.yml"; fi
-    as_pg patroni "$dir/node$i.yml" >>"$dir/node$i/patroni.out" 2>&1 &
+    spawn patroni "$dir/node$i.yml" >>"$dir/node$i/patroni.out" 2>&1
     echo $! >"$dir/node$i.pid"
     sleep 1 # the first node bootstraps; the others clone from it
   done

@@ -36,8 +36,9 @@ func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return -1
 }
 
-// killNode kills node i as a lost machine would: its Patroni first (the
-// child of the runuser in the pid file, when root), then its postmaster.
+// killNode kills node i as a lost machine would: the process in its pid
+// file and everything under it (runuser when root, Patroni), then its
+// postmaster.
 func (h *haCluster) killNode(i int) {
 	h.t.Helper()
 	b, err := os.ReadFile(filepath.Join(h.dir, fmt.Sprintf("node%d.pid", i)))
@@ -45,14 +46,19 @@ func (h *haCluster) killNode(i int) {
 		h.t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	patroni := pid
-	if out, err := exec.Command("pgrep", "-P", strconv.Itoa(pid)).Output(); err == nil {
-		if child, err := strconv.Atoi(strings.Fields(string(out))[0]); err == nil {
-			patroni = child
+	postmaster := h.postmaster(i)
+	tree := []int{pid}
+	for k := 0; k < len(tree); k++ {
+		out, _ := exec.Command("pgrep", "-P", strconv.Itoa(tree[k])).Output()
+		for _, f := range strings.Fields(string(out)) {
+			if c, err := strconv.Atoi(f); err == nil && c != postmaster {
+				tree = append(tree, c)
+			}
 		}
 	}
-	postmaster := h.postmaster(i)
-	syscall.Kill(patroni, syscall.SIGKILL)
+	for k := len(tree) - 1; k >= 0; k-- { // Patroni before runuser
+		syscall.Kill(tree[k], syscall.SIGKILL)
+	}
 	syscall.Kill(postmaster, syscall.SIGKILL)
 }
 
