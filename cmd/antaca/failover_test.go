@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/internal/faulttest"
 	"github.com/antaca/antaca/ledger"
@@ -94,6 +96,25 @@ func (h *haCluster) url() string {
 	return strings.TrimSpace(out)
 }
 
+// migrated connects to the cluster's primary, migrates it and returns the
+// pool (closed when the test ends) and a fresh set of keys.
+func (h *haCluster) migrated() (*pgxpool.Pool, *cardhost.Keys) {
+	h.t.Helper()
+	pool, err := newPool(h.t.Context(), h.url())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(pool.Close)
+	if _, err := ledger.Migrate(h.t.Context(), pool); err != nil {
+		h.t.Fatal(err)
+	}
+	keys, err := cardhost.GenerateKeys()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return pool, keys
+}
+
 // primary returns the node (1-based) whose Patroni answers 200 on
 // /primary, or 0.
 func (h *haCluster) primary() int {
@@ -134,18 +155,7 @@ func TestFailover(t *testing.T) {
 	h := startHA(t, 10000, 2, false)
 	dsn := h.url()
 	ctx := t.Context()
-	pool, err := newPool(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := cardhost.GenerateKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, keys := h.migrated()
 	const clients, inflight = 4, 4
 	pans, expiries := killTestData(t, pool, keys, clients)
 	st := newStack(t, dsn, keys, nil)
@@ -225,6 +235,12 @@ func TestFailover(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	promoted := h.primary()
+	// The API's pool found the new primary too.
+	if r, err := httpClient(keys, "127.0.0.1", nil).Get(st.apiURL + "/healthz"); err != nil || r.StatusCode != http.StatusOK {
+		t.Errorf("API /healthz after the failover: %v %v, want 200", r, err)
+	} else {
+		r.Body.Close()
+	}
 
 	// What the new primary holds.
 	journaled := map[string]bool{}

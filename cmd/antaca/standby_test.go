@@ -103,18 +103,7 @@ func TestFaultStandbyLost(t *testing.T) {
 	h := startHA(t, 11000, 2, false)
 	dsn := h.url()
 	ctx := t.Context()
-	pool, err := newPool(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := ledger.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := cardhost.GenerateKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, keys := h.migrated()
 	pans, expiries := killTestData(t, pool, keys, 1)
 	st := newStack(t, dsn, keys, nil)
 	reg := prometheus.NewRegistry()
