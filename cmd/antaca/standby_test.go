@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,47 +94,90 @@ func approveUntil(t *testing.T, iso string, card int, pans, expiries []string, s
 	return first, codes
 }
 
-// TestFaultStandbyLost: a two-node cluster in Patroni's non-strict
-// synchronous mode loses its standby (Patroni and PostgreSQL killed, as a
-// lost machine): after a short stall the primary commits alone,
-// authorisations are approved again, and antaca_ledger_sync_standbys says
-// 0 (an HA deployment alerts on it). docs/operations.md shows how a third
-// node allows synchronous_mode_strict.
-func TestFaultStandbyLost(t *testing.T) {
-	h := startHA(t, 11000, 2, false)
-	dsn := h.url()
-	ctx := t.Context()
-	pool, keys := h.migrated()
-	pans, expiries := killTestData(t, pool, keys, 1)
-	st := newStack(t, dsn, keys, nil)
-	reg := prometheus.NewRegistry()
-	go watchReplication(ctx, ledger.New(pool, ledger.Config{}), reg, 200*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+// syncStandby returns the node whose Patroni answers 200 on /sync, or 0.
+func (h *haCluster) syncStandby() int {
+	c := &http.Client{Timeout: time.Second}
+	for i := 1; i <= h.nodes; i++ {
+		r, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/sync", 18007+h.offset+i))
+		if err == nil {
+			r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return i
+			}
+		}
+	}
+	return 0
+}
 
-	stan := 0
-	if first, codes := approveUntil(t, st.iso, 0, pans, expiries, &stan, 30*time.Second, func() bool { return gauge(t, reg, "antaca_ledger_sync_standbys") == 1 }); first.IsZero() {
-		t.Fatalf("before: no approval with a synchronous standby: %v, sync standbys %v", codes, gauge(t, reg, "antaca_ledger_sync_standbys"))
+// TestFaultStandbyLost: the synchronous standby is lost (its Patroni and
+// PostgreSQL killed, as a lost machine) under load. Two nodes in Patroni's
+// non-strict mode: after a short stall the primary commits alone,
+// authorisations are approved again and antaca_ledger_sync_standbys says 0
+// (an HA deployment alerts on it). Three nodes in strict mode: the other
+// standby becomes synchronous, so approvals go on with every commit still
+// on two servers.
+func TestFaultStandbyLost(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		offset, nodes  int
+		strict         bool
+		wantSync       float64
+		fault, outcome string
+	}{
+		{"two nodes, non-strict", 11000, 2, false, 0,
+			"synchronous standby lost (its Patroni and PostgreSQL killed) under load, two nodes, non-strict synchronous mode",
+			"the primary then commits alone: antaca_ledger_sync_standbys is 0 (alert on it)"},
+		{"three nodes, strict", 13000, 3, true, 1,
+			"synchronous standby lost (its Patroni and PostgreSQL killed) under load, three nodes, synchronous_mode_strict",
+			"Patroni made the other standby synchronous: every commit still on two servers, antaca_ledger_sync_standbys 1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := startHA(t, c.offset, c.nodes, c.strict)
+			dsn := h.url()
+			ctx := t.Context()
+			pool, keys := h.migrated()
+			pans, expiries := killTestData(t, pool, keys, 1)
+			st := newStack(t, dsn, keys, nil)
+			reg := prometheus.NewRegistry()
+			go watchReplication(ctx, ledger.New(pool, ledger.Config{}), reg, 200*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			syncs := func() float64 { return gauge(t, reg, "antaca_ledger_sync_standbys") }
+			names := func() string {
+				var n string
+				pool.QueryRow(ctx, `SHOW synchronous_standby_names`).Scan(&n)
+				return n
+			}
+
+			stan := 0
+			if first, codes := approveUntil(t, st.iso, 0, pans, expiries, &stan, 30*time.Second, func() bool { return syncs() == 1 }); first.IsZero() {
+				t.Fatalf("before: no approval with a synchronous standby: %v, sync standbys %v", codes, syncs())
+			}
+			primary, standby := h.primary(), h.syncStandby()
+			if standby == 0 || standby == primary {
+				t.Fatalf("primary node%d, synchronous standby node%d", primary, standby)
+			}
+			lost := time.Now()
+			h.killNode(standby)
+			// Settled: approvals, the gauge as wanted, and the lost node
+			// no longer named synchronous.
+			first, codes := approveUntil(t, st.iso, 0, pans, expiries, &stan, 60*time.Second, func() bool {
+				return syncs() == c.wantSync && !strings.Contains(names(), fmt.Sprintf("node%d", standby))
+			})
+			n := names()
+			if first.IsZero() || syncs() != c.wantSync || strings.Contains(n, fmt.Sprintf("node%d", standby)) {
+				t.Fatalf("after the standby's loss: first approval %v, answers %v, sync standbys %v, synchronous_standby_names %q; want approvals with %v synchronous standbys",
+					first, codes, syncs(), n, c.wantSync)
+			}
+			if (c.wantSync == 0) != (n == "") {
+				t.Fatalf("synchronous_standby_names %q with %v synchronous standbys wanted", n, c.wantSync)
+			}
+			if p := h.primary(); p != primary {
+				t.Fatalf("primary changed from node%d to node%d", primary, p)
+			}
+			t.Logf("synchronous standby node%d lost: first approval %d ms after, answers %v, synchronous_standby_names now %q", standby, first.Sub(lost).Milliseconds(), codes, n)
+			faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: c.fault,
+				Behaviour: fmt.Sprintf("commits waited for the lost standby until Patroni changed synchronous_standby_names (to %q): first approval %d ms after the loss (answers meanwhile %v); %s",
+					n, first.Sub(lost).Milliseconds(), codes, c.outcome),
+				Verify: "n/a"})
+		})
 	}
-	primary := h.primary()
-	standby := 3 - primary
-	lost := time.Now()
-	h.killNode(standby)
-	first, codes := approveUntil(t, st.iso, 0, pans, expiries, &stan, 60*time.Second, func() bool {
-		return gauge(t, reg, "antaca_ledger_sync_standbys") == 0
-	})
-	if first.IsZero() || gauge(t, reg, "antaca_ledger_sync_standbys") != 0 {
-		t.Fatalf("after the standby's loss: first approval %v, answers %v, sync standbys %v; want approvals with 0 synchronous standbys",
-			first, codes, gauge(t, reg, "antaca_ledger_sync_standbys"))
-	}
-	var names string
-	if err := pool.QueryRow(ctx, `SHOW synchronous_standby_names`).Scan(&names); err != nil || names != "" {
-		t.Fatalf("synchronous_standby_names %q (%v), want empty: the primary commits alone", names, err)
-	}
-	if p := h.primary(); p != primary {
-		t.Fatalf("primary changed from node%d to node%d", primary, p)
-	}
-	t.Logf("standby node%d lost: first approval %d ms after, answers %v", standby, first.Sub(lost).Milliseconds(), codes)
-	faulttest.Record(t, faulttest.Row{Area: "ledger", Fault: "synchronous standby lost (its Patroni and PostgreSQL killed) under load, two nodes, non-strict synchronous mode",
-		Behaviour: fmt.Sprintf("commits waited for the lost standby until Patroni dropped it from synchronous_standby_names: first approval %d ms after the loss (answers meanwhile %v); the primary then commits alone and antaca_ledger_sync_standbys is 0 (alert on it); a third node and synchronous_mode_strict keep two copies (docs/operations.md)",
-			first.Sub(lost).Milliseconds(), codes),
-		Verify: "n/a"})
 }
