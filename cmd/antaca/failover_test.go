@@ -117,10 +117,17 @@ func (h *haCluster) migrated() (*pgxpool.Pool, *cardhost.Keys) {
 
 // primary returns the node (1-based) whose Patroni answers 200 on
 // /primary, or 0.
-func (h *haCluster) primary() int {
+func (h *haCluster) primary() int { return h.answering("/primary") }
+
+// syncStandby returns the node whose Patroni answers 200 on /sync, or 0.
+func (h *haCluster) syncStandby() int { return h.answering("/sync") }
+
+// answering returns the first node whose Patroni REST API answers 200 on
+// path, or 0.
+func (h *haCluster) answering(path string) int {
 	c := &http.Client{Timeout: time.Second}
 	for i := 1; i <= h.nodes; i++ {
-		r, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/primary", 18007+h.offset+i))
+		r, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", 18007+h.offset+i, path))
 		if err == nil {
 			r.Body.Close()
 			if r.StatusCode == http.StatusOK {

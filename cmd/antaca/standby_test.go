@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,21 +91,6 @@ func approveUntil(t *testing.T, iso string, card int, pans, expiries []string, s
 		}
 	}
 	return first, codes
-}
-
-// syncStandby returns the node whose Patroni answers 200 on /sync, or 0.
-func (h *haCluster) syncStandby() int {
-	c := &http.Client{Timeout: time.Second}
-	for i := 1; i <= h.nodes; i++ {
-		r, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/sync", 18007+h.offset+i))
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return i
-			}
-		}
-	}
-	return 0
 }
 
 // TestFaultStandbyLost: the synchronous standby is lost (its Patroni and
