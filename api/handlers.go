@@ -92,7 +92,14 @@ func (s *Server) CreateAdmin(ctx context.Context, name, password string, role Ro
 	if err := checkAdminInput(name, password, role); err != nil {
 		return 0, err
 	}
-	hash, err := hashPassword(password, s.cfg.PasswordIterations)
+	var (
+		hash string
+		err  error
+	)
+	// The hash takes its turn with the logins' (hashGate).
+	if e := s.hashes.run(ctx, func() { hash, err = hashPassword(password, s.cfg.PasswordIterations) }); e != nil {
+		return 0, e
+	}
 	if err != nil {
 		return 0, err
 	}
