@@ -14,6 +14,20 @@ help: ## list the targets
 run: postgres ## run the system on its embedded default: local Postgres under ./.data, demo data, switch and API
 	$(GO) run ./cmd/antaca all -data .data
 
+.PHONY: ha
+ha: postgres ## the replicated ledger on this machine: etcd and two PostgreSQL nodes under Patroni in ./.data/ha, migrations, demo data, switch and API
+	scripts/ha.sh start .data/ha
+	$(GO) run ./cmd/antaca all -data .data/ha -database-url "$$(scripts/ha.sh url .data/ha)"
+
+.PHONY: ha-stop
+ha-stop: ## stop the cluster of make ha (etcd, Patroni and its PostgreSQL nodes)
+	scripts/ha.sh stop .data/ha
+
+.PHONY: failover
+failover: ## kill the database primary under load on a Patroni cluster of its own; prints the failover: line
+	@$(GO) test -count=1 -run '^TestFailover$$' -v ./cmd/antaca/ >.failover.log 2>&1; s=$$?; \
+	  grep '^failover:' .failover.log || tail -40 .failover.log; exit $$s
+
 .PHONY: test
 test: postgres chromium ## run every test, against a real PostgreSQL (and a headless Chromium for the panel)
 	$(GO) vet ./...
@@ -39,7 +53,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 .PHONY: faults
 faults: postgres ## run the fault and attack tests; they write their table to docs/faults.md
 	sed -i '/^|/d' docs/faults.md
-	ANTACA_FAULT_REPORT=$(CURDIR)/docs/faults.md $(GO) test -count=1 -run '^Test(Fault|HostileClients|APIAbuse|SecretsNeverWritten|Attack)' ./switch/ ./cmd/antaca/ ./api/ ./ledger/
+	ANTACA_FAULT_REPORT=$(CURDIR)/docs/faults.md $(GO) test -count=1 -run '^Test(Fault|HostileClients|APIAbuse|SecretsNeverWritten|Attack|Failover|TwoOfEach)' ./switch/ ./cmd/antaca/ ./api/ ./ledger/
 	rm -f docs/faults.md.lock docs/faults.md.tmp
 
 .PHONY: fmt
@@ -56,7 +70,8 @@ tidy: ## go mod tidy
 
 .PHONY: clean
 clean: ## remove ./.data (the local cluster, keys, demo data) and build output
-	rm -rf .data bin .test.log
+	-scripts/ha.sh stop .data/ha 2>/dev/null
+	rm -rf .data bin .test.log .failover.log
 
 .PHONY: postgres
 postgres:

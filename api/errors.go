@@ -27,6 +27,9 @@ const (
 	CodeInternal             = "INTERNAL"
 	CodeUnavailable          = "UNAVAILABLE"
 	CodeTooManyAttempts      = "TOO_MANY_ATTEMPTS"
+	CodeBusy                 = "BUSY"
+	CodeCardLimit            = "CARD_LIMIT"
+	CodeCardJobLimit         = "CARD_JOB_LIMIT"
 
 	// Card host refusals (409), one code per rule.
 	CodeIrreversibleLock  = "IRREVERSIBLE_LOCK"
@@ -156,6 +159,8 @@ var hostErrors = []struct {
 	{ledger.ErrLimitExceeded, http.StatusUnprocessableEntity, CodeLimitExceeded},
 	{ledger.ErrSameApprover, http.StatusForbidden, CodeSameApprover},
 	{ledger.ErrDecided, http.StatusConflict, CodeAlreadyDecided},
+	{cardhost.ErrCardLimit, http.StatusTooManyRequests, CodeCardLimit},
+	{cardhost.ErrCardJobLimit, http.StatusTooManyRequests, CodeCardJobLimit},
 	{cardhost.ErrInvalidLockCode, http.StatusBadRequest, CodeValidation},
 	{cardhost.ErrInvalidInput, http.StatusBadRequest, CodeValidation},
 	{ledger.ErrInvalidAmount, http.StatusBadRequest, CodeValidation},

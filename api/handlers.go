@@ -5,15 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/antaca/antaca/specs"
@@ -29,7 +25,7 @@ func (s *Server) registerRoutes() {
 	s.route(Route{Method: "GET", Pattern: "/openapi.json", Channel: ChannelPublic}, getOpenAPI)
 
 	// Admin.
-	s.route(Route{Method: "POST", Pattern: "/admin/login", Channel: ChannelPublic, Encryption: EncryptionOptional}, s.adminLogin)
+	s.route(Route{Method: "POST", Pattern: "/admin/login", Channel: ChannelPublic, Encryption: EncryptionOptional, SourceLimited: true}, s.adminLogin)
 	s.route(Route{Method: "GET", Pattern: "/admin/session", Channel: ChannelAdmin, Roles: AllRoles}, s.adminSession)
 	s.route(Route{Method: "DELETE", Pattern: "/admin/session", Channel: ChannelAdmin, Roles: AllRoles}, s.logout)
 	s.route(Route{Method: "POST", Pattern: "/admin/admins", Channel: ChannelAdmin, Roles: []Role{RoleAdmin}, Encryption: EncryptionOptional}, s.createAdmin)
@@ -79,99 +75,6 @@ type sessionAnswer struct {
 	Role       Role      `json:"role,omitempty"`
 }
 
-var (
-	dummyOnce sync.Once
-	dummyHash string
-)
-
-func (s *Server) adminLogin(q *request) (int, any, error) {
-	var in struct {
-		Name     string `json:"name"`
-		Password string `json:"password"`
-	}
-	if err := q.decode(&in); err != nil {
-		return 0, nil, err
-	}
-	if in.Name == "" || in.Password == "" {
-		return 0, nil, errorf(http.StatusBadRequest, CodeValidation, "name and password are required")
-	}
-	if len(in.Name) > maxAdminName || !utf8.ValidString(in.Name) || strings.ContainsRune(in.Name, 0) || strings.TrimSpace(in.Name) != in.Name {
-		// No admin has such a name (checkAdminInput): nothing to count.
-		return 0, nil, unauthenticated("name or password is wrong")
-	}
-	if wait, err := s.countLoginAttempt(q.Context(), in.Name, q.now); err != nil {
-		return 0, nil, err
-	} else if wait > 0 {
-		q.header.Set("Retry-After", strconv.Itoa(wait))
-		return 0, nil, errorf(http.StatusTooManyRequests, CodeTooManyAttempts, "too many login attempts for this name; try again later")
-	}
-	var (
-		id   int64
-		hash string
-		role Role
-	)
-	err := s.pool.QueryRow(q.Context(), `SELECT id, password_hash, role FROM admin_users WHERE name = $1`, in.Name).Scan(&id, &hash, &role)
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Spend the same time as for a known name, so timing does not tell.
-		dummyOnce.Do(func() { dummyHash, _ = hashPassword("antaca-dummy-password", s.cfg.PasswordIterations) })
-		checkPassword(dummyHash, in.Password)
-		return 0, nil, unauthenticated("name or password is wrong")
-	}
-	if err != nil {
-		return 0, nil, fmt.Errorf("admin login: %w", err)
-	}
-	if !checkPassword(hash, in.Password) {
-		s.log.Warn("admin login refused", "admin", in.Name)
-		return 0, nil, unauthenticated("name or password is wrong")
-	}
-	if _, err := s.pool.Exec(q.Context(), `DELETE FROM login_attempts WHERE name = $1`, in.Name); err != nil {
-		return 0, nil, fmt.Errorf("admin login: clear attempts: %w", err)
-	}
-	tok, exp, err := s.createSession(q.Context(), "admin", 0, 0, id, q.now)
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, sessionAnswer{Token: tok, ExpiresAt: exp, Role: role}, nil
-}
-
-// maxAdminName is the longest admin name (bytes).
-const maxAdminName = 64
-
-// countLoginAttempt counts a login attempt for name before its password is
-// checked, so that parallel guesses cannot pass the limit. When the name
-// has had Config.LoginAttempts checks in the current window
-// (Config.LoginWindow from the window's first attempt), it returns the
-// seconds until the window ends (at least 1), else 0. Unknown names are
-// counted alike: the answer does not tell whether a name exists.
-func (s *Server) countLoginAttempt(ctx context.Context, name string, now time.Time) (int, error) {
-	const count = `INSERT INTO login_attempts AS a (name, attempts, window_start) VALUES ($1, 1, $2)
-		ON CONFLICT (name) DO UPDATE SET
-			attempts = CASE WHEN a.window_start <= $3 THEN 1 ELSE a.attempts + 1 END,
-			window_start = CASE WHEN a.window_start <= $3 THEN $2 ELSE a.window_start END
-		RETURNING attempts, window_start`
-	var (
-		attempts int
-		start    time.Time
-	)
-	if err := s.pool.QueryRow(ctx, count, name, now, now.Add(-s.cfg.LoginWindow)).Scan(&attempts, &start); err != nil {
-		return 0, fmt.Errorf("admin login: count attempt: %w", err)
-	}
-	if attempts <= s.cfg.LoginAttempts {
-		return 0, nil
-	}
-	if attempts == s.cfg.LoginAttempts+1 {
-		// Once per window. A name no admin has is not logged: it may be a
-		// password typed in the wrong field.
-		var known bool
-		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM admin_users WHERE name = $1)`, name).Scan(&known); err == nil && known {
-			s.log.Warn("admin login: too many attempts, refused until the window ends", "admin", name, "attempts", s.cfg.LoginAttempts, "window", s.cfg.LoginWindow)
-		} else {
-			s.log.Warn("admin login: too many attempts for a name no admin has", "attempts", s.cfg.LoginAttempts, "window", s.cfg.LoginWindow)
-		}
-	}
-	return max(int(math.Ceil(start.Add(s.cfg.LoginWindow).Sub(now).Seconds())), 1), nil
-}
-
 func (s *Server) adminSession(q *request) (int, any, error) {
 	p := q.principal
 	return http.StatusOK, map[string]any{"adminId": p.AdminID, "name": p.AdminName, "role": p.Role, "expiresAt": p.ExpiresAt}, nil
@@ -194,7 +97,14 @@ func (s *Server) CreateAdmin(ctx context.Context, name, password string, role Ro
 	if err := checkAdminInput(name, password, role); err != nil {
 		return 0, err
 	}
-	hash, err := hashPassword(password, s.cfg.PasswordIterations)
+	var (
+		hash string
+		err  error
+	)
+	// The hash takes its turn with the logins' (hashGate).
+	if e := s.hashes.run(ctx, func() { hash, err = hashPassword(password, s.cfg.PasswordIterations) }); e != nil {
+		return 0, e
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -131,7 +131,7 @@ func (s *Server) finishIdempotency(idem *idempotency, ans *storedAnswer) {
 }
 
 // PruneExpired deletes expired sessions, idempotency keys older than
-// IdempotencyTTL and login attempt counts whose window has ended. RunPrune
+// IdempotencyTTL and login delays whose window has ended. RunPrune
 // calls it periodically; it is safe for concurrent use.
 func (s *Server) PruneExpired(ctx context.Context) (sessions, keys int64, err error) {
 	now := s.cfg.Now()
@@ -143,8 +143,8 @@ func (s *Server) PruneExpired(ctx context.Context) (sessions, keys int64, err er
 	if err != nil {
 		return t1.RowsAffected(), 0, fmt.Errorf("prune idempotency keys: %w", err)
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM login_attempts WHERE window_start <= $1`, now.Add(-s.cfg.LoginWindow)); err != nil {
-		return t1.RowsAffected(), t2.RowsAffected(), fmt.Errorf("prune login attempts: %w", err)
+	if _, err := s.pool.Exec(ctx, `DELETE FROM login_delays WHERE last_failure <= $1 AND next_at <= $2`, now.Add(-s.cfg.LoginWindow), now); err != nil {
+		return t1.RowsAffected(), t2.RowsAffected(), fmt.Errorf("prune login delays: %w", err)
 	}
 	return t1.RowsAffected(), t2.RowsAffected(), nil
 }

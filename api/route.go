@@ -128,6 +128,11 @@ func (s *Server) wrap(rt Route, h handlerFunc) http.Handler {
 // serveRoute runs the pipeline and writes the success answer; it returns
 // the error answer for the caller to write.
 func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt Route, h handlerFunc) (*Principal, *Error) {
+	if rt.SourceLimited {
+		if e := s.limitSource(w, r); e != nil {
+			return nil, e
+		}
+	}
 	ctx := r.Context()
 	now := s.cfg.Now()
 	p, e := s.authenticate(ctx, r, rt, now)
@@ -256,9 +261,13 @@ func (s *Server) answer(status int, out any, err error, encrypt bool, key *rsa.P
 
 // metrics are the API's Prometheus collectors.
 type metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	approvals *prometheus.CounterVec
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	approvals    *prometheus.CounterVec
+	hashes       prometheus.Counter
+	hashInFlight prometheus.Gauge
+	hashBusy     prometheus.Counter
+	loginRefused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -273,9 +282,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		approvals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "antaca_approvals_total", Help: "Four-eyes requests (Admin reloads, exception resolutions) by kind and the status they reached.",
 		}, []string{"kind", "status"}),
+		hashes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "antaca_api_password_hashes_total", Help: "PBKDF2 password checks run (admin logins).",
+		}),
+		hashInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "antaca_api_password_hashes_in_flight", Help: "PBKDF2 password checks running now (bounded by -hash-concurrency).",
+		}),
+		hashBusy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "antaca_api_password_hash_busy_total", Help: "Logins answered 503 BUSY: no hashing slot within the wait.",
+		}),
+		loginRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "antaca_api_login_refused_total", Help: "Admin logins refused before any hashing, by reason (source_rate, source_delay, name_delay).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.latency, m.approvals} {
+		for _, c := range []prometheus.Collector{m.requests, m.latency, m.approvals, m.hashes, m.hashInFlight, m.hashBusy, m.loginRefused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -122,12 +123,36 @@ type Config struct {
 	// PasswordIterations is the PBKDF2-SHA-256 iteration count for new
 	// admin passwords. Default 600,000 (OWASP 2023); only tests lower it.
 	PasswordIterations int
-	// LoginAttempts is how many password checks one admin name gets per
-	// LoginWindow (default 5 per 15 min); past it, login answers 429
-	// TOO_MANY_ATTEMPTS with Retry-After until the window ends, even for
-	// the right password. A successful login starts the count again.
-	LoginAttempts int
-	LoginWindow   time.Duration
+	// LoginSourceBurst and LoginSourceEvery limit admin logins per source
+	// address in memory, before the body is read: a bucket of
+	// LoginSourceBurst attempts (default 10), one back every
+	// LoginSourceEvery (default 6 s); a successful login gives its attempt
+	// back. Past it: 429 TOO_MANY_ATTEMPTS with Retry-After.
+	LoginSourceBurst int
+	LoginSourceEvery time.Duration
+	// Progressive delays, per source address and per admin name (the name's
+	// only for sources the admin has never logged in from): the first
+	// LoginFreeFailures-1 failures within LoginWindow pass at once, then
+	// each failure makes the next check wait LoginDelay, doubling, at most
+	// LoginDelayMaxSource (per source) or LoginDelayMaxName (per name).
+	// Defaults 3, 15 min, 1 s, 15 min, 1 min. A failure restarts the count
+	// when the last was longer than LoginWindow ago; a success clears the
+	// source's.
+	LoginFreeFailures   int
+	LoginWindow         time.Duration
+	LoginDelay          time.Duration
+	LoginDelayMaxSource time.Duration
+	LoginDelayMaxName   time.Duration
+	// HashConcurrency bounds the PBKDF2 computations running at once
+	// (default GOMAXPROCS/4, at least 1); a login that waits HashWait
+	// (default 2 s) for a slot answers 503 BUSY with Retry-After.
+	HashConcurrency int
+	HashWait        time.Duration
+	// LoginConcurrency bounds the logins past the per-source bucket at
+	// once (their database work and hashing; default 4), so that a flood
+	// cannot take the pool's connections from authorisations; a login
+	// that waits HashWait for a place answers 503 BUSY.
+	LoginConcurrency int
 	// IdempotencyTTL is how long idempotency keys are kept (PruneExpired).
 	// Default 24 h.
 	IdempotencyTTL time.Duration
@@ -168,11 +193,35 @@ func (c *Config) defaults() error {
 	if c.PasswordIterations <= 0 {
 		c.PasswordIterations = 600_000
 	}
-	if c.LoginAttempts <= 0 {
-		c.LoginAttempts = 5
+	if c.LoginSourceBurst <= 0 {
+		c.LoginSourceBurst = 10
+	}
+	if c.LoginSourceEvery <= 0 {
+		c.LoginSourceEvery = 6 * time.Second
+	}
+	if c.LoginFreeFailures <= 0 {
+		c.LoginFreeFailures = 3
 	}
 	if c.LoginWindow <= 0 {
 		c.LoginWindow = 15 * time.Minute
+	}
+	if c.LoginDelay <= 0 {
+		c.LoginDelay = time.Second
+	}
+	if c.LoginDelayMaxSource <= 0 {
+		c.LoginDelayMaxSource = 15 * time.Minute
+	}
+	if c.LoginDelayMaxName <= 0 {
+		c.LoginDelayMaxName = time.Minute
+	}
+	if c.HashConcurrency <= 0 {
+		c.HashConcurrency = max(runtime.GOMAXPROCS(0)/4, 1)
+	}
+	if c.LoginConcurrency <= 0 {
+		c.LoginConcurrency = 4
+	}
+	if c.HashWait <= 0 {
+		c.HashWait = 2 * time.Second
 	}
 	if c.IdempotencyTTL <= 0 {
 		c.IdempotencyTTL = 24 * time.Hour
@@ -234,6 +283,9 @@ type Route struct {
 	Roles      []Role   // admin channel: roles allowed
 	Kinds      []string // secure channel: certificate kinds allowed
 	Encryption Encryption
+	// SourceLimited counts the request against the per-source login
+	// limiter before anything else (body, JWE, database).
+	SourceLimited bool
 }
 
 // Server is the REST API. Its methods are safe for concurrent use.
@@ -248,6 +300,10 @@ type Server struct {
 	handler   http.Handler
 	metrics   *metrics
 	exps      sync.Map // currency code -> exponent
+	logins    *sourceLimiter
+	hashes    *hashGate
+	// loginSlots has a place per login past the per-source bucket.
+	loginSlots chan struct{}
 
 	mu      sync.Mutex
 	routes  []Route
@@ -280,7 +336,10 @@ func New(cfg Config, pool *pgxpool.Pool, host CardHost) (*Server, error) {
 			cfg.Webhooks = h.Ledger()
 		}
 	}
-	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m}
+	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m,
+		logins:     newSourceLimiter(cfg.LoginSourceBurst, cfg.LoginSourceEvery),
+		hashes:     newHashGate(cfg.HashConcurrency, cfg.HashWait, m),
+		loginSlots: make(chan struct{}, cfg.LoginConcurrency)}
 	s.registerRoutes()
 	if err := s.registerPanel(); err != nil { // the administration panel, /panel/ (api/panel)
 		return nil, fmt.Errorf("api: panel: %w", err)
@@ -428,6 +487,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	servers := slices.Clone(s.servers)
 	s.mu.Unlock()
+	defer s.hashes.close()
 	var errs []error
 	for _, hs := range servers {
 		errs = append(errs, hs.Shutdown(ctx))

@@ -178,6 +178,7 @@ func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
 	err := h.writeSplitting(ctx, items) // writeBatch, split when one request's value is refused
 	if err != nil {
 		err = fmt.Errorf("authorisation batch of %d: %w", len(items), err)
+		h.noteUncertain(items, err)
 	}
 	for _, it := range items {
 		if err == nil && it.in.err != nil {
@@ -304,12 +305,16 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			hb.QueueFinish(&wq)
 		}
 		err := tx.SendBatch(ctx, &wq).Close()
+		if !tail {
+			err = commitOutcome(err) // the pipeline ended with COMMIT
+		}
 		if err == nil && tail {
 			if err = h.writeTail(ctx, tx, writes, inserted); err == nil {
 				if err := beforeCommit(ctx); err != nil {
 					return err
 				}
 				_, err = tx.Exec(ctx, "COMMIT")
+				err = commitOutcome(err)
 			}
 		}
 		if err == nil {

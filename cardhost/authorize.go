@@ -111,6 +111,9 @@ func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, erro
 // decide (the switch answers issuer unavailable). Once ctx is done nothing
 // is committed any more (see beforeCommit). It is safe for concurrent use.
 func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) {
+	if err := h.checkUncertain(r); err != nil {
+		return Decision{}, err
+	}
 	if r.Class == ClassFinancial && r.ProcessingCode == ProcRefund {
 		return h.refund(ctx, r)
 	}

@@ -125,6 +125,9 @@ func (h *Host) issueWith(ctx context.Context, userID, accountID int64, typ CardT
 		}
 		var id int64
 		err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+			if err := h.checkQuota(ctx, tx, userID, prog.PartnerID, false, inTx != nil); err != nil {
+				return err
+			}
 			const insert = `INSERT INTO cards (program_id, user_id, account_id, type, state, expiry, pan_enc, pan_lookup, pan_first6, pan_last4)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (pan_lookup) DO NOTHING RETURNING id`
 			if err := tx.QueryRow(ctx, insert, prog.ID, userID, accountID, string(typ), string(state), expiry, enc,
@@ -140,6 +143,9 @@ func (h *Host) issueWith(ctx context.Context, userID, accountID int64, typ CardT
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // PAN taken: draw another
+		}
+		if errors.Is(err, ErrCardLimit) {
+			return Card{}, CardData{}, fmt.Errorf("issue card: %w", err)
 		}
 		if err != nil {
 			return Card{}, CardData{}, dbErr("issue card", err)
@@ -198,9 +204,21 @@ func (h *Host) CreateVirtualCardAsync(ctx context.Context, userID, accountID int
 	if _, err := h.UserBalance(ctx, userID, accountID); err != nil {
 		return CardJob{}, err
 	}
+	partnerID, err := h.partnerOf(ctx, userID)
+	if err != nil {
+		return CardJob{}, err
+	}
 	var id int64
-	err := h.pool.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id) VALUES ($1, $2, $3) RETURNING id`,
-		accountID, string(actor.Kind), actor.ID).Scan(&id)
+	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+		if err := h.checkQuota(ctx, tx, userID, partnerID, true, false); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id) VALUES ($1, $2, $3) RETURNING id`,
+			accountID, string(actor.Kind), actor.ID).Scan(&id)
+	})
+	if errors.Is(err, ErrCardLimit) || errors.Is(err, ErrCardJobLimit) {
+		return CardJob{}, err
+	}
 	if err != nil {
 		return CardJob{}, dbErr("card job", err)
 	}
@@ -224,6 +242,7 @@ var jobRefusals = []struct {
 	{ErrCardType, "the program does not issue virtual cards"},
 	{ErrInvalidInput, "balance not active or not in the program's currency"},
 	{ErrConflict, "no free PAN in the program's BIN range"},
+	{ErrCardLimit, "card creation limit reached"},
 }
 
 // runCardJob makes the job's card and marks the job done in the same

@@ -87,6 +87,13 @@ type Config struct {
 	// Remote asks partners' back-ends for remote decisions (package
 	// partner); nil: programs with a remote URL decline (1000/05).
 	Remote RemoteDecider
+	// Card creation limits (quota.go): cards per user per day and per
+	// partner per hour, pending card jobs per user and per partner.
+	// Defaults 20, 5,000, 5 and 500.
+	CardsPerUserPerDay     int
+	CardsPerPartnerPerHour int
+	JobsPerUser            int
+	JobsPerPartner         int
 }
 
 // Host is the card host. It is safe for concurrent use.
@@ -106,6 +113,10 @@ type Host struct {
 	// batch looks its requests up, decides them and writes them in one
 	// transaction of two round trips.
 	writes []*batcher[*writeReq]
+
+	// uncertain holds the requests whose commit outcome is unknown until
+	// they are reconciled (uncertain.go).
+	uncertain *uncertainSet
 }
 
 // NewHost returns a Host over the database pool, the ledger and the keys.
@@ -134,7 +145,8 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 	if cfg.BatchWorkers <= 0 {
 		cfg.BatchWorkers = 4
 	}
-	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger}
+	cfg.quotaDefaults()
+	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger, uncertain: newUncertainSet(cfg.Registerer)}
 	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (write: look-ups, holds and journal in one transaction).",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
@@ -160,6 +172,7 @@ func (h *Host) Close() {
 	for _, w := range h.writes {
 		w.close()
 	}
+	h.uncertain.close()
 }
 
 // Ledger returns the ledger the host posts to.

@@ -446,13 +446,18 @@ func TestCardJobStaysPendingOnDatabaseErrors(t *testing.T) {
 func TestPANsUniqueUnderConcurrency(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, cardhost.ProgramSpec{BINLow: "53999912345", BINHigh: "53999912345", CardTypes: []cardhost.CardType{cardhost.Virtual}})
-	u, acc := e.verifiedBalance(t, "u1")
+	// Four users of 16 cards each: a user gets at most 20 a day (quota.go).
+	var users [4]struct{ u, acc int64 }
+	for i := range users {
+		u, acc := e.verifiedBalance(t, fmt.Sprintf("u%d", i))
+		users[i].u, users[i].acc = u.ID, acc.ID
+	}
 	const n = 64
 	pans := make(chan string, n)
 	var wg sync.WaitGroup
-	for range n {
+	for i := range n {
 		wg.Go(func() {
-			_, d, err := e.host.CreateVirtualCard(ctx, u.ID, acc.ID, cardhost.Actor{Kind: cardhost.ActorSystem})
+			_, d, err := e.host.CreateVirtualCard(ctx, users[i%4].u, users[i%4].acc, cardhost.Actor{Kind: cardhost.ActorSystem})
 			if err != nil {
 				t.Error(err)
 				return

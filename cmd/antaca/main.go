@@ -88,13 +88,13 @@ type common struct {
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL); empty: start a local cluster under -data")
 	fs.StringVar(&c.dataDir, "data", envOr("ANTACA_DATA", ".data"), "directory of the local cluster, development keys and demo output (env ANTACA_DATA)")
-	fs.IntVar(&c.pgPort, "pg-port", envInt("ANTACA_PG_PORT", 0),
-		"TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty (env ANTACA_PG_PORT); 0: the port of the cluster running in -data (its postmaster.pid), else 55432")
+	fs.IntVar(&c.pgPort, "pg-port", envInt("ANTACA_PG_PORT", 15432),
+		"TCP port of the local cluster on 127.0.0.1 when DATABASE_URL is empty (env ANTACA_PG_PORT; below 32768, outside the ephemeral range); a command started while the cluster runs in -data uses the port it runs on (its postmaster.pid)")
 	fs.StringVar(&c.logLevel, "log-level", envOr("ANTACA_LOG_LEVEL", "info"), "debug, info, warn or error (env ANTACA_LOG_LEVEL)")
 }
 
 // runningPort is the port of the cluster running in dir (line 4 of the
-// postmaster.pid in its data directory), or 55432 when none runs there.
+// postmaster.pid in its data directory), or 15432 when none runs there.
 func runningPort(dir string) int {
 	for _, p := range []string{filepath.Join(dir, "data", "postmaster.pid"), filepath.Join(dir, "postmaster.pid")} {
 		b, err := os.ReadFile(p)
@@ -107,7 +107,7 @@ func runningPort(dir string) int {
 			}
 		}
 	}
-	return 55432
+	return 15432
 }
 
 func envInt(key string, def int) int {

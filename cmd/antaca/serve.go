@@ -52,6 +52,7 @@ type serveFlags struct {
 	demo           bool
 	partnerDevHTTP bool
 	simulateSwitch string
+	limits         limitFlags
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
@@ -61,10 +62,10 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.iso87, "iso87", envOr("ANTACA_ISO87_ADDR", ":8587"), "iso87 listener (env ANTACA_ISO87_ADDR); empty disables")
 	fs.StringVar(&f.links, "links", os.Getenv("ANTACA_LINKS"),
 		"links file (env ANTACA_LINKS, docs/iso8583.md); empty: <data>/links.json, written from -iso2003 and -iso87 when missing; given -iso2003 or -iso87, links from those two alone")
-	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", ":9102"), "switch Prometheus metrics listener (env ANTACA_SWITCH_METRICS_ADDR)")
+	fs.StringVar(&f.switchMetrics, "switch-metrics", envOr("ANTACA_SWITCH_METRICS_ADDR", "127.0.0.1:9102"), "switch Prometheus metrics listener (env ANTACA_SWITCH_METRICS_ADDR; unauthenticated: loopback by default, e.g. :9102 for every interface); empty disables")
 	fs.StringVar(&f.apiAddr, "api", envOr("ANTACA_API_ADDR", ":8443"), "REST API TLS listener (env ANTACA_API_ADDR)")
 	fs.StringVar(&f.plainHTTP, "plain-http", os.Getenv("ANTACA_PLAIN_HTTP"), "plain HTTP listener for local tools, e.g. :8080 (no /secure channel) (env ANTACA_PLAIN_HTTP)")
-	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", ":9103"), "API Prometheus metrics listener (env ANTACA_API_METRICS_ADDR)")
+	fs.StringVar(&f.apiMetrics, "api-metrics", envOr("ANTACA_API_METRICS_ADDR", "127.0.0.1:9103"), "API Prometheus metrics listener (env ANTACA_API_METRICS_ADDR; unauthenticated: loopback by default); empty disables")
 	fs.StringVar(&f.apiHosts, "api-hosts", envOr("ANTACA_API_HOSTS", "localhost,127.0.0.1,::1"),
 		"names and addresses the API's certificate from the internal CA covers, comma-separated (env ANTACA_API_HOSTS)")
 	fs.StringVar(&f.tlsCert, "tls-cert", os.Getenv("ANTACA_TLS_CERT"), "PEM certificate chain of the API (env ANTACA_TLS_CERT); empty: one from the internal CA for -api-hosts")
@@ -78,6 +79,7 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration("ANTACA_HOLD_TTL", 7*24*time.Hour), "authorisation holds not cleared within this time expire (env ANTACA_HOLD_TTL)")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", envDuration("ANTACA_SESSION_TTL", 10*time.Minute), "API session lifetime (env ANTACA_SESSION_TTL)")
 	fs.BoolVar(&f.demo, "demo", envOr("ANTACA_DEMO", fmt.Sprint(cmd == "all")) == "true", "create the demo data on first start and write <data>/demo.json (env ANTACA_DEMO=true|false)")
+	f.limits.register(fs)
 }
 
 // logConfig logs the effective configuration with secrets masked.
@@ -162,6 +164,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log, Registerer: switchReg})
 	out := partner.NewClient(partner.Config{DevHTTPLoopback: f.partnerDevHTTP})
 	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg, Remote: partner.NewDecider(out)})
+	f.limits.register(fs)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
@@ -204,6 +207,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		}
 		shutdowns = append(shutdowns, serveMetrics(run, f.switchMetrics, reg, log))
 		go led.RunExpiry(ctx, time.Minute)
+		go watchReplication(ctx, led, reg, 5*time.Second, log)
 	}
 	if cmd == "all" || cmd == "api" {
 		reg := newRegistry()
@@ -220,8 +224,8 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		if err != nil {
 			return err
 		}
-		srv, err := api.New(api.Config{Simulator: sim, Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
-			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg, Partner: out}, pool, host)
+		srv, err := api.New(f.limits.api(api.Config{Simulator: sim, Addr: f.apiAddr, PlainAddr: f.plainHTTP, TLSCert: tlsCert, CA: keys.CACert, CAKey: keys.CAKey,
+			JWEKey: keys.JWEKey, SessionTTL: f.sessionTTL, Logger: log, Registerer: reg, Partner: out}), pool, host)
 		if err != nil {
 			return err
 		}

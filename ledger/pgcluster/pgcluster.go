@@ -119,7 +119,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		// while `antaca demo` or `ledger verify` starts): removing its
 		// lock file would make it shut itself down at its next check.
 		// Attach to it instead; Stop leaves it running.
+		// It listens where it was started, which may not be cfg.Port (a
+		// `make run -pg-port` against a command with the default): the
+		// port is line 4 of postmaster.pid.
 		c.done = nil
+		if port, ok := postmasterPort(data); ok {
+			c.cfg.Port = port
+		}
 		if err := c.waitReady(ctx); err != nil {
 			return nil, fmt.Errorf("postgres (pid %d) runs on %s but does not answer at %s: %w", pid, data, c.URL("postgres"), err)
 		}
@@ -181,6 +187,25 @@ func livePostmaster(data string) (int, bool) {
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	return pid, err != nil || strings.TrimSpace(string(comm)) == "postgres"
 }
+
+// postmasterPort returns the TCP port that data's running server listens
+// on, from line 4 of its postmaster.pid (0 and false when the server
+// listens on a Unix socket only, line 6 empty).
+func postmasterPort(data string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 6 || strings.TrimSpace(lines[5]) == "" {
+		return 0, false
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
+	return port, err == nil && port > 0
+}
+
+// Port is the TCP port the cluster listens on, 0 for a Unix socket only.
+func (c *Cluster) Port() int { return c.cfg.Port }
 
 // DataDir is the cluster's data directory.
 func (c *Cluster) DataDir() string { return filepath.Join(c.cfg.Dir, "data") }

@@ -2,6 +2,7 @@ package pgcluster
 
 import (
 	"context"
+	"net"
 	"os"
 	"testing"
 
@@ -65,5 +66,39 @@ func TestStartAttachesToARunningServer(t *testing.T) {
 	defer third.Stop()
 	if p := third.Processes(); len(p) == 0 {
 		t.Error("a start on a stopped directory owns no server")
+	}
+}
+
+// TestAttachFindsThePort: a command started while `make run -pg-port N`
+// is up, with another -pg-port (the default), connects to the port the
+// running server listens on, which it reads from postmaster.pid.
+func TestAttachFindsThePort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	dir, err := TempDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	first, err := Start(ctx, Config{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop()
+	second, err := Start(ctx, Config{Dir: dir, Port: port + 1})
+	if err != nil {
+		t.Fatalf("attach with another port: %v", err)
+	}
+	defer second.Stop()
+	if second.Port() != port || second.URL("postgres") != first.URL("postgres") {
+		t.Fatalf("attached cluster: port %d url %s, want %d %s", second.Port(), second.URL("postgres"), port, first.URL("postgres"))
 	}
 }
