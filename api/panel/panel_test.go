@@ -640,9 +640,9 @@ func TestPanelExceptionsQueue(t *testing.T) {
 			t.Errorf("exception row %q lacks %q", row, want)
 		}
 	}
-	e.open(ctx, "/panel/exceptions?status=written_off")
+	e.open(ctx, "/panel/exceptions?status=closed")
 	if got := text(t, ctx, "#exceptions tbody"); got != "No exceptions." {
-		t.Errorf("written-off exceptions: got %q", got)
+		t.Errorf("closed exceptions: got %q", got)
 	}
 }
 
