@@ -419,7 +419,7 @@ var doneText = map[string]string{
 	"printed": "Plastic copy ordered.", "cvv": "A new CVV was generated; the cardholder reads it in their app.",
 	"removed": "Card removed.", "reloaded": "Balance reloaded.", "reload_pending": "Reload waiting for a second Admin's approval (four eyes).", "threshold": "Threshold saved.", "created": "Created.",
 	"kyc": "KYC status saved.", "signed": "Certificate signed.", "revoked": "Certificate revoked.", "viewer": "Partner viewer created.",
-	"card": "Virtual card issued.",
+	"card":     "Virtual card issued.",
 	"resolved": "Exception resolved.", "resolve_pending": "Resolution waiting for a second Admin's approval (four eyes).",
 	"approved": "Approved and posted.", "rejected": "Rejected; nothing was posted.",
 }
