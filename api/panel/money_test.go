@@ -68,6 +68,9 @@ func TestPanelFourEyesReload(t *testing.T) {
 	// Admin A: the request with its requester, amount, reason and
 	// reference; Reject but no Approve; a forged approve is refused.
 	e.open(actx, "/panel/approvals")
+	if !exists(t, actx, row) {
+		t.Fatalf("approvals page: no row of approval %d", ap.ID)
+	}
 	got := text(t, actx, row)
 	for _, want := range []string{"admin (admin:", "10500.00 EUR", "wire from the partner", "BANK-77", "pending", "another Admin approves"} {
 		if !strings.Contains(got, want) {
@@ -166,6 +169,9 @@ func TestPanelResolveException(t *testing.T) {
 	mctx := tab(t)
 	e.signIn(mctx, "manager")
 	e.open(mctx, "/panel/exceptions")
+	if !exists(t, mctx, row(x.ID)) {
+		t.Fatalf("exceptions page: no row of exception %d", x.ID)
+	}
 	got := text(t, mctx, row(x.ID))
 	masked := e.card.PANFirst6 + "…" + e.card.PANLast4
 	for _, want := range []string{"over_capture", "open", "40.00 EUR", masked} {
