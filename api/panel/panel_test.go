@@ -543,6 +543,8 @@ func TestPanelPartnerAdmin(t *testing.T) {
 	}
 	if err := chromedp.Do(ctx, clearDone(),
 		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#pamount%d", acc)), "750.25"),
+		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#pref%d", acc)), "BANK-PT-1"),
+		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#prefreason%d", acc)), "partner prefunding"),
 		chromedp.Submit(chromedp.CSS(fmt.Sprintf("#pamount%d", acc))),
 		chromedp.WaitVisible(chromedp.CSS("p.done")),
 	); err != nil {
