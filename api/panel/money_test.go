@@ -158,8 +158,8 @@ func (e *env) overCapture(final int64, ref string) ledger.Exception {
 // API (kind, status, amounts, masked card, links to the card and the
 // journal row); a Manager sees it without actions and a forged resolve is
 // 403; an Admin's recovery needs a bank reference and then waits for a
-// second Admin; an Admin writes one off in the panel, it leaves the open
-// list and ledger verify stays clean.
+// second Admin, who approves it on the approvals page; an Admin writes one
+// off in the panel, it leaves the open list; ledger verify stays clean.
 func TestPanelResolveException(t *testing.T) {
 	e := newEnv(t)
 	x := e.overCapture(5000, "clr-1")
@@ -237,6 +237,32 @@ func TestPanelResolveException(t *testing.T) {
 	e.open(actx, "/panel/exceptions?status=closed")
 	if got := text(t, actx, row(x.ID)); !strings.Contains(got, "written_off") {
 		t.Errorf("closed list: %q", got)
+	}
+
+	// A second Admin approves the recovery on the approvals page.
+	if _, err := e.srv.CreateAdmin(e.ctx, "admin2", password, api.RoleAdmin, 0); err != nil {
+		t.Fatal(err)
+	}
+	ycur, err := e.led.Exception(e.ctx, y.ID)
+	if err != nil || ycur.PendingApprovalID == 0 {
+		t.Fatalf("recovery: %+v, %v; want a pending approval", ycur, err)
+	}
+	bctx := tab(t)
+	e.signIn(bctx, "admin2")
+	e.open(bctx, "/panel/approvals")
+	arow := fmt.Sprintf(`#approvals tr[data-approval="%d"]`, ycur.PendingApprovalID)
+	if !exists(t, bctx, arow) {
+		t.Fatalf("approvals page: no row of approval %d", ycur.PendingApprovalID)
+	}
+	if got := text(t, bctx, arow); !strings.Contains(got, fmt.Sprintf("exception #%d as recovered", y.ID)) || !strings.Contains(got, "BANK-RCV-9") || !strings.Contains(got, "15.00 EUR") {
+		t.Errorf("recovery approval row: %q", got)
+	}
+	if err := chromedp.Do(bctx, clearDone(), confirmAll,
+		chromedp.Click(chromedp.CSS(arow+" button.approve")), chromedp.WaitVisible(chromedp.CSS("p.done"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.led.Exception(e.ctx, y.ID); err != nil || got.Status != ledger.ResolveRecovered || !strings.HasPrefix(got.ApprovedBy, "admin:") || got.ApprovedBy == got.ResolvedBy {
+		t.Errorf("exception after the approved recovery: %+v, %v", got, err)
 	}
 	vs, err := e.led.Verify(context.WithoutCancel(e.ctx))
 	if err != nil || len(vs) != 0 {
