@@ -11,9 +11,11 @@ import (
 )
 
 // PanelReader holds the read queries of the administration panel (issue 20):
-// the journal by minute and its last answers, the exceptions queue, the
-// customer search and paged entries. It only reads; every change the panel
-// makes goes through the card host. It is safe for concurrent use.
+// the journal by minute and its last answers, the customer search, paged
+// entries, certificates and logins. The exceptions queue and approvals are
+// the API's (Ledger.Exceptions, Ledger.Approvals through the card host).
+// It only reads; every change the panel makes goes through the card host.
+// It is safe for concurrent use.
 type PanelReader struct {
 	pool *pgxpool.Pool
 }
@@ -82,6 +84,7 @@ type Answer struct {
 
 // AnswerFilter narrows RecentAnswers. Zero fields do not filter.
 type AnswerFilter struct {
+	ID     int64 // one journal row
 	CardID int64
 	// Reasons, when not nil, keeps the rows whose reason is listed for the
 	// row's profile (an action code means different reasons per profile).
@@ -98,6 +101,10 @@ func (r *PanelReader) RecentAnswers(ctx context.Context, f AnswerFilter) ([]Answ
 	}
 	where := []string{"true"}
 	args := []any{f.Limit}
+	if f.ID > 0 {
+		args = append(args, f.ID)
+		where = append(where, fmt.Sprintf("j.id = $%d", len(args)))
+	}
 	if f.CardID > 0 {
 		args = append(args, f.CardID)
 		where = append(where, fmt.Sprintf("j.card_id = $%d", len(args)))
@@ -144,48 +151,24 @@ func (r *PanelReader) RecentAnswers(ctx context.Context, f AnswerFilter) ([]Answ
 	return out, nil
 }
 
-// PanelException is one row of the exceptions queue (migration 011) as the panel shows it.
-type PanelException struct {
-	ID         int64
-	Kind       string
-	Status     string
-	Currency   string
-	Exponent   int
-	Amount     int64
-	Receivable int64
-	CardID     int64
-	AccountID  int64
-	ProgramID  int64
-	Detail     string
-	CreatedAt  time.Time
-	ResolvedAt *time.Time
-	ResolvedBy string
-	ApprovedBy string
-}
-
-// Exceptions returns the exceptions of a status ("" for every status),
-// newest first, at most limit (default 100).
-func (r *PanelReader) Exceptions(ctx context.Context, status string, limit int) ([]PanelException, error) {
-	if limit <= 0 || limit > 1000 {
-		limit = 100
-	}
-	const q = `SELECT x.id, x.kind, x.status, x.currency, c.exponent, x.amount, x.receivable, coalesce(x.card_id, 0),
-			coalesce(x.account_id, 0), coalesce(x.program_id, 0), x.detail, x.created_at, x.resolved_at,
-			coalesce(x.resolved_by, ''), coalesce(x.approved_by, '')
-		FROM exceptions x JOIN currencies c ON c.code = x.currency
-		WHERE $1 = '' OR x.status = $1 ORDER BY x.id DESC LIMIT $2`
-	rows, err := r.pool.Query(ctx, q, status, limit)
+// AdminNames returns the names of the admin users by id: the panel shows
+// who asked for and who decided an approval ("admin:<id>").
+func (r *PanelReader) AdminNames(ctx context.Context) (map[int64]string, error) {
+	rows, err := r.pool.Query(ctx, `SELECT id, name FROM admin_users`)
 	if err != nil {
-		return nil, dbErr("exceptions", err)
+		return nil, dbErr("admin names", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (PanelException, error) {
-		var x PanelException
-		err := row.Scan(&x.ID, &x.Kind, &x.Status, &x.Currency, &x.Exponent, &x.Amount, &x.Receivable, &x.CardID,
-			&x.AccountID, &x.ProgramID, &x.Detail, &x.CreatedAt, &x.ResolvedAt, &x.ResolvedBy, &x.ApprovedBy)
-		return x, err
+	out := map[int64]string{}
+	var (
+		id   int64
+		name string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &name}, func() error {
+		out[id] = name
+		return nil
 	})
 	if err != nil {
-		return nil, dbErr("exceptions", err)
+		return nil, dbErr("admin names", err)
 	}
 	return out, nil
 }

@@ -52,6 +52,9 @@ func (p *Panel) routes() {
 	p.handle("POST /panel/balances/{id}/reload", adminOnly, p.reloadPartner)
 	p.handle("POST /panel/balances/{id}/threshold", adminOnly, p.setThreshold)
 	p.handle("GET /panel/exceptions", staff, p.exceptions)
+	p.handle("POST /panel/exceptions/{id}/resolve", adminOnly, p.resolveException)
+	p.handle("GET /panel/approvals", staff, p.approvals)
+	p.handle("POST /panel/approvals/{id}/{decision}", adminOnly, p.decide)
 	p.handle("/panel/", everyone, func(c *call) error { return errNotFound })
 }
 
@@ -515,7 +518,7 @@ func (p *Panel) reload(c *call, a ledger.Account) (string, error) {
 			return "", badInput("A reload needs a reason and a bank reference, each at most 64 characters on one line.")
 		}
 	}
-	ap, err := p.cfg.Host.AdminReload(c.ctx(), a.ID, amount, fmt.Sprintf("admin:%d", c.s.AdminID), reason, ref)
+	ap, err := p.cfg.Host.AdminReload(c.ctx(), a.ID, amount, c.admin(), reason, ref)
 	if err != nil {
 		return "", err
 	}
@@ -680,6 +683,13 @@ func liveFilter(c *call) (ledger.AnswerFilter, map[string]string, error) {
 			return f, form, badInput("The card filter is a card id.")
 		}
 		f.CardID, form["card"] = id, v
+	}
+	if v := strings.TrimSpace(q.Get("journal")); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			return f, form, badInput("The journal filter is a journal row id.")
+		}
+		f.ID, form["journal"] = id, v
 	}
 	if v := strings.TrimSpace(q.Get("code")); v != "" {
 		if !actionCodeRe.MatchString(v) {
@@ -1007,30 +1017,4 @@ func (p *Panel) createViewer(c *call) error {
 		return err
 	}
 	return c.done(fmt.Sprintf("/panel/partners/%d", pt.ID), "viewer")
-}
-
-// ---- Exceptions ----
-
-type exceptionRow struct {
-	ledger.PanelException
-	AmountText, ReceivableText, Created string
-}
-
-func (p *Panel) exceptions(c *call) error {
-	status := c.r.URL.Query().Get("status")
-	switch status {
-	case "", "open", "recovered", "charged_back", "written_off", "released", "rejected":
-	default:
-		return badInput("Unknown exception status.")
-	}
-	xs, err := p.cfg.Reader.Exceptions(c.ctx(), status, 200)
-	if err != nil {
-		return err
-	}
-	rows := make([]exceptionRow, 0, len(xs))
-	for _, x := range xs {
-		rows = append(rows, exceptionRow{PanelException: x, AmountText: formatAmount(x.Amount, x.Exponent),
-			ReceivableText: formatAmount(x.Receivable, x.Exponent), Created: x.CreatedAt.UTC().Format("2006-01-02 15:04")})
-	}
-	return c.page("exceptions", "Exceptions", map[string]any{"Rows": rows, "Status": status})
 }

@@ -127,18 +127,24 @@ type Host interface {
 	OpenPartnerBalance(ctx context.Context, partnerID int64, kind, currency string, programID int64, threshold *int64) (ledger.Account, error)
 	SetThreshold(ctx context.Context, accountID int64, threshold *int64) error
 	Summary(ctx context.Context) ([]ledger.CurrencySummary, error)
+	// The exceptions queue and the four-eyes approvals, as the API's
+	// /admin/exceptions and /admin/approvals read and decide them.
+	Exceptions(ctx context.Context, state string) ([]ledger.Exception, error)
+	ResolveException(ctx context.Context, id int64, resolution, admin, reference string) (ledger.Exception, ledger.Approval, error)
+	Approvals(ctx context.Context, status string) ([]ledger.Approval, error)
+	Decide(ctx context.Context, id int64, admin string, approve bool) (ledger.Approval, error)
 }
 
 // Reader is the panel's read queries (*ledger.PanelReader).
 type Reader interface {
 	AuthsPerMinute(ctx context.Context, since time.Time) ([]ledger.MinuteStat, error)
 	RecentAnswers(ctx context.Context, f ledger.AnswerFilter) ([]ledger.Answer, error)
-	Exceptions(ctx context.Context, status string, limit int) ([]ledger.PanelException, error)
 	SearchCustomers(ctx context.Context, q ledger.CustomerQuery) ([]ledger.CustomerHit, error)
 	EntriesBefore(ctx context.Context, accountID, beforeID int64, limit int) ([]ledger.Entry, error)
 	PartnerCertificates(ctx context.Context, partnerID int64) ([]ledger.Certificate, error)
 	EntityCertificates(ctx context.Context) ([]ledger.Certificate, error)
 	PartnerViewers(ctx context.Context, partnerID int64) ([]ledger.Viewer, error)
+	AdminNames(ctx context.Context) (map[int64]string, error)
 }
 
 // Config configures a Panel.
@@ -413,15 +419,25 @@ var doneText = map[string]string{
 	"printed": "Plastic copy ordered.", "cvv": "A new CVV was generated; the cardholder reads it in their app.",
 	"removed": "Card removed.", "reloaded": "Balance reloaded.", "reload_pending": "Reload waiting for a second Admin's approval (four eyes).", "threshold": "Threshold saved.", "created": "Created.",
 	"kyc": "KYC status saved.", "signed": "Certificate signed.", "revoked": "Certificate revoked.", "viewer": "Partner viewer created.",
-	"card": "Virtual card issued.",
+	"card":     "Virtual card issued.",
+	"resolved": "Exception resolved.", "resolve_pending": "Resolution waiting for a second Admin's approval (four eyes).",
+	"approved": "Approved and posted.", "rejected": "Rejected; nothing was posted.",
 }
 
 // done redirects after a successful POST (303: the reload does not post
 // again).
 func (c *call) done(path, what string) error {
-	http.Redirect(c.w, c.r, path+"?done="+what, http.StatusSeeOther)
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	http.Redirect(c.w, c.r, path+sep+"done="+what, http.StatusSeeOther)
 	return nil
 }
+
+// admin is the signed-in Admin as the ledger records actors (the API's
+// principal scope): admin:<id>.
+func (c *call) admin() string { return fmt.Sprintf("admin:%d", c.s.AdminID) }
 
 func (c *call) actor() cardhost.Actor {
 	return cardhost.Actor{Kind: cardhost.ActorAdmin, ID: fmt.Sprint(c.s.AdminID)}

@@ -543,8 +543,8 @@ func TestPanelPartnerAdmin(t *testing.T) {
 	}
 	if err := chromedp.Do(ctx, clearDone(),
 		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#pamount%d", acc)), "750.25"),
-		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#pref%d", acc)), "BANK-TRANSFER-1"),
-		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#prefreason%d", acc)), "partner wire"),
+		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#pref%d", acc)), "BANK-PT-1"),
+		chromedp.SendKeys(chromedp.CSS(fmt.Sprintf("#prefreason%d", acc)), "partner prefunding"),
 		chromedp.Submit(chromedp.CSS(fmt.Sprintf("#pamount%d", acc))),
 		chromedp.WaitVisible(chromedp.CSS("p.done")),
 	); err != nil {
@@ -642,9 +642,9 @@ func TestPanelExceptionsQueue(t *testing.T) {
 			t.Errorf("exception row %q lacks %q", row, want)
 		}
 	}
-	e.open(ctx, "/panel/exceptions?status=written_off")
+	e.open(ctx, "/panel/exceptions?status=closed")
 	if got := text(t, ctx, "#exceptions tbody"); got != "No exceptions." {
-		t.Errorf("written-off exceptions: got %q", got)
+		t.Errorf("closed exceptions: got %q", got)
 	}
 }
 
@@ -723,7 +723,7 @@ func TestPanelBadInput(t *testing.T) {
 	csrf := string(regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(body)[1])
 	gets := []string{"/panel/customers?q=%ff%fe", "/panel/customers?q=a%00b", "/panel/customers/abc", "/panel/customers/99999999",
 		"/panel/cards/-1", "/panel/cards/99999999", "/panel/live?card=x", "/panel/live?code=%27%3B", "/panel/exceptions?status=bogus",
-		"/panel/partners/0", "/panel/nothing", "/panel/customers?bin=12&last4=1"}
+		"/panel/partners/0", "/panel/nothing", "/panel/customers?bin=12&last4=1", "/panel/approvals?status=bogus"}
 	for _, p := range gets {
 		resp, err := c.Get(e.url + p)
 		if err != nil {
@@ -755,6 +755,15 @@ func TestPanelBadInput(t *testing.T) {
 		{"/panel/certificates/abcdef/revoke", nil},
 		{fmt.Sprintf("/panel/partners/%d/viewers", e.partner.ID), url.Values{"name": {"v"}, "password": {"short"}}},
 		{fmt.Sprintf("/panel/balances/%d/threshold", e.balance), url.Values{"threshold": {"1"}}},
+		{"/panel/exceptions/abc/resolve", url.Values{"resolution": {"written_off"}}},
+		{"/panel/exceptions/99999/resolve", url.Values{"resolution": {"written_off"}}},
+		{"/panel/exceptions/99999/resolve", url.Values{"resolution": {"vanished"}}},
+		{"/panel/exceptions/99999/resolve", url.Values{"resolution": {"recovered"}}},
+		{"/panel/exceptions/99999/resolve", url.Values{"resolution": {"charged_back"}, "reference": {strings.Repeat("r", 65)}}},
+		{"/panel/approvals/99999/approve", nil},
+		{"/panel/approvals/99999/reject", nil},
+		{"/panel/approvals/1/explode", nil},
+		{"/panel/approvals/x/approve", nil},
 	}
 	before, _ := e.host.Account(e.ctx, e.balance)
 	for _, p := range posts {

@@ -30,6 +30,18 @@ func TestPanelScreenshots(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.authorise(900)
+	// Something in the exceptions queue and the approvals: an
+	// over-capture and a reload waiting for a second Admin.
+	if _, err := e.host.Unlock(e.ctx, e.card.ID, actorAdmin); err != nil {
+		t.Fatal(err)
+	}
+	e.overCapture(5000, "shot-1")
+	if _, err := e.host.Lock(e.ctx, e.card.ID, 3, actorAdmin, "pending query from the partner"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.host.AdminReload(e.ctx, e.balance, 1_050_000, "admin:1", "wire from the partner", "BANK-77"); err != nil {
+		t.Fatal(err)
+	}
 	shots := []struct{ name, path string }{
 		{"summary", "/panel/summary"},
 		{"customers", "/panel/customers?q=lovelace"},
@@ -39,6 +51,7 @@ func TestPanelScreenshots(t *testing.T) {
 		{"partners", "/panel/partners"},
 		{"partner", fmt.Sprintf("/panel/partners/%d", e.partner.ID)},
 		{"exceptions", "/panel/exceptions"},
+		{"approvals", "/panel/approvals"},
 	}
 	shoot := func(name string) {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
