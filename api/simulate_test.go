@@ -50,6 +50,8 @@ type simAnswer struct {
 	ActionCode     string              `json:"actionCode"`
 	Reason         string              `json:"reason"`
 	Approved       bool                `json:"approved"`
+	Waiting        string              `json:"waiting"`
+	ExceptionID    int64               `json:"exceptionId"`
 	Balance        balanceView         `json:"balance"`
 	Authorizations []authorizationView `json:"authorizations"`
 }
@@ -107,19 +109,32 @@ func TestSimulationThroughSwitch(t *testing.T) {
 	if a.ActionCode != "0000" || a.Balance.Balance != "90.00" || a.Balance.Available != "90.00" {
 		t.Fatalf("clearing: %+v; want 0000 and 90.00", a)
 	}
-	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00"}, nil), 200, &a)
-	if a.ActionCode != "0000" || a.Balance.Balance != "91.00" {
-		t.Fatalf("refund: %+v; want 0000 and 91.00", a)
+	// A refund naming its purchase is credited; a blind one credits nothing
+	// under the default blind-refund limit (0) and waits for an Admin; a
+	// named one is credited up to what the purchase captured less earlier
+	// refunds.
+	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00", "original": authID}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.Balance.Balance != "91.00" || a.Waiting != "" {
+		t.Fatalf("refund naming its purchase: %+v; want 0000, 91.00 and nothing waiting", a)
 	}
+	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00"}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.Balance.Balance != "91.00" || a.Waiting != "1.00" || a.ExceptionID == 0 {
+		t.Fatalf("blind refund: %+v; want 0000, 91.00 and 1.00 waiting in an exception", a)
+	}
+	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "20.00", "original": authID}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.Balance.Balance != "100.00" || a.Waiting != "11.00" {
+		t.Fatalf("refund above the capture: %+v; want 9.00 credited (100.00) and 11.00 waiting", a)
+	}
+	e.expectCode(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00", "original": "000000000001"}, nil), 400, CodeValidation)
 	// An authorisation reversed gives its hold back; an advice is recorded
 	// without a funds check.
 	e.expect(e.do(pc, "POST", base+"/simulate/authorization", map[string]any{"amount": "5.00"}, nil), 200, &a)
-	if a.Balance.Available != "86.00" {
-		t.Fatalf("second authorisation: available %s, want 86.00", a.Balance.Available)
+	if a.Balance.Available != "95.00" {
+		t.Fatalf("second authorisation: available %s, want 95.00", a.Balance.Available)
 	}
 	e.expect(e.do(pc, "POST", base+"/simulate/reversal", map[string]any{"amount": "5.00", "original": a.ID}, nil), 200, &a)
-	if a.ActionCode != "0000" || a.Balance.Available != "91.00" || a.Authorizations[0].Hold == nil || a.Authorizations[0].Hold.Status != "released" {
-		t.Fatalf("reversal: %+v; want 0000, 91.00 available and the hold released", a)
+	if a.ActionCode != "0000" || a.Balance.Available != "100.00" || a.Authorizations[0].Hold == nil || a.Authorizations[0].Hold.Status != "released" {
+		t.Fatalf("reversal: %+v; want 0000, 100.00 available and the hold released", a)
 	}
 	e.expect(e.do(pc, "POST", base+"/simulate/advice", map[string]any{"amount": "200.00"}, nil), 200, &a)
 	if a.ActionCode != "0000" || a.MTI != "2120" {
