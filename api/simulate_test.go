@@ -18,7 +18,13 @@ import (
 // returns a simulator sending to it over TCP.
 func startSwitch(t *testing.T, host *cardhost.Host) Simulator {
 	t.Helper()
-	srv, err := authswitch.New(authswitch.Config{Profile: authswitch.ProfileISO2003, ZoneKey: authswitch.ProfileISO2003,
+	return startSwitchOf(t, host, authswitch.ProfileISO2003)
+}
+
+// startSwitchOf is startSwitch for a profile.
+func startSwitchOf(t *testing.T, host *cardhost.Host, profile string) *sandbox.Simulator {
+	t.Helper()
+	srv, err := authswitch.New(authswitch.Config{Profile: profile, ZoneKey: profile,
 		Logger: slog.New(slog.DiscardHandler)}, host)
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +43,7 @@ func startSwitch(t *testing.T, host *cardhost.Host) Simulator {
 			t.Errorf("switch: %v", err)
 		}
 	})
-	sim, err := sandbox.New(host, sandbox.Config{Addr: ln.Addr().String()})
+	sim, err := sandbox.New(host, sandbox.Config{Addr: ln.Addr().String(), Profile: profile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +142,26 @@ func TestSimulationThroughSwitch(t *testing.T) {
 	if a.ActionCode != "0000" || a.Balance.Available != "100.00" || a.Authorizations[0].Hold == nil || a.Authorizations[0].Hold.Status != "released" {
 		t.Fatalf("reversal: %+v; want 0000, 100.00 available and the hold released", a)
 	}
+	// The iso87 profile: DE90 names the original of a clearing and of a
+	// refund, which is credited up to the capture.
+	sim87 := startSwitchOf(t, e.ch, authswitch.ProfileISO87)
+	r87 := func(kind string, amount int64, original string) sandbox.Result {
+		t.Helper()
+		res, err := sim87.Simulate(ctx, sandbox.Request{Kind: kind, CardID: card.ID, Amount: amount, Original: original})
+		if err != nil || res.ActionCode != "00" {
+			t.Fatalf("iso87 %s: %+v %v; want 00", kind, res, err)
+		}
+		return res
+	}
+	auth87 := r87(sandbox.Authorization, 200, "")
+	before := auth87.Balance.Balance
+	if c := r87(sandbox.Clearing, 150, auth87.ID); c.Balance.Balance != before-150 || c.Authorizations[0].Captured == nil || *c.Authorizations[0].Captured != 150 {
+		t.Fatalf("iso87 clearing: %+v; want 1.50 captured from the authorisation's hold", c)
+	}
+	if rf := r87(sandbox.Refund, 500, auth87.ID); rf.Balance.Balance != before || rf.Waiting != 350 {
+		t.Fatalf("iso87 refund naming its purchase: balance %d waiting %d; want %d and 350", rf.Balance.Balance, rf.Waiting, before)
+	}
+
 	e.expect(e.do(pc, "POST", base+"/simulate/advice", map[string]any{"amount": "200.00"}, nil), 200, &a)
 	if a.ActionCode != "0000" || a.MTI != "2120" {
 		t.Fatalf("advice: %+v; want 0000 on a 2120", a)
