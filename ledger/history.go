@@ -83,7 +83,7 @@ type SimulatedMessage struct {
 	ExceptionID      int64 // the blind_refund exception of what waits
 }
 
-// SimulatedMessageOf returns the first journal row of the simulated
+// SimulatedMessageOf returns the latest journal row of the simulated
 // message of STAN stan (and MTI mti, when not empty); ErrNotFound if none.
 // A refund's waiting amount is its exception's (ref "refund:credit:" and
 // the card host's journal ref: acquirer/STAN/DE7/RRN/MTI).
@@ -92,7 +92,7 @@ func (l *Ledger) SimulatedMessageOf(ctx context.Context, stan, mti string) (Simu
 			coalesce(x.amount, 0), coalesce(x.id, 0)
 		FROM auth_journal j LEFT JOIN exceptions x ON x.kind = 'blind_refund'
 			AND x.ref = 'refund:credit:' || j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti
-		WHERE j.acquirer_id = $1 AND j.stan = $2 AND ($3 = '' OR j.mti = $3) ORDER BY j.id LIMIT 1`
+		WHERE j.acquirer_id = $1 AND j.stan = $2 AND ($3 = '' OR j.mti = $3) ORDER BY j.id DESC LIMIT 1`
 	var m SimulatedMessage
 	err := l.pool.QueryRow(ctx, q, SimulationAcquirer, stan, mti).Scan(&m.JournalID, &m.CardID, &m.MTI, &m.STAN, &m.TransmissionTime,
 		&m.LocalTime, &m.Amount, &m.Reason, &m.Detail, &m.Waiting, &m.ExceptionID)
