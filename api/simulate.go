@@ -145,8 +145,13 @@ func (s *Server) simulate(q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log.Info("simulated", "kind", q.PathValue("kind"), "card_id", c.ID, "code", res.ActionCode, "by", q.principal.scope())
-	return http.StatusOK, map[string]any{"id": res.ID, "mti": res.MTI, "actionCode": res.ActionCode, "approvalCode": res.ApprovalCode,
-		"reason": res.Reason, "approved": res.Reason == "approved", "balance": bal, "authorizations": auths}, nil
+	out := map[string]any{"id": res.ID, "mti": res.MTI, "actionCode": res.ActionCode, "approvalCode": res.ApprovalCode,
+		"reason": res.Reason, "approved": res.Reason == "approved", "balance": bal, "authorizations": auths}
+	if res.Waiting > 0 {
+		// A refund credited short: the rest waits for an Admin (exceptions).
+		out["waiting"], out["exceptionId"] = formatAmount(res.Waiting, exp), res.ExceptionID
+	}
+	return http.StatusOK, out, nil
 }
 
 func allDigits(s string) bool {

@@ -18,7 +18,13 @@ import (
 // returns a simulator sending to it over TCP.
 func startSwitch(t *testing.T, host *cardhost.Host) Simulator {
 	t.Helper()
-	srv, err := authswitch.New(authswitch.Config{Profile: authswitch.ProfileISO2003, ZoneKey: authswitch.ProfileISO2003,
+	return startSwitchOf(t, host, authswitch.ProfileISO2003)
+}
+
+// startSwitchOf is startSwitch for a profile.
+func startSwitchOf(t *testing.T, host *cardhost.Host, profile string) *sandbox.Simulator {
+	t.Helper()
+	srv, err := authswitch.New(authswitch.Config{Profile: profile, ZoneKey: profile,
 		Logger: slog.New(slog.DiscardHandler)}, host)
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +43,7 @@ func startSwitch(t *testing.T, host *cardhost.Host) Simulator {
 			t.Errorf("switch: %v", err)
 		}
 	})
-	sim, err := sandbox.New(host, sandbox.Config{Addr: ln.Addr().String()})
+	sim, err := sandbox.New(host, sandbox.Config{Addr: ln.Addr().String(), Profile: profile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,6 +56,8 @@ type simAnswer struct {
 	ActionCode     string              `json:"actionCode"`
 	Reason         string              `json:"reason"`
 	Approved       bool                `json:"approved"`
+	Waiting        string              `json:"waiting"`
+	ExceptionID    int64               `json:"exceptionId"`
 	Balance        balanceView         `json:"balance"`
 	Authorizations []authorizationView `json:"authorizations"`
 }
@@ -107,20 +115,53 @@ func TestSimulationThroughSwitch(t *testing.T) {
 	if a.ActionCode != "0000" || a.Balance.Balance != "90.00" || a.Balance.Available != "90.00" {
 		t.Fatalf("clearing: %+v; want 0000 and 90.00", a)
 	}
-	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00"}, nil), 200, &a)
-	if a.ActionCode != "0000" || a.Balance.Balance != "91.00" {
-		t.Fatalf("refund: %+v; want 0000 and 91.00", a)
+	// A refund naming its purchase is credited; a blind one credits nothing
+	// under the default blind-refund limit (0) and waits for an Admin; a
+	// named one is credited up to what the purchase captured less earlier
+	// refunds.
+	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00", "original": authID}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.Balance.Balance != "91.00" || a.Waiting != "" {
+		t.Fatalf("refund naming its purchase: %+v; want 0000, 91.00 and nothing waiting", a)
 	}
+	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00"}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.Balance.Balance != "91.00" || a.Waiting != "1.00" || a.ExceptionID == 0 {
+		t.Fatalf("blind refund: %+v; want 0000, 91.00 and 1.00 waiting in an exception", a)
+	}
+	e.expect(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "20.00", "original": authID}, nil), 200, &a)
+	if a.ActionCode != "0000" || a.Balance.Balance != "100.00" || a.Waiting != "11.00" {
+		t.Fatalf("refund above the capture: %+v; want 9.00 credited (100.00) and 11.00 waiting", a)
+	}
+	e.expectCode(e.do(pc, "POST", base+"/simulate/refund", map[string]any{"amount": "1.00", "original": "000000000001"}, nil), 400, CodeValidation)
 	// An authorisation reversed gives its hold back; an advice is recorded
 	// without a funds check.
 	e.expect(e.do(pc, "POST", base+"/simulate/authorization", map[string]any{"amount": "5.00"}, nil), 200, &a)
-	if a.Balance.Available != "86.00" {
-		t.Fatalf("second authorisation: available %s, want 86.00", a.Balance.Available)
+	if a.Balance.Available != "95.00" {
+		t.Fatalf("second authorisation: available %s, want 95.00", a.Balance.Available)
 	}
 	e.expect(e.do(pc, "POST", base+"/simulate/reversal", map[string]any{"amount": "5.00", "original": a.ID}, nil), 200, &a)
-	if a.ActionCode != "0000" || a.Balance.Available != "91.00" || a.Authorizations[0].Hold == nil || a.Authorizations[0].Hold.Status != "released" {
-		t.Fatalf("reversal: %+v; want 0000, 91.00 available and the hold released", a)
+	if a.ActionCode != "0000" || a.Balance.Available != "100.00" || a.Authorizations[0].Hold == nil || a.Authorizations[0].Hold.Status != "released" {
+		t.Fatalf("reversal: %+v; want 0000, 100.00 available and the hold released", a)
 	}
+	// The iso87 profile: DE90 names the original of a clearing and of a
+	// refund, which is credited up to the capture.
+	sim87 := startSwitchOf(t, e.ch, authswitch.ProfileISO87)
+	r87 := func(kind string, amount int64, original string) sandbox.Result {
+		t.Helper()
+		res, err := sim87.Simulate(ctx, sandbox.Request{Kind: kind, CardID: card.ID, Amount: amount, Original: original})
+		if err != nil || res.ActionCode != "00" {
+			t.Fatalf("iso87 %s: %+v %v; want 00", kind, res, err)
+		}
+		return res
+	}
+	auth87 := r87(sandbox.Authorization, 200, "")
+	before := auth87.Balance.Balance
+	if c := r87(sandbox.Clearing, 150, auth87.ID); c.Balance.Balance != before-150 || c.Authorizations[0].Captured == nil || *c.Authorizations[0].Captured != 150 {
+		t.Fatalf("iso87 clearing: %+v; want 1.50 captured from the authorisation's hold", c)
+	}
+	if rf := r87(sandbox.Refund, 500, auth87.ID); rf.Balance.Balance != before || rf.Waiting != 350 {
+		t.Fatalf("iso87 refund naming its purchase: balance %d waiting %d; want %d and 350", rf.Balance.Balance, rf.Waiting, before)
+	}
+
 	e.expect(e.do(pc, "POST", base+"/simulate/advice", map[string]any{"amount": "200.00"}, nil), 200, &a)
 	if a.ActionCode != "0000" || a.MTI != "2120" {
 		t.Fatalf("advice: %+v; want 0000 on a 2120", a)

@@ -67,3 +67,34 @@ func (l *Ledger) Authorizations(ctx context.Context, accountID, cardID int64, li
 	})
 	return out, dbErr("authorizations", err)
 }
+
+// SimulatedMessage is a simulated message (acquirer SimulationAcquirer) as
+// the journal recorded it, with the blind-refund exception it opened.
+type SimulatedMessage struct {
+	JournalID        int64
+	CardID           int64
+	MTI              string
+	STAN             string
+	TransmissionTime string // DE7
+	LocalTime        string // DE12 (the CMF's DE56 names an original by it)
+	Amount           int64
+	Reason, Detail   string
+	Waiting          int64 // a refund's amount not credited: waits for an Admin
+	ExceptionID      int64 // the blind_refund exception of what waits
+}
+
+// SimulatedMessageOf returns the latest journal row of the simulated
+// message of STAN stan (and MTI mti, when not empty); ErrNotFound if none.
+// A refund's waiting amount is its exception's (ref "refund:credit:" and
+// the card host's journal ref: acquirer/STAN/DE7/RRN/MTI).
+func (l *Ledger) SimulatedMessageOf(ctx context.Context, stan, mti string) (SimulatedMessage, error) {
+	const q = `SELECT j.id, coalesce(j.card_id, 0), j.mti, j.stan, j.transmission_time, j.local_time, j.amount, j.reason, j.detail,
+			coalesce(x.amount, 0), coalesce(x.id, 0)
+		FROM auth_journal j LEFT JOIN exceptions x ON x.kind = 'blind_refund'
+			AND x.ref = 'refund:credit:' || j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti
+		WHERE j.acquirer_id = $1 AND j.stan = $2 AND ($3 = '' OR j.mti = $3) ORDER BY j.id DESC LIMIT 1`
+	var m SimulatedMessage
+	err := l.pool.QueryRow(ctx, q, SimulationAcquirer, stan, mti).Scan(&m.JournalID, &m.CardID, &m.MTI, &m.STAN, &m.TransmissionTime,
+		&m.LocalTime, &m.Amount, &m.Reason, &m.Detail, &m.Waiting, &m.ExceptionID)
+	return m, dbErr("simulated message "+stan, err)
+}

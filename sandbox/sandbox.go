@@ -29,7 +29,7 @@ const (
 	Authorization = "authorization" // x100
 	Clearing      = "clearing"      // x220 completing an authorisation
 	Reversal      = "reversal"      // x420 of an authorisation
-	Refund        = "refund"        // x220 with processing code 20
+	Refund        = "refund"        // x220 with processing code 20, naming its purchase or blind
 	Advice        = "advice"        // x120: a scheme's stand-in, no funds check
 )
 
@@ -37,7 +37,7 @@ const (
 var (
 	ErrNotSandbox = errors.New("program is not a sandbox")
 	ErrKind       = errors.New("unknown simulation kind")
-	ErrOriginal   = errors.New("clearing and reversal name the authorisation's simulation id")
+	ErrOriginal   = errors.New("clearing and reversal name the simulation id of an authorisation of the card (a refund may)")
 	ErrSwitch     = errors.New("switch unreachable")
 )
 
@@ -81,10 +81,12 @@ type Request struct {
 	// amount; reversal: the authorisation's amount, all of it released).
 	Amount int64
 	// Original is the simulation id of the authorisation a clearing or a
-	// reversal refers to.
+	// reversal refers to, and a refund may name (its purchase: the refund
+	// is then credited up to what the purchase captured less earlier
+	// refunds; without it, a blind refund, up to the program's limit).
 	Original string
 	Merchant string // DE43, default "ANTACA SANDBOX SHOP" in PARIS FR
-	MCC      string // DE18, default 5411
+	MCC      string // iso2003 DE26, iso87 DE18; default 5411
 }
 
 // Result is the switch's answer and the card's state after it.
@@ -94,6 +96,8 @@ type Result struct {
 	ActionCode     string // DE39
 	ApprovalCode   string // DE38
 	Reason         string // the journal's reason
+	Waiting        int64  // a refund's amount not credited, waiting for an Admin
+	ExceptionID    int64  // the blind_refund exception of what waits
 	Balance        ledger.Account
 	Authorizations []ledger.Authorization // the card's latest, with their holds
 }
@@ -116,7 +120,7 @@ func (s *Simulator) Simulate(ctx context.Context, r Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	stan := r.Original
+	var orig ledger.SimulatedMessage
 	fn, proc := "", "000000"
 	switch r.Kind {
 	case Authorization:
@@ -125,21 +129,24 @@ func (s *Simulator) Simulate(ctx context.Context, r Request) (Result, error) {
 		fn = "120"
 	case Refund:
 		fn, proc = "220", "200000"
-	case Clearing, Reversal:
+	case Clearing:
 		fn = "220"
-		if r.Kind == Reversal {
-			fn = "420"
-		}
-		if len(stan) != 12 || !digits(stan) {
-			return Result{}, ErrOriginal
-		}
+	case Reversal:
+		fn = "420"
 	default:
 		return Result{}, fmt.Errorf("%w %q", ErrKind, r.Kind)
 	}
-	if stan == "" || r.Kind == Refund || r.Kind == Advice || r.Kind == Authorization {
-		if stan, err = newSTAN(); err != nil {
+	if r.Original != "" || r.Kind == Clearing || r.Kind == Reversal {
+		if r.Kind == Authorization || r.Kind == Advice {
+			return Result{}, ErrOriginal
+		}
+		if orig, err = s.original(ctx, card.ID, r.Original); err != nil {
 			return Result{}, err
 		}
+	}
+	stan, err := newSTAN()
+	if err != nil {
+		return Result{}, err
 	}
 	merchant, mcc := r.Merchant, r.MCC
 	if merchant == "" {
@@ -151,14 +158,22 @@ func (s *Simulator) Simulate(ctx context.Context, r Request) (Result, error) {
 	now := time.Now().UTC()
 	mti := mtiOf(s.cfg.Profile, fn)
 	f := map[int]string{
-		2: data.PAN, 3: proc, 4: fmt.Sprintf("%012d", r.Amount), 7: now.Format("0102150405"), 11: stanOf(s.cfg.Profile, stan),
-		14: data.Expiry, 18: mcc, 22: "812", 32: ledger.SimulationAcquirer, 37: "SIM" + stan[3:], 41: "SANDBOX1",
-		42: "SANDBOXMERCHANT", 43: fmt.Sprintf("%-25.25s%-13.13sFR", merchant, "PARIS"), 49: prog.CurrencyNumeric,
+		2: data.PAN, 3: proc, 7: now.Format("0102150405"), 11: stanOf(s.cfg.Profile, stan), 14: data.Expiry,
+		32: ledger.SimulationAcquirer, 37: "SIM" + stan[3:], 42: "SANDBOXMERCHANT",
 	}
 	if s.cfg.Profile == authswitch.ProfileISO2003 {
+		if err := cmfFields(f, r.Kind, prog.CurrencyNumeric, r.Amount, merchant, mcc, orig); err != nil {
+			return Result{}, err
+		}
 		f[12], f[41] = now.Format("20060102150405"), "SANDBOX000000001"
 	} else {
-		f[12], f[13] = now.Format("150405"), now.Format("0102")
+		f[4], f[18], f[22], f[49] = fmt.Sprintf("%012d", r.Amount), mcc, "812", prog.CurrencyNumeric
+		f[43] = fmt.Sprintf("%-25.25s%-13.13sFR", merchant, "PARIS")
+		f[12], f[13], f[41] = now.Format("150405"), now.Format("0102"), "SANDBOX1"
+		if orig.JournalID != 0 {
+			// DE90: MTI, STAN, DE7, acquirer n11, forwarding n11.
+			f[90] = orig.MTI + orig.STAN + orig.TransmissionTime + fmt.Sprintf("%011s", ledger.SimulationAcquirer) + "00000000000"
+		}
 	}
 	m := iso8583.NewMessage(s.spec)
 	m.MTI(mti)
@@ -180,16 +195,62 @@ func (s *Simulator) Simulate(ctx context.Context, r Request) (Result, error) {
 	if res.Authorizations, err = s.host.Ledger().Authorizations(ctx, 0, card.ID, 20); err != nil {
 		return Result{}, err
 	}
-	res.Reason = s.reason(ctx, mti, stan)
+	// The journal's row of the message: its reason, and for a refund what
+	// waits for an Admin.
+	if j, err := s.host.Ledger().SimulatedMessageOf(ctx, stanOf(s.cfg.Profile, stan), mti); err == nil {
+		res.Reason, res.Waiting, res.ExceptionID = j.Reason, j.Waiting, j.ExceptionID
+	} else if !errors.Is(err, ledger.ErrNotFound) {
+		return Result{}, err
+	}
 	return res, nil
 }
 
-// reason is the journal's reason of the message just answered.
-func (s *Simulator) reason(ctx context.Context, mti, stan string) string {
-	var r string
-	s.host.Pool().QueryRow(ctx, `SELECT reason FROM auth_journal WHERE acquirer_id = $1 AND stan = $2 AND mti = $3 ORDER BY id DESC LIMIT 1`,
-		ledger.SimulationAcquirer, stanOf(s.cfg.Profile, stan), mti).Scan(&r)
-	return r
+// original is the card's simulated message of simulation id id, the
+// authorisation a clearing, reversal or refund names.
+func (s *Simulator) original(ctx context.Context, cardID int64, id string) (ledger.SimulatedMessage, error) {
+	if len(id) != 12 || !digits(id) {
+		return ledger.SimulatedMessage{}, ErrOriginal
+	}
+	o, err := s.host.Ledger().SimulatedMessageOf(ctx, stanOf(s.cfg.Profile, id), "")
+	if errors.Is(err, ledger.ErrNotFound) || err == nil && o.CardID != cardID {
+		return ledger.SimulatedMessage{}, fmt.Errorf("%w: no simulation %s of this card", ErrOriginal, id)
+	}
+	return o, err
+}
+
+// posDataCode is the CMF's DE22 (jPOS PosDataCode, 16 bytes): magnetic
+// stripe read, online PIN capable, attended terminal.
+var posDataCode = string([]byte{0x10, 0, 0, 0, 0x08, 0, 0, 0, 0x02, 0, 0, 0, 0, 0, 0, 0})
+
+// cmfFields sets the jPOS CMF's own fields (docs/iso8583.md): DE4 with its
+// currency and minor unit, DE22 POS data code, DE24 function code, DE26
+// MCC, DE43 sub-fields and DE56 naming the original (MTI, STAN, local
+// date-time, acquirer, no inner length).
+func cmfFields(f map[int]string, kind, currency string, amount int64, merchant, mcc string, orig ledger.SimulatedMessage) error {
+	f[4] = specs.Amount2003{Currency: currency, MinorUnit: specs.MinorUnit(currency), Amount: amount}.String()
+	f[22], f[26] = posDataCode, mcc
+	de43, err := specs.PackSubfields(specs.CardAcceptorTable, map[int]string{2: merchant, 4: "PARIS", 7: "FR"})
+	if err != nil {
+		return fmt.Errorf("simulate: DE43: %w", cardhost.ErrInvalidInput)
+	}
+	f[43] = string(de43)
+	switch kind {
+	case Authorization, Advice:
+		f[24] = "100"
+	case Clearing:
+		f[24] = "202" // for another amount than authorised
+		if amount == orig.Amount {
+			f[24] = "201"
+		}
+	case Refund:
+		f[24] = "200"
+	case Reversal:
+		f[24] = "400"
+	}
+	if orig.JournalID != 0 {
+		f[56] = orig.MTI + orig.STAN + orig.LocalTime + ledger.SimulationAcquirer
+	}
+	return nil
 }
 
 // send sends m on a fresh connection to the switch and returns its answer.
