@@ -352,16 +352,22 @@ func TestAttackDE54Overflow(t *testing.T) {
 			}}
 			_, addr := startServer(t, p, a, nil)
 			c := dial(t, addr, p)
+			// iso2003 entries are the CMF's 21 characters (the currency's
+			// minor unit after the currency), iso87's 20.
+			unit := ""
+			if p == ProfileISO2003 {
+				unit = "2"
+			}
 			for i, tc := range []struct {
 				pan, want string
-			}{{panApproved, "0002978C999999999999"}, {panNoFunds, "0002978D999999999999"}} {
+			}{{panApproved, "0002978" + unit + "C999999999999"}, {panNoFunds, "0002978" + unit + "D999999999999"}} {
 				resp := sendOn(t, c, request(t, p, "100", 100+i, tc.pan, 1_000, nil))
 				if got := get(t, resp, 54); got != tc.want {
 					t.Errorf("DE54: got %q, want %q", got, tc.want)
 				}
 			}
 			faulttest.Record(t, faulttest.Row{Area: "switch", Fault: "available balance of 18 digits (either sign) in an answer's DE54",
-				Behaviour: "DE54 clamped to 999,999,999,999 (C or D), 20 characters; the ledger's bound (12 digits) makes such a balance impossible otherwise"})
+				Behaviour: "DE54 clamped to 999,999,999,999 (C or D), 21 characters in iso2003 (CMF), 20 in iso87; the ledger's bound (12 digits) makes such a balance impossible otherwise"})
 		})
 	}
 }
