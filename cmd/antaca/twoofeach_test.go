@@ -127,7 +127,7 @@ func TestTwoOfEach(t *testing.T) {
 						}
 						n := int(stan.Add(1))
 						m := authRequest(t, spec, n, data.PAN, data.Expiry)
-						m.Field(4, "000000000001")
+						m.Field(4, "9782000000000001") // CMF: currency 978, minor unit 2, 0.01
 						s := &shot{sent: time.Now(), via: sw}
 						resp, err := c.Send(m)
 						s.got, s.err = time.Now(), err
