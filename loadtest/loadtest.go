@@ -329,7 +329,8 @@ type pending struct {
 type runner struct {
 	cfg       Config
 	codec     *codec
-	approved  string // DE39 of an approval in this profile
+	approved  string          // DE39 of an approval in this profile
+	failed    map[string]bool // DE39 of issuer unavailable, system and format error: no decision
 	byKind    map[string][]Card
 	weights   [numOps]int
 	total     int
@@ -379,7 +380,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: %w", err)
 	}
-	r := &runner{cfg: cfg, codec: cd, approved: approved, byKind: map[string][]Card{}, weights: cfg.Mix.weights(), mcc5812: -1}
+	r := &runner{cfg: cfg, codec: cd, approved: approved, byKind: map[string][]Card{}, weights: cfg.Mix.weights(), mcc5812: -1,
+		failed: map[string]bool{}}
+	for _, reason := range []string{"issuer_unavailable", "system_error", "format_error"} {
+		code, err := specs.ActionCode(cfg.Profile, reason)
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: %w", err)
+		}
+		r.failed[code] = true
+	}
 	for _, c := range cfg.Cards {
 		r.byKind[c.Kind] = append(r.byKind[c.Kind], c)
 	}
@@ -934,8 +943,12 @@ func (c *client) read() {
 		}
 		c.answeredByOp[p.op]++
 		if p.op.money() {
+			// Every money message's latency; in the rate only those the
+			// issuer decided.
 			c.moneyLat = append(c.moneyLat, now.Sub(p.start))
-			r.moneyAnswered.Add(1)
+			if !r.failed[a.code] {
+				r.moneyAnswered.Add(1)
+			}
 		}
 		if a.code != r.approved {
 			continue

@@ -1,6 +1,8 @@
 package loadtest
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -161,5 +163,30 @@ func TestBenchLine(t *testing.T) {
 	b.Mixed = nil
 	if got := b.Line(); !strings.HasSuffix(got, " mixed_per_s=0 mixed_p99_ms=0.00 mixed_ratio=0.00") {
 		t.Errorf("line without the mix: %s", got)
+	}
+}
+
+// unavailable answers every request as the issuer being unreachable.
+type unavailable struct{}
+
+func (unavailable) Authorize(context.Context, *cardhost.AuthRequest) (cardhost.Decision, error) {
+	return cardhost.Decision{}, errors.New("ledger unreachable")
+}
+
+// TestMoneyRateCountsDecisionsOnly: answers of issuer unavailable are
+// answered but decide nothing: they stay out of the money rate (a switch
+// failing fast must not look fast) and in its latency.
+func TestMoneyRateCountsDecisionsOnly(t *testing.T) {
+	addr := startSwitch(t, ProfileISO2003, unavailable{})
+	rep, err := Run(t.Context(), Config{Addr: addr, Conns: 1, InFlight: 2, Count: 20, Cards: testCards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unavail, _ := specs.ActionCode(ProfileISO2003, string(cardhost.IssuerUnavailable))
+	if rep.Answered != 20 || rep.Codes[unavail] != 20 {
+		t.Fatalf("answered %d, codes %v: want 20 answers of %s", rep.Answered, rep.Codes, unavail)
+	}
+	if rep.MoneyAnswered != 0 || rep.MoneyPerSec != 0 || rep.MoneyLatency.P99 <= 0 {
+		t.Errorf("money decided %d (%.0f/s), p99 %.3f ms: want none decided, a latency", rep.MoneyAnswered, rep.MoneyPerSec, rep.MoneyLatency.P99)
 	}
 }

@@ -38,8 +38,11 @@ type Report struct {
 	// among them, by kind sent.
 	AnsweredByKind map[string]int64 `json:"answered_by_kind"`
 	ApprovedByKind map[string]int64 `json:"approved_by_kind"`
-	// MoneyAnswered counts answered money messages: every kind but echoes
-	// and balance inquiries; MoneyLatency is their latency.
+	// MoneyAnswered counts the money messages (every kind but echoes and
+	// balance inquiries) answered with a decision: approved or declined
+	// for a reason of the card or request, not issuer unavailable, system
+	// or format error. MoneyLatency is the latency of every money message
+	// answered, failures included.
 	MoneyAnswered int64            `json:"money_answered"`
 	MoneyPerSec   float64          `json:"money_per_s"`
 	MoneyLatency  Latency          `json:"money_latency"`
@@ -134,7 +137,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "approved   %d, %.0f/s (authorisations and advices)\n", rep.Approved, rep.ApprovedPerSec)
 	if len(rep.SentByKind) > 1 {
 		fmt.Fprintf(&b, "by kind    answered %s\n           approved %s\n", kv(rep.AnsweredByKind), kv(rep.ApprovedByKind))
-		fmt.Fprintf(&b, "money      %d answered, %.0f/s, p99 %.3f ms (every kind but echo and balance)\n", rep.MoneyAnswered, rep.MoneyPerSec, rep.MoneyLatency.P99)
+		fmt.Fprintf(&b, "money      %d decided, %.0f/s, p99 %.3f ms (every kind but echo and balance)\n", rep.MoneyAnswered, rep.MoneyPerSec, rep.MoneyLatency.P99)
 	}
 	fmt.Fprintf(&b, "latency    p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
 		rep.Latency.P50, rep.Latency.P90, rep.Latency.P99, rep.Latency.P999, rep.Latency.Max)
