@@ -113,12 +113,14 @@ func (c *BenchConfig) setDefaults() {
 // BenchResult is what the benchmark measured.
 type BenchResult struct {
 	Report *Report
-	// Mixed is the realistic mix's run after the approvals; nil when
-	// skipped.
-	Mixed       *Report
-	PgbenchTPS  float64 // 0 when skipped
-	Violations  []ledger.Violation
-	LoadSeconds float64
+	// Mixed is the realistic mix's run after the approvals (nil when
+	// skipped), with the CPU seconds and the statements of its phase.
+	Mixed                             *Report
+	MixedProcessCPU, MixedPostgresCPU float64
+	MixedStatements                   []Statement
+	PgbenchTPS                        float64 // 0 when skipped
+	Violations                        []ledger.Violation
+	LoadSeconds                       float64
 	// CPU seconds used during the load by this process (switch, card
 	// host, load generator) and by the PostgreSQL cluster.
 	ProcessCPU, PostgresCPU float64
@@ -458,8 +460,20 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			mixed.Duration = cfg.MixedDuration
 		}
 		log.Info("load, realistic mix", "mix", mixed.Mix.String())
+		if statements {
+			if _, err := pool.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+		}
+		cpu0, pg0 := processCPU(), postgresCPU(pgPID)
 		if res.Mixed, err = Run(ctx, mixed); err != nil {
 			return nil, fmt.Errorf("bench: realistic mix: %w", err)
+		}
+		res.MixedProcessCPU, res.MixedPostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
+		if statements {
+			if res.MixedStatements, err = topStatements(ctx, pool); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
 		}
 	}
 	if res.Violations, err = led.Verify(ctx); err != nil {

@@ -159,15 +159,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "postgres writes during load: WAL %.1f MB (%.0f bytes, %.1f records per approval), full-page images %d, checkpoints %d; accounts updated %d times, %.0f%% HOT\n",
 			float64(w.WALBytes)/1e6, float64(w.WALBytes)/n, float64(w.WALRecords)/n, w.WALFullPages, w.Checkpoints, w.AccountUpdates, hot)
 	}
-	if len(res.Statements) > 0 {
-		fmt.Fprintln(stderr, "postgres time by statement during load (pg_stat_statements, nested included):")
-		for _, st := range res.Statements {
-			fmt.Fprintf(stderr, "  %9.0f ms %8d calls %7.3f ms/call %8d plans %6.0f ms planning  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Plans, st.PlanMS, st.Query)
-		}
-	}
+	printStatements(stderr, "during load", res.Statements)
 	if res.Mixed != nil {
 		fmt.Fprintln(stderr, "realistic mix, after the approvals:")
 		res.Mixed.WriteText(stderr)
+		pg := "n/a (a backend with CPU time exited)"
+		if res.MixedPostgresCPU >= 0 {
+			pg = fmt.Sprintf("%.1f s", res.MixedPostgresCPU)
+		}
+		fmt.Fprintf(stderr, "cpu during the realistic mix: this process %.1f s, postgres %s, over %.1f s\n",
+			res.MixedProcessCPU, pg, res.Mixed.Seconds)
+		printStatements(stderr, "during the realistic mix", res.MixedStatements)
 	}
 	for _, v := range res.Violations {
 		fmt.Fprintln(stderr, "ledger verify:", v.String())
@@ -178,6 +180,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stderr, "ledger verify: clean")
 	return nil
+}
+
+// printStatements lists the statements that took most of Postgres' time.
+func printStatements(w io.Writer, phase string, sts []loadtest.Statement) {
+	if len(sts) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "postgres time by statement %s (pg_stat_statements, nested included):\n", phase)
+	for _, st := range sts {
+		fmt.Fprintf(w, "  %9.0f ms %8d calls %7.3f ms/call %8d plans %6.0f ms planning  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Plans, st.PlanMS, st.Query)
+	}
 }
 
 func numCPU() int { return runtime.NumCPU() }
