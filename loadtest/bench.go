@@ -39,9 +39,9 @@ type BenchConfig struct {
 	// with 16 in flight each, approvals only, 20 s.
 	Load Config
 	// MixedDuration is how long the realistic mix (Realistic) runs after
-	// the approvals, against the same switch and cluster (default
-	// Load.Duration; negative, or a profile other than iso2003, skips it).
-	// With Load.Count instead, it sends that many.
+	// the approvals, against the same switch and cluster; 0: as long as
+	// the approvals (Load.Duration or Load.Count); negative, or a profile
+	// other than iso2003, skips it.
 	MixedDuration time.Duration
 	// PoolSize is the switch's database pool size (default 32).
 	PoolSize int
@@ -101,9 +101,6 @@ func (c *BenchConfig) setDefaults() {
 	}
 	if c.Load.Profile == "" {
 		c.Load.Profile = ProfileISO2003
-	}
-	if c.MixedDuration == 0 {
-		c.MixedDuration = c.Load.Duration
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -453,11 +450,11 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM holds`).Scan(&res.HoldsPlaced); err != nil {
 		return nil, fmt.Errorf("bench: count holds: %w", err)
 	}
-	if cfg.MixedDuration > 0 && load.Profile == ProfileISO2003 {
+	if cfg.MixedDuration >= 0 && load.Profile == ProfileISO2003 {
 		mixed := load
 		mixed.Mix, mixed.Seed = Realistic, 0
-		if mixed.Duration > 0 {
-			mixed.Duration = cfg.MixedDuration
+		if cfg.MixedDuration > 0 {
+			mixed.Duration, mixed.Count = cfg.MixedDuration, 0
 		}
 		log.Info("load, realistic mix", "mix", mixed.Mix.String())
 		if statements {

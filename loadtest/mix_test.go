@@ -190,3 +190,38 @@ func TestMoneyRateCountsDecisionsOnly(t *testing.T) {
 		t.Errorf("money decided %d (%.0f/s), p99 %.3f ms: want none decided, a latency", rep.MoneyAnswered, rep.MoneyPerSec, rep.MoneyLatency.P99)
 	}
 }
+
+// TestBenchRunsRealisticMix: the bench sends the realistic mix after the
+// approvals on the same cluster, its line carries the mix's fields, and
+// the ledger verifies clean after both.
+func TestBenchRunsRealisticMix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	res, err := Bench(t.Context(), BenchConfig{Cards: 400, PgbenchTime: -1, PoolSize: 16,
+		Load:   Config{Conns: 2, InFlight: 4, Count: 400},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Mixed == nil {
+		t.Fatal("no realistic mix in the bench")
+	}
+	res.Mixed.WriteText(t.Output())
+	m := res.Mixed
+	if m.Mix != Realistic.String() || m.Answered != 400 || m.Timeouts != 0 || m.Errors != 0 {
+		t.Errorf("mix %s, answered %d, timeouts %d, errors %d: want the realistic mix, 400 answered", m.Mix, m.Answered, m.Timeouts, m.Errors)
+	}
+	if m.SentByKind["complete"] == 0 || m.SentByKind["expired"]+m.SentByKind["funds"] == 0 {
+		t.Errorf("sent %v: want completions and declines", m.SentByKind)
+	}
+	if m.MoneyAnswered == 0 || res.Report.Approved != 400 {
+		t.Errorf("money decided %d in the mix, %d approved before: want some, 400", m.MoneyAnswered, res.Report.Approved)
+	}
+	if line := res.Line(); !strings.Contains(line, " mixed_per_s=") || strings.Contains(line, " mixed_per_s=0 ") {
+		t.Errorf("line %q: want the mix's rate", line)
+	}
+	if len(res.Violations) > 0 {
+		t.Errorf("ledger verify after the bench: %v", res.Violations)
+	}
+}
