@@ -31,12 +31,18 @@ import (
 type BenchConfig struct {
 	// Cards is the number of cards created (default 100,000); PoorCards
 	// and LockedCards of them (default 1% each) are unfunded or locked,
-	// the rest funded and active.
-	Cards, PoorCards, LockedCards int
+	// ExpiredCards (default 1%, negative: none) past their expiry, the
+	// rest funded and active.
+	Cards, PoorCards, LockedCards, ExpiredCards int
 	// Load is the load test run against the in-process switch; Addr and
 	// Cards are filled in. Default: iso2003, 8 connections, closed-loop
 	// with 16 in flight each, approvals only, 20 s.
 	Load Config
+	// MixedDuration is how long the realistic mix (Realistic) runs after
+	// the approvals, against the same switch and cluster; 0: as long as
+	// the approvals (Load.Duration or Load.Count); negative, or a profile
+	// other than iso2003, skips it.
+	MixedDuration time.Duration
 	// PoolSize is the switch's database pool size (default 32).
 	PoolSize int
 	// PgbenchScale, PgbenchClients, PgbenchJobs and PgbenchTime are the
@@ -72,6 +78,9 @@ func (c *BenchConfig) setDefaults() {
 	if c.PoorCards <= 0 && c.LockedCards <= 0 {
 		c.PoorCards, c.LockedCards = c.Cards/100, c.Cards/100
 	}
+	if c.ExpiredCards == 0 {
+		c.ExpiredCards = c.Cards / 100
+	}
 	if c.PoolSize <= 0 {
 		c.PoolSize = 32
 	}
@@ -100,10 +109,15 @@ func (c *BenchConfig) setDefaults() {
 
 // BenchResult is what the benchmark measured.
 type BenchResult struct {
-	Report      *Report
-	PgbenchTPS  float64 // 0 when skipped
-	Violations  []ledger.Violation
-	LoadSeconds float64
+	Report *Report
+	// Mixed is the realistic mix's run after the approvals (nil when
+	// skipped), with the CPU seconds and the statements of its phase.
+	Mixed                             *Report
+	MixedProcessCPU, MixedPostgresCPU float64
+	MixedStatements                   []Statement
+	PgbenchTPS                        float64 // 0 when skipped
+	Violations                        []ledger.Violation
+	LoadSeconds                       float64
 	// CPU seconds used during the load by this process (switch, card
 	// host, load generator) and by the PostgreSQL cluster.
 	ProcessCPU, PostgresCPU float64
@@ -222,14 +236,23 @@ func topStatements(ctx context.Context, pool *pgxpool.Pool) ([]Statement, error)
 }
 
 // Line is the one-line summary: approved_per_s, p99_ms, pgbench_tps and
-// their ratio.
+// their ratio, then the realistic mix's answered money messages per
+// second, their p99 and their ratio to pgbench (0 when the mix was
+// skipped).
 func (b *BenchResult) Line() string {
-	ratio := 0.0
-	if b.PgbenchTPS > 0 {
-		ratio = b.Report.ApprovedPerSec / b.PgbenchTPS
+	ratio := func(v float64) float64 {
+		if b.PgbenchTPS > 0 {
+			return v / b.PgbenchTPS
+		}
+		return 0
 	}
-	return fmt.Sprintf("bench: approved_per_s=%.0f p99_ms=%.2f pgbench_tps=%.0f ratio=%.2f",
-		b.Report.ApprovedPerSec, b.Report.Latency.P99, b.PgbenchTPS, ratio)
+	var mixed Report
+	if b.Mixed != nil {
+		mixed = *b.Mixed
+	}
+	return fmt.Sprintf("bench: approved_per_s=%.0f p99_ms=%.2f pgbench_tps=%.0f ratio=%.2f mixed_per_s=%.0f mixed_p99_ms=%.2f mixed_ratio=%.2f",
+		b.Report.ApprovedPerSec, b.Report.Latency.P99, b.PgbenchTPS, ratio(b.Report.ApprovedPerSec),
+		mixed.MoneyPerSec, mixed.MoneyLatency.P99, ratio(mixed.MoneyPerSec))
 }
 
 // Bench starts a durable throwaway PostgreSQL cluster, migrates it,
@@ -427,6 +450,29 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM holds`).Scan(&res.HoldsPlaced); err != nil {
 		return nil, fmt.Errorf("bench: count holds: %w", err)
 	}
+	if cfg.MixedDuration >= 0 && load.Profile == ProfileISO2003 {
+		mixed := load
+		mixed.Mix, mixed.Seed = Realistic, 0
+		if cfg.MixedDuration > 0 {
+			mixed.Duration, mixed.Count = cfg.MixedDuration, 0
+		}
+		log.Info("load, realistic mix", "mix", mixed.Mix.String())
+		if statements {
+			if _, err := pool.Exec(ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+		}
+		cpu0, pg0 := processCPU(), postgresCPU(pgPID)
+		if res.Mixed, err = Run(ctx, mixed); err != nil {
+			return nil, fmt.Errorf("bench: realistic mix: %w", err)
+		}
+		res.MixedProcessCPU, res.MixedPostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
+		if statements {
+			if res.MixedStatements, err = topStatements(ctx, pool); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+		}
+	}
 	if res.Violations, err = led.Verify(ctx); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -500,18 +546,20 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 	// Sort by account id so card i owns account i whatever RETURNING's order.
 	sortPairs(accIDs, userIDs)
 
-	// Kinds: the first are poor, the next locked, the rest ok.
+	// Kinds: the first are poor, the next locked, then expired, the rest ok.
 	kind := func(i int) string {
 		switch {
 		case i < cfg.PoorCards:
 			return KindPoor
 		case i < cfg.PoorCards+cfg.LockedCards:
 			return KindLocked
+		case i < cfg.PoorCards+cfg.LockedCards+max(cfg.ExpiredCards, 0):
+			return KindExpired
 		}
 		return KindOK
 	}
 	keys := host.Keys()
-	expiry := cardhost.ExpiryFrom(time.Now(), 4)
+	valid, expired := cardhost.ExpiryFrom(time.Now(), 4), cardhost.ExpiryFrom(time.Now(), -1)
 	cards := make([]Card, n)
 	rows := make([][]any, n)
 	var funded []int64
@@ -523,6 +571,10 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 			return nil, err
 		}
 		k := kind(i)
+		expiry := valid
+		if k == KindExpired {
+			expiry = expired
+		}
 		lock := int16(0)
 		if k == KindLocked {
 			lock = int16(cardhost.LockCode(7)) // suspected fraud: reversible

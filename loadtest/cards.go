@@ -11,6 +11,9 @@ const (
 	KindOK     = "ok"     // active, funded: approved
 	KindPoor   = "poor"   // active, no funds: declined for funds
 	KindLocked = "locked" // locked: declined
+	// KindExpired is an active card whose expiry has passed: declined
+	// (expired card) without counting a wrong verification.
+	KindExpired = "expired"
 )
 
 // Card is one test card of a card set file. Test data only: a card set
@@ -19,7 +22,7 @@ type Card struct {
 	PAN    string `json:"pan"`
 	Expiry string `json:"expiry"` // YYMM
 	CVC2   string `json:"cvc2"`
-	Kind   string `json:"kind"` // ok, poor or locked
+	Kind   string `json:"kind"` // ok, poor, locked or expired
 }
 
 // LoadCards reads a card set: a JSON array of cards. A card without a kind
@@ -38,9 +41,9 @@ func LoadCards(path string) ([]Card, error) {
 			cards[i].Kind = KindOK
 		}
 		switch cards[i].Kind {
-		case KindOK, KindPoor, KindLocked:
+		case KindOK, KindPoor, KindLocked, KindExpired:
 		default:
-			return nil, fmt.Errorf("load cards %s: card %d: kind %q (want ok, poor or locked)", path, i, cards[i].Kind)
+			return nil, fmt.Errorf("load cards %s: card %d: kind %q (want ok, poor, locked or expired)", path, i, cards[i].Kind)
 		}
 		if cards[i].PAN == "" {
 			return nil, fmt.Errorf("load cards %s: card %d: no pan", path, i)

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,7 +35,7 @@ const (
 )
 
 // Mix weighs the kinds of requests sent. Weights are relative; the zero
-// Mix means approvals only.
+// Mix means approvals only. The kinds after Echo need the iso2003 profile.
 type Mix struct {
 	Approve  int // authorisation of an "ok" card: approved
 	Funds    int // authorisation of a "poor" card (or an "ok" card for an amount no balance holds): declined for funds
@@ -42,14 +43,38 @@ type Mix struct {
 	CVC2     int // authorisation of an "ok" card with a wrong CVC2: declined
 	Reversal int // full reversal of an earlier approval (an approval when none is left to reverse)
 	Echo     int // network management echo
+
+	Expired         int // authorisation of an "expired" card (or an "ok" card with a past DE14): declined
+	ReversalPartial int // partial reversal (DE24 401) of an earlier approval, keeping 60 % of it; the rest is completed later
+	// Complete, CompletePartial and CompleteOver are completions (x220) of
+	// earlier approvals: for the amount held (DE24 201), for 60 % of it
+	// (202), and 15 % above it (202) at a restaurant (MCC 5812, 20 %
+	// tolerance). An over-hold completion needs a restaurant approval:
+	// with completions in the mix, that share of the approvals is sent
+	// with MCC 5812 (the others 5411), and whatever completion is drawn, a
+	// restaurant approval is completed 15 % above its hold.
+	Complete, CompletePartial, CompleteOver int
+	Refund                                  int // refund (x200, processing code 20) naming a completed purchase, for half its capture
+	Advice                                  int // authorisation advice (x120) of an "ok" card: approved, completed later like an approval
+	Balance                                 int // balance inquiry (x100, processing code 30) of an "ok" card
 }
 
-// ParseMix reads a mix as "approve=90,funds=2,locked=2,cvc2=2,reversal=2,echo=2";
-// kinds left out weigh 0.
+// Realistic is the `-mix realistic` preset (docs/operations.md, "Load
+// mixes"): dual-message traffic where most approvals are completed later
+// in the run, about 2 % of them reversed, declines at published rates.
+var Realistic = Mix{Approve: 94, Funds: 3, Locked: 1, CVC2: 1, Expired: 1,
+	Reversal: 1, ReversalPartial: 1, Complete: 70, CompletePartial: 8, CompleteOver: 8,
+	Refund: 1, Advice: 1, Balance: 1}
+
+// ParseMix reads a mix as "approve=90,funds=2,locked=2,cvc2=2,reversal=2,echo=2",
+// kinds left out weighing 0, or the name of a preset ("realistic").
 func ParseMix(s string) (Mix, error) {
 	var m Mix
-	if strings.TrimSpace(s) == "" {
+	switch strings.TrimSpace(s) {
+	case "":
 		return Mix{Approve: 1}, nil
+	case "realistic":
+		return Realistic, nil
 	}
 	for _, part := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -57,28 +82,35 @@ func ParseMix(s string) (Mix, error) {
 		if !ok || err != nil || n < 0 {
 			return Mix{}, fmt.Errorf("mix %q: want kind=weight", part)
 		}
-		switch k {
-		case "approve":
-			m.Approve = n
-		case "funds":
-			m.Funds = n
-		case "locked":
-			m.Locked = n
-		case "cvc2":
-			m.CVC2 = n
-		case "reversal":
-			m.Reversal = n
-		case "echo":
-			m.Echo = n
-		default:
-			return Mix{}, fmt.Errorf("mix: unknown kind %q (approve, funds, locked, cvc2, reversal, echo)", k)
+		i := slices.Index(opNames[:], k)
+		if i < 0 {
+			return Mix{}, fmt.Errorf("mix: unknown kind %q (%s, or the preset realistic)", k, strings.Join(opNames[:], ", "))
 		}
+		*m.weight(op(i)) = n
 	}
 	return m, nil
 }
 
+// String lists the kinds of non-zero weight.
 func (m Mix) String() string {
-	return fmt.Sprintf("approve=%d,funds=%d,locked=%d,cvc2=%d,reversal=%d,echo=%d", m.Approve, m.Funds, m.Locked, m.CVC2, m.Reversal, m.Echo)
+	var parts []string
+	for o := range numOps {
+		if w := *m.weight(o); w > 0 || o <= opEcho && m.sendsOnlyClassic() {
+			parts = append(parts, fmt.Sprintf("%s=%d", opNames[o], w))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// sendsOnlyClassic reports whether m sends only the kinds of before issue
+// 18 (then String names all six, as it always did).
+func (m Mix) sendsOnlyClassic() bool {
+	for o := opEcho + 1; o < numOps; o++ {
+		if *m.weight(o) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 type op int
@@ -90,13 +122,49 @@ const (
 	opCVC2
 	opReversal
 	opEcho
+	opExpired
+	opReversalPartial
+	opComplete
+	opCompletePartial
+	opCompleteOver
+	opRefund
+	opAdvice
+	opBalance
 	numOps
 )
 
-var opNames = [numOps]string{"approve", "funds", "locked", "cvc2", "reversal", "echo"}
+var opNames = [numOps]string{"approve", "funds", "locked", "cvc2", "reversal", "echo",
+	"expired", "reversal_partial", "complete", "complete_partial", "complete_over", "refund", "advice", "balance"}
+
+func (m *Mix) weight(o op) *int {
+	return [numOps]*int{&m.Approve, &m.Funds, &m.Locked, &m.CVC2, &m.Reversal, &m.Echo,
+		&m.Expired, &m.ReversalPartial, &m.Complete, &m.CompletePartial, &m.CompleteOver, &m.Refund, &m.Advice, &m.Balance}[o]
+}
 
 func (m Mix) weights() [numOps]int {
-	return [numOps]int{m.Approve, m.Funds, m.Locked, m.CVC2, m.Reversal, m.Echo}
+	var w [numOps]int
+	for o := range numOps {
+		w[o] = *m.weight(o)
+	}
+	return w
+}
+
+// money reports whether answers to o count as money messages (all but
+// echoes and balance inquiries).
+func (o op) money() bool { return o != opEcho && o != opBalance }
+
+// authorisation reports whether o is an authorisation or advice of a
+// purchase: its approvals are what approved_per_s counts.
+func (o op) authorisation() bool {
+	switch o {
+	case opApprove, opFunds, opLocked, opCVC2, opExpired, opAdvice:
+		return true
+	}
+	return false
+}
+
+func (o op) completion() bool {
+	return o == opComplete || o == opCompletePartial || o == opCompleteOver
 }
 
 // Config configures a run. Zero fields get the defaults documented on
@@ -203,39 +271,81 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// original is what a reversal needs of the approval it reverses.
+// original is what later messages need of an approval the generator saw
+// approved: its MTI, STAN, date-times, RRN and acquirer name it (DE56,
+// DE90), its card and amounts what the completion, reversal or refund
+// sends.
 type original struct {
-	mti, stan, de7, de12, pan, expiry string
-	amount                            int64
+	mti, stan, de7, de12, rrn, acquirer, pan, expiry, mcc string
+	amount                                                int64 // still held
+	captured                                              int64 // what its completion captured (refunds)
 }
 
+// ring is a bounded FIFO of originals; past its size the oldest is
+// dropped (in the field, its hold expires).
+type ring struct {
+	buf     []*original
+	head, n int
+}
+
+func newRing(size int) ring { return ring{buf: make([]*original, size)} }
+
+func (q *ring) push(o *original) {
+	if q.n == len(q.buf) {
+		q.head = (q.head + 1) % len(q.buf)
+		q.n--
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = o
+	q.n++
+}
+
+func (q *ring) pop() *original {
+	if q.n == 0 {
+		return nil
+	}
+	o := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return o
+}
+
+// Per connection: approvals (and advices) waiting for their completion or
+// reversal, and completed purchases a refund may name.
+const (
+	openRingSize     = 4096
+	capturedRingSize = 1024
+)
+
 type pending struct {
-	start time.Time
-	op    op
-	mti   string // expected answer MTI
-	orig  *original
+	start  time.Time
+	op     op
+	mti    string // expected answer MTI
+	orig   *original
+	amount int64 // DE4 sent (completions: the capture; partial reversals: what remains)
 }
 
 // runner is one run: its configuration and shared counters.
 type runner struct {
-	cfg        Config
-	codec      *codec
-	approved   string // DE39 of an approval in this profile
-	byKind     map[string][]Card
-	weights    [numOps]int
-	total      int
-	start      time.Time
-	end        time.Time // zero: no time limit
-	claimed    atomic.Int64
-	stanSeq    atomic.Uint64
-	rrnBase    uint64
-	minorUnit  string // the currency's minor unit digit (the CMF's DE4)
-	stanMod    uint64
-	stanWidth  int
-	reversible chan *original
+	cfg       Config
+	codec     *codec
+	approved  string          // DE39 of an approval in this profile
+	failed    map[string]bool // DE39 of issuer unavailable, system and format error: no decision
+	byKind    map[string][]Card
+	weights   [numOps]int
+	total     int
+	start     time.Time
+	end       time.Time // zero: no time limit
+	claimed   atomic.Int64
+	stanSeq   atomic.Uint64
+	rrnBase   uint64
+	minorUnit string // the currency's minor unit digit (the CMF's DE4)
+	stanMod   uint64
+	stanWidth int
+	mcc5812   int // per mille of approvals sent at a restaurant (MCC 5812), -1: no DE26
 
-	sent, answered, approvedN, timeouts, errs, unmatched atomic.Int64
-	sentByOp                                             [numOps]atomic.Int64
+	sent, answered, approvedN, moneyAnswered, timeouts, errs, unmatched atomic.Int64
+	sentByOp                                                            [numOps]atomic.Int64
 
 	errMu     sync.Mutex
 	errSample []string
@@ -270,8 +380,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: %w", err)
 	}
-	r := &runner{cfg: cfg, codec: cd, approved: approved, byKind: map[string][]Card{}, weights: cfg.Mix.weights(),
-		reversible: make(chan *original, 65536)}
+	r := &runner{cfg: cfg, codec: cd, approved: approved, byKind: map[string][]Card{}, weights: cfg.Mix.weights(), mcc5812: -1,
+		failed: map[string]bool{}}
+	for _, reason := range []string{"issuer_unavailable", "system_error", "format_error"} {
+		code, err := specs.ActionCode(cfg.Profile, reason)
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: %w", err)
+		}
+		r.failed[code] = true
+	}
 	for _, c := range cfg.Cards {
 		r.byKind[c.Kind] = append(r.byKind[c.Kind], c)
 	}
@@ -280,6 +397,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	for _, w := range r.weights {
 		r.total += w
+	}
+	if completions := cfg.Mix.Complete + cfg.Mix.CompletePartial + cfg.Mix.CompleteOver; completions > 0 {
+		r.mcc5812 = 1000 * cfg.Mix.CompleteOver / completions
 	}
 	r.stanMod, r.stanWidth = 1_000_000, 6
 	if cfg.Profile == ProfileISO2003 {
@@ -341,8 +461,14 @@ func (r *runner) checkCards() error {
 		}
 		return nil
 	}
-	if err := need(KindOK, opApprove, opCVC2, opReversal); err != nil {
+	if r.cfg.Profile != ProfileISO2003 && !r.cfg.Mix.sendsOnlyClassic() {
+		return fmt.Errorf("mix %s: completions, partial reversals, refunds, advices, balance inquiries and expired cards are sent in profile %s only", r.cfg.Mix, ProfileISO2003)
+	}
+	if err := need(KindOK, opApprove, opCVC2, opReversal, opReversalPartial, opComplete, opCompletePartial, opCompleteOver, opRefund, opAdvice, opBalance); err != nil {
 		return err
+	}
+	if r.weights[opExpired] > 0 && len(r.byKind[KindExpired]) == 0 && len(r.byKind[KindOK]) == 0 {
+		return errors.New("mix sends expired but the card set has no expired or ok card")
 	}
 	if err := need(KindLocked, opLocked); err != nil {
 		return err
@@ -388,11 +514,17 @@ type client struct {
 	sem chan struct{}
 	id  int
 
-	mu      sync.Mutex
-	pending map[string]*pending
+	mu       sync.Mutex
+	pending  map[string]*pending
+	open     ring // approvals and advices to complete or reverse
+	captured ring // completed purchases to refund
 
-	lat   []time.Duration // written by the reader only
-	codes map[string]int64
+	lat           []time.Duration // written by the reader only
+	codes         map[string]int64
+	answeredByOp  [numOps]int64 // written by the reader only
+	approvedByOp  [numOps]int64
+	moneyLat      []time.Duration // latencies of money messages
+	moneyAnswered int64
 
 	// time fields, cached per second by the sender
 	sec             int64
@@ -416,6 +548,8 @@ func newClient(r *runner, nc net.Conn, id int) *client {
 		rnd:        rand.New(rand.NewPCG(r.cfg.Seed, uint64(id))),
 		sem:        make(chan struct{}, window),
 		pending:    make(map[string]*pending, window),
+		open:       newRing(openRingSize),
+		captured:   newRing(capturedRingSize),
 		codes:      map[string]int64{},
 		lat:        make([]time.Duration, 0, 1<<14),
 		readerDone: make(chan struct{}),
@@ -561,11 +695,27 @@ func (c *client) sendOne(start time.Time) error {
 	r := c.r
 	o := c.pick()
 	var orig *original
-	if o == opReversal {
-		select {
-		case orig = <-r.reversible:
-		default:
-			o = opApprove
+	switch {
+	case o == opReversal || o == opReversalPartial || o.completion():
+		c.mu.Lock()
+		orig = c.open.pop()
+		c.mu.Unlock()
+	case o == opRefund:
+		c.mu.Lock()
+		orig = c.captured.pop()
+		c.mu.Unlock()
+	}
+	if orig == nil && (o == opReversal || o == opReversalPartial || o.completion() || o == opRefund) {
+		o = opApprove // nothing (yet) to refer to
+	}
+	if o.completion() {
+		// The original decides the completion: a restaurant's is
+		// completed with a tip, above its hold within the tolerance.
+		switch {
+		case orig.mcc == mccRestaurant:
+			o = opCompleteOver
+		case o == opCompleteOver:
+			o = opComplete
 		}
 	}
 	c.timeFields(time.Now())
@@ -592,11 +742,24 @@ func (c *client) sendOne(start time.Time) error {
 	} else {
 		var card Card
 		amount := r.cfg.Amount
-		cvc2 := ""
+		cvc2, mcc := "", ""
+		class, proc, fc := "10", "000000", "100" // MTI class and function, DE3, DE24
 		switch o {
-		case opApprove:
+		case opApprove, opAdvice:
 			card = c.card(KindOK)
 			cvc2 = card.CVC2
+			if r.mcc5812 >= 0 {
+				mcc = "5411" // grocery stores
+				if c.rnd.IntN(1000) < r.mcc5812 {
+					mcc = mccRestaurant
+				}
+			}
+			if o == opAdvice {
+				class, cvc2 = "12", ""
+			}
+		case opBalance:
+			card = c.card(KindOK)
+			cvc2, proc, amount = card.CVC2, "300000", 0
 		case opFunds:
 			if len(r.byKind[KindPoor]) > 0 {
 				card = c.card(KindPoor)
@@ -611,20 +774,41 @@ func (c *client) sendOne(start time.Time) error {
 		case opCVC2:
 			card = c.card(KindOK)
 			cvc2 = wrongCVC2(card.CVC2)
-		case opReversal:
+		case opExpired:
+			if len(r.byKind[KindExpired]) > 0 {
+				card = c.card(KindExpired)
+				cvc2 = card.CVC2
+			} else {
+				card = c.card(KindOK)
+				card.Expiry = pastExpiry
+			}
+		case opReversal, opReversalPartial:
 			card = Card{PAN: orig.pan, Expiry: orig.expiry}
-			amount = orig.amount
+			amount, rrn, class, fc = orig.amount, orig.rrn, "40", "400"
+			if o == opReversalPartial {
+				amount, fc = max(orig.amount*6/10, 1), "401"
+			}
+		case opComplete, opCompletePartial, opCompleteOver:
+			card = Card{PAN: orig.pan, Expiry: orig.expiry}
+			amount, rrn, class, fc, mcc = orig.amount, orig.rrn, "22", "201", orig.mcc
+			switch o {
+			case opCompletePartial:
+				amount, fc = max(orig.amount*6/10, 1), "202"
+			case opCompleteOver:
+				amount, fc = orig.amount*115/100, "202"
+			}
+		case opRefund:
+			card = Card{PAN: orig.pan, Expiry: orig.expiry}
+			amount, class, proc, fc = max(orig.captured/2, 1), "20", "200000", "200"
 		}
-		mti, answerMTI = string([]byte{v, '1', '0', '0'}), string([]byte{v, '1', '1', '0'})
-		if o == opReversal {
-			mti, answerMTI = string([]byte{v, '4', '0', '0'}), string([]byte{v, '4', '1', '0'})
-		}
+		mti = string([]byte{v, class[0], class[1], '0'})
+		answerMTI = string([]byte{v, class[0], class[1] + 1, '0'})
 		de4 := amountField(amount)
 		if !iso87 {
 			// The CMF's DE4: currency n3, minor unit n1, amount n12.
 			de4 = r.cfg.Currency + r.minorUnit + de4
 		}
-		f = append(f, field{2, card.PAN}, field{3, "000000"}, field{4, de4},
+		f = append(f, field{2, card.PAN}, field{3, proc}, field{4, de4},
 			field{7, c.de7}, field{11, stan}, field{12, c.de12})
 		if iso87 {
 			f = append(f, field{13, c.de13})
@@ -633,11 +817,15 @@ func (c *client) sendOne(start time.Time) error {
 			f = append(f, field{14, card.Expiry})
 		}
 		if !iso87 {
-			fc := "100"
-			if o == opReversal {
-				fc = "400"
-			}
 			f = append(f, field{24, fc})
+			if mcc != "" {
+				f = append(f, field{26, mcc})
+			}
+			if o == opReversalPartial {
+				// DE30: the original amounts; DE4 is what remains.
+				a := specs.Amount2003{Currency: r.cfg.Currency, MinorUnit: int(r.minorUnit[0] - '0'), Amount: orig.amount}
+				f = append(f, field{30, string(specs.PackAmountsOriginal(a, a))})
+			}
 		}
 		f = append(f, field{32, r.cfg.AcquirerID}, field{37, rrn}, field{41, r.cfg.Terminal}, field{42, r.cfg.Merchant})
 		if iso87 {
@@ -650,15 +838,20 @@ func (c *client) sendOne(start time.Time) error {
 			// the CVC2 as n4 in BCD.
 			f = append(f, field{49, cmfCVC2(cvc2)})
 		}
-		if o == opReversal {
+		if orig != nil {
 			if iso87 {
-				f = append(f, field{90, fmt.Sprintf("%s%s%s%011s%011d", orig.mti, orig.stan, orig.de7, r.cfg.AcquirerID, 0)})
+				f = append(f, field{90, fmt.Sprintf("%s%s%s%011s%011d", orig.mti, orig.stan, orig.de7, orig.acquirer, 0)})
 			} else {
-				f = insertField(f, field{56, orig.mti + orig.stan + orig.de12 + r.cfg.AcquirerID})
+				f = append(f, field{56, orig.mti + orig.stan + orig.de12 + orig.acquirer})
 			}
 		}
-		if o == opApprove {
-			p.orig = &original{mti: mti, stan: stan, de7: c.de7, de12: c.de12, pan: card.PAN, expiry: card.Expiry, amount: amount}
+		p.amount = amount
+		switch {
+		case o == opApprove || o == opAdvice:
+			p.orig = &original{mti: mti, stan: stan, de7: c.de7, de12: c.de12, rrn: rrn, acquirer: r.cfg.AcquirerID,
+				pan: card.PAN, expiry: card.Expiry, mcc: mcc, amount: amount}
+		case orig != nil:
+			p.orig = orig
 		}
 	}
 	c.fields = f
@@ -682,17 +875,10 @@ func (c *client) sendOne(start time.Time) error {
 	return nil
 }
 
-// insertField puts f into fields, which are in ascending order.
-func insertField(fields []field, f field) []field {
-	i := len(fields)
-	for i > 0 && fields[i-1].n > f.n {
-		i--
-	}
-	fields = append(fields, field{})
-	copy(fields[i+1:], fields[i:])
-	fields[i] = f
-	return fields
-}
+const (
+	mccRestaurant = "5812" // eating places: 20 % clearing tolerance (cardhost.DefaultMCCRules)
+	pastExpiry    = "2001" // January 2020: an expired card's DE14
+)
 
 // wrongCVC2 changes the last digit of a CVC2.
 func wrongCVC2(cvc2 string) string {
@@ -755,14 +941,43 @@ func (c *client) read() {
 		if a.mti != p.mti {
 			r.noteErr(fmt.Errorf("answer MTI %s, want %s", a.mti, p.mti))
 		}
-		if a.code == r.approved && p.op != opEcho && p.op != opReversal {
-			r.approvedN.Add(1)
-			if p.orig != nil {
-				select {
-				case r.reversible <- p.orig:
-				default:
-				}
+		c.answeredByOp[p.op]++
+		if p.op.money() {
+			// Every money message's latency; in the rate only those the
+			// issuer decided.
+			c.moneyLat = append(c.moneyLat, now.Sub(p.start))
+			if !r.failed[a.code] {
+				r.moneyAnswered.Add(1)
 			}
+		}
+		if a.code != r.approved {
+			continue
+		}
+		c.approvedByOp[p.op]++
+		if p.op.authorisation() {
+			r.approvedN.Add(1)
+		}
+		// What an approval makes possible later: completing or reversing
+		// an approval, refunding a completed purchase, completing what a
+		// partial reversal left.
+		switch o := p.op; {
+		case p.orig == nil:
+		case o == opApprove || o == opAdvice:
+			c.mu.Lock()
+			c.open.push(p.orig)
+			c.mu.Unlock()
+		case o.completion():
+			done := *p.orig
+			done.captured = p.amount
+			c.mu.Lock()
+			c.captured.push(&done)
+			c.mu.Unlock()
+		case o == opReversalPartial:
+			left := *p.orig
+			left.amount = p.amount
+			c.mu.Lock()
+			c.open.push(&left)
+			c.mu.Unlock()
 		}
 	}
 }

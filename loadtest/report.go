@@ -34,11 +34,23 @@ type Report struct {
 	AnswersPerSec  float64          `json:"answers_per_s"`
 	ApprovedPerSec float64          `json:"approved_per_s"`
 	Latency        Latency          `json:"latency"`
-	Codes          map[string]int64 `json:"codes"` // answers by DE39
-	Timeouts       int64            `json:"timeouts"`
-	Errors         int64            `json:"errors"`
-	Unmatched      int64            `json:"unmatched"` // answers to no pending request (late after a timeout, or unknown STAN)
-	ErrorSample    []string         `json:"error_sample,omitempty"`
+	// AnsweredByKind and ApprovedByKind count answers, and approvals
+	// among them, by kind sent.
+	AnsweredByKind map[string]int64 `json:"answered_by_kind"`
+	ApprovedByKind map[string]int64 `json:"approved_by_kind"`
+	// MoneyAnswered counts the money messages (every kind but echoes and
+	// balance inquiries) answered with a decision: approved or declined
+	// for a reason of the card or request, not issuer unavailable, system
+	// or format error. MoneyLatency is the latency of every money message
+	// answered, failures included.
+	MoneyAnswered int64            `json:"money_answered"`
+	MoneyPerSec   float64          `json:"money_per_s"`
+	MoneyLatency  Latency          `json:"money_latency"`
+	Codes         map[string]int64 `json:"codes"` // answers by DE39
+	Timeouts      int64            `json:"timeouts"`
+	Errors        int64            `json:"errors"`
+	Unmatched     int64            `json:"unmatched"` // answers to no pending request (late after a timeout, or unknown STAN)
+	ErrorSample   []string         `json:"error_sample,omitempty"`
 }
 
 func (r *runner) report(clients []*client, elapsed time.Duration) *Report {
@@ -46,7 +58,8 @@ func (r *runner) report(clients []*client, elapsed time.Duration) *Report {
 		Profile: r.cfg.Profile, Conns: r.cfg.Conns, Mode: "closed", InFlight: r.cfg.InFlight, Mix: r.cfg.Mix.String(),
 		Seconds: elapsed.Seconds(), Sent: r.sent.Load(), Answered: r.answered.Load(), Approved: r.approvedN.Load(),
 		Timeouts: r.timeouts.Load(), Errors: r.errs.Load(), Unmatched: r.unmatched.Load(),
-		Codes: map[string]int64{}, SentByKind: map[string]int64{},
+		Codes: map[string]int64{}, SentByKind: map[string]int64{}, MoneyAnswered: r.moneyAnswered.Load(),
+		AnsweredByKind: map[string]int64{}, ApprovedByKind: map[string]int64{},
 	}
 	if r.cfg.Rate > 0 {
 		rep.Mode, rep.TargetRate, rep.InFlight = "open", r.cfg.Rate, 0
@@ -56,28 +69,42 @@ func (r *runner) report(clients []*client, elapsed time.Duration) *Report {
 			rep.SentByKind[opNames[o]] = n
 		}
 	}
-	var all []time.Duration
+	var all, money []time.Duration
 	for _, c := range clients {
 		all = append(all, c.lat...)
+		money = append(money, c.moneyLat...)
 		for k, v := range c.codes {
 			rep.Codes[k] += v
+		}
+		for o := range numOps {
+			if n := c.answeredByOp[o]; n > 0 {
+				rep.AnsweredByKind[opNames[o]] += n
+			}
+			if n := c.approvedByOp[o]; n > 0 {
+				rep.ApprovedByKind[opNames[o]] += n
+			}
 		}
 	}
 	if s := elapsed.Seconds(); s > 0 {
 		rep.AnswersPerSec = float64(rep.Answered) / s
 		rep.ApprovedPerSec = float64(rep.Approved) / s
+		rep.MoneyPerSec = float64(rep.MoneyAnswered) / s
 	}
-	slices.Sort(all)
-	rep.Latency = Latency{
-		P50: pct(all, 0.50), P90: pct(all, 0.90), P99: pct(all, 0.99), P999: pct(all, 0.999),
-	}
-	if len(all) > 0 {
-		rep.Latency.Max = ms(all[len(all)-1])
-	}
+	rep.Latency, rep.MoneyLatency = latency(all), latency(money)
 	r.errMu.Lock()
 	rep.ErrorSample = slices.Clone(r.errSample)
 	r.errMu.Unlock()
 	return rep
+}
+
+// latency sorts d and returns its percentiles.
+func latency(d []time.Duration) Latency {
+	slices.Sort(d)
+	l := Latency{P50: pct(d, 0.50), P90: pct(d, 0.90), P99: pct(d, 0.99), P999: pct(d, 0.999)}
+	if len(d) > 0 {
+		l.Max = ms(d[len(d)-1])
+	}
+	return l
 }
 
 // pct is the nearest-rank percentile of sorted durations, in ms.
@@ -107,7 +134,11 @@ func (rep *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "profile %s, %d connections, %s, mix %s, %.1f s\n", rep.Profile, rep.Conns, mode, rep.Mix, rep.Seconds)
 	fmt.Fprintf(&b, "sent       %d (%s)\n", rep.Sent, kv(rep.SentByKind))
 	fmt.Fprintf(&b, "answered   %d, %.0f/s\n", rep.Answered, rep.AnswersPerSec)
-	fmt.Fprintf(&b, "approved   %d, %.0f/s\n", rep.Approved, rep.ApprovedPerSec)
+	fmt.Fprintf(&b, "approved   %d, %.0f/s (authorisations and advices)\n", rep.Approved, rep.ApprovedPerSec)
+	if len(rep.SentByKind) > 1 {
+		fmt.Fprintf(&b, "by kind    answered %s\n           approved %s\n", kv(rep.AnsweredByKind), kv(rep.ApprovedByKind))
+		fmt.Fprintf(&b, "money      %d decided, %.0f/s, p99 %.3f ms (every kind but echo and balance)\n", rep.MoneyAnswered, rep.MoneyPerSec, rep.MoneyLatency.P99)
+	}
 	fmt.Fprintf(&b, "latency    p50 %.3f ms, p90 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n",
 		rep.Latency.P50, rep.Latency.P90, rep.Latency.P99, rep.Latency.P999, rep.Latency.Max)
 	fmt.Fprintf(&b, "DE39       %s\n", kv(rep.Codes))

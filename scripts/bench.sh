@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The switch load benchmark of `make bench`: a throwaway durable PostgreSQL,
 # CARDS cards, pgbench -N as the reference, the switch in-process and the
-# load generator for DURATION, then `ledger verify`. Each run ends with
-#   bench: approved_per_s=<n> p99_ms=<x> pgbench_tps=<y> ratio=<n/y>
+# load generator for DURATION of approvals, then DURATION of the realistic
+# mix (-mix realistic: completions, reversals, refunds, advices, declines;
+# -mixed-duration changes it, negative skips it), then `ledger verify`. Each
+# run ends with
+#   bench: approved_per_s=<n> p99_ms=<x> pgbench_tps=<y> ratio=<n/y> mixed_per_s=<m> mixed_p99_ms=<z> mixed_ratio=<m/y>
+# where mixed_per_s counts the realistic mix's answered money messages.
 # With RUNS > 1 the last line is the median of the runs, field by field.
 # Extra arguments go to `loadtest bench` (e.g. -profile iso87 -conns 16
 # -inflight 32 -cpuprofile cpu.prof).
@@ -38,7 +42,7 @@ printf '%s\n' "${lines[@]}" | awk '
       for (r = 1; r <= n; r++) a[r] = v[k, r] + 0
       for (x = 1; x <= n; x++) for (y = x + 1; y <= n; y++) if (a[y] < a[x]) { t = a[x]; a[x] = a[y]; a[y] = t }
       med = (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-      out = out sprintf(" %s=%s", k, (k == "approved_per_s" || k == "pgbench_tps") ? sprintf("%.0f", med) : sprintf("%.2f", med))
+      out = out sprintf(" %s=%s", k, (k == "approved_per_s" || k == "pgbench_tps" || k == "mixed_per_s") ? sprintf("%.0f", med) : sprintf("%.2f", med))
     }
     print out
   }'

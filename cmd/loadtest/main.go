@@ -51,7 +51,8 @@ func loadFlags(fs *flag.FlagSet, c *loadtest.Config) (mix *string, quiet *bool) 
 	fs.Int64Var(&c.Amount, "amount", 1000, "DE4, minor units")
 	fs.StringVar(&c.AcquirerID, "acquirer", "123456", "DE32 acquirer id (digits)")
 	fs.Uint64Var(&c.Seed, "seed", 0, "seed of the card and kind choice (default: clock)")
-	mix = fs.String("mix", "approve=1", "weights: approve, funds, locked, cvc2, reversal, echo (e.g. approve=90,funds=2,locked=2,cvc2=2,reversal=2,echo=2)")
+	mix = fs.String("mix", "approve=1", "weights: approve, funds, locked, cvc2, reversal, echo (e.g. approve=90,funds=2,locked=2,cvc2=2,reversal=2,echo=2), "+
+		"and in iso2003 expired, reversal_partial, complete, complete_partial, complete_over, refund, advice, balance; or the preset realistic (docs/operations.md, Load mixes)")
 	quiet = fs.Bool("quiet", false, "no progress line")
 	return mix, quiet
 }
@@ -107,8 +108,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var c loadtest.BenchConfig
 	fs := flag.NewFlagSet("loadtest bench", flag.ContinueOnError)
 	mix, quiet := loadFlags(fs, &c.Load)
-	fs.IntVar(&c.Cards, "cards", 100_000, "cards to create (1% poor, 1% locked)")
+	fs.IntVar(&c.Cards, "cards", 100_000, "cards to create (1% poor, 1% locked, 1% expired)")
 	fs.IntVar(&c.PoolSize, "pool", 32, "database connections of the switch")
+	fs.DurationVar(&c.MixedDuration, "mixed-duration", 0, "how long the realistic mix runs after the approvals (default -duration; negative skips it)")
 	fs.DurationVar(&c.PgbenchTime, "pgbench-time", 10*time.Second, "pgbench -T; negative skips pgbench")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
 	fs.BoolVar(&c.Webhook, "webhook", false, "register an HTTPS receiver of every authorisation event per partner and deliver to it during the load")
@@ -157,11 +159,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "postgres writes during load: WAL %.1f MB (%.0f bytes, %.1f records per approval), full-page images %d, checkpoints %d; accounts updated %d times, %.0f%% HOT\n",
 			float64(w.WALBytes)/1e6, float64(w.WALBytes)/n, float64(w.WALRecords)/n, w.WALFullPages, w.Checkpoints, w.AccountUpdates, hot)
 	}
-	if len(res.Statements) > 0 {
-		fmt.Fprintln(stderr, "postgres time by statement during load (pg_stat_statements, nested included):")
-		for _, st := range res.Statements {
-			fmt.Fprintf(stderr, "  %9.0f ms %8d calls %7.3f ms/call %8d plans %6.0f ms planning  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Plans, st.PlanMS, st.Query)
+	printStatements(stderr, "during load", res.Statements)
+	if res.Mixed != nil {
+		fmt.Fprintln(stderr, "realistic mix, after the approvals:")
+		res.Mixed.WriteText(stderr)
+		pg := "n/a (a backend with CPU time exited)"
+		if res.MixedPostgresCPU >= 0 {
+			pg = fmt.Sprintf("%.1f s", res.MixedPostgresCPU)
 		}
+		fmt.Fprintf(stderr, "cpu during the realistic mix: this process %.1f s, postgres %s, over %.1f s\n",
+			res.MixedProcessCPU, pg, res.Mixed.Seconds)
+		printStatements(stderr, "during the realistic mix", res.MixedStatements)
 	}
 	for _, v := range res.Violations {
 		fmt.Fprintln(stderr, "ledger verify:", v.String())
@@ -172,6 +180,17 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stderr, "ledger verify: clean")
 	return nil
+}
+
+// printStatements lists the statements that took most of Postgres' time.
+func printStatements(w io.Writer, phase string, sts []loadtest.Statement) {
+	if len(sts) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "postgres time by statement %s (pg_stat_statements, nested included):\n", phase)
+	for _, st := range sts {
+		fmt.Fprintf(w, "  %9.0f ms %8d calls %7.3f ms/call %8d plans %6.0f ms planning  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Plans, st.PlanMS, st.Query)
+	}
 }
 
 func numCPU() int { return runtime.NumCPU() }
