@@ -28,7 +28,8 @@ func requestFault(err error) bool {
 
 // writeSplitting writes a batch; when the database refuses it for a
 // request's value, it writes each half again, down to the one request at
-// fault, which alone fails with ErrUnstorable (set as its err). A batch
+// fault, which alone fails with ErrUnstorable (set as its err); each half
+// is written within a fresh batch budget (Config.BatchTimeout). A batch
 // that fails otherwise (the database unreachable, a timeout) fails whole,
 // as before: splitting it would only multiply the load on a database
 // that is down. Each request is written once: a batch that failed was
@@ -58,9 +59,15 @@ func (h *Host) writeSplitting(ctx context.Context, items []*batchItem[*writeReq]
 		h.log.Warn("request refused by the database, answered alone", "stan", items[0].in.j.req.STAN, "err", err)
 		return nil
 	}
+	// Each half gets a budget of its own: the database is answering (it
+	// refused a value), and a burst's valid requests must not run out of
+	// time because the search for the bad one took several round trips.
 	mid := len(items) / 2
 	for _, half := range [][]*batchItem[*writeReq]{items[:mid], items[mid:]} {
-		if err := h.writeSplitting(ctx, half); err != nil {
+		hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.BatchTimeout)
+		err := h.writeSplitting(hctx, half)
+		cancel()
+		if err != nil {
 			for _, it := range half {
 				it.in.err = err
 			}
