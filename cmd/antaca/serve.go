@@ -163,8 +163,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	switchReg := newRegistry()
 	led := ledger.New(pool, ledger.Config{HoldTTL: f.holdTTL, Logger: log, Registerer: switchReg})
 	out := partner.NewClient(partner.Config{DevHTTPLoopback: f.partnerDevHTTP})
-	host := cardhost.NewHost(pool, led, keys, cardhost.Config{Logger: log, Registerer: switchReg, Remote: partner.NewDecider(out)})
-	f.limits.register(fs)
+	host := cardhost.NewHost(pool, led, keys, f.limits.host(cardhost.Config{Logger: log, Registerer: switchReg, Remote: partner.NewDecider(out)}))
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
