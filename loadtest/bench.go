@@ -504,8 +504,12 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 		return nil, err
 	}
 	// The bench's partner credit carries every card's spending: its
-	// program takes the system-wide bounds instead of the defaults.
-	const bounds = `UPDATE programs SET max_partner_reload = $2, max_partner_balance = $3 WHERE id = $1`
+	// program takes the system-wide bounds instead of the defaults. Its
+	// cvc2 cards get wrong CVC2 on purpose, again and again: the
+	// brute-force lock (DESIGN section 5) is set to its highest count
+	// (100 in a row), so that they stay cvc2 cards rather than turning into
+	// locked ones part-way through a run.
+	const bounds = `UPDATE programs SET max_partner_reload = $2, max_partner_balance = $3, verify_max_tries = 100 WHERE id = $1`
 	if _, err := pool.Exec(ctx, bounds, prog.ID, ledger.MaxAmount, ledger.MaxBalance); err != nil {
 		return nil, fmt.Errorf("program bounds: %w", err)
 	}
