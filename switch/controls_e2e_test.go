@@ -34,11 +34,17 @@ func (e *e2e) control(kind string, extra map[int]string) map[int]string {
 // its currency inside, iso87's as n12.
 func (e *e2e) amountOf(resp *iso8583.Message, n int) int64 {
 	e.t.Helper()
+	return e.amountIn(resp, n, "978")
+}
+
+// amountIn is amountOf for an amount in ccy (checked in the CMF).
+func (e *e2e) amountIn(resp *iso8583.Message, n int, ccy string) int64 {
+	e.t.Helper()
 	v := get(e.t, resp, n)
 	if e.profile == ProfileISO2003 {
 		a, err := specs.ParseAmount2003(v)
-		if err != nil || a.Currency != "978" || a.MinorUnit != 2 {
-			e.t.Fatalf("DE%d %q: %v (want EUR, minor unit 2)", n, v, err)
+		if err != nil || a.Currency != ccy || a.MinorUnit != 2 {
+			e.t.Fatalf("DE%d %q: %v (want %s, minor unit 2)", n, v, err, ccy)
 		}
 		return a.Amount
 	}
@@ -108,6 +114,16 @@ func TestE2EPartialApproval(t *testing.T) {
 			t.Errorf("DE4 of the partial x200: %d, want 2500", got)
 		}
 		e.expectBalance(fin.AccountID, 0, 0)
+
+		// In another currency: 11.00 USD billed 10.00 EUR on 5.00 EUR:
+		// DE6 5.00 EUR, DE4 5.50 USD, in the same proportion.
+		fx := e.virtualCard(e.prog, 500)
+		_, resp = e.auth(fx, 1_100, e.control("partial", map[int]string{49: "840", 6: "000000001000", 51: "978"}))
+		e.expect(resp, cardhost.PartialApproved)
+		if de4, de6 := e.amountIn(resp, 4, "840"), e.amountIn(resp, 6, "978"); de4 != 550 || de6 != 500 {
+			t.Errorf("DE4 %d DE6 %d of the partial in USD, want 550 and 500", de4, de6)
+		}
+		e.expectBalance(fx.AccountID, 500, 500)
 	})
 }
 
