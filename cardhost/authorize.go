@@ -476,33 +476,46 @@ func (h *Host) takeBackCredit(ctx context.Context, tx pgx.Tx, r *AuthRequest, or
 // (clearRefund). It runs outside the authorisation batches: refunds are
 // rare, and their credit depends on the purchase they are matched to.
 func (h *Host) refund(ctx context.Context, r *AuthRequest) (Decision, error) {
-	if d, ok, err := h.stored(ctx, r); err != nil || ok {
+	if _, _, _, d, done, err := h.checkedCard(ctx, r); done || err != nil {
 		return d, err
-	}
-	card, err := h.CardByPAN(ctx, r.PAN)
-	if errors.Is(err, ErrNotFound) {
-		return h.decline(ctx, journal{req: r}, InvalidCard, "", nil)
-	}
-	if err != nil {
-		return Decision{}, err
-	}
-	prog, err := h.cachedProgram(ctx, card.ProgramID)
-	if err != nil {
-		return Decision{}, err
-	}
-	out := Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
-	if out.Reason != Approved {
-		j := journal{req: r, cardID: card.ID}
-		if out.Err != nil {
-			j.detail = out.Err.Error()
-		}
-		return h.decline(ctx, j, out.Reason, j.detail, cardChangeOf(&card, &prog, out))
 	}
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
 	}
 	return h.clearRefund(ctx, r, orig, found)
+}
+
+// checkedCard runs the card checks of an authorisation for a request
+// decided outside the batches (a refund, an incremental): an earlier
+// answer to it, its card by PAN, the card's program, Decide. done is true
+// when the request is answered (d, err: the stored answer, or the decline
+// journaled with its PIN or verification count change).
+func (h *Host) checkedCard(ctx context.Context, r *AuthRequest) (card Card, prog Program, out Outcome, d Decision, done bool, err error) {
+	if d, ok, err := h.stored(ctx, r); err != nil || ok {
+		return card, prog, out, d, true, err
+	}
+	card, err = h.CardByPAN(ctx, r.PAN)
+	if errors.Is(err, ErrNotFound) {
+		d, err = h.decline(ctx, journal{req: r}, InvalidCard, "", nil)
+		return card, prog, out, d, true, err
+	}
+	if err != nil {
+		return card, prog, out, d, true, err
+	}
+	if prog, err = h.cachedProgram(ctx, card.ProgramID); err != nil {
+		return card, prog, out, d, true, err
+	}
+	out = Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	if out.Reason != Approved {
+		j := journal{req: r, cardID: card.ID}
+		if out.Err != nil {
+			j.detail = out.Err.Error()
+		}
+		d, err = h.decline(ctx, j, out.Reason, j.detail, cardChangeOf(&card, &prog, out))
+		return card, prog, out, d, true, err
+	}
+	return card, prog, out, d, false, nil
 }
 
 // clearRefund credits a cleared refund (an x220 or x200 of processing code

@@ -18,31 +18,14 @@ import (
 // otherwise, the hold unchanged), and the journal row. Incrementals are
 // rare: they run outside the authorisation batches, as refunds do.
 func (h *Host) increment(ctx context.Context, r *AuthRequest) (Decision, error) {
-	if d, ok, err := h.stored(ctx, r); err != nil || ok {
+	card, prog, out, d, done, err := h.checkedCard(ctx, r)
+	if done || err != nil {
 		return d, err
 	}
-	card, err := h.CardByPAN(ctx, r.PAN)
-	if errors.Is(err, ErrNotFound) {
-		return h.decline(ctx, journal{req: r}, InvalidCard, "", nil)
-	}
-	if err != nil {
-		return Decision{}, err
-	}
-	prog, err := h.cachedProgram(ctx, card.ProgramID)
-	if err != nil {
-		return Decision{}, err
-	}
-	out := Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
 	pc := cardChangeOf(&card, &prog, out)
 	j := journal{req: r, cardID: card.ID}
-	if out.Reason == Approved && out.HoldAmount <= 0 {
-		out.Reason, j.detail = NotPermitted, "incremental of nothing"
-	}
-	if out.Reason != Approved {
-		if out.Err != nil {
-			j.detail = out.Err.Error()
-		}
-		return h.decline(ctx, j, out.Reason, j.detail, pc)
+	if out.HoldAmount <= 0 {
+		return h.decline(ctx, j, NotPermitted, "incremental of nothing", pc)
 	}
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
