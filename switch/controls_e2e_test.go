@@ -200,6 +200,15 @@ func TestE2EIncrementalAuthorisation(t *testing.T) {
 		if n := e.count(`SELECT count(*) FROM exceptions`); n != 0 {
 			t.Errorf("%d exceptions, want none", n)
 		}
+
+		// A reversal that overtakes its incremental releases the
+		// increment when the incremental commits.
+		card2 := e.virtualCard(e.prog, 10_000)
+		orig2, _ := e.auth(card2, 1_000, nil)
+		inc3 := e.follow("100", orig2, card2, 700, e.control("incremental", nil))
+		e.expect(e.send(e.follow("400", inc3, card2, 700, nil)), cardhost.Approved)
+		e.expect(e.send(inc3), cardhost.Approved)
+		e.expectBalance(card2.AccountID, 10_000, 1_000)
 	})
 }
 
@@ -258,5 +267,14 @@ func TestE2EMultipleCompletions(t *testing.T) {
 		if kind != "over_capture" || amount != 100 {
 			t.Errorf("exception %s of %d, want over_capture of 100", kind, amount)
 		}
+
+		// A reversal that overtakes its part's completion is applied when
+		// the part commits: that part given back, the rest still held.
+		card3 := e.virtualCard(e.prog, 10_000)
+		orig3, _ := e.auth(card3, 1_000, mcc)
+		part3 := e.follow("220", orig3, card3, 400, e.control("notlast", mcc))
+		e.expect(e.send(e.follow("400", part3, card3, 400, nil)), cardhost.Approved)
+		e.expect(e.send(part3), cardhost.Approved)
+		e.expectBalance(card3.AccountID, 10_000, 600)
 	})
 }
