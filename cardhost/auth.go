@@ -2,6 +2,24 @@ package cardhost
 
 import "time"
 
+// Function codes (the CMF's DE24; iso87 maps its DE48 tags onto them) that
+// change what the issuer does with a request.
+const (
+	FuncPartialSupported       = "181" // the terminal accepts a partial approval
+	FuncPartialSupportedNoCash = "185" // the same, not for cashback
+	FuncIncremental            = "187" // raise the hold of the authorisation DE56/DE90 names
+	FuncCompletionNotLast      = "280" // a completion that is not the last (CMF private range)
+)
+
+// PartialAccepted reports whether the terminal accepts a partial approval.
+func (r *AuthRequest) PartialAccepted() bool {
+	return (r.FunctionCode == FuncPartialSupported || r.FunctionCode == FuncPartialSupportedNoCash) &&
+		(r.Class == ClassAuthorization || r.Class == ClassFinancial) && r.ProcessingCode != ProcRefund
+}
+
+// Approval reports whether reason approves (wholly or partly).
+func (r Reason) Approval() bool { return r == Approved || r == PartialApproved }
+
 // MessageClass is what an ISO 8583 request asks the issuer to do,
 // independent of profile (x100 authorisation, x200 financial, ...).
 type MessageClass int
@@ -87,6 +105,7 @@ type Reason string
 
 const (
 	Approved                 Reason = "approved"
+	PartialApproved          Reason = "partial_approved"           // less than asked, the terminal accepts it (Decision.ApprovedAmount)
 	InvalidCard              Reason = "invalid_card"               // no card with this PAN
 	CardLost                 Reason = "card_lost"                  // lock code 1
 	CardStolen               Reason = "card_stolen"                // lock code 2
@@ -120,5 +139,9 @@ type Decision struct {
 	Currency     string // ISO 4217 numeric
 	HasAvailable bool
 	HoldID       int64 // the hold placed, when any
-	Duplicate    bool  // the answer replays an earlier one
+	// ApprovedAmount is a partial approval's amount in the request's DE4
+	// currency (the switch answers it in DE4, and DE6 in proportion); 0
+	// when the whole amount was approved.
+	ApprovedAmount int64
+	Duplicate      bool // the answer replays an earlier one
 }

@@ -28,6 +28,7 @@ type writeReq struct {
 	prog      *Program
 	decision  Decision          // set by the flush
 	newHold   bool              // the flush placed a new hold (not a duplicate's)
+	held      int64             // the amount of the hold placed (less than asked: a partial approval)
 	excess    int64             // an advice: what its new hold could not take (to exceptions receivable)
 	opened    []string          // kinds of the exceptions its write opened, counted once committed
 	pending   []pendingReversal // reversals that overtook it, applied with its journal row
@@ -59,9 +60,9 @@ type remoteReq struct {
 // plan (see ledger.GenericPlans): as a plain join, planned while the
 // journal was analysed empty, it read the whole journal index for every
 // batch after (20 ms a batch once the journal had grown).
-const journalProbe = `SELECT x.i, j.reason, j.approval_code, j.hold_id, j.available, j.available_currency
+const journalProbe = `SELECT x.i, j.reason, j.approval_code, j.hold_id, j.available, j.available_currency, j.approved_amount
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS x(acq, stan, tt, rrn, mti, i)
-	CROSS JOIN LATERAL (SELECT reason, approval_code, hold_id, available, available_currency FROM auth_journal
+	CROSS JOIN LATERAL (SELECT reason, approval_code, hold_id, available, available_currency, approved_amount FROM auth_journal
 		WHERE acquirer_id = x.acq AND stan = x.stan AND transmission_time = x.tt AND rrn = x.rrn AND mti = x.mti::bpchar OFFSET 0) j`
 
 // queueJournalProbe queues on q the probe for earlier answers of ws'
@@ -79,9 +80,9 @@ func queueJournalProbe(q *pgx.Batch, ws []*writeReq, found func(w *writeReq, d D
 			var (
 				i                          int
 				reason, approval, availCcy string
-				holdID, avail              *int64
+				holdID, avail, approved    *int64
 			)
-			if err := rows.Scan(&i, &reason, &approval, &holdID, &avail, &availCcy); err != nil {
+			if err := rows.Scan(&i, &reason, &approval, &holdID, &avail, &availCcy, &approved); err != nil {
 				return fmt.Errorf("journal probe: %w", err)
 			}
 			if i < 1 || i > n {
@@ -93,6 +94,9 @@ func queueJournalProbe(q *pgx.Batch, ws []*writeReq, found func(w *writeReq, d D
 			}
 			if avail != nil {
 				d.Available, d.HasAvailable = *avail, true
+			}
+			if approved != nil {
+				d.ApprovedAmount = *approved
 			}
 			found(ws[i-1], d)
 		}
@@ -371,7 +375,7 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 			continue
 		}
 		if w.capture && w.newHold {
-			if _, err := h.ledger.CaptureTx(ctx, tx, w.j.holdID, w.spec.Amount, false, "capture:"+w.spec.Ref); err != nil {
+			if _, err := h.ledger.CaptureTx(ctx, tx, w.j.holdID, w.held, false, "capture:"+w.spec.Ref); err != nil {
 				return err
 			}
 		}
@@ -407,7 +411,7 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 			}
 		}
 		if pc := w.pin; pc != nil {
-			if err := recordCardChange(ctx, tx, w.j.cardID, *pc, w.decision.Reason == Approved); err != nil {
+			if err := recordCardChange(ctx, tx, w.j.cardID, *pc, w.decision.Reason.Approval()); err != nil {
 				return err
 			}
 		}
@@ -501,6 +505,7 @@ func (h *Host) holdSpec(card *Card, prog *Program, r *AuthRequest, amount int64)
 		Capped:           r.Class == ClassAdvice,
 		StandIn:          prog.StandInLimit,
 		TTL:              holdTTL(prog, r.MCC),
+		Partial:          r.PartialAccepted(),
 	}
 	if prog.Funding == FundingPartnerCredit {
 		spec.UserAccountID = card.AccountID
@@ -529,8 +534,9 @@ func (h *Host) applyInquiry(w *writeReq, hb *ledger.HoldBatch) {
 func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
 	ccy := w.prog.CurrencyNumeric
 	avail := res.Available
-	w.j.approval, w.j.holdID, w.j.detail, w.j.available, w.j.availCcy = "", 0, "", nil, ""
+	w.j.approval, w.j.holdID, w.j.detail, w.j.available, w.j.availCcy, w.j.approvedAmount = "", 0, "", nil, "", 0
 	w.newHold = res.Err == nil && !res.Duplicate
+	w.held = res.Hold.Amount
 	w.excess = 0
 	if w.newHold && res.Excess > 0 {
 		w.excess = res.Excess
@@ -539,7 +545,13 @@ func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
 	switch {
 	case res.Err == nil:
 		w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req), Available: avail, Currency: ccy, HasAvailable: true, HoldID: res.Hold.ID}
-		w.j.reason, w.j.approval, w.j.holdID = Approved, w.decision.ApprovalCode, res.Hold.ID
+		if w.newHold && res.Hold.Amount < w.spec.Amount && w.spec.Partial {
+			// Funds allowed less than asked and the terminal takes it.
+			w.decision.Reason, w.decision.ApprovedAmount = PartialApproved, partialAmount(w.j.req, res.Hold.Amount, w.spec.Amount)
+			w.j.approvedAmount = w.decision.ApprovedAmount
+			w.j.detail = fmt.Sprintf("partial approval: held %d of %d", res.Hold.Amount, w.spec.Amount)
+		}
+		w.j.reason, w.j.approval, w.j.holdID = w.decision.Reason, w.decision.ApprovalCode, res.Hold.ID
 	case errors.Is(res.Err, ledger.ErrInsufficientFunds), errors.Is(res.Err, ledger.ErrInsufficientPartnerFunds):
 		reason := InsufficientFunds
 		if errors.Is(res.Err, ledger.ErrInsufficientPartnerFunds) {
@@ -567,14 +579,14 @@ func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
 // (dropJournaled), and the rest is decided and written again.
 const insertJournals = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
 	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
-	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at)
+	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at, approved_amount)
 	SELECT profile, mti, class, acq, stan, tt, rrn, NULLIF(card, 0), pan, masked, proc, amount, ccy, bamount, bccy, merchant,
-		reason, approval, NULLIF(hold, 0), avail, availccy, NULLIF(orig, 0), detail, lt, recv
+		reason, approval, NULLIF(hold, 0), avail, availccy, NULLIF(orig, 0), detail, lt, recv, NULLIF(appr, 0)
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bytea[],
 		$10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], $18::text[],
-		$19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[], $25::timestamptz[])
+		$19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[], $25::timestamptz[], $26::bigint[])
 		AS x(profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy, bamount, bccy, merchant,
-			reason, approval, hold, avail, availccy, orig, detail, lt, recv)`
+			reason, approval, hold, avail, availccy, orig, detail, lt, recv, appr)`
 
 // journalDuplicate reports whether err is the unique violation of a
 // journal key (see insertJournals).
@@ -593,7 +605,7 @@ func queueJournals(q *pgx.Batch, rows []journal) []bool {
 		profile, mti, acq, stan, tt, rrn, masked, proc, ccy, bccy, merchant = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		reason, approval, availCcy, detail, lt                              = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		class                                                               = make([]int32, 0, n)
-		card, amount, bamount, hold, orig                                   = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
+		card, amount, bamount, hold, orig, appr                             = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
 		pan                                                                 = make([][]byte, 0, n)
 		avail                                                               = make([]*int64, 0, n)
 		recv                                                                = make([]*time.Time, 0, n)
@@ -615,9 +627,9 @@ func queueJournals(q *pgx.Batch, rows []journal) []bool {
 		}
 		masked = append(masked, m)
 		reason, approval, hold, avail, availCcy, orig, detail, lt = append(reason, string(j.reason)), append(approval, j.approval), append(hold, j.holdID), append(avail, j.available), append(availCcy, j.availCcy), append(orig, j.originalID), append(detail, j.detail), append(lt, r.LocalTime)
-		recv = append(recv, receivedAt(r))
+		recv, appr = append(recv, receivedAt(r)), append(appr, j.approvedAmount)
 	}
 	q.Queue(insertJournals, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
-		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt, recv)
+		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt, recv, appr)
 	return inserted
 }

@@ -27,6 +27,8 @@ type journal struct {
 	availCcy   string
 	originalID int64
 	detail     string
+	// approvedAmount: a partial approval's amount in DE4's currency.
+	approvedAmount int64
 }
 
 // errDuplicate means the request's journal key exists: answer with the
@@ -35,8 +37,8 @@ var errDuplicate = errors.New("duplicate request")
 
 const insertJournal = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
 	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
-	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, 0), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULLIF($19, 0), $20, $21, NULLIF($22, 0), $23, $24, $25)
+	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at, approved_amount)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, 0), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULLIF($19, 0), $20, $21, NULLIF($22, 0), $23, $24, $25, NULLIF($26, 0))
 	ON CONFLICT (acquirer_id, stan, transmission_time, rrn, mti) DO NOTHING
 	RETURNING id`
 
@@ -51,7 +53,7 @@ func writeJournal(ctx context.Context, tx pgx.Tx, j journal) (int64, error) {
 	var id int64
 	err := tx.QueryRow(ctx, insertJournal, r.Profile, foldRepeat(r.MTI), int(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN,
 		j.cardID, j.panEnc, masked, r.ProcessingCode, r.Amount, r.Currency, r.BillingAmount, r.BillingCurrency, r.MerchantName,
-		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime, receivedAt(r)).Scan(&id)
+		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime, receivedAt(r), j.approvedAmount).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, errDuplicate
 	}
@@ -85,12 +87,12 @@ func beforeCommit(ctx context.Context) error {
 // stored returns the decision recorded for a request's journal key, when
 // there is one.
 func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, error) {
-	const q = `SELECT reason, approval_code, coalesce(hold_id, 0), available, available_currency FROM auth_journal
+	const q = `SELECT reason, approval_code, coalesce(hold_id, 0), available, available_currency, coalesce(approved_amount, 0) FROM auth_journal
 		WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND rrn = $4 AND mti = $5`
 	var d Decision
 	var reason string
 	var avail *int64
-	err := h.pool.QueryRow(ctx, q, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI)).Scan(&reason, &d.ApprovalCode, &d.HoldID, &avail, &d.Currency)
+	err := h.pool.QueryRow(ctx, q, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI)).Scan(&reason, &d.ApprovalCode, &d.HoldID, &avail, &d.Currency, &d.ApprovedAmount)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Decision{}, false, nil
 	}
@@ -116,6 +118,9 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 	}
 	if r.Class == ClassFinancial && r.ProcessingCode == ProcRefund {
 		return h.refund(ctx, r)
+	}
+	if r.Class == ClassAuthorization && r.FunctionCode == FuncIncremental {
+		return h.increment(ctx, r)
 	}
 	switch r.Class {
 	case ClassCompletion, ClassReversal, ClassReversalAdvice:
@@ -229,6 +234,17 @@ func foldRepeat(mti string) string {
 // journalRef is the unique reference of a request, used as the hold's ref.
 func journalRef(r *AuthRequest) string {
 	return r.AcquirerID + "/" + r.STAN + "/" + r.TransmissionTime + "/" + r.RRN + "/" + foldRepeat(r.MTI)
+}
+
+// partialAmount is a partial approval's amount in DE4's currency: DE4 in
+// the proportion held / asked (both in the hold's currency), rounded down,
+// so the terminal never collects more than was held.
+func partialAmount(r *AuthRequest, held, asked int64) int64 {
+	if asked <= 0 || r.Amount == asked {
+		return held
+	}
+	v := new(big.Int).Mul(big.NewInt(r.Amount), big.NewInt(held))
+	return v.Quo(v, big.NewInt(asked)).Int64()
 }
 
 // approvalCode derives the six-character DE38 from the request's STAN and
@@ -363,7 +379,16 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 	}
 	return h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
 		var err error
+		incremental := false
+		if holdID != 0 && orig.class == ClassAuthorization && orig.origRef != "" {
+			// The original is an incremental authorisation: its own
+			// increment only.
+			if detail, incremental, err = h.reverseIncrement(ctx, tx, r, orig); err != nil {
+				return Decision{}, err
+			}
+		}
 		switch {
+		case incremental:
 		case holdID != 0:
 			detail, err = h.undoHold(ctx, tx, r, orig)
 		case found && orig.proc == ProcRefund && (orig.class == ClassFinancial || orig.class == ClassCompletion) && prog != nil:
@@ -451,33 +476,46 @@ func (h *Host) takeBackCredit(ctx context.Context, tx pgx.Tx, r *AuthRequest, or
 // (clearRefund). It runs outside the authorisation batches: refunds are
 // rare, and their credit depends on the purchase they are matched to.
 func (h *Host) refund(ctx context.Context, r *AuthRequest) (Decision, error) {
-	if d, ok, err := h.stored(ctx, r); err != nil || ok {
+	if _, _, _, d, done, err := h.checkedCard(ctx, r); done || err != nil {
 		return d, err
-	}
-	card, err := h.CardByPAN(ctx, r.PAN)
-	if errors.Is(err, ErrNotFound) {
-		return h.decline(ctx, journal{req: r}, InvalidCard, "", nil)
-	}
-	if err != nil {
-		return Decision{}, err
-	}
-	prog, err := h.cachedProgram(ctx, card.ProgramID)
-	if err != nil {
-		return Decision{}, err
-	}
-	out := Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
-	if out.Reason != Approved {
-		j := journal{req: r, cardID: card.ID}
-		if out.Err != nil {
-			j.detail = out.Err.Error()
-		}
-		return h.decline(ctx, j, out.Reason, j.detail, cardChangeOf(&card, &prog, out))
 	}
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
 	}
 	return h.clearRefund(ctx, r, orig, found)
+}
+
+// checkedCard runs the card checks of an authorisation for a request
+// decided outside the batches (a refund, an incremental): an earlier
+// answer to it, its card by PAN, the card's program, Decide. done is true
+// when the request is answered (d, err: the stored answer, or the decline
+// journaled with its PIN or verification count change).
+func (h *Host) checkedCard(ctx context.Context, r *AuthRequest) (card Card, prog Program, out Outcome, d Decision, done bool, err error) {
+	if d, ok, err := h.stored(ctx, r); err != nil || ok {
+		return card, prog, out, d, true, err
+	}
+	card, err = h.CardByPAN(ctx, r.PAN)
+	if errors.Is(err, ErrNotFound) {
+		d, err = h.decline(ctx, journal{req: r}, InvalidCard, "", nil)
+		return card, prog, out, d, true, err
+	}
+	if err != nil {
+		return card, prog, out, d, true, err
+	}
+	if prog, err = h.cachedProgram(ctx, card.ProgramID); err != nil {
+		return card, prog, out, d, true, err
+	}
+	out = Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	if out.Reason != Approved {
+		j := journal{req: r, cardID: card.ID}
+		if out.Err != nil {
+			j.detail = out.Err.Error()
+		}
+		d, err = h.decline(ctx, j, out.Reason, j.detail, cardChangeOf(&card, &prog, out))
+		return card, prog, out, d, true, err
+	}
+	return card, prog, out, d, false, nil
 }
 
 // clearRefund credits a cleared refund (an x220 or x200 of processing code
@@ -664,8 +702,16 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 	d, err := h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
 		detail := "captured " + strconv.FormatInt(final, 10)
 		opened = ""
+		notLast := r.FunctionCode == FuncCompletionNotLast
 		c, err := h.ledger.ClearTx(ctx, tx, ledger.Clearing{HoldID: holdID, Final: final, FX: fx, Ref: "capture:" + journalRef(r),
-			ToleranceBP: mccRule(&prog, r.MCC).ToleranceBP, CardID: card.ID, ProgramID: prog.ID, JournalID: origID})
+			ToleranceBP: mccRule(&prog, r.MCC).ToleranceBP, CardID: card.ID, ProgramID: prog.ID, JournalID: origID, NotLast: notLast})
+		captured := holdID // the journal names the hold its capture took: a part's own when not the last
+		if err == nil {
+			captured = c.HoldID
+			if notLast {
+				detail = fmt.Sprintf("part of hold %d: %s", holdID, detail)
+			}
+		}
 		switch {
 		case errors.Is(err, ledger.ErrHoldResolved):
 			detail = "hold already resolved"
@@ -684,12 +730,12 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 			if err != nil {
 				return Decision{}, err
 			}
-			if err := h.applyPending(ctx, tx, ps, holdID, "capture:"+journalRef(r)); err != nil {
+			if err := h.applyPending(ctx, tx, ps, captured, "capture:"+journalRef(r)); err != nil {
 				return Decision{}, err
 			}
 		}
 		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
-			holdID: holdID, originalID: origID, detail: detail})
+			holdID: captured, originalID: origID, detail: detail})
 	})
 	if err == nil && opened != "" && !d.Duplicate {
 		h.ledger.ExceptionsOpened(opened)

@@ -183,10 +183,15 @@ type Clearing struct {
 	ToleranceBP int64
 	// CardID, ProgramID and JournalID name the exception, if one opens.
 	CardID, ProgramID, JournalID int64
+	// NotLast marks a completion that is not the last (multiple
+	// completions): it captures a part carved out of the hold (see
+	// carvePart) and leaves the rest open.
+	NotLast bool
 }
 
 // Cleared is what ClearTx did.
 type Cleared struct {
+	HoldID    int64   // the hold captured: the clearing's, or the part carved out of it
 	Posting   Posting // the capture (ID 0 when nothing was charged)
 	Charged   int64   // what the user and partner balances paid
 	Excess    int64   // what went to exceptions receivable instead
@@ -210,21 +215,30 @@ func (l *Ledger) ClearTx(ctx context.Context, tx pgx.Tx, c Clearing) (Cleared, e
 			status, currency string
 			amount, excepted int64
 			user, partner    int64
+			taken, used      int64
 		)
-		const q = `SELECT status, currency, amount, excepted, coalesce(user_account_id, 0), coalesce(partner_account_id, 0)
-			FROM holds WHERE id = $1 FOR UPDATE`
-		if err := tx.QueryRow(ctx, q, c.HoldID).Scan(&status, &currency, &amount, &excepted, &user, &partner); err != nil {
+		const q = `SELECT status, currency, amount, excepted, coalesce(user_account_id, 0), coalesce(partner_account_id, 0),
+			parts_taken, tolerance_used FROM holds WHERE id = $1 FOR UPDATE`
+		if err := tx.QueryRow(ctx, q, c.HoldID).Scan(&status, &currency, &amount, &excepted, &user, &partner, &taken, &used); err != nil {
 			return err
 		}
 		final := max(c.Final-excepted, 0)
 		kind, fx, charge := ExceptionOverCapture, c.FX, final
+		holdID, take := c.HoldID, int64(0)
 		switch status {
 		case HoldOpen:
 			bp := min(max(c.ToleranceBP, 0), 10000)
 			if fx {
 				bp += FXMarginBP
 			}
-			charge = min(final, amount+amount*bp/10000)
+			// The tolerance is of the whole hold (what it holds and what
+			// its parts took), less what its parts charged beyond theirs.
+			allowance := max((amount+taken)*bp/10000-used, 0)
+			take = amount
+			if c.NotLast {
+				take = min(final, amount)
+			}
+			charge = min(final, take+allowance)
 		case HoldExpired:
 			kind, fx = ExceptionExpiredHoldCapture, false
 			var ids []int64
@@ -243,16 +257,22 @@ func (l *Ledger) ClearTx(ctx context.Context, tx pgx.Tx, c Clearing) (Cleared, e
 		default:
 			return fmt.Errorf("status %s: %w", status, ErrHoldResolved)
 		}
-		p, err := l.capture(ctx, tx, c.HoldID, charge, fx, c.Ref, true)
+		if c.NotLast {
+			var err error
+			if holdID, err = carvePart(ctx, tx, c.HoldID, take, max(charge-take, 0), min(excepted, c.Final), status == HoldOpen); err != nil {
+				return err
+			}
+		}
+		p, err := l.capture(ctx, tx, holdID, charge, fx, c.Ref, true)
 		if err != nil {
 			return err
 		}
-		out.Posting, out.Charged, out.Excess = p, charge, final-charge
+		out.HoldID, out.Posting, out.Charged, out.Excess = holdID, p, charge, final-charge
 		if out.Excess <= 0 {
 			return nil
 		}
 		out.Exception = Exception{Kind: kind, Currency: currency, Amount: out.Excess, Receivable: out.Excess, CardID: c.CardID,
-			AccountID: user, ProgramID: c.ProgramID, HoldID: c.HoldID, JournalID: c.JournalID,
+			AccountID: user, ProgramID: c.ProgramID, HoldID: holdID, JournalID: c.JournalID,
 			Detail: fmt.Sprintf("clearing %d, charged %d", final, charge)}
 		ref := ""
 		if c.Ref != "" {

@@ -45,6 +45,10 @@ type HoldSpec struct {
 	// receivable. The hold may then be of 0.
 	Capped  bool
 	StandIn int64
+	// Partial: the terminal accepts a partial approval: when the
+	// accounts allow less than Amount but more than zero, the hold is of
+	// what they allow (HoldResult.Hold.Amount tells).
+	Partial bool
 	// TTL is how long the hold lasts (the merchant's category decides);
 	// 0: the ledger's HoldTTL.
 	TTL time.Duration

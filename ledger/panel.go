@@ -39,7 +39,7 @@ type MinuteStat struct {
 // oldest first; minutes without requests are absent.
 func (r *PanelReader) AuthsPerMinute(ctx context.Context, since time.Time) ([]MinuteStat, error) {
 	const q = `SELECT date_trunc('minute', created_at), count(*)::int,
-			(count(*) FILTER (WHERE reason = 'approved'))::int,
+			(count(*) FILTER (WHERE reason IN ('approved', 'partial_approved')))::int,
 			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM decided_at - received_at))
 		FROM auth_journal WHERE created_at >= $1
 		GROUP BY 1 ORDER BY 1`

@@ -243,6 +243,20 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 		if s.PartnerAccountID > 0 {
 			p = b.acc[s.PartnerAccountID]
 		}
+		// A spec that accepts a partial approval asks for what its
+		// accounts allow when that is less than asked but more than zero.
+		amount := s.Amount
+		if s.Partial && !s.Force {
+			room := amount
+			for _, a := range []*lockedAccount{u, p} {
+				if a != nil {
+					room = min(room, a.available())
+				}
+			}
+			if room > 0 {
+				amount = room
+			}
+		}
 		dup, isDup := Hold{}, false
 		if s.Ref != "" {
 			if h, ok := existing[s.Ref]; ok {
@@ -270,14 +284,13 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 			r.AccountID, r.Err = u.id, fmt.Errorf("place hold: account %d: %w", u.id, ErrAccountNotActive)
 		case !s.Force && p != nil && p.state != StateActive:
 			r.AccountID, r.Err = p.id, fmt.Errorf("place hold: account %d: %w", p.id, ErrAccountNotActive)
-		case !s.Force && u != nil && u.available() < s.Amount:
+		case !s.Force && u != nil && u.available() < amount:
 			r.AccountID, r.Available = u.id, u.available()
 			r.Err = &FundsError{AccountID: u.id, Available: u.available()}
-		case !s.Force && p != nil && p.available() < s.Amount:
+		case !s.Force && p != nil && p.available() < amount:
 			r.AccountID, r.Available = p.id, p.available()
 			r.Err = &FundsError{AccountID: p.id, Available: p.available(), Partner: true}
 		default:
-			amount := s.Amount
 			if s.Force && s.Capped {
 				room := int64(MaxAmount)
 				for _, a := range []*lockedAccount{u, p} {

@@ -119,7 +119,7 @@ func (l *Ledger) Verify(ctx context.Context) ([]Violation, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	var out []Violation
-	for _, c := range append(verifyChecks[:len(verifyChecks):len(verifyChecks)], exceptionChecks...) {
+	for _, c := range append(append(verifyChecks[:len(verifyChecks):len(verifyChecks)], exceptionChecks...), partChecks...) {
 		rows, err := tx.Query(ctx, c.sql)
 		if err != nil {
 			return nil, dbErr("verify "+c.name, err)

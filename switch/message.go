@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -453,7 +454,12 @@ func (s *Server) answer(req *iso8583.Message, mti string, ar *cardhost.AuthReque
 	if err != nil {
 		return s.errorAnswer(nil, mti, ar.STAN, cardhost.SystemError)
 	}
-	if dec.Reason == cardhost.Approved {
+	if dec.ApprovedAmount > 0 && dec.Reason == cardhost.PartialApproved {
+		if err := s.partialAmounts(resp, ar, dec.ApprovedAmount); err != nil {
+			return s.errorAnswer(nil, mti, ar.STAN, cardhost.SystemError)
+		}
+	}
+	if dec.Reason.Approval() {
 		ac := dec.ApprovalCode
 		if ac == "" {
 			ac = s.approvalCode()
@@ -480,6 +486,32 @@ func (s *Server) answer(req *iso8583.Message, mti string, ar *cardhost.AuthReque
 		}
 	}
 	return s.pack(resp, code)
+}
+
+// partialAmounts sets a partial approval's amounts in its answer: DE4 the
+// approved amount (the CMF keeps DE4's currency and minor unit inside it),
+// DE6, when the request had one, in the same proportion, rounded down.
+func (s *Server) partialAmounts(resp *iso8583.Message, ar *cardhost.AuthRequest, approved int64) error {
+	billing := int64(0)
+	if ar.BillingAmount > 0 && ar.Amount > 0 {
+		v := new(big.Int).Mul(big.NewInt(ar.BillingAmount), big.NewInt(approved))
+		billing = v.Quo(v, big.NewInt(ar.Amount)).Int64()
+	}
+	set := func(n int, v int64, ccy string) error {
+		if s.p.cmf {
+			return resp.Field(n, specs.Amount2003{Currency: ccy, MinorUnit: specs.MinorUnit(ccy), Amount: v}.String())
+		}
+		return resp.Field(n, fmt.Sprintf("%012d", v))
+	}
+	if err := set(4, approved, ar.Currency); err != nil {
+		return fmt.Errorf("DE4: %w", err)
+	}
+	if ar.BillingAmount > 0 {
+		if err := set(6, billing, ar.BillingCurrency); err != nil {
+			return fmt.Errorf("DE6: %w", err)
+		}
+	}
+	return nil
 }
 
 // baseAnswer starts an answer: response MTI, the echoed fields, DE39. It

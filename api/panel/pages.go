@@ -726,7 +726,7 @@ func (p *Panel) answers(c *call) ([]answerRow, map[string]string, error) {
 		}
 		r := answerRow{Time: a.At.UTC().Format("15:04:05.000"), Link: a.Profile, Masked: maskedText(a.MaskedPAN),
 			Amount: formatAmount(a.Amount, a.Exponent), Currency: a.Currency, MTI: a.MTI, Code: code, Reason: a.Reason,
-			CardID: a.CardID, Approved: a.Reason == string(cardhost.Approved), Latency: "—"}
+			CardID: a.CardID, Approved: cardhost.Reason(a.Reason).Approval(), Latency: "—"}
 		if a.AcquirerID != "" {
 			r.Link += " · " + a.AcquirerID
 		}
