@@ -12,10 +12,13 @@ import (
 // accounts, all with funds that never run out.
 func benchAccounts(b *testing.B, e *env, users int) (ledger.Account, []ledger.Account) {
 	p := e.partner("")
-	credit := e.credit(p, "EUR", 1e15, nil)
+	// Within the balance bounds (program defaults: 1,000,000,000.00 for a
+	// partner balance, 1,000,000.00 for a user's), far above what a run
+	// holds.
+	credit := e.credit(p, "EUR", 1e10, nil)
 	us := make([]ledger.Account, users)
 	for i := range us {
-		us[i] = e.user(p, "EUR", 1e12)
+		us[i] = e.user(p, "EUR", 1e7)
 	}
 	return credit, us
 }
