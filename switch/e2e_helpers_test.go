@@ -5,7 +5,6 @@ import (
 
 	"context"
 	"fmt"
-	"github.com/antaca/antaca/partner"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/antaca/antaca/partner"
 
 	"github.com/antaca/antaca/cardhost"
 	"github.com/antaca/antaca/ledger"

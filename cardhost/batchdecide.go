@@ -1,0 +1,180 @@
+package cardhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// decideInBatch applies DESIGN.md section 5 to an authorisation whose card
+// the batch looked up (nil: unknown PAN), leaving it a journal row, a hold
+// spec, an inquiry, a stored answer, or a remote partner to ask.
+func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatch, w *writeReq) {
+	r, card := w.j.req, w.auth.card
+	if w.auth.stored != nil {
+		w.decision = *w.auth.stored
+		return
+	}
+	if card == nil {
+		w.decision, w.j.reason = Decision{Reason: InvalidCard}, InvalidCard
+		return
+	}
+	w.j.cardID = card.ID
+	prog, err := h.cachedProgramOn(ctx, tx, card.ProgramID)
+	if err != nil {
+		w.err = err
+		return
+	}
+	out := Decide(DecideInput{Card: card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	// A PIN, CVC2 or expiry verified (right or wrong) changes the card's
+	// wrong-PIN or wrong-verification count, and the last wrong one locks
+	// it: that change commits with the request's journal row, so it counts
+	// once and only when the answer does.
+	w.pin = cardChangeOf(card, &prog, out)
+	if r.Class == ClassAdvice && out.Reason != Approved && out.Reason != CardRemoved && out.Reason != FormatError {
+		// The scheme stood in and approved: the money is spent whatever
+		// the card's state now, so the advice is held all the same.
+		if b := billing(Outcome{}, r, &prog); b.Reason == Approved {
+			out.HoldAmount, out.FX, out.Reason = b.HoldAmount, b.FX, Approved
+		}
+	}
+	if out.Reason != Approved {
+		w.decision, w.j.reason = Decision{Reason: out.Reason}, out.Reason
+		if out.Err != nil {
+			w.j.detail = out.Err.Error()
+		}
+		return
+	}
+	w.prog = &prog
+	if r.ProcessingCode == ProcBalanceInquiry || out.HoldAmount == 0 && r.Class != ClassAdvice {
+		w.inquiry = h.fundsAccount(card, &prog)
+		if out.CreditAmount > 0 {
+			w.credit = h.holdSpec(card, &prog, r, out.CreditAmount)
+			if creditClosed(hb, w.credit) {
+				// The money would be stuck on a balance nobody can use.
+				w.inquiry, w.credit = 0, nil
+				w.decision, w.j.reason, w.j.detail = Decision{Reason: NotPermitted}, NotPermitted, "refund to a closed balance"
+			}
+		}
+		return
+	}
+	if prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" && r.Class != ClassAdvice {
+		// The partner decides: asked outside this transaction, the request
+		// comes back decided in a later batch.
+		w.auth.remote = &remoteReq{card: *card, prog: prog, out: out, pc: w.pin}
+		return
+	}
+	w.spec = h.holdSpec(card, &prog, r, out.HoldAmount)
+	w.capture = r.Class == ClassFinancial
+}
+
+// creditClosed reports whether a refund's credit would land on a closed
+// account (as the batch read it).
+func creditClosed(hb *ledger.HoldBatch, c *ledger.HoldSpec) bool {
+	for _, id := range []int64{c.UserAccountID, c.PartnerAccountID} {
+		if st, ok := hb.State(id); ok && st == ledger.StateClosed {
+			return true
+		}
+	}
+	return false
+}
+
+// holdSpec is the hold of an approved authorisation: on the program's
+// partner credit/deposit account, and on the card's balance where we hold
+// the user's balance.
+func (h *Host) holdSpec(card *Card, prog *Program, r *AuthRequest, amount int64) *ledger.HoldSpec {
+	spec := &ledger.HoldSpec{
+		PartnerAccountID: prog.PartnerAccountID,
+		Currency:         prog.Currency,
+		Amount:           amount,
+		Ref:              journalRef(r),
+		Force:            r.Class == ClassAdvice,
+		Capped:           r.Class == ClassAdvice,
+		StandIn:          prog.StandInLimit,
+		TTL:              holdTTL(prog, r.MCC),
+		Partial:          r.PartialAccepted(),
+	}
+	if prog.Funding == FundingPartnerCredit {
+		spec.UserAccountID = card.AccountID
+	}
+	return spec
+}
+
+// applyInquiry approves a balance inquiry or a request that holds nothing
+// (a refund: a financial one is credited by the batch's tail, an
+// authorisation's by its clearing) with the available balance of the
+// batch's locked account, after the batch's holds and the refund's credit.
+func (h *Host) applyInquiry(w *writeReq, hb *ledger.HoldBatch) {
+	w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req)}
+	w.j.reason, w.j.approval = Approved, w.decision.ApprovalCode
+	if avail, ok := hb.Available(w.inquiry); ok {
+		if w.credit != nil {
+			avail += w.credit.Amount // the tail credits it before the commit
+		}
+		w.decision.Available, w.decision.Currency, w.decision.HasAvailable = avail, w.prog.CurrencyNumeric, true
+		w.j.available, w.j.availCcy = &avail, w.prog.CurrencyNumeric
+	}
+}
+
+// applyHoldResult turns a ledger result into the request's decision and
+// journal row (again from scratch when the batch is decided again).
+func (h *Host) applyHoldResult(w *writeReq, res ledger.HoldResult) {
+	ccy := w.prog.CurrencyNumeric
+	avail := res.Available
+	w.j.approval, w.j.holdID, w.j.detail, w.j.available, w.j.availCcy, w.j.approvedAmount = "", 0, "", nil, "", 0
+	w.newHold = res.Err == nil && !res.Duplicate
+	w.held = res.Hold.Amount
+	w.excess = 0
+	if w.newHold && res.Excess > 0 {
+		w.excess = res.Excess
+		w.j.detail = fmt.Sprintf("held %d, %d to exceptions (standin_overdraft)", res.Hold.Amount, res.Excess)
+	}
+	switch {
+	case res.Err == nil:
+		w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req), Available: avail, Currency: ccy, HasAvailable: true, HoldID: res.Hold.ID}
+		if w.newHold && res.Hold.Amount < w.spec.Amount && w.spec.Partial {
+			// Funds allowed less than asked and the terminal takes it.
+			w.decision.Reason, w.decision.ApprovedAmount = PartialApproved, partialAmount(w.j.req, res.Hold.Amount, w.spec.Amount)
+			w.j.approvedAmount = w.decision.ApprovedAmount
+			w.j.detail = fmt.Sprintf("partial approval: held %d of %d", res.Hold.Amount, w.spec.Amount)
+		}
+		w.j.reason, w.j.approval, w.j.holdID = w.decision.Reason, w.decision.ApprovalCode, res.Hold.ID
+	case errors.Is(res.Err, ledger.ErrInsufficientFunds), errors.Is(res.Err, ledger.ErrInsufficientPartnerFunds):
+		reason := InsufficientFunds
+		if errors.Is(res.Err, ledger.ErrInsufficientPartnerFunds) {
+			reason = InsufficientPartnerFunds
+		}
+		w.decision = Decision{Reason: reason, Available: avail, Currency: ccy, HasAvailable: true}
+		w.j.reason = reason
+	default:
+		// The balance is blocked or closed, or the accounts do not fit:
+		// not permitted to the cardholder; the reason is journaled.
+		w.decision = Decision{Reason: NotPermitted}
+		w.j.reason, w.j.detail = NotPermitted, res.Err.Error()
+		return
+	}
+	w.j.available, w.j.availCcy = &avail, ccy
+}
+
+// insertJournals writes many journal rows in one statement. A batch has
+// looked its keys up already, so the rows are inserted plainly, without
+// ON CONFLICT (speculative insertion cost about half again as much per
+// row: measured 14 against 22 µs). When the insert fails on
+// auth_journal_dedup (a request decided before the batch, or the same
+// request in another batch meanwhile), the batch is taken back to its
+// savepoint, the requests journaled meanwhile leave it as duplicates
+// (dropJournaled), and the rest is decided and written again.
+const insertJournals = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
+	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
+	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at, approved_amount)
+	SELECT profile, mti, class, acq, stan, tt, rrn, NULLIF(card, 0), pan, masked, proc, amount, ccy, bamount, bccy, merchant,
+		reason, approval, NULLIF(hold, 0), avail, availccy, NULLIF(orig, 0), detail, lt, recv, NULLIF(appr, 0)
+	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::bytea[],
+		$10::text[], $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::text[], $17::text[], $18::text[],
+		$19::bigint[], $20::bigint[], $21::text[], $22::bigint[], $23::text[], $24::text[], $25::timestamptz[], $26::bigint[])
+		AS x(profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy, bamount, bccy, merchant,
+			reason, approval, hold, avail, availccy, orig, detail, lt, recv, appr)`

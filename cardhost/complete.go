@@ -1,0 +1,84 @@
+package cardhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// complete captures the original's hold for the completion's final amount
+// (DE95 when present, else the billing amount, else DE4).
+func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
+	orig, found, err := h.original(ctx, r)
+	if err != nil {
+		return Decision{}, err
+	}
+	if r.ProcessingCode == ProcRefund {
+		return h.clearRefund(ctx, r, orig, found)
+	}
+	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
+	if !found || holdID == 0 {
+		return h.decline(ctx, journal{req: r}, InvalidCard, "completion without an authorisation", nil)
+	}
+	card, err := h.Card(ctx, cardID)
+	if err != nil {
+		return Decision{}, err
+	}
+	prog, err := h.cachedProgram(ctx, card.ProgramID)
+	if err != nil {
+		return Decision{}, err
+	}
+	final, fx := completionAmount(r, &prog)
+	enc, err := h.encryptedPAN(r.PAN)
+	if err != nil {
+		return Decision{}, err
+	}
+	var opened string
+	d, err := h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
+		detail := "captured " + strconv.FormatInt(final, 10)
+		opened = ""
+		notLast := r.FunctionCode == FuncCompletionNotLast
+		c, err := h.ledger.ClearTx(ctx, tx, ledger.Clearing{HoldID: holdID, Final: final, FX: fx, Ref: "capture:" + journalRef(r),
+			ToleranceBP: mccRule(&prog, r.MCC).ToleranceBP, CardID: card.ID, ProgramID: prog.ID, JournalID: origID, NotLast: notLast})
+		captured := holdID // the journal names the hold its capture took: a part's own when not the last
+		if err == nil {
+			captured = c.HoldID
+			if notLast {
+				detail = fmt.Sprintf("part of hold %d: %s", holdID, detail)
+			}
+		}
+		switch {
+		case errors.Is(err, ledger.ErrHoldResolved):
+			detail = "hold already resolved"
+		case err != nil:
+			return Decision{}, err
+		case c.Excess > 0:
+			// Acknowledged (a clearing cannot be refused): the excess is
+			// the scheme's settlement against exceptions receivable.
+			detail = fmt.Sprintf("captured %d, %d to exceptions (%s %d)", c.Charged, c.Excess, c.Exception.Kind, c.Exception.ID)
+			opened = c.Exception.Kind
+		}
+		if err == nil {
+			// A reversal of this completion that overtook it: the capture
+			// locked the card's balance, so it is seen here (pending.go).
+			ps, err := pendingFor(ctx, tx, r)
+			if err != nil {
+				return Decision{}, err
+			}
+			if err := h.applyPending(ctx, tx, ps, captured, "capture:"+journalRef(r)); err != nil {
+				return Decision{}, err
+			}
+		}
+		return h.journalApproval(ctx, tx, &card, &prog, journal{req: r, cardID: card.ID, panEnc: enc,
+			holdID: captured, originalID: origID, detail: detail})
+	})
+	if err == nil && opened != "" && !d.Duplicate {
+		h.ledger.ExceptionsOpened(opened)
+	}
+	return d, err
+}

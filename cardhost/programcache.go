@@ -1,0 +1,52 @@
+package cardhost
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// programCache keeps programs for a few seconds: they change rarely and are
+// read by every authorisation.
+type programCache struct {
+	mu    sync.Mutex
+	items map[int64]cachedProgram
+	all   []Program // every program, for routing by BIN
+	allAt time.Time
+}
+
+type cachedProgram struct {
+	p  Program
+	at time.Time
+}
+
+var programTTL = 5 * time.Second
+
+func (h *Host) cachedProgram(ctx context.Context, id int64) (Program, error) {
+	return h.cachedProgramOn(ctx, h.pool, id)
+}
+
+// cachedProgramOn is cachedProgram reading through q: an authorisation
+// batch reads through its own transaction, never waiting for a second
+// connection of the pool while it holds one and its locks.
+func (h *Host) cachedProgramOn(ctx context.Context, q ledger.Querier, id int64) (Program, error) {
+	h.progs.mu.Lock()
+	c, ok := h.progs.items[id]
+	h.progs.mu.Unlock()
+	if ok && time.Since(c.at) < programTTL {
+		return c.p, nil
+	}
+	p, err := h.programOn(ctx, q, id)
+	if err != nil {
+		return Program{}, err
+	}
+	h.progs.mu.Lock()
+	if h.progs.items == nil {
+		h.progs.items = make(map[int64]cachedProgram)
+	}
+	h.progs.items[id] = cachedProgram{p: p, at: time.Now()}
+	h.progs.mu.Unlock()
+	return p, nil
+}

@@ -1,0 +1,117 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/antaca/antaca/ledger/pgcluster"
+)
+
+// BatchStats count the card host's write batches (one transaction each):
+// how many, the requests they carried and their time, commit included.
+type BatchStats struct {
+	Batches  uint64
+	Requests float64
+	Seconds  float64
+}
+
+func (s BatchStats) sub(o BatchStats) BatchStats {
+	return BatchStats{Batches: s.Batches - o.Batches, Requests: s.Requests - o.Requests, Seconds: s.Seconds - o.Seconds}
+}
+
+// batchStats reads the batch histograms from the card host's registry.
+func batchStats(reg prometheus.Gatherer) (BatchStats, error) {
+	families, err := reg.Gather()
+	if err != nil {
+		return BatchStats{}, err
+	}
+	var s BatchStats
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			h := m.GetHistogram()
+			switch f.GetName() {
+			case "antaca_auth_batch_size":
+				s.Batches += h.GetSampleCount()
+				s.Requests += h.GetSampleSum()
+			case "antaca_auth_batch_seconds":
+				s.Seconds += h.GetSampleSum()
+			}
+		}
+	}
+	return s, nil
+}
+
+// WriteStats are Postgres' write counters over the load.
+type WriteStats struct {
+	WALBytes, WALRecords, WALFullPages int64
+	Checkpoints                        int64
+	AccountUpdates, AccountHOTUpdates  int64
+}
+
+func writeStats(ctx context.Context, pool *pgxpool.Pool) (WriteStats, error) {
+	const q = `SELECT w.wal_bytes::bigint, w.wal_records, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req,
+		t.n_tup_upd, t.n_tup_hot_upd
+		FROM pg_stat_wal w, pg_stat_bgwriter b, pg_stat_user_tables t WHERE t.relname = 'accounts'`
+	var s WriteStats
+	err := pool.QueryRow(ctx, q).Scan(&s.WALBytes, &s.WALRecords, &s.WALFullPages, &s.Checkpoints, &s.AccountUpdates, &s.AccountHOTUpdates)
+	return s, err
+}
+
+func (s WriteStats) sub(o WriteStats) WriteStats {
+	return WriteStats{s.WALBytes - o.WALBytes, s.WALRecords - o.WALRecords, s.WALFullPages - o.WALFullPages,
+		s.Checkpoints - o.Checkpoints, s.AccountUpdates - o.AccountUpdates, s.AccountHOTUpdates - o.AccountHOTUpdates}
+}
+
+// Statement is one pg_stat_statements row.
+type Statement struct {
+	Calls   int64
+	TotalMS float64 // executing
+	MeanMS  float64
+	Plans   int64   // times planned (a cached plan is not)
+	PlanMS  float64 // planning
+	Query   string  // first 120 characters, whitespace folded
+}
+
+func hasStatStatements() bool {
+	bin, err := pgcluster.BinDir()
+	if err != nil {
+		return false
+	}
+	if real, err := filepath.EvalSymlinks(filepath.Join(bin, "initdb")); err == nil {
+		bin = filepath.Dir(real)
+	}
+	_, err = os.Stat(filepath.Join(filepath.Dir(bin), "lib", "pg_stat_statements.so"))
+	return err == nil
+}
+
+func topStatements(ctx context.Context, pool *pgxpool.Pool) ([]Statement, error) {
+	const q = `SELECT calls, total_exec_time, mean_exec_time, plans, total_plan_time, query FROM pg_stat_statements
+		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+		ORDER BY total_exec_time + total_plan_time DESC LIMIT 12`
+	rows, err := pool.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	var out []Statement
+	var st Statement
+	_, err = pgx.ForEachRow(rows, []any{&st.Calls, &st.TotalMS, &st.MeanMS, &st.Plans, &st.PlanMS, &st.Query}, func() error {
+		q := strings.Join(strings.Fields(st.Query), " ")
+		if len(q) > 120 {
+			q = q[:120]
+		}
+		st.Query = q
+		out = append(out, st)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pg_stat_statements: %w", err)
+	}
+	return out, nil
+}
