@@ -20,9 +20,8 @@ import (
 type writeReq struct {
 	auth      *authReq
 	spec      *ledger.HoldSpec
-	capture   bool             // financial (x200): capture the hold at once
-	credit    *ledger.HoldSpec // financial refund (x200): accounts and amount to credit
-	inquiry   int64            // approved without a hold: DE54 from this account, locked by the batch
+	capture   bool  // financial (x200): capture the hold at once
+	inquiry   int64 // approved without a hold: DE54 from this account, locked by the batch
 	pin       *pinChange
 	j         journal
 	prog      *Program
@@ -198,7 +197,7 @@ func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
 // of the user accounts the batch may touch (the partner accounts are read;
 // see ledger.HoldBatch); then, once every request is decided (card rules
 // in Go, holds on those rows), the holds, the journal rows, the partner
-// accounts' update and COMMIT. Financial captures, refund credits and PIN
+// accounts' update and COMMIT. Financial captures, stand-in excesses and PIN
 // counts, which depend on what the journal insert reports, take a third
 // round trip when the batch has any; the partner accounts' update then
 // goes before them, with the second pipeline, so that a capture releases
@@ -283,7 +282,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		}
 		tail := false
 		for _, w := range writes {
-			tail = tail || w.capture || w.pin != nil || w.credit != nil || w.excess > 0 || len(w.pending) > 0
+			tail = tail || w.capture || w.pin != nil || w.excess > 0 || len(w.pending) > 0
 		}
 		for _, w := range writes {
 			if w.inquiry != 0 {
@@ -365,9 +364,10 @@ func queueCommit(ctx context.Context, q *pgx.Batch, hb *ledger.HoldBatch) error 
 	return nil
 }
 
-// writeTail captures the new holds of financial requests, credits their
-// refunds and applies the PIN counts, for the requests whose journal row is
-// new.
+// writeTail captures the new holds of financial requests, posts stand-in
+// advices' excess to exceptions and applies the PIN counts, for the requests
+// whose journal row is new. (Financial refunds never come here: refund()
+// credits them, capped.)
 func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		w.opened = w.opened[:0] // this attempt's only
@@ -376,11 +376,6 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 		}
 		if w.capture && w.newHold {
 			if _, err := h.ledger.CaptureTx(ctx, tx, w.j.holdID, w.held, false, "capture:"+w.spec.Ref); err != nil {
-				return err
-			}
-		}
-		if c := w.credit; c != nil {
-			if _, err := h.ledger.CreditTx(ctx, tx, c.UserAccountID, c.PartnerAccountID, c.Currency, c.Amount, "credit:"+c.Ref); err != nil {
 				return err
 			}
 		}

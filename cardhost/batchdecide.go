@@ -51,15 +51,11 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatc
 	}
 	w.prog = &prog
 	if r.ProcessingCode == ProcBalanceInquiry || out.HoldAmount == 0 && r.Class != ClassAdvice {
+		// A financial refund (x200, code 20) never reaches the batch:
+		// Authorize sends it to refund(), which caps its credit (DESIGN
+		// section 6). Here only inquiries and refund authorisations are
+		// answered, with the available balance and no money moved.
 		w.inquiry = h.fundsAccount(card, &prog)
-		if out.CreditAmount > 0 {
-			w.credit = h.holdSpec(card, &prog, r, out.CreditAmount)
-			if creditClosed(hb, w.credit) {
-				// The money would be stuck on a balance nobody can use.
-				w.inquiry, w.credit = 0, nil
-				w.decision, w.j.reason, w.j.detail = Decision{Reason: NotPermitted}, NotPermitted, "refund to a closed balance"
-			}
-		}
 		return
 	}
 	if prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" && r.Class != ClassAdvice {
@@ -70,17 +66,6 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatc
 	}
 	w.spec = h.holdSpec(card, &prog, r, out.HoldAmount)
 	w.capture = r.Class == ClassFinancial
-}
-
-// creditClosed reports whether a refund's credit would land on a closed
-// account (as the batch read it).
-func creditClosed(hb *ledger.HoldBatch, c *ledger.HoldSpec) bool {
-	for _, id := range []int64{c.UserAccountID, c.PartnerAccountID} {
-		if st, ok := hb.State(id); ok && st == ledger.StateClosed {
-			return true
-		}
-	}
-	return false
 }
 
 // holdSpec is the hold of an approved authorisation: on the program's
@@ -105,16 +90,12 @@ func (h *Host) holdSpec(card *Card, prog *Program, r *AuthRequest, amount int64)
 }
 
 // applyInquiry approves a balance inquiry or a request that holds nothing
-// (a refund: a financial one is credited by the batch's tail, an
-// authorisation's by its clearing) with the available balance of the
-// batch's locked account, after the batch's holds and the refund's credit.
+// (a refund authorisation: its credit comes with its clearing) with the
+// available balance of the batch's locked account, after the batch's holds.
 func (h *Host) applyInquiry(w *writeReq, hb *ledger.HoldBatch) {
 	w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(w.j.req)}
 	w.j.reason, w.j.approval = Approved, w.decision.ApprovalCode
 	if avail, ok := hb.Available(w.inquiry); ok {
-		if w.credit != nil {
-			avail += w.credit.Amount // the tail credits it before the commit
-		}
 		w.decision.Available, w.decision.Currency, w.decision.HasAvailable = avail, w.prog.CurrencyNumeric, true
 		w.j.available, w.j.availCcy = &avail, w.prog.CurrencyNumeric
 	}
