@@ -142,7 +142,7 @@ func (l *Ledger) InternalAccount(ctx context.Context, kind, currency string) (Ac
 
 func (l *Ledger) internalID(ctx context.Context, q Querier, kind, currency string) (int64, error) {
 	switch kind {
-	case KindSettlement, KindFunding, KindCreditUsage, KindExceptions:
+	case KindSettlement, KindFunding, KindCreditUsage, KindExceptions, KindLosses:
 	default:
 		return 0, fmt.Errorf("internal account: kind %q: %w", kind, ErrInvalid)
 	}

@@ -200,7 +200,7 @@ func (l *Ledger) resolveTx(ctx context.Context, tx pgx.Tx, id int64, resolution,
 	case ResolveRejected:
 	default:
 		if x.receivable > 0 {
-			other := map[string]string{ResolveRecovered: "funding", ResolveChargedBack: KindSettlement, ResolveWrittenOff: "losses"}[resolution]
+			other := map[string]string{ResolveRecovered: KindFunding, ResolveChargedBack: KindSettlement, ResolveWrittenOff: KindLosses}[resolution]
 			p, err := l.clearReceivable(ctx, tx, x, other, ref)
 			if err != nil {
 				return 0, err
@@ -227,11 +227,11 @@ func (l *Ledger) resolveTx(ctx context.Context, tx pgx.Tx, id int64, resolution,
 // clearReceivable moves an exception's receivable off the exceptions
 // account onto other (funding, settlement or losses), in one posting.
 func (l *Ledger) clearReceivable(ctx context.Context, tx pgx.Tx, x lockedException, other, ref string) (int64, error) {
-	exc, err := internalAccount(ctx, tx, "exceptions", x.currency)
+	exc, err := l.internalID(ctx, tx, KindExceptions, x.currency)
 	if err != nil {
 		return 0, err
 	}
-	to, err := internalAccount(ctx, tx, other, x.currency)
+	to, err := l.internalID(ctx, tx, other, x.currency)
 	if err != nil {
 		return 0, err
 	}
@@ -277,17 +277,4 @@ func (l *Ledger) releaseBlindRefund(ctx context.Context, tx pgx.Tx, x lockedExce
 	}
 	p, err := l.CreditTx(ctx, tx, x.accountID, partner, x.currency, x.amount, ref)
 	return p.ID, err
-}
-
-// internalAccount returns the internal account of kind in currency (inside
-// tx), creating it on first use.
-func internalAccount(ctx context.Context, tx pgx.Tx, kind, currency string) (int64, error) {
-	const ins = `INSERT INTO accounts (kind, currency) VALUES ($1, $2)
-		ON CONFLICT (kind, currency) WHERE kind IN ('settlement', 'funding', 'credit_usage', 'exceptions', 'losses') DO NOTHING`
-	if _, err := tx.Exec(ctx, ins, kind, currency); err != nil {
-		return 0, err
-	}
-	var id int64
-	err := tx.QueryRow(ctx, `SELECT id FROM accounts WHERE kind = $1 AND currency = $2`, kind, currency).Scan(&id)
-	return id, err
 }

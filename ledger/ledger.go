@@ -30,6 +30,7 @@ const (
 	KindPartner        = "partner"         // partner (company, FX) balance, one per partner and currency
 	KindSettlement     = "settlement"      // internal: scheme settlement, one per currency
 	KindFunding        = "funding"         // internal: money coming in (reloads), one per currency
+	KindLosses         = "losses"          // internal: exceptions written off, one per currency
 	KindCreditUsage    = "credit_usage"    // internal: partner credit/deposit consumed by clearing
 )
 
