@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 )
@@ -81,7 +82,7 @@ type env struct {
 	ca   *x509.Certificate
 	host *fakeHost
 	ch   *cardhost.Host // newCardEnv only
-	keys *cardhost.Keys // newCardEnv only
+	keys *hsm.Keys      // newCardEnv only
 	logs *syncBuffer    // newCardEnv only
 	now  atomic.Pointer[time.Time]
 	cfg  Config
@@ -96,7 +97,7 @@ func newCardEnv(t *testing.T) *env { return newEnvHost(t, true) }
 
 var (
 	hostKeysOnce sync.Once
-	hostKeys     *cardhost.Keys
+	hostKeys     *hsm.Keys
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -148,7 +149,7 @@ func newEnvHost(t *testing.T, real bool, mod ...func(*Config)) *env {
 	if real {
 		hostKeysOnce.Do(func() {
 			var err error
-			if hostKeys, err = cardhost.GenerateKeys(); err != nil {
+			if hostKeys, err = hsm.GenerateKeys(); err != nil {
 				panic(err)
 			}
 		})

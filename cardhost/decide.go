@@ -19,9 +19,8 @@ type DecideInput struct {
 	PAN string
 }
 
-var _ Verifier = (*Keys)(nil)
-
-// Verifier checks the card secrets a request presents. *Keys implements it;
+// Verifier checks the card secrets a request presents. The host's crypto
+// module implements it (crypto.go);
 // tests use a stub.
 type Verifier interface {
 	// CVC2OK reports whether cvc2 is the card's CVC2 for pan and expiry.

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -100,7 +101,7 @@ type Config struct {
 type Host struct {
 	pool   *pgxpool.Pool
 	ledger *ledger.Ledger
-	keys   *Keys
+	keys   cardKeys
 	cfg    Config
 	log    *slog.Logger
 	progs  programCache
@@ -119,8 +120,9 @@ type Host struct {
 	uncertain *uncertainSet
 }
 
-// NewHost returns a Host over the database pool, the ledger and the keys.
-func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host {
+// NewHost returns a Host over the database pool, the ledger and the card
+// crypto module (*hsm.Keys in software).
+func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys hsm.Module, cfg Config) *Host {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -146,7 +148,7 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys *Keys, cfg Config) *Host
 		cfg.BatchWorkers = 4
 	}
 	cfg.quotaDefaults()
-	h := &Host{pool: pool, ledger: l, keys: keys, cfg: cfg, log: cfg.Logger, uncertain: newUncertainSet(cfg.Registerer)}
+	h := &Host{pool: pool, ledger: l, keys: cardKeys{keys}, cfg: cfg, log: cfg.Logger, uncertain: newUncertainSet(cfg.Registerer)}
 	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (write: look-ups, holds and journal in one transaction).",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
@@ -178,8 +180,8 @@ func (h *Host) Close() {
 // Ledger returns the ledger the host posts to.
 func (h *Host) Ledger() *ledger.Ledger { return h.ledger }
 
-// Keys returns the host's keys.
-func (h *Host) Keys() *Keys { return h.keys }
+// Keys returns the host's card crypto module.
+func (h *Host) Keys() hsm.Module { return h.keys.Module }
 
 // dbErr translates database errors at the package boundary.
 func dbErr(what string, err error) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/partner"
@@ -46,13 +47,13 @@ func (l *lockedBuffer) String() string {
 
 type env struct {
 	host    *cardhost.Host
-	keys    *cardhost.Keys
+	keys    *hsm.Keys
 	logs    *lockedBuffer
 	partner ledger.Partner
 	prog    cardhost.Program
 }
 
-var keysOnce = sync.OnceValues(cardhost.GenerateKeys)
+var keysOnce = sync.OnceValues(hsm.GenerateKeys)
 
 func newEnv(t *testing.T, spec cardhost.ProgramSpec) *env {
 	t.Helper()

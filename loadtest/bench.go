@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/pgcluster"
 	authswitch "github.com/antaca/antaca/switch"
@@ -222,7 +223,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if _, err := ledger.Migrate(ctx, pool); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/specs"
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) { ledgertest.Main(m) }
 // switch and card host and checks the answers and the ledger again.
 func TestBenchDataAgainstCardHost(t *testing.T) {
 	pool := ledgertest.Pool(t)
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

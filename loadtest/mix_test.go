@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/specs"
@@ -33,7 +34,7 @@ func TestRealisticMixAgainstCardHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/partner"
@@ -22,7 +23,7 @@ import (
 
 var (
 	keysOnce sync.Once
-	keys     *cardhost.Keys
+	keys     *hsm.Keys
 	keysErr  error
 )
 
@@ -41,7 +42,7 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	keysOnce.Do(func() { keys, keysErr = cardhost.GenerateKeys() })
+	keysOnce.Do(func() { keys, keysErr = hsm.GenerateKeys() })
 	if keysErr != nil {
 		t.Fatal(keysErr)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/antaca/antaca/partner"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,15 +31,15 @@ func TestMain(m *testing.M) { ledgertest.Main(m) }
 
 var (
 	keysOnce sync.Once
-	e2eKeys  *cardhost.Keys
+	e2eKeys  *hsm.Keys
 	keysErr  error
 )
 
 // testKeys generates one development key set per test binary: the RSA key
 // of the set makes generation slow enough to do once.
-func testKeys(t testing.TB) *cardhost.Keys {
+func testKeys(t testing.TB) *hsm.Keys {
 	t.Helper()
-	keysOnce.Do(func() { e2eKeys, keysErr = cardhost.GenerateKeys() })
+	keysOnce.Do(func() { e2eKeys, keysErr = hsm.GenerateKeys() })
 	if keysErr != nil {
 		t.Fatal(keysErr)
 	}
@@ -56,7 +57,7 @@ type e2e struct {
 	pool    *pgxpool.Pool
 	led     *ledger.Ledger
 	host    *cardhost.Host
-	keys    *cardhost.Keys
+	keys    *hsm.Keys
 	partner ledger.Partner
 	prog    cardhost.Program // partner credit, EUR, virtual and physical cards
 	addr    string

@@ -36,6 +36,7 @@ import (
 
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/specs"
@@ -111,7 +112,7 @@ func tab(t *testing.T) context.Context {
 
 var (
 	keysOnce sync.Once
-	hostKeys *cardhost.Keys
+	hostKeys *hsm.Keys
 	jweKey   *rsa.PrivateKey
 )
 
@@ -147,7 +148,7 @@ func newEnv(t *testing.T) *env {
 	e.now.Store(&start)
 	keysOnce.Do(func() {
 		var err error
-		if hostKeys, err = cardhost.GenerateKeys(); err != nil {
+		if hostKeys, err = hsm.GenerateKeys(); err != nil {
 			panic(err)
 		}
 		if jweKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
 )
@@ -25,7 +26,7 @@ import (
 func TestCallWalksACard(t *testing.T) {
 	ctx := context.Background()
 	pool := ledgertest.Pool(t)
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

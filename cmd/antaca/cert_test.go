@@ -10,14 +10,14 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/api"
-	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 )
 
 // TestAPICertificate: the internal CA's certificate covers -api-hosts (names
 // and addresses) and verifies against the CA; -tls-cert/-tls-key replace
 // it; a missing key file is an error, not a silent fallback.
 func TestAPICertificate(t *testing.T) {
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

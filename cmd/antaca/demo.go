@@ -16,6 +16,7 @@ import (
 
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -97,8 +98,8 @@ const (
 
 // ensureFullDemo creates the demo data when missing, the development
 // certificates of the demo partner and the demo admin.
-func ensureFullDemo(ctx context.Context, host *cardhost.Host, srv *api.Server, f *serveFlags, keys *cardhost.Keys) (Demo, error) {
-	d, err := ensureDemo(ctx, host)
+func ensureFullDemo(ctx context.Context, host *cardhost.Host, srv *api.Server, f *serveFlags, keys *hsm.Keys) (Demo, error) {
+	d, err := ensureDemo(ctx, host, keys)
 	if err != nil {
 		return Demo{}, err
 	}
@@ -132,14 +133,14 @@ func hostPort(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-func loadKeys(path, dataDir string) (*cardhost.Keys, error) {
+func loadKeys(path, dataDir string) (*hsm.Keys, error) {
 	if path == "" {
 		path = filepath.Join(dataDir, "keys.json")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	k, _, err := cardhost.LoadOrCreateKeys(path)
+	k, _, err := hsm.LoadOrCreateKeys(path)
 	if err != nil {
 		return nil, fmt.Errorf("keys %s: %w", path, err)
 	}
@@ -148,7 +149,7 @@ func loadKeys(path, dataDir string) (*cardhost.Keys, error) {
 
 // ensureDemo creates a demo partner, program, verified user, funded balance
 // and an active physical card with PIN 1234, unless they exist already.
-func ensureDemo(ctx context.Context, host *cardhost.Host) (Demo, error) {
+func ensureDemo(ctx context.Context, host *cardhost.Host, keys *hsm.Keys) (Demo, error) {
 	d := Demo{Partner: demoPartner, PIN: demoPIN}
 	const find = `SELECT p.id, pr.id, u.id, c.account_id, c.id FROM partners p
 		JOIN programs pr ON pr.partner_id = p.id JOIN users u ON u.program_id = pr.id
@@ -174,8 +175,8 @@ func ensureDemo(ctx context.Context, host *cardhost.Host) (Demo, error) {
 	}
 	d.PAN, d.Expiry, d.CVC2 = data.PAN, data.Expiry, data.CVC2
 	d.Currency, d.Available = prog.CurrencyNumeric, acc.Balance-acc.Held
-	d.ZPK = hex.EncodeToString(host.Keys().ZonePINKeys["iso2003"])
-	d.ZPK87 = hex.EncodeToString(host.Keys().ZonePINKeys["iso87"])
+	d.ZPK = hex.EncodeToString(keys.ZonePINKeys[hsm.ZoneISO2003])
+	d.ZPK87 = hex.EncodeToString(keys.ZonePINKeys[hsm.ZoneISO87])
 	return d, nil
 }
 

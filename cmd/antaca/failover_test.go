@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/internal/faulttest"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/pgcluster"
@@ -98,7 +99,7 @@ func (h *haCluster) url() string {
 
 // migrated connects to the cluster's primary, migrates it and returns the
 // pool (closed when the test ends) and a fresh set of keys.
-func (h *haCluster) migrated() (*pgxpool.Pool, *cardhost.Keys) {
+func (h *haCluster) migrated() (*pgxpool.Pool, *hsm.Keys) {
 	h.t.Helper()
 	pool, err := newPool(h.t.Context(), h.url())
 	if err != nil {
@@ -108,7 +109,7 @@ func (h *haCluster) migrated() (*pgxpool.Pool, *cardhost.Keys) {
 	if _, err := ledger.Migrate(h.t.Context(), pool); err != nil {
 		h.t.Fatal(err)
 	}
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/internal/faulttest"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/specs"
@@ -30,7 +31,7 @@ func TestFaultLoginFlood(t *testing.T) {
 		t.Skip("runs a switch and an API on PostgreSQL; skipped with -short")
 	}
 	dbURL := ledgertest.URL(t)
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	connection "github.com/moov-io/iso8583-connection"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/internal/faulttest"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/ledger/ledgertest"
@@ -93,7 +94,7 @@ func startSwitch(t *testing.T, bin, dbURL, keys, addr string) *process {
 
 // killTestData creates a partner credit program and n funded virtual
 // cards; it returns their PANs and expiries.
-func killTestData(t *testing.T, pool *pgxpool.Pool, keys *cardhost.Keys, n int) (pans, expiries []string) {
+func killTestData(t *testing.T, pool *pgxpool.Pool, keys *hsm.Keys, n int) (pans, expiries []string) {
 	t.Helper()
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
@@ -172,7 +173,7 @@ func TestFaultSwitchKilled(t *testing.T) {
 	}
 	defer pool.Close()
 	keyFile := filepath.Join(t.TempDir(), "keys.json")
-	keys, _, err := cardhost.LoadOrCreateKeys(keyFile)
+	keys, _, err := hsm.LoadOrCreateKeys(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/partner"
 	"github.com/antaca/antaca/sandbox"
@@ -101,7 +102,7 @@ func (f *serveFlags) logConfig(log *slog.Logger, cmd string) {
 // apiCertificate is the API's TLS certificate: -tls-cert and -tls-key when
 // given, else one the internal CA issues for -api-hosts (a year; anew at
 // each start).
-func (f *serveFlags) apiCertificate(keys *cardhost.Keys, now time.Time) (tls.Certificate, error) {
+func (f *serveFlags) apiCertificate(keys *hsm.Keys, now time.Time) (tls.Certificate, error) {
 	if f.tlsCert != "" || f.tlsKey != "" {
 		c, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
 		if err != nil {
@@ -331,7 +332,7 @@ func serveMetrics(run func(string, func() error), addr string, reg *prometheus.R
 
 // writeDemo creates the demo data when missing and writes <data>/demo.json
 // (card data, certificates, admin login) on first start.
-func writeDemo(ctx context.Context, host *cardhost.Host, srv *api.Server, f *serveFlags, keys *cardhost.Keys) error {
+func writeDemo(ctx context.Context, host *cardhost.Host, srv *api.Server, f *serveFlags, keys *hsm.Keys) error {
 	path := filepath.Join(f.dataDir, "demo.json")
 	if _, err := os.Stat(path); err == nil {
 		return nil

@@ -21,6 +21,7 @@ import (
 
 	"github.com/antaca/antaca/api"
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/specs"
 	authswitch "github.com/antaca/antaca/switch"
@@ -40,7 +41,7 @@ type stack struct {
 }
 
 // newStack starts a stack on dbURL; tweak may change the API's config.
-func newStack(t *testing.T, dbURL string, keys *cardhost.Keys, tweak func(*api.Config)) *stack {
+func newStack(t *testing.T, dbURL string, keys *hsm.Keys, tweak func(*api.Config)) *stack {
 	t.Helper()
 	ctx := t.Context()
 	pool, err := newPool(ctx, dbURL)
@@ -103,7 +104,7 @@ func newStack(t *testing.T, dbURL string, keys *cardhost.Keys, tweak func(*api.C
 
 // httpClient trusts the keys' CA; its connections come from the loopback
 // address src (a source address of its own).
-func httpClient(keys *cardhost.Keys, src string, cert *tls.Certificate) *http.Client {
+func httpClient(keys *hsm.Keys, src string, cert *tls.Certificate) *http.Client {
 	roots := x509.NewCertPool()
 	roots.AddCert(keys.CACert)
 	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/hsm"
 	"github.com/antaca/antaca/internal/faulttest"
 	"github.com/antaca/antaca/ledger/ledgertest"
 	"github.com/antaca/antaca/specs"
@@ -30,7 +31,7 @@ func TestTwoOfEach(t *testing.T) {
 		t.Skip("runs two switches and two APIs on PostgreSQL; skipped with -short")
 	}
 	url := ledgertest.URL(t)
-	keys, err := cardhost.GenerateKeys()
+	keys, err := hsm.GenerateKeys()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package cardhost
+package hsm
 
 import (
 	"bytes"
@@ -37,7 +37,7 @@ func TestEncryptPAN(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got != pan {
-			t.Errorf("got %s, want %s", MaskPAN(got), MaskPAN(pan))
+			t.Errorf("got %s, want %s", maskPAN(got), maskPAN(pan))
 		}
 	}
 	// Any altered byte, a truncation, another version or another key fails.
@@ -62,7 +62,7 @@ func TestEncryptPAN(t *testing.T) {
 	// A hand-built Keys (no cache) reads what the prepared one wrote.
 	bare := &Keys{PANKey: k.PANKey}
 	if got, err := bare.DecryptPAN(a); err != nil || got != pan {
-		t.Errorf("uncached: got %s, %v", MaskPAN(got), err)
+		t.Errorf("uncached: got %s, %v", maskPAN(got), err)
 	}
 	for _, bad := range []string{"", "41111111111", "411111111111111a", "41111111111111111111"} {
 		_, err := k.EncryptPAN(bad)

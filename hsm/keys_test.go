@@ -1,4 +1,4 @@
-package cardhost
+package hsm
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package cardhost
+package hsm
 
 import (
 	"crypto/cipher"
@@ -195,10 +195,10 @@ func (k *Keys) CVC2(pan, expiry string, generation int) string {
 	return cvc2
 }
 
-// CVC2OK reports whether cvc2 is the CVC2 of card, whose clear PAN is pan,
-// for the given expiry (YYMM). The comparison takes constant time.
-func (k *Keys) CVC2OK(card *Card, pan, expiry, cvc2 string) bool {
-	want := k.CVC2(pan, expiry, card.CVCGeneration)
+// VerifyCVC2 reports whether cvc2 is the CVC2 of the card with this pan,
+// expiry (YYMM) and CVC generation. The comparison takes constant time.
+func (k *Keys) VerifyCVC2(pan, expiry string, generation int, cvc2 string) bool {
+	want := k.CVC2(pan, expiry, generation)
 	if want == "" || len(cvc2) != len(want) {
 		return false
 	}

@@ -1,4 +1,4 @@
-package cardhost
+package hsm
 
 import (
 	"encoding/hex"
@@ -160,25 +160,24 @@ func TestCVC2(t *testing.T) {
 	}
 }
 
-func TestCVC2OK(t *testing.T) {
+func TestVerifyCVC2(t *testing.T) {
 	k := testKeys(t)
 	const pan, exp = "4123456789012345", "8701"
-	card := &Card{CVCGeneration: 2}
 	good := k.CVC2(pan, exp, 2)
-	if !k.CVC2OK(card, pan, exp, good) {
+	if !k.VerifyCVC2(pan, exp, 2, good) {
 		t.Error("right cvc2 refused")
 	}
-	if k.CVC2OK(card, pan, exp, k.CVC2(pan, exp, 1)) && k.CVC2(pan, exp, 1) != good {
+	if k.VerifyCVC2(pan, exp, 2, k.CVC2(pan, exp, 1)) && k.CVC2(pan, exp, 1) != good {
 		t.Error("cvc2 of the previous generation accepted")
 	}
 	wrong := []byte(good)
 	wrong[0] = '0' + (wrong[0]-'0'+1)%10
 	for _, c := range []string{string(wrong), "", "12", "1234", good + " "} {
-		if k.CVC2OK(card, pan, exp, c) {
+		if k.VerifyCVC2(pan, exp, 2, c) {
 			t.Errorf("cvc2 %q accepted", c)
 		}
 	}
-	if k.CVC2OK(card, pan, "8702", good) {
+	if k.VerifyCVC2(pan, "8702", 2, good) {
 		t.Error("cvc2 accepted with another expiry")
 	}
 }
@@ -242,4 +241,12 @@ func TestKeysConcurrentUse(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// maskPAN shows a test PAN as first6…last4 in failure messages.
+func maskPAN(pan string) string {
+	if len(pan) < 11 {
+		return "…"
+	}
+	return pan[:6] + "…" + pan[len(pan)-4:]
 }

@@ -1,4 +1,4 @@
-package cardhost
+package hsm
 
 import (
 	"crypto/cipher"
@@ -12,10 +12,6 @@ import (
 // with. It is part of the PVV's input (the TSP), so changing it invalidates
 // every stored PVV; a PVK rotation would introduce index 2 alongside.
 const PVKI = 1
-
-// MaxPINTries is the number of wrong PINs in a row that locks a card from
-// outside with lock code 6.
-const MaxPINTries = 3
 
 // ErrPINBlock is returned for a PIN block that does not decode as ISO 9564
 // format 0 under the given PAN (wrong length, control nibble, PIN length,
@@ -255,9 +251,4 @@ func (k *Keys) VerifyPIN(zoneKey string, encBlock []byte, pan, pvv string) (ok b
 		return false, fmt.Errorf("verify pin: %w", err)
 	}
 	return subtle.ConstantTimeCompare([]byte(want), []byte(pvv)) == 1, nil
-}
-
-// PINOK implements Verifier with VerifyPIN against the card's PVV.
-func (k *Keys) PINOK(card *Card, pan, zoneKey string, block []byte) (bool, error) {
-	return k.VerifyPIN(zoneKey, block, pan, card.PVV)
 }
