@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/antaca/antaca/ledger"
 )
 
 // Principal is who is calling: a certificate holder on /secure, a user on
@@ -166,24 +166,18 @@ func (s *Server) authCertificate(ctx context.Context, r *http.Request, now time.
 		return nil, unauthenticated("client certificate carries no Antaca identity")
 	}
 	serial := leaf.SerialNumber.Text(16)
-	const q = `SELECT kind, coalesce(partner_id, 0), coalesce(entity, ''), not_after, revoked
-		FROM partner_certificates WHERE serial = $1`
-	var (
-		rec      certIdentity
-		notAfter time.Time
-		revoked  bool
-	)
-	err = s.pool.QueryRow(ctx, q, serial).Scan(&rec.kind, &rec.partnerID, &rec.entity, &notAfter, &revoked)
-	if errors.Is(err, pgx.ErrNoRows) {
+	c, err := s.access().Certificate(ctx, serial)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, unauthenticated("client certificate is not registered")
 	}
 	if err != nil {
 		return nil, s.internal("certificate lookup", err)
 	}
+	rec := certIdentity{kind: c.Kind, partnerID: c.PartnerID, entity: c.Entity}
 	switch {
-	case revoked:
+	case c.Revoked:
 		return nil, unauthenticated("client certificate revoked")
-	case !now.Before(notAfter):
+	case !now.Before(c.NotAfter):
 		return nil, unauthenticated("client certificate expired")
 	case rec != id:
 		return nil, unauthenticated("client certificate does not match its record")
@@ -226,27 +220,21 @@ func (s *Server) authSession(ctx context.Context, r *http.Request, ch Channel, n
 		return nil, unauthenticated("Authorization: Bearer <session token> is required")
 	}
 	h := hashToken(tok)
-	const q = `SELECT s.subject, coalesce(s.customer_id, 0), coalesce(s.partner_id, 0), coalesce(s.admin_id, 0),
-			s.expires_at, coalesce(a.name, ''), coalesce(a.role, '')
-		FROM sessions s LEFT JOIN admin_users a ON a.id = s.admin_id
-		WHERE s.token_hash = $1`
-	var (
-		subject string
-		p       = &Principal{Channel: ch, tokenHash: h}
-		role    string
-	)
-	err := s.pool.QueryRow(ctx, q, h).Scan(&subject, &p.CustomerID, &p.PartnerID, &p.AdminID, &p.ExpiresAt, &p.AdminName, &role)
-	if errors.Is(err, pgx.ErrNoRows) {
+	sess, err := s.access().Session(ctx, h)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return nil, unauthenticated("session token unknown")
 	}
 	if err != nil {
 		return nil, s.internal("session lookup", err)
 	}
+	p := &Principal{Channel: ch, tokenHash: h, CustomerID: sess.CustomerID, PartnerID: sess.PartnerID, AdminID: sess.AdminID,
+		ExpiresAt: sess.ExpiresAt, AdminName: sess.AdminName}
+	role := sess.AdminRole
 	want := "user"
 	if ch == ChannelAdmin {
 		want = "admin"
 	}
-	if subject != want {
+	if sess.Subject != want {
 		return nil, unauthenticated("session token unknown")
 	}
 	if !now.Before(p.ExpiresAt) {
@@ -260,21 +248,20 @@ func (s *Server) authSession(ctx context.Context, r *http.Request, ch Channel, n
 func (s *Server) createSession(ctx context.Context, subject string, customerID, partnerID, adminID int64, now time.Time) (string, time.Time, error) {
 	tok, h := newToken()
 	exp := now.Add(s.cfg.SessionTTL)
-	const q = `INSERT INTO sessions (token_hash, subject, customer_id, partner_id, admin_id, created_at, expires_at)
-		VALUES ($1, $2, nullif($3, 0::bigint), nullif($4, 0::bigint), nullif($5, 0::bigint), $6, $7)`
-	if _, err := s.pool.Exec(ctx, q, h, subject, customerID, partnerID, adminID, now, exp); err != nil {
+	sess := ledger.Session{TokenHash: h, Subject: subject, CustomerID: customerID, PartnerID: partnerID, AdminID: adminID, CreatedAt: now, ExpiresAt: exp}
+	if err := s.access().CreateSession(ctx, sess); err != nil {
 		return "", time.Time{}, fmt.Errorf("create %s session: %w", subject, err)
 	}
 	return tok, exp, nil
 }
 
 func (s *Server) deleteSession(ctx context.Context, p *Principal) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE token_hash = $1`, p.tokenHash)
-	if err != nil {
-		return fmt.Errorf("delete session: %w", err)
-	}
-	return nil
+	return s.access().DeleteSession(ctx, p.tokenHash)
 }
+
+// access is the store of sessions, admin logins, certificates and
+// idempotency keys: the handlers' only way to the database.
+func (s *Server) access() ledger.AccessStore { return ledger.NewAccessStore(s.pool) }
 
 // Password hashes: PBKDF2-SHA-256 (crypto/pbkdf2; scrypt and argon2 are not
 // in the standard library), 16-byte salt, 32-byte key, stored as

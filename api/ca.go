@@ -22,7 +22,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/antaca/antaca/ledger"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -130,9 +130,8 @@ func (s *Server) IssueCertificate(ctx context.Context, req CertificateRequest) (
 			return nil, errUnknownPartner
 		}
 		id.entity = ""
-		var name string
-		err := s.pool.QueryRow(ctx, `SELECT name FROM partners WHERE id = $1`, req.PartnerID).Scan(&name)
-		if errors.Is(err, pgx.ErrNoRows) {
+		name, err := s.access().PartnerName(ctx, req.PartnerID)
+		if errors.Is(err, ledger.ErrNotFound) {
 			return nil, fmt.Errorf("issue certificate partner %d: %w", req.PartnerID, errUnknownPartner)
 		}
 		if err != nil {
@@ -175,9 +174,9 @@ func (s *Server) IssueCertificate(ctx context.Context, req CertificateRequest) (
 		return nil, fmt.Errorf("issue certificate: %w", err)
 	}
 	serial := cert.SerialNumber.Text(16)
-	const q = `INSERT INTO partner_certificates (serial, kind, partner_id, entity, subject, not_before, not_after, issued_by)
-		VALUES ($1, $2, nullif($3, 0::bigint), nullif($4, ''), $5, $6, $7, nullif($8, 0::bigint))`
-	if _, err := s.pool.Exec(ctx, q, serial, req.Kind, id.partnerID, id.entity, cert.Subject.String(), cert.NotBefore, cert.NotAfter, req.IssuedBy); err != nil {
+	rec := ledger.IssuedCertificate{Serial: serial, Kind: req.Kind, PartnerID: id.partnerID, Entity: id.entity,
+		Subject: cert.Subject.String(), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, IssuedBy: req.IssuedBy}
+	if err := s.access().RecordCertificate(ctx, rec); err != nil {
 		return nil, fmt.Errorf("record certificate: %w", err)
 	}
 	return &IssuedCertificate{
@@ -192,11 +191,8 @@ func (s *Server) IssueCertificate(ctx context.Context, req CertificateRequest) (
 // the next request on. It returns ErrNotFound for an unknown serial.
 func (s *Server) RevokeCertificate(ctx context.Context, serial string) (time.Time, error) {
 	now := s.cfg.Now()
-	var at time.Time
-	const q = `UPDATE partner_certificates SET revoked = true, revoked_at = coalesce(revoked_at, $2)
-		WHERE serial = $1 RETURNING revoked_at`
-	err := s.pool.QueryRow(ctx, q, serial, now).Scan(&at)
-	if errors.Is(err, pgx.ErrNoRows) {
+	at, err := s.access().RevokeCertificate(ctx, serial, now)
+	if errors.Is(err, ledger.ErrNotFound) {
 		return time.Time{}, fmt.Errorf("revoke certificate %s: %w", serial, ErrNotFound)
 	}
 	if err != nil {

@@ -10,8 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
+	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/specs"
 )
 
@@ -56,7 +55,7 @@ func (s *Server) getPublicKey(q *request) (int, any, error) {
 func (s *Server) getHealth(q *request) (int, any, error) {
 	ctx, cancel := context.WithTimeout(q.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.pool.Ping(ctx); err != nil {
+	if err := s.access().Ping(ctx); err != nil {
 		s.log.Warn("health: database unreachable", "err", err)
 		return 0, nil, errorf(http.StatusServiceUnavailable, CodeUnavailable, "database unreachable")
 	}
@@ -108,11 +107,8 @@ func (s *Server) CreateAdmin(ctx context.Context, name, password string, role Ro
 	if err != nil {
 		return 0, err
 	}
-	var id int64
-	const q = `INSERT INTO admin_users (name, password_hash, role, created_by) VALUES ($1, $2, $3, nullif($4, 0::bigint)) RETURNING id`
-	err = s.pool.QueryRow(ctx, q, name, hash, string(role), createdBy).Scan(&id)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+	id, err := s.access().CreateAdmin(ctx, name, hash, string(role), 0, createdBy)
+	if errors.Is(err, ledger.ErrDuplicateRef) {
 		return 0, fmt.Errorf("create admin %q: %w", name, ErrAdminExists)
 	}
 	if err != nil {

@@ -9,9 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/internal/periodic"
+	"github.com/antaca/antaca/ledger"
 )
 
 // abandonAfter is how long a first request may hold its idempotency key
@@ -64,46 +63,37 @@ func (s *Server) claimIdempotency(ctx context.Context, p *Principal, key string,
 	}
 	scope := p.scope()
 	hash := requestHash(r, body)
-	const claim = `INSERT INTO idempotency_keys (scope, key, request_hash, created_at)
-		VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING`
-	tag, err := s.pool.Exec(ctx, claim, scope, key, hash, now)
+	store := s.access()
+	claimed, err := store.ClaimIdempotencyKey(ctx, scope, key, hash, now)
 	if err != nil {
 		return nil, nil, s.internal("idempotency claim", err)
 	}
 	idem := &idempotency{scope: scope, key: key, ctx: ctx}
-	if tag.RowsAffected() == 1 {
+	if claimed {
 		return idem, nil, nil
 	}
-	const load = `SELECT request_hash, status, coalesce(content_type, ''), body, coalesce(location, ''), created_at
-		FROM idempotency_keys WHERE scope = $1 AND key = $2`
-	var (
-		storedHash []byte
-		status     *int32
-		ans        storedAnswer
-		created    time.Time
-	)
-	err = s.pool.QueryRow(ctx, load, scope, key).Scan(&storedHash, &status, &ans.contentType, &ans.body, &ans.location, &created)
-	if errors.Is(err, pgx.ErrNoRows) {
+	row, err := store.IdempotencyKey(ctx, scope, key)
+	if errors.Is(err, ledger.ErrNotFound) {
 		// Deleted after a 5xx between our insert and select: claim again.
 		return s.claimIdempotency(ctx, p, key, r, body, now)
 	}
 	if err != nil {
 		return nil, nil, s.internal("idempotency load", err)
 	}
-	if !bytes.Equal(storedHash, hash) {
+	status, created := row.Status, row.CreatedAt
+	ans := storedAnswer{contentType: row.ContentType, body: row.Body, location: row.Location}
+	if !bytes.Equal(row.RequestHash, hash) {
 		return nil, nil, errorf(http.StatusUnprocessableEntity, CodeIdempotencyKeyReused, "Idempotency-Key was used for another request")
 	}
 	if status == nil {
 		if now.Sub(created) < abandonAfter {
 			return nil, nil, errorf(http.StatusConflict, CodeConflict, "a request with this Idempotency-Key is still in progress")
 		}
-		const takeOver = `UPDATE idempotency_keys SET created_at = $3
-			WHERE scope = $1 AND key = $2 AND status IS NULL AND created_at = $4`
-		tag, err := s.pool.Exec(ctx, takeOver, scope, key, now, created)
+		took, err := store.TakeOverIdempotencyKey(ctx, scope, key, now, created)
 		if err != nil {
 			return nil, nil, s.internal("idempotency take over", err)
 		}
-		if tag.RowsAffected() != 1 {
+		if !took {
 			return nil, nil, errorf(http.StatusConflict, CodeConflict, "a request with this Idempotency-Key is still in progress")
 		}
 		return idem, nil, nil
@@ -119,11 +109,9 @@ func (s *Server) finishIdempotency(idem *idempotency, ans *storedAnswer) {
 	defer cancel()
 	var err error
 	if ans.status >= 500 {
-		_, err = s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2`, idem.scope, idem.key)
+		err = s.access().ReleaseIdempotencyKey(ctx, idem.scope, idem.key)
 	} else {
-		const store = `UPDATE idempotency_keys SET status = $3, content_type = nullif($4, ''), body = $5, location = nullif($6, '')
-			WHERE scope = $1 AND key = $2`
-		_, err = s.pool.Exec(ctx, store, idem.scope, idem.key, ans.status, ans.contentType, ans.body, ans.location)
+		err = s.access().StoreIdempotentAnswer(ctx, idem.scope, idem.key, ans.status, ans.contentType, ans.body, ans.location)
 	}
 	if err != nil {
 		s.log.Error("idempotency store", "err", err)
@@ -135,18 +123,7 @@ func (s *Server) finishIdempotency(idem *idempotency, ans *storedAnswer) {
 // calls it periodically; it is safe for concurrent use.
 func (s *Server) PruneExpired(ctx context.Context) (sessions, keys int64, err error) {
 	now := s.cfg.Now()
-	t1, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE expires_at <= $1`, now)
-	if err != nil {
-		return 0, 0, fmt.Errorf("prune sessions: %w", err)
-	}
-	t2, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < $1`, now.Add(-s.cfg.IdempotencyTTL))
-	if err != nil {
-		return t1.RowsAffected(), 0, fmt.Errorf("prune idempotency keys: %w", err)
-	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM login_delays WHERE last_failure <= $1 AND next_at <= $2`, now.Add(-s.cfg.LoginWindow), now); err != nil {
-		return t1.RowsAffected(), t2.RowsAffected(), fmt.Errorf("prune login delays: %w", err)
-	}
-	return t1.RowsAffected(), t2.RowsAffected(), nil
+	return s.access().PruneAccess(ctx, now, now.Add(-s.cfg.IdempotencyTTL), now.Add(-s.cfg.LoginWindow))
 }
 
 // RunPrune calls PruneExpired at once, then every interval, until ctx

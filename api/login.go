@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/antaca/antaca/ledger"
 )
 
 // Admin login defences (issue 21). In the order a login meets them:
@@ -215,28 +215,8 @@ func (s *Server) limitSource(w http.ResponseWriter, r *http.Request) *Error {
 // failures within LoginWindow pass at once; each further one doubles the
 // wait from LoginDelay up to maxWait.
 func (s *Server) loginDelay(ctx context.Context, key string, now time.Time, maxWait time.Duration) (wait time.Duration, next time.Time, err error) {
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO login_delays (key, failures, last_failure, next_at) VALUES ($1, 0, 'epoch', 'epoch') ON CONFLICT (key) DO NOTHING`, key); err != nil {
-			return err
-		}
-		var (
-			failures int
-			last     time.Time
-		)
-		if err := tx.QueryRow(ctx, `SELECT failures, last_failure, next_at FROM login_delays WHERE key = $1 FOR UPDATE`, key).Scan(&failures, &last, &next); err != nil {
-			return err
-		}
-		if next.After(now) {
-			wait = next.Sub(now)
-			return nil
-		}
-		if !last.After(now.Add(-s.cfg.LoginWindow)) {
-			failures = 0
-		}
-		failures++
-		next = now.Add(delayAfter(failures, s.cfg.LoginFreeFailures, s.cfg.LoginDelay, maxWait))
-		_, err := tx.Exec(ctx, `UPDATE login_delays SET failures = $2, last_failure = $3, next_at = $4 WHERE key = $1`, key, failures, now, next)
-		return err
+	wait, next, err = s.access().CountLoginFailure(ctx, key, now, s.cfg.LoginWindow, func(failures int) time.Duration {
+		return delayAfter(failures, s.cfg.LoginFreeFailures, s.cfg.LoginDelay, maxWait)
 	})
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("admin login: delay %s: %w", strings.SplitN(key, ":", 2)[0], err)
@@ -298,20 +278,12 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 		s.metrics.loginRefused.WithLabelValues("source_delay").Inc()
 		return 0, nil, tooMany(q, wait, "from this address")
 	}
-	var (
-		id    int64
-		hash  string
-		role  Role
-		known bool
-	)
-	const find = `SELECT a.id, a.password_hash, a.role,
-			EXISTS (SELECT 1 FROM admin_known_sources k WHERE k.admin_id = a.id AND k.source = $2)
-		FROM admin_users a WHERE a.name = $1`
-	err = s.pool.QueryRow(ctx, find, in.Name, src).Scan(&id, &hash, &role, &known)
+	admin, err := s.access().AdminLogin(ctx, in.Name, src)
 	exists := err == nil
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
 		return 0, nil, fmt.Errorf("admin login: %w", err)
 	}
+	id, hash, role, known := admin.ID, admin.PasswordHash, Role(admin.Role), admin.KnownSource
 	if !known {
 		// Names no admin has are delayed alike: the answer does not tell
 		// whether a name exists.
@@ -349,10 +321,7 @@ func (s *Server) adminLogin(q *request) (int, any, error) {
 	if !known {
 		clearKeys = append(clearKeys, "name:"+in.Name)
 	}
-	const clear = `WITH d AS (DELETE FROM login_delays WHERE key = ANY($1))
-		INSERT INTO admin_known_sources (admin_id, source, last_login) VALUES ($2, $3, $4)
-		ON CONFLICT (admin_id, source) DO UPDATE SET last_login = excluded.last_login`
-	if _, err := s.pool.Exec(ctx, clear, clearKeys, id, src, q.now); err != nil {
+	if err := s.access().LoginSucceeded(ctx, clearKeys, id, src, q.now); err != nil {
 		return 0, nil, fmt.Errorf("admin login: clear delay: %w", err)
 	}
 	s.logins.give(src)

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/antaca/antaca/api/panel"
 	"github.com/antaca/antaca/ledger"
 )
@@ -97,13 +95,11 @@ func (a panelAuth) Session(ctx context.Context, token string, extend bool) (pane
 	if extend {
 		until = now.Add(a.s.cfg.SessionTTL)
 	}
-	const touch = `UPDATE sessions SET expires_at = greatest(expires_at, $2) WHERE token_hash = $1
-		RETURNING expires_at, (SELECT coalesce(partner_id, 0) FROM admin_users WHERE id = $3)`
-	var partnerID int64
-	if err := a.s.pool.QueryRow(ctx, touch, p.tokenHash, until, p.AdminID).Scan(&p.ExpiresAt, &partnerID); err != nil {
+	expires, partnerID, err := a.s.access().ExtendAdminSession(ctx, p.tokenHash, until, p.AdminID)
+	if err != nil {
 		return panel.Session{}, fmt.Errorf("panel session: %w", err)
 	}
-	return panel.Session{Token: token, AdminID: p.AdminID, Name: p.AdminName, Role: panel.Role(p.Role), PartnerID: partnerID, ExpiresAt: p.ExpiresAt}, nil
+	return panel.Session{Token: token, AdminID: p.AdminID, Name: p.AdminName, Role: panel.Role(p.Role), PartnerID: partnerID, ExpiresAt: expires}, nil
 }
 
 func (a panelAuth) Logout(ctx context.Context, token string) error {
@@ -120,10 +116,8 @@ func (a panelAuth) CreateViewer(ctx context.Context, name, password string, part
 	if err != nil {
 		return err
 	}
-	const q = `INSERT INTO admin_users (name, password_hash, role, partner_id, created_by) VALUES ($1, $2, $3, $4, $5)`
-	_, err = a.s.pool.Exec(ctx, q, name, hash, string(RolePartner), partnerID, by)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+	_, err = a.s.access().CreateAdmin(ctx, name, hash, string(RolePartner), partnerID, by)
+	if errors.Is(err, ledger.ErrDuplicateRef) {
 		return panelInput(errorf(http.StatusConflict, CodeConflict, "a login with this name exists"))
 	}
 	if err != nil {
