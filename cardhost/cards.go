@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/internal/periodic"
 	"github.com/antaca/antaca/ledger"
 )
@@ -30,62 +28,46 @@ type CardEvent struct {
 	Detail   string
 }
 
-const cardColumns = `id, program_id, user_id, account_id, type, state, lock_code, expiry, pan_first6, pan_last4,
-	cvc_generation, pvv, pin_tries, version, created_at, verify_tries`
-
-func scanCard(row pgx.Row) (Card, error) {
-	var c Card
-	var typ, state string
-	var lock int16
-	err := row.Scan(&c.ID, &c.ProgramID, &c.UserID, &c.AccountID, &typ, &state, &lock, &c.Expiry, &c.PANFirst6, &c.PANLast4,
-		&c.CVCGeneration, &c.PVV, &c.PINTries, &c.Version, &c.CreatedAt, &c.VerifyTries)
-	c.Type, c.State, c.LockCode = CardType(typ), CardState(state), LockCode(lock)
-	return c, err
-}
-
 // Card returns the card with the given id, removed or not.
 func (h *Host) Card(ctx context.Context, id int64) (Card, error) {
-	c, err := scanCard(h.pool.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE id = $1`, id))
-	return c, dbErr(fmt.Sprintf("card %d", id), err)
+	r, err := h.store.Card(ctx, id)
+	if err != nil {
+		return Card{}, storeErr(fmt.Sprintf("card %d", id), err)
+	}
+	return cardOf(r), nil
 }
 
 // CardByPAN finds a card by its PAN through the lookup HMAC.
 func (h *Host) CardByPAN(ctx context.Context, pan string) (Card, error) {
-	c, err := scanCard(h.pool.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE pan_lookup = $1`, h.keys.PANLookup(pan)))
-	return c, dbErr("card by pan", err)
+	r, err := h.store.CardByLookup(ctx, h.keys.PANLookup(pan))
+	if err != nil {
+		return Card{}, storeErr("card by pan", err)
+	}
+	return cardOf(r), nil
 }
 
 // CardsOfAccount returns the cards of a user balance that the user sees:
 // not removed, and physical cards only once personalisation is confirmed
 // (linked); an ordered card is reached by its id until then.
 func (h *Host) CardsOfAccount(ctx context.Context, accountID int64) ([]Card, error) {
-	rows, err := h.pool.Query(ctx, `SELECT `+cardColumns+` FROM cards WHERE account_id = $1 AND state NOT IN ('removed', 'ordered') ORDER BY id`, accountID)
+	rows, err := h.store.CardsOfAccount(ctx, accountID)
 	if err != nil {
-		return nil, dbErr("cards", err)
+		return nil, storeErr("cards", err)
 	}
-	defer rows.Close()
-	var out []Card
-	for rows.Next() {
-		c, err := scanCard(rows)
-		if err != nil {
-			return nil, dbErr("cards", err)
-		}
-		out = append(out, c)
-	}
-	return out, dbErr("cards", rows.Err())
+	return cardsOf(rows), nil
 }
 
 // issue creates a card of the given type and state on a user balance,
 // after checking that the balance is the user's and active, the user's KYC
 // verified and the program allows the type.
 func (h *Host) issue(ctx context.Context, userID, accountID int64, typ CardType, state CardState, actor Actor) (Card, CardData, error) {
-	return h.issueWith(ctx, userID, accountID, typ, state, actor, nil)
+	return h.issueWith(ctx, userID, accountID, typ, state, actor, 0)
 }
 
-// issueWith is issue with inTx, when not nil, run in the transaction that
-// inserts the card: its error rolls the card back.
-func (h *Host) issueWith(ctx context.Context, userID, accountID int64, typ CardType, state CardState, actor Actor,
-	inTx func(ctx context.Context, tx pgx.Tx, cardID int64) error) (Card, CardData, error) {
+// issueWith is issue for the card job jobID when not 0: the job is marked
+// done in the transaction that inserts the card, and the card rolled back
+// (errJobTaken) when another runner finished the job first.
+func (h *Host) issueWith(ctx context.Context, userID, accountID int64, typ CardType, state CardState, actor Actor, jobID int64) (Card, CardData, error) {
 	u, err := h.User(ctx, userID)
 	if err != nil {
 		return Card{}, CardData{}, err
@@ -123,32 +105,21 @@ func (h *Host) issueWith(ctx context.Context, userID, accountID int64, typ CardT
 		if err != nil {
 			return Card{}, CardData{}, fmt.Errorf("issue card: %w", err)
 		}
-		var id int64
-		err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-			if err := h.checkQuota(ctx, tx, userID, prog.PartnerID, false, inTx != nil); err != nil {
-				return err
-			}
-			const insert = `INSERT INTO cards (program_id, user_id, account_id, type, state, expiry, pan_enc, pan_lookup, pan_first6, pan_last4)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (pan_lookup) DO NOTHING RETURNING id`
-			if err := tx.QueryRow(ctx, insert, prog.ID, userID, accountID, string(typ), string(state), expiry, enc,
-				h.keys.PANLookup(pan), pan[:6], pan[len(pan)-4:]).Scan(&id); err != nil {
-				return err
-			}
-			if inTx != nil {
-				if err := inTx(ctx, tx, id); err != nil {
-					return err
-				}
-			}
-			return recordEvent(ctx, tx, id, actor, "issue_"+string(typ), 0, "")
-		})
-		if errors.Is(err, pgx.ErrNoRows) {
+		nc := ledger.NewCard{ProgramID: prog.ID, UserID: userID, AccountID: accountID, Type: string(typ), State: string(state),
+			Expiry: expiry, PANEnc: enc, PANLookup: h.keys.PANLookup(pan), PANFirst6: pan[:6], PANLast4: pan[len(pan)-4:]}
+		id, taken, err := h.store.IssueCard(ctx, nc, h.quotaCheck(userID, prog.PartnerID, false, jobID != 0), jobID,
+			eventOf(actor, "issue_"+string(typ), 0, ""))
+		if taken {
 			continue // PAN taken: draw another
 		}
 		if errors.Is(err, ErrCardLimit) {
 			return Card{}, CardData{}, fmt.Errorf("issue card: %w", err)
 		}
+		if errors.Is(err, ledger.ErrCardJobTaken) {
+			return Card{}, CardData{}, fmt.Errorf("issue card: %w", errJobTaken)
+		}
 		if err != nil {
-			return Card{}, CardData{}, dbErr("issue card", err)
+			return Card{}, CardData{}, storeErr("issue card", err)
 		}
 		c, err := h.Card(ctx, id)
 		if err != nil {
@@ -208,19 +179,12 @@ func (h *Host) CreateVirtualCardAsync(ctx context.Context, userID, accountID int
 	if err != nil {
 		return CardJob{}, err
 	}
-	var id int64
-	err = pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		if err := h.checkQuota(ctx, tx, userID, partnerID, true, false); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx, `INSERT INTO card_jobs (account_id, actor_kind, actor_id) VALUES ($1, $2, $3) RETURNING id`,
-			accountID, string(actor.Kind), actor.ID).Scan(&id)
-	})
+	id, err := h.store.CreateCardJob(ctx, accountID, string(actor.Kind), actor.ID, h.quotaCheck(userID, partnerID, true, false))
 	if errors.Is(err, ErrCardLimit) || errors.Is(err, ErrCardJobLimit) {
 		return CardJob{}, err
 	}
 	if err != nil {
-		return CardJob{}, dbErr("card job", err)
+		return CardJob{}, storeErr("card job", err)
 	}
 	go func() {
 		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -250,21 +214,14 @@ var jobRefusals = []struct {
 // with its reason; any other error leaves the job pending for
 // RetryCardJobs.
 func (h *Host) runCardJob(ctx context.Context, id, userID, accountID int64, actor Actor) {
-	_, _, err := h.issueWith(ctx, userID, accountID, Virtual, StateActive, actor, func(ctx context.Context, tx pgx.Tx, cardID int64) error {
-		tag, err := tx.Exec(ctx, `UPDATE card_jobs SET status = 'done', card_id = $2, done_at = now() WHERE id = $1 AND status = 'pending'`, id, cardID)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = errJobTaken
-		}
-		return err
-	})
+	_, _, err := h.issueWith(ctx, userID, accountID, Virtual, StateActive, actor, id)
 	if err == nil || errors.Is(err, errJobTaken) {
 		return
 	}
 	for _, r := range jobRefusals {
 		if errors.Is(err, r.err) {
 			h.log.Info("card job refused", "job", id, "err", err)
-			if _, err := h.pool.Exec(ctx, `UPDATE card_jobs SET status = 'failed', error = $2, done_at = now() WHERE id = $1 AND status = 'pending'`,
-				id, r.reason); err != nil {
+			if err := h.store.FailCardJob(ctx, id, r.reason); err != nil {
 				h.log.Warn("card job: record failure", "job", id, "err", err)
 			}
 			return
@@ -280,29 +237,9 @@ func (h *Host) runCardJob(ctx context.Context, id, userID, accountID int64, acto
 // oldest first). It returns how many it ran. Runners in several processes
 // at once are safe: a job makes one card.
 func (h *Host) RetryCardJobs(ctx context.Context) (int, error) {
-	if _, err := h.pool.Exec(ctx, `UPDATE card_jobs SET status = 'failed', error = 'not completed in time', done_at = now()
-		WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)`, jobGiveUp.Seconds()); err != nil {
-		return 0, dbErr("card jobs", err)
-	}
-	type job struct {
-		id, user, account int64
-		actor             Actor
-	}
-	rows, err := h.pool.Query(ctx, `SELECT j.id, a.user_id, j.account_id, j.actor_kind, j.actor_id
-		FROM card_jobs j JOIN accounts a ON a.id = j.account_id
-		WHERE j.status = 'pending' AND j.created_at < now() - make_interval(secs => $1) ORDER BY j.created_at LIMIT 100`, jobRetryAfter.Seconds())
+	jobs, err := h.store.StaleCardJobs(ctx, jobRetryAfter, jobGiveUp)
 	if err != nil {
-		return 0, dbErr("card jobs", err)
-	}
-	jobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (job, error) {
-		var j job
-		var kind string
-		err := r.Scan(&j.id, &j.user, &j.account, &kind, &j.actor.ID)
-		j.actor.Kind = ActorKind(kind)
-		return j, err
-	})
-	if err != nil {
-		return 0, dbErr("card jobs", err)
+		return 0, storeErr("card jobs", err)
 	}
 	for _, j := range jobs {
 		if ctx.Err() != nil {
@@ -310,7 +247,7 @@ func (h *Host) RetryCardJobs(ctx context.Context) (int, error) {
 		}
 		// A database that stops answering must not stall the round.
 		jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		h.runCardJob(jctx, j.id, j.user, j.account, j.actor)
+		h.runCardJob(jctx, j.ID, j.UserID, j.AccountID, Actor{Kind: ActorKind(j.ActorKind), ID: j.ActorID})
 		cancel()
 	}
 	return len(jobs), nil
@@ -328,83 +265,69 @@ func (h *Host) RunCardJobs(ctx context.Context, every time.Duration) {
 
 // CardJob returns an asynchronous creation job of a user's balance.
 func (h *Host) CardJob(ctx context.Context, userID, jobID int64) (CardJob, error) {
-	var j CardJob
-	var cardID *int64
-	err := h.pool.QueryRow(ctx, `SELECT j.id, j.status, j.card_id, j.error FROM card_jobs j JOIN accounts a ON a.id = j.account_id
-		WHERE j.id = $1 AND a.user_id = $2`, jobID, userID).Scan(&j.ID, &j.Status, &cardID, &j.Error)
-	if cardID != nil {
-		j.CardID = *cardID
+	j, err := h.store.CardJob(ctx, userID, jobID)
+	if err != nil {
+		return CardJob{}, storeErr(fmt.Sprintf("card job %d", jobID), err)
 	}
-	return j, dbErr(fmt.Sprintf("card job %d", jobID), err)
+	return CardJob{ID: j.ID, Status: j.Status, CardID: j.CardID, Error: j.Error}, nil
 }
 
 // change applies an action to a card in one transaction: it locks the row,
 // checks the rules (Transition), lets set adjust the update (PVV), persists
 // the card with a new version and records who did it and why.
 func (h *Host) change(ctx context.Context, cardID int64, a Action, code LockCode, actor Actor, detail string, set func(*Card) error) (Card, error) {
-	var out Card
-	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
-		c, err := scanCard(tx.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE id = $1 FOR UPDATE`, cardID))
-		if err != nil {
-			return dbErr(fmt.Sprintf("card %d", cardID), err)
-		}
-		if a == ActUnlock && actor.Kind == ActorUser && c.LockCode == LockSuspectedFraud {
-			// A lock the system made after a brute force of the card's
-			// secrets is not the cardholder's to lift.
-			if sys, err := systemLocked(ctx, tx, cardID); err != nil {
-				return dbErr("card events", err)
-			} else if sys {
-				return fmt.Errorf("card %d: %w", cardID, ErrSystemLock)
-			}
-		}
-		var digitalFirst bool
-		if a == ActPrintVirtual {
-			if err := tx.QueryRow(ctx, `SELECT digital_first FROM programs WHERE id = $1`, c.ProgramID).Scan(&digitalFirst); err != nil {
-				return dbErr("program", err)
-			}
-		}
-		next, err := Transition(c, a, code, digitalFirst)
-		if err != nil {
-			return fmt.Errorf("card %d: %w", cardID, err)
-		}
-		if set != nil {
-			if err := set(&next); err != nil {
-				return err
-			}
-		}
-		const update = `UPDATE cards SET type = $2, state = $3, lock_code = $4, cvc_generation = $5, pvv = $6, pin_tries = $7,
-			printed_at = CASE WHEN $8 THEN now() ELSE printed_at END, verify_tries = $9, version = version + 1, updated_at = now()
-			WHERE id = $1 RETURNING version`
-		if err := tx.QueryRow(ctx, update, cardID, string(next.Type), string(next.State), int16(next.LockCode), next.CVCGeneration,
-			next.PVV, next.PINTries, a == ActPrintVirtual, next.VerifyTries).Scan(&next.Version); err != nil {
-			return dbErr("update card", err)
-		}
-		var lc LockCode
-		if a == ActLock || a == ActLockOutside {
-			lc = code
-		}
-		if err := recordEvent(ctx, tx, cardID, actor, string(a), lc, detail); err != nil {
-			return dbErr("card event", err)
-		}
-		out = next
-		return nil
+	var ruleErr error // the rules' refusal, returned as it is
+	row, err := h.store.ChangeCard(ctx, cardID, func(cur ledger.CardRow, tx ledger.CardChangeTx) (ledger.CardChange, error) {
+		ch, err := h.applyChange(ctx, cardOf(cur), tx, a, code, actor, detail, set)
+		ruleErr = err
+		return ch, err
 	})
-	if err != nil {
-		return Card{}, err
+	if ruleErr != nil {
+		return Card{}, ruleErr
 	}
+	if err != nil {
+		return Card{}, storeErr(fmt.Sprintf("card %d", cardID), err)
+	}
+	out := cardOf(row)
 	h.log.Info("card changed", "card_id", cardID, "action", a, "lock_code", int(out.LockCode), "actor", actor.Kind)
 	return out, nil
 }
 
-func recordEvent(ctx context.Context, tx pgx.Tx, cardID int64, actor Actor, action string, code LockCode, detail string) error {
-	var lc *int16
-	if code != LockNone {
-		v := int16(code)
-		lc = &v
+// applyChange is change's decision on the locked card c: the rules
+// (Transition, the system lock), set's adjustment, and the history entry.
+func (h *Host) applyChange(ctx context.Context, c Card, tx ledger.CardChangeTx, a Action, code LockCode, actor Actor, detail string,
+	set func(*Card) error) (ledger.CardChange, error) {
+	cardID := c.ID
+	if a == ActUnlock && actor.Kind == ActorUser && c.LockCode == LockSuspectedFraud {
+		// A lock the system made after a brute force of the card's
+		// secrets is not the cardholder's to lift.
+		if sys, err := tx.SystemLocked(ctx, cardID); err != nil {
+			return ledger.CardChange{}, storeErr("card events", err)
+		} else if sys {
+			return ledger.CardChange{}, fmt.Errorf("card %d: %w", cardID, ErrSystemLock)
+		}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO card_events (card_id, actor_kind, actor_id, action, lock_code, detail) VALUES ($1, $2, $3, $4, $5, $6)`,
-		cardID, string(actor.Kind), actor.ID, action, lc, detail)
-	return err
+	var digitalFirst bool
+	if a == ActPrintVirtual {
+		var err error
+		if digitalFirst, err = tx.DigitalFirst(ctx, c.ProgramID); err != nil {
+			return ledger.CardChange{}, storeErr("program", err)
+		}
+	}
+	next, err := Transition(c, a, code, digitalFirst)
+	if err != nil {
+		return ledger.CardChange{}, fmt.Errorf("card %d: %w", cardID, err)
+	}
+	if set != nil {
+		if err := set(&next); err != nil {
+			return ledger.CardChange{}, err
+		}
+	}
+	var lc LockCode
+	if a == ActLock || a == ActLockOutside {
+		lc = code
+	}
+	return ledger.CardChange{Card: cardRowOf(next), Printed: a == ActPrintVirtual, Event: eventOf(actor, string(a), lc, detail)}, nil
 }
 
 // Lock locks a card with a reason code (1-8). why is kept in the history.
@@ -504,9 +427,9 @@ func (h *Host) cardData(ctx context.Context, c Card) (CardData, error) {
 }
 
 func (h *Host) pan(ctx context.Context, cardID int64) (string, error) {
-	var enc []byte
-	if err := h.pool.QueryRow(ctx, `SELECT pan_enc FROM cards WHERE id = $1`, cardID).Scan(&enc); err != nil {
-		return "", dbErr("card pan", err)
+	enc, err := h.store.CardPAN(ctx, cardID)
+	if err != nil {
+		return "", storeErr("card pan", err)
 	}
 	pan, err := h.keys.DecryptPAN(enc)
 	if err != nil {
@@ -517,22 +440,14 @@ func (h *Host) pan(ctx context.Context, cardID int64) (string, error) {
 
 // History returns a card's changes, oldest first.
 func (h *Host) History(ctx context.Context, cardID int64) ([]CardEvent, error) {
-	rows, err := h.pool.Query(ctx, `SELECT id, at, actor_kind, actor_id, action, coalesce(lock_code, 0), detail
-		FROM card_events WHERE card_id = $1 ORDER BY id`, cardID)
+	rows, err := h.store.CardEvents(ctx, cardID)
 	if err != nil {
-		return nil, dbErr("history", err)
+		return nil, storeErr("history", err)
 	}
-	defer rows.Close()
 	var out []CardEvent
-	for rows.Next() {
-		var e CardEvent
-		var kind string
-		var lc int16
-		if err := rows.Scan(&e.ID, &e.At, &kind, &e.Actor.ID, &e.Action, &lc, &e.Detail); err != nil {
-			return nil, dbErr("history", err)
-		}
-		e.Actor.Kind, e.LockCode = ActorKind(kind), LockCode(lc)
-		out = append(out, e)
+	for _, e := range rows {
+		out = append(out, CardEvent{ID: e.ID, At: e.At, Actor: Actor{Kind: ActorKind(e.ActorKind), ID: e.ActorID},
+			Action: e.Action, LockCode: LockCode(e.LockCode), Detail: e.Detail})
 	}
-	return out, dbErr("history", rows.Err())
+	return out, nil
 }

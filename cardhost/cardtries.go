@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/antaca/antaca/ledger"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -72,18 +73,9 @@ func recordCardChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange
 			return nil
 		}
 	}
-	const update = `WITH old AS (SELECT id, lock_code FROM cards WHERE id = $1 FOR UPDATE)
-		UPDATE cards c SET pin_tries = CASE WHEN NOT $2 THEN c.pin_tries WHEN $3 THEN 0 ELSE c.pin_tries + 1 END,
-			verify_tries = CASE WHEN $5 = 0 THEN c.verify_tries WHEN $5 < 0 THEN 0 ELSE c.verify_tries + 1 END,
-			lock_code = CASE WHEN c.lock_code IN (1, 2, 5, 8) THEN c.lock_code
-				WHEN $2 AND NOT $3 AND c.pin_tries + 1 >= $4 THEN 6
-				WHEN $5 > 0 AND c.verify_tries + 1 >= $6 THEN 7
-				ELSE c.lock_code END,
-			version = c.version + 1, updated_at = now()
-		FROM old WHERE c.id = old.id
-		RETURNING old.lock_code, c.lock_code`
-	var before, after int16
-	if err := tx.QueryRow(ctx, update, cardID, pc.pin, pc.right, MaxPINTries, pc.verify, pc.maxTries).Scan(&before, &after); err != nil {
+	before, after, err := ledger.RecordCardTries(ctx, tx, cardID, ledger.CardTries{PIN: pc.pin, RightPIN: pc.right, MaxPINTries: MaxPINTries,
+		Verify: pc.verify, MaxVerify: pc.maxTries})
+	if err != nil {
 		return fmt.Errorf("tries of card %d: %w", cardID, err)
 	}
 	if before == after {
@@ -92,25 +84,19 @@ func recordCardChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange
 	system := Actor{Kind: ActorSystem, ID: "switch"}
 	switch LockCode(after) {
 	case LockPINTriesExceeded:
-		if err := recordEvent(ctx, tx, cardID, system, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded"); err != nil {
+		if err := recordEvent(ctx, tx, cardID, eventOf(system, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded")); err != nil {
 			return fmt.Errorf("pin lock of card %d: %w", cardID, err)
 		}
 	case LockSuspectedFraud:
-		if err := recordEvent(ctx, tx, cardID, system, string(ActLock), LockSuspectedFraud, "wrong CVC2 or expiry tries exceeded"); err != nil {
+		if err := recordEvent(ctx, tx, cardID, eventOf(system, string(ActLock), LockSuspectedFraud, "wrong CVC2 or expiry tries exceeded")); err != nil {
 			return fmt.Errorf("fraud lock of card %d: %w", cardID, err)
 		}
 	}
 	return nil
 }
 
-// systemLocked reports whether the card's lock (code 7) was made by the
-// system, read in tx (the card row locked).
-func systemLocked(ctx context.Context, tx pgx.Tx, cardID int64) (bool, error) {
-	var kind string
-	err := tx.QueryRow(ctx, `SELECT actor_kind FROM card_events WHERE card_id = $1 AND lock_code IS NOT NULL
-		AND action IN ('lock', 'lock_outside') ORDER BY id DESC LIMIT 1`, cardID).Scan(&kind)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return kind == string(ActorSystem), err
+// recordEvent appends e to the card's history in the batch's transaction.
+func recordEvent(ctx context.Context, tx pgx.Tx, cardID int64, e ledger.CardEvent) error {
+	e.CardID = cardID
+	return ledger.InsertCardEvent(ctx, tx, e)
 }

@@ -95,6 +95,9 @@ type Config struct {
 	CardsPerPartnerPerHour int
 	JobsPerUser            int
 	JobsPerPartner         int
+	// Store holds cards, users and programs (store.go); nil: the ledger's
+	// CardStore on the host's pool.
+	Store Store
 }
 
 // Host is the card host. It is safe for concurrent use.
@@ -102,6 +105,7 @@ type Host struct {
 	pool   *pgxpool.Pool
 	ledger *ledger.Ledger
 	keys   cardKeys
+	store  Store
 	cfg    Config
 	log    *slog.Logger
 	progs  programCache
@@ -148,7 +152,10 @@ func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys hsm.Module, cfg Config) 
 		cfg.BatchWorkers = 4
 	}
 	cfg.quotaDefaults()
-	h := &Host{pool: pool, ledger: l, keys: cardKeys{keys}, cfg: cfg, log: cfg.Logger, uncertain: newUncertainSet(cfg.Registerer)}
+	if cfg.Store == nil {
+		cfg.Store = ledger.NewCardStore(pool)
+	}
+	h := &Host{pool: pool, ledger: l, keys: cardKeys{keys}, store: cfg.Store, cfg: cfg, log: cfg.Logger, uncertain: newUncertainSet(cfg.Registerer)}
 	sizes := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "antaca_auth_batch_size", Help: "Authorisations per database batch, by kind (write: look-ups, holds and journal in one transaction).",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},

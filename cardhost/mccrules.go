@@ -115,21 +115,17 @@ func (h *Host) SetProgramLimits(ctx context.Context, programID int64, l ProgramL
 	if l.BlindRefundLimit < 0 || l.BlindRefundLimit > ledger.MaxAmount || l.StandInLimit < 0 || l.StandInLimit > ledger.MaxAmount {
 		return fmt.Errorf("program limits: %w: amounts must be 0..%d", ErrInvalidInput, ledger.MaxAmount)
 	}
-	_, err := h.pool.Exec(ctx, `UPDATE programs SET blind_refund_limit = $2, standin_limit = $3,
-		verify_max_tries = CASE WHEN $4 > 0 THEN $4 ELSE verify_max_tries END,
-		pending_reversal_s = CASE WHEN $5 > 0 THEN $5 ELSE pending_reversal_s END WHERE id = $1`,
-		programID, l.BlindRefundLimit, l.StandInLimit, l.VerifyMaxTries, int64(l.PendingReversalWindow/time.Second))
+	err := h.store.SetProgramLimits(ctx, programID, l.BlindRefundLimit, l.StandInLimit, l.VerifyMaxTries, int64(l.PendingReversalWindow/time.Second))
 	h.forgetProgram(programID)
-	return dbErr("program limits", err)
+	return storeErr("program limits", err)
 }
 
 // SetMCCRule sets a program's override of the tolerance (basis points;
 // nil: the default) and hold days (nil: the default) of an MCC range.
 func (h *Host) SetMCCRule(ctx context.Context, programID int64, low, high string, toleranceBP *int64, holdDays *int) error {
-	_, err := h.pool.Exec(ctx, `INSERT INTO program_mcc_rules (program_id, mcc_low, mcc_high, tolerance_bp, hold_days) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (program_id, mcc_low) DO UPDATE SET mcc_high = $3, tolerance_bp = $4, hold_days = $5`, programID, low, high, toleranceBP, holdDays)
+	err := h.store.SetMCCRule(ctx, programID, low, high, toleranceBP, holdDays)
 	h.forgetProgram(programID)
-	return dbErr("mcc rule", err)
+	return storeErr("mcc rule", err)
 }
 
 // forgetProgram drops a program from the cache.

@@ -3,7 +3,6 @@ package cardhost
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -14,20 +13,18 @@ import (
 // CurrencyExponent returns the number of minor-unit digits of an ISO 4217
 // alphabetic currency code (2 for EUR, 0 for JPY).
 func (h *Host) CurrencyExponent(ctx context.Context, code string) (int, error) {
-	var exp int
-	err := h.pool.QueryRow(ctx, `SELECT exponent FROM currencies WHERE code = $1`, strings.ToUpper(code)).Scan(&exp)
-	return exp, dbErr(fmt.Sprintf("currency %q", code), err)
+	exp, err := h.store.CurrencyExponent(ctx, code)
+	return exp, storeErr(fmt.Sprintf("currency %q", code), err)
 }
 
 // SetUserContact replaces a user's name and e-mail (our KYC flow collects
 // them again). Empty values keep the stored ones.
 func (h *Host) SetUserContact(ctx context.Context, userID int64, name, email string) (User, error) {
-	tag, err := h.pool.Exec(ctx, `UPDATE users SET name = coalesce(nullif($2, ''), name), email = coalesce(nullif($3, ''), email) WHERE id = $1`,
-		userID, name, email)
+	found, err := h.store.SetUserContact(ctx, userID, name, email)
 	if err != nil {
-		return User{}, dbErr("set user contact", err)
+		return User{}, storeErr("set user contact", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !found {
 		return User{}, fmt.Errorf("set user contact: user %d: %w", userID, ErrNotFound)
 	}
 	return h.User(ctx, userID)
@@ -35,20 +32,11 @@ func (h *Host) SetUserContact(ctx context.Context, userID int64, name, email str
 
 // Partners returns every partner in id order.
 func (h *Host) Partners(ctx context.Context) ([]ledger.Partner, error) {
-	rows, err := h.pool.Query(ctx, `SELECT id, name, notify_email, created_at FROM partners ORDER BY id`)
+	out, err := h.store.Partners(ctx)
 	if err != nil {
-		return nil, dbErr("partners", err)
+		return nil, storeErr("partners", err)
 	}
-	defer rows.Close()
-	var out []ledger.Partner
-	for rows.Next() {
-		var p ledger.Partner
-		if err := rows.Scan(&p.ID, &p.Name, &p.NotifyEmail, &p.CreatedAt); err != nil {
-			return nil, dbErr("partners", err)
-		}
-		out = append(out, p)
-	}
-	return out, dbErr("partners", rows.Err())
+	return out, nil
 }
 
 // CreatePartner creates a partner; low-balance notifications go to

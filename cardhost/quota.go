@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/antaca/antaca/ledger"
 )
 
 // Card creation limits (issue 21): one user or one partner must not be
@@ -47,43 +46,26 @@ func (c *Config) quotaDefaults() {
 	}
 }
 
-// The advisory lock keys are 64-bit hashes of these names and the id.
-const (
-	quotaLock = `SELECT pg_advisory_xact_lock(hashtextextended('card-quota-user-' || $1::bigint, 0)),
-		pg_advisory_xact_lock(hashtextextended('card-quota-partner-' || $2::bigint, 0))`
-	// cards created in the window and card jobs pending, of the user and
-	// of the partner.
-	quotaCount = `SELECT
-		(SELECT count(*) FROM cards WHERE user_id = $1 AND created_at > now() - make_interval(secs => $3)),
-		(SELECT count(*) FROM card_jobs j JOIN accounts a ON a.id = j.account_id WHERE j.status = 'pending' AND a.user_id = $1),
-		(SELECT count(*) FROM cards c JOIN programs p ON p.id = c.program_id WHERE p.partner_id = $2 AND c.created_at > now() - make_interval(secs => $4)),
-		(SELECT count(*) FROM card_jobs j JOIN accounts a ON a.id = j.account_id JOIN users u ON u.id = a.user_id
-			JOIN programs p ON p.id = u.program_id WHERE j.status = 'pending' AND p.partner_id = $2)`
-)
-
-// checkQuota takes the quota locks in tx and refuses one more card (job
-// false) or one more card job (job true) of userID under partnerID past a
-// limit. A job's own pending row, when it runs, is not counted again.
-func (h *Host) checkQuota(ctx context.Context, tx pgx.Tx, userID, partnerID int64, job, running bool) error {
-	if _, err := tx.Exec(ctx, quotaLock, userID, partnerID); err != nil {
-		return err
-	}
-	var userCards, userJobs, partnerCards, partnerJobs int
-	if err := tx.QueryRow(ctx, quotaCount, userID, partnerID, (24*time.Hour).Seconds(), time.Hour.Seconds()).
-		Scan(&userCards, &userJobs, &partnerCards, &partnerJobs); err != nil {
-		return err
-	}
-	if running { // the job being run is one of the pending
-		userJobs, partnerJobs = userJobs-1, partnerJobs-1
-	}
-	c := h.cfg
-	switch {
-	case job && (userJobs >= c.JobsPerUser || partnerJobs >= c.JobsPerPartner):
-		return fmt.Errorf("card job: %d pending for the user, %d for the partner: %w", userJobs, partnerJobs, ErrCardJobLimit)
-	case userCards+userJobs >= c.CardsPerUserPerDay || partnerCards+partnerJobs >= c.CardsPerPartnerPerHour:
-		return fmt.Errorf("card: %d in a day for the user, %d in an hour for the partner: %w", userCards+userJobs, partnerCards+partnerJobs, ErrCardLimit)
-	}
-	return nil
+// quotaCheck is the check the store runs under the quota's locks, in the
+// transaction that makes the card or the card job: it refuses one more
+// card (job false) or one more card job (job true) of userID under
+// partnerID past a limit. A job's own pending row, when it runs, is not
+// counted again.
+func (h *Host) quotaCheck(userID, partnerID int64, job, running bool) ledger.QuotaCheck {
+	return ledger.QuotaCheck{UserID: userID, PartnerID: partnerID, Check: func(q ledger.CardQuota) error {
+		userCards, userJobs, partnerCards, partnerJobs := q.UserCards, q.UserJobs, q.PartnerCards, q.PartnerJobs
+		if running { // the job being run is one of the pending
+			userJobs, partnerJobs = userJobs-1, partnerJobs-1
+		}
+		c := h.cfg
+		switch {
+		case job && (userJobs >= c.JobsPerUser || partnerJobs >= c.JobsPerPartner):
+			return fmt.Errorf("card job: %d pending for the user, %d for the partner: %w", userJobs, partnerJobs, ErrCardJobLimit)
+		case userCards+userJobs >= c.CardsPerUserPerDay || partnerCards+partnerJobs >= c.CardsPerPartnerPerHour:
+			return fmt.Errorf("card: %d in a day for the user, %d in an hour for the partner: %w", userCards+userJobs, partnerCards+partnerJobs, ErrCardLimit)
+		}
+		return nil
+	}}
 }
 
 // partnerOf returns the partner of the user's program.

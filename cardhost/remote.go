@@ -51,9 +51,8 @@ func NewRemoteSecret() (string, error) {
 // remoteSecret reads a program's signing secret: only remote decisions
 // need it, so it is not in the cached Program.
 func (h *Host) remoteSecret(ctx context.Context, programID int64) (string, error) {
-	var s string
-	err := h.pool.QueryRow(ctx, `SELECT remote_secret FROM programs WHERE id = $1`, programID).Scan(&s)
-	return s, dbErr("program secret", err)
+	s, err := h.store.RemoteSecret(ctx, programID)
+	return s, storeErr("program secret", err)
 }
 
 // RotateRemoteSecret gives a program a new remote-decision secret and
@@ -64,11 +63,11 @@ func (h *Host) RotateRemoteSecret(ctx context.Context, programID int64) (string,
 	if err != nil {
 		return "", err
 	}
-	tag, err := h.pool.Exec(ctx, `UPDATE programs SET remote_secret = $2 WHERE id = $1`, programID, s)
+	found, err := h.store.SetRemoteSecret(ctx, programID, s)
 	if err != nil {
-		return "", dbErr("rotate remote secret", err)
+		return "", storeErr("rotate remote secret", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !found {
 		return "", fmt.Errorf("rotate remote secret: program %d: %w", programID, ErrNotFound)
 	}
 	return s, nil

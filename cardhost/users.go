@@ -37,24 +37,20 @@ func (h *Host) RegisterUser(ctx context.Context, programID int64, externalRef, n
 	if externalRef == "" {
 		return User{}, fmt.Errorf("register user: %w: externalRef is required", ErrInvalidInput)
 	}
-	const q = `INSERT INTO users (partner_id, program_id, external_ref, name, email)
-		SELECT partner_id, id, $2, $3, $4 FROM programs WHERE id = $1
-		RETURNING id`
-	var id int64
-	if err := h.pool.QueryRow(ctx, q, programID, externalRef, name, email).Scan(&id); err != nil {
-		return User{}, dbErr("register user", err)
+	id, err := h.store.InsertUser(ctx, programID, externalRef, name, email)
+	if err != nil {
+		return User{}, storeErr("register user", err)
 	}
 	return h.User(ctx, id)
 }
 
 // User returns the user with the given id.
 func (h *Host) User(ctx context.Context, id int64) (User, error) {
-	const q = `SELECT id, partner_id, program_id, external_ref, name, email, kyc_status, kyc_by, created_at FROM users WHERE id = $1`
-	var u User
-	var kyc string
-	err := h.pool.QueryRow(ctx, q, id).Scan(&u.ID, &u.PartnerID, &u.ProgramID, &u.ExternalRef, &u.Name, &u.Email, &kyc, &u.KYCBy, &u.CreatedAt)
-	u.KYC = KYCStatus(kyc)
-	return u, dbErr(fmt.Sprintf("user %d", id), err)
+	r, err := h.store.User(ctx, id)
+	if err != nil {
+		return User{}, storeErr(fmt.Sprintf("user %d", id), err)
+	}
+	return userOf(r), nil
 }
 
 // CustomerPartner returns the partner a user belongs to.
@@ -69,11 +65,11 @@ func (h *Host) SetKYC(ctx context.Context, userID int64, status KYCStatus, by st
 	if status != KYCPending && status != KYCVerified && status != KYCRejected {
 		return User{}, fmt.Errorf("set kyc: %w: status %q", ErrInvalidInput, status)
 	}
-	tag, err := h.pool.Exec(ctx, `UPDATE users SET kyc_status = $2, kyc_by = $3 WHERE id = $1`, userID, string(status), by)
+	found, err := h.store.SetUserKYC(ctx, userID, string(status), by)
 	if err != nil {
-		return User{}, dbErr("set kyc", err)
+		return User{}, storeErr("set kyc", err)
 	}
-	if tag.RowsAffected() == 0 {
+	if !found {
 		return User{}, fmt.Errorf("set kyc: user %d: %w", userID, ErrNotFound)
 	}
 	return h.User(ctx, userID)
