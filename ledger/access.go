@@ -39,17 +39,29 @@ type Session struct {
 // Session returns the session whose token hashes to tokenHash, or
 // ErrNotFound.
 func (a AccessStore) Session(ctx context.Context, tokenHash []byte) (Session, error) {
-	const q = `SELECT s.subject, coalesce(s.customer_id, 0), coalesce(s.partner_id, 0), coalesce(s.admin_id, 0),
-			s.expires_at, coalesce(a.name, ''), coalesce(a.role, '')
-		FROM sessions s LEFT JOIN admin_users a ON a.id = s.admin_id
-		WHERE s.token_hash = $1`
 	s := Session{TokenHash: tokenHash}
-	err := a.pool.QueryRow(ctx, q, tokenHash).Scan(&s.Subject, &s.CustomerID, &s.PartnerID, &s.AdminID, &s.ExpiresAt, &s.AdminName, &s.AdminRole)
+	err := a.pool.QueryRow(ctx, selectSession, tokenHash).Scan(&s.Subject, &s.CustomerID, &s.PartnerID, &s.AdminID, &s.ExpiresAt, &s.AdminName, &s.AdminRole)
 	if err != nil {
 		return Session{}, dbErr("session", err)
 	}
 	return s, nil
 }
+
+// The access store's reads by key (their plans are checked in
+// plans_test.go).
+const (
+	selectSession = `SELECT s.subject, coalesce(s.customer_id, 0), coalesce(s.partner_id, 0), coalesce(s.admin_id, 0),
+			s.expires_at, coalesce(a.name, ''), coalesce(a.role, '')
+		FROM sessions s LEFT JOIN admin_users a ON a.id = s.admin_id
+		WHERE s.token_hash = $1`
+	selectAdminLogin = `SELECT a.id, a.password_hash, a.role,
+			EXISTS (SELECT 1 FROM admin_known_sources k WHERE k.admin_id = a.id AND k.source = $2)
+		FROM admin_users a WHERE a.name = $1`
+	selectCertificate = `SELECT kind, coalesce(partner_id, 0), coalesce(entity, ''), not_after, revoked
+		FROM partner_certificates WHERE serial = $1`
+	selectIdempotencyKey = `SELECT request_hash, status, coalesce(content_type, ''), body, coalesce(location, ''), created_at
+		FROM idempotency_keys WHERE scope = $1 AND key = $2`
+)
 
 // CreateSession stores s (zero ids are stored as NULL).
 func (a AccessStore) CreateSession(ctx context.Context, s Session) error {
@@ -106,11 +118,8 @@ type AdminLogin struct {
 // AdminLogin returns the admin named name as a login from source sees it,
 // or ErrNotFound.
 func (a AccessStore) AdminLogin(ctx context.Context, name, source string) (AdminLogin, error) {
-	const find = `SELECT a.id, a.password_hash, a.role,
-			EXISTS (SELECT 1 FROM admin_known_sources k WHERE k.admin_id = a.id AND k.source = $2)
-		FROM admin_users a WHERE a.name = $1`
 	var l AdminLogin
-	if err := a.pool.QueryRow(ctx, find, name, source).Scan(&l.ID, &l.PasswordHash, &l.Role, &l.KnownSource); err != nil {
+	if err := a.pool.QueryRow(ctx, selectAdminLogin, name, source).Scan(&l.ID, &l.PasswordHash, &l.Role, &l.KnownSource); err != nil {
 		return AdminLogin{}, dbErr("admin login", err)
 	}
 	return l, nil

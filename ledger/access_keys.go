@@ -23,10 +23,8 @@ type IssuedCertificate struct {
 // Certificate returns the record of the certificate with serial, or
 // ErrNotFound (Subject, NotBefore and IssuedBy are not read).
 func (a AccessStore) Certificate(ctx context.Context, serial string) (IssuedCertificate, error) {
-	const q = `SELECT kind, coalesce(partner_id, 0), coalesce(entity, ''), not_after, revoked
-		FROM partner_certificates WHERE serial = $1`
 	c := IssuedCertificate{Serial: serial}
-	if err := a.pool.QueryRow(ctx, q, serial).Scan(&c.Kind, &c.PartnerID, &c.Entity, &c.NotAfter, &c.Revoked); err != nil {
+	if err := a.pool.QueryRow(ctx, selectCertificate, serial).Scan(&c.Kind, &c.PartnerID, &c.Entity, &c.NotAfter, &c.Revoked); err != nil {
 		return IssuedCertificate{}, dbErr("certificate", err)
 	}
 	return c, nil
@@ -88,10 +86,8 @@ func (a AccessStore) ClaimIdempotencyKey(ctx context.Context, scope, key string,
 
 // IdempotencyKey returns the row of key in scope, or ErrNotFound.
 func (a AccessStore) IdempotencyKey(ctx context.Context, scope, key string) (IdempotencyKey, error) {
-	const load = `SELECT request_hash, status, coalesce(content_type, ''), body, coalesce(location, ''), created_at
-		FROM idempotency_keys WHERE scope = $1 AND key = $2`
 	var k IdempotencyKey
-	if err := a.pool.QueryRow(ctx, load, scope, key).Scan(&k.RequestHash, &k.Status, &k.ContentType, &k.Body, &k.Location, &k.CreatedAt); err != nil {
+	if err := a.pool.QueryRow(ctx, selectIdempotencyKey, scope, key).Scan(&k.RequestHash, &k.Status, &k.ContentType, &k.Body, &k.Location, &k.CreatedAt); err != nil {
 		return IdempotencyKey{}, dbErr("idempotency load", err)
 	}
 	return k, nil

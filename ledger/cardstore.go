@@ -82,6 +82,16 @@ type CardRow struct {
 const cardColumns = `id, program_id, user_id, account_id, type, state, lock_code, expiry, pan_first6, pan_last4,
 	cvc_generation, pvv, pin_tries, version, created_at, verify_tries`
 
+// The card store's reads by key (their plans are checked in plans_test.go).
+const (
+	selectCard         = `SELECT ` + cardColumns + ` FROM cards WHERE id = $1`
+	selectCardByLookup = `SELECT ` + cardColumns + ` FROM cards WHERE pan_lookup = $1`
+	selectCardsOfAcct  = `SELECT ` + cardColumns + ` FROM cards WHERE account_id = $1 AND state NOT IN ('removed', 'ordered') ORDER BY id`
+	selectCardEvents   = `SELECT id, at, actor_kind, actor_id, action, coalesce(lock_code, 0), detail FROM card_events WHERE card_id = $1 ORDER BY id`
+	selectSystemLocked = `SELECT actor_kind FROM card_events WHERE card_id = $1 AND lock_code IS NOT NULL
+		AND action IN ('lock', 'lock_outside') ORDER BY id DESC LIMIT 1`
+)
+
 func scanCardRow(row pgx.Row) (CardRow, error) {
 	var c CardRow
 	err := row.Scan(&c.ID, &c.ProgramID, &c.UserID, &c.AccountID, &c.Type, &c.State, &c.LockCode, &c.Expiry, &c.PANFirst6, &c.PANLast4,
@@ -91,20 +101,20 @@ func scanCardRow(row pgx.Row) (CardRow, error) {
 
 // Card returns the card with id, removed or not.
 func (s CardStore) Card(ctx context.Context, id int64) (CardRow, error) {
-	c, err := scanCardRow(s.pool.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE id = $1`, id))
+	c, err := scanCardRow(s.pool.QueryRow(ctx, selectCard, id))
 	return c, storeErr("card", err)
 }
 
 // CardByLookup returns the card whose PAN lookup hash is lookup.
 func (s CardStore) CardByLookup(ctx context.Context, lookup []byte) (CardRow, error) {
-	c, err := scanCardRow(s.pool.QueryRow(ctx, `SELECT `+cardColumns+` FROM cards WHERE pan_lookup = $1`, lookup))
+	c, err := scanCardRow(s.pool.QueryRow(ctx, selectCardByLookup, lookup))
 	return c, storeErr("card by pan", err)
 }
 
 // CardsOfAccount returns the cards of a balance that are neither removed
 // nor ordered, in id order.
 func (s CardStore) CardsOfAccount(ctx context.Context, accountID int64) ([]CardRow, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+cardColumns+` FROM cards WHERE account_id = $1 AND state NOT IN ('removed', 'ordered') ORDER BY id`, accountID)
+	rows, err := s.pool.Query(ctx, selectCardsOfAcct, accountID)
 	if err != nil {
 		return nil, storeErr("cards", err)
 	}
@@ -133,8 +143,7 @@ type CardEvent struct {
 
 // CardEvents returns a card's history, oldest first.
 func (s CardStore) CardEvents(ctx context.Context, cardID int64) ([]CardEvent, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, at, actor_kind, actor_id, action, coalesce(lock_code, 0), detail
-		FROM card_events WHERE card_id = $1 ORDER BY id`, cardID)
+	rows, err := s.pool.Query(ctx, selectCardEvents, cardID)
 	if err != nil {
 		return nil, storeErr("history", err)
 	}
@@ -195,8 +204,7 @@ type CardChangeTx struct{ tx pgx.Tx }
 // system.
 func (t CardChangeTx) SystemLocked(ctx context.Context, cardID int64) (bool, error) {
 	var kind string
-	err := t.tx.QueryRow(ctx, `SELECT actor_kind FROM card_events WHERE card_id = $1 AND lock_code IS NOT NULL
-		AND action IN ('lock', 'lock_outside') ORDER BY id DESC LIMIT 1`, cardID).Scan(&kind)
+	err := t.tx.QueryRow(ctx, selectSystemLocked, cardID).Scan(&kind)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}

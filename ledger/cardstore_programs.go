@@ -29,9 +29,8 @@ func (s CardStore) InsertUser(ctx context.Context, programID int64, externalRef,
 
 // User returns the user with id.
 func (s CardStore) User(ctx context.Context, id int64) (UserRow, error) {
-	const q = `SELECT id, partner_id, program_id, external_ref, name, email, kyc_status, kyc_by, created_at FROM users WHERE id = $1`
 	var u UserRow
-	err := s.pool.QueryRow(ctx, q, id).Scan(&u.ID, &u.PartnerID, &u.ProgramID, &u.ExternalRef, &u.Name, &u.Email, &u.KYCStatus, &u.KYCBy, &u.CreatedAt)
+	err := s.pool.QueryRow(ctx, selectUser, id).Scan(&u.ID, &u.PartnerID, &u.ProgramID, &u.ExternalRef, &u.Name, &u.Email, &u.KYCStatus, &u.KYCBy, &u.CreatedAt)
 	return u, storeErr("user", err)
 }
 
@@ -77,6 +76,11 @@ const programColumns = `p.id, p.partner_id, p.name, p.bin_low, p.bin_high, p.cur
 	(SELECT json_agg(json_build_object('low', r.mcc_low, 'high', r.mcc_high, 'tolerance_bp', r.tolerance_bp, 'hold_days', r.hold_days))
 		FROM program_mcc_rules r WHERE r.program_id = p.id)`
 
+const (
+	selectProgram = `SELECT ` + programColumns + ` FROM programs p JOIN currencies c ON c.code = p.currency WHERE p.id = $1`
+	selectUser    = `SELECT id, partner_id, program_id, external_ref, name, email, kyc_status, kyc_by, created_at FROM users WHERE id = $1`
+)
+
 func scanProgramRow(row pgx.Row) (ProgramRow, error) {
 	var p ProgramRow
 	err := row.Scan(&p.ID, &p.PartnerID, &p.Name, &p.BINLow, &p.BINHigh, &p.Currency, &p.CurrencyNumeric, &p.CardTypes,
@@ -89,7 +93,7 @@ func scanProgramRow(row pgx.Row) (ProgramRow, error) {
 // passes its own transaction, never waiting for a second connection of
 // the pool while it holds one and its locks.
 func ProgramOn(ctx context.Context, q Querier, id int64) (ProgramRow, error) {
-	p, err := scanProgramRow(q.QueryRow(ctx, `SELECT `+programColumns+` FROM programs p JOIN currencies c ON c.code = p.currency WHERE p.id = $1`, id))
+	p, err := scanProgramRow(q.QueryRow(ctx, selectProgram, id))
 	return p, storeErr("program", err)
 }
 

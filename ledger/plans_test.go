@@ -31,3 +31,13 @@ func TestGenericPlansProbe(t *testing.T) {
 		ledgertest.CheckProbes(t, c.name, plan, c.want...)
 	}
 }
+
+// TestStoreReadsProbe checks that the card store's reads by key reach
+// their rows by index probes in their generic plans, as the hot path's do.
+func TestStoreReadsProbe(t *testing.T) {
+	tx := ledgertest.PlanTx(t)
+	for _, r := range ledger.StoreReads {
+		plan := ledgertest.GenericPlan(t, tx, r[0], r[1], r[2])
+		ledgertest.CheckProbes(t, r[0], plan)
+	}
+}
