@@ -84,19 +84,21 @@ func recordCardChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange
 	system := Actor{Kind: ActorSystem, ID: "switch"}
 	switch LockCode(after) {
 	case LockPINTriesExceeded:
-		if err := recordEvent(ctx, tx, cardID, eventOf(system, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded")); err != nil {
+		if err := recordEvent(ctx, tx, cardID, system, string(ActLockOutside), LockPINTriesExceeded, "PIN tries exceeded"); err != nil {
 			return fmt.Errorf("pin lock of card %d: %w", cardID, err)
 		}
 	case LockSuspectedFraud:
-		if err := recordEvent(ctx, tx, cardID, eventOf(system, string(ActLock), LockSuspectedFraud, "wrong CVC2 or expiry tries exceeded")); err != nil {
+		if err := recordEvent(ctx, tx, cardID, system, string(ActLock), LockSuspectedFraud, "wrong CVC2 or expiry tries exceeded"); err != nil {
 			return fmt.Errorf("fraud lock of card %d: %w", cardID, err)
 		}
 	}
 	return nil
 }
 
-// recordEvent appends e to the card's history in the batch's transaction.
-func recordEvent(ctx context.Context, tx pgx.Tx, cardID int64, e ledger.CardEvent) error {
+// recordEvent appends an entry to the card's history in tx, the
+// transaction that changed the card.
+func recordEvent(ctx context.Context, tx pgx.Tx, cardID int64, actor Actor, action string, code LockCode, detail string) error {
+	e := eventOf(actor, action, code, detail)
 	e.CardID = cardID
 	return ledger.InsertCardEvent(ctx, tx, e)
 }
