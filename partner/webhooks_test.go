@@ -322,7 +322,7 @@ func TestWebhooksEveryEventOnce(t *testing.T) {
 			}
 		}
 	}
-	ds, err := w.led.WebhookDeliveries(ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "succeeded", Limit: 1000})
+	ds, err := partner.Catalog{Ledger: w.led}.WebhookDeliveries(ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "succeeded", Limit: 1000})
 	if err != nil || len(ds) != total {
 		t.Errorf("succeeded deliveries listed: %d (%v), want %d", len(ds), err, total)
 	}
