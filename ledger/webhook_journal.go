@@ -135,22 +135,65 @@ func scanJournalEventRow(row pgx.Row, extra ...any) (JournalEventRow, error) {
 	return j, err
 }
 
+// journalRawColumns are a JournalEventRow's own columns, from the journal
+// row r alone: currencies numeric, no card owner (JournalRows).
+const journalRawColumns = `r.id, r.created_at, r.class, r.mti, r.processing_code, r.reason, r.detail, r.amount,
+	r.currency, r.billing_amount, r.billing_currency, r.merchant, r.pan_masked,
+	r.approval_code, coalesce(r.hold_id, 0), coalesce(r.original_id, 0), r.available, r.available_currency,
+	coalesce(r.card_id, 0), 0, 0, 0, 0`
+
 // JournalRows returns the journal rows with ids above after (at most
 // limit) and those of ids (gaps seen earlier that may have been filled
-// since), in id order.
+// since), in id order, with their own columns only: currencies numeric and
+// no card owner (UserID to PartnerID are 0; see CardOwners). This read runs
+// all the time under load: a range of the primary key and nothing else.
 func (l *Ledger) JournalRows(ctx context.Context, after int64, ids []int64, limit int) ([]JournalEventRow, error) {
-	// The rows' own columns only (not pan_enc), straight from the primary
-	// key: this read runs all the time under load.
-	rows, err := l.pool.Query(ctx, `(SELECT `+journalEventColumns+` FROM auth_journal r `+journalEventJoins+`
-			WHERE r.id > $1 ORDER BY r.id LIMIT $3)
+	rows, err := l.pool.Query(ctx, `(SELECT `+journalRawColumns+` FROM auth_journal r WHERE r.id > $1 ORDER BY r.id LIMIT $3)
 		UNION ALL
-		SELECT `+journalEventColumns+` FROM auth_journal r `+journalEventJoins+` WHERE r.id = ANY ($2) AND r.id <= $1
+		SELECT `+journalRawColumns+` FROM auth_journal r WHERE r.id = ANY ($2) AND r.id <= $1
 		ORDER BY 1`, after, nonNil(ids), limit)
 	if err != nil {
 		return nil, dbErr("journal rows", err)
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (JournalEventRow, error) { return scanJournalEventRow(row) })
 	return out, dbErr("journal rows", err)
+}
+
+// CardOwner is who a card belongs to; none of it changes in a card's life.
+type CardOwner struct {
+	UserID, AccountID, ProgramID, PartnerID int64
+}
+
+// CardOwners returns the owners of the cards ids (unknown ones left out).
+func (l *Ledger) CardOwners(ctx context.Context, ids []int64) (map[int64]CardOwner, error) {
+	rows, err := l.pool.Query(ctx, `SELECT k.id, k.user_id, k.account_id, k.program_id, p.partner_id
+		FROM cards k JOIN programs p ON p.id = k.program_id WHERE k.id = ANY ($1)`, nonNil(ids))
+	if err != nil {
+		return nil, dbErr("card owners", err)
+	}
+	out := map[int64]CardOwner{}
+	var id int64
+	var o CardOwner
+	_, err = pgx.ForEachRow(rows, []any{&id, &o.UserID, &o.AccountID, &o.ProgramID, &o.PartnerID}, func() error {
+		out[id] = o
+		return nil
+	})
+	return out, dbErr("card owners", err)
+}
+
+// CurrencyCodes maps ISO 4217 numeric codes to alphabetic ones.
+func (l *Ledger) CurrencyCodes(ctx context.Context) (map[string]string, error) {
+	rows, err := l.pool.Query(ctx, `SELECT numeric, code FROM currencies`)
+	if err != nil {
+		return nil, dbErr("currency codes", err)
+	}
+	out := map[string]string{}
+	var num, code string
+	_, err = pgx.ForEachRow(rows, []any{&num, &code}, func() error {
+		out[num] = code
+		return nil
+	})
+	return out, dbErr("currency codes", err)
 }
 
 // PartnerJournalRows returns the newest journal rows of a partner's cards,

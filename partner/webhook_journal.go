@@ -83,6 +83,9 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := w.complete(ctx, rows); err != nil {
+		return 0, err
+	}
 	now := time.Now()
 	read := 0
 	for _, r := range rows {
@@ -113,6 +116,57 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 	slices.Sort(gaps)
 	err = w.advance(ctx, ledger.JournalAdvance{State: ledger.JournalState{Seen: w.seen, Gaps: gaps}, Position: pos, Sends: sends, Failures: failures})
 	return read, err
+}
+
+// maxOwners bounds the cache of card owners.
+const maxOwners = 1 << 20
+
+// complete fills in the rows' card owners and alphabetic currencies from
+// caches (neither changes), reading only the cards not seen before.
+func (w *Webhooks) complete(ctx context.Context, rows []ledger.JournalEventRow) error {
+	if w.codes == nil {
+		codes, err := w.store.CurrencyCodes(ctx)
+		if err != nil {
+			return err
+		}
+		w.codes = codes
+	}
+	var missing []int64
+	asked := map[int64]bool{}
+	for _, r := range rows {
+		if _, ok := w.owners[r.CardID]; !ok && r.CardID != 0 && !asked[r.CardID] {
+			asked[r.CardID] = true
+			missing = append(missing, r.CardID)
+		}
+	}
+	if len(missing) > 0 {
+		if len(w.owners)+len(missing) > maxOwners {
+			clear(w.owners)
+		}
+		found, err := w.store.CardOwners(ctx, missing)
+		if err != nil {
+			return err
+		}
+		for _, id := range missing {
+			w.owners[id] = found[id] // an unknown card: nobody's (zero)
+		}
+	}
+	code := func(n string) string {
+		if c, ok := w.codes[n]; ok {
+			return c
+		}
+		return n
+	}
+	for i := range rows {
+		r := &rows[i]
+		o := w.owners[r.CardID]
+		r.UserID, r.AccountID, r.ProgramID, r.PartnerID = o.UserID, o.AccountID, o.ProgramID, o.PartnerID
+		if r.PartnerID == 0 {
+			r.CardID = 0
+		}
+		r.Currency, r.BillingCurrency, r.AvailableCurrency = code(r.Currency), code(r.BillingCurrency), code(r.AvailableCurrency)
+	}
+	return nil
 }
 
 // settleGaps forgets the gaps that will never be filled: their owner's

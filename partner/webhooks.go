@@ -37,6 +37,8 @@ type Store interface {
 	JournalFollow(ctx context.Context, types []string) (ledger.JournalSnapshot, error)
 	JournalEnd(ctx context.Context) (int64, error)
 	JournalRows(ctx context.Context, after int64, ids []int64, limit int) ([]ledger.JournalEventRow, error)
+	CardOwners(ctx context.Context, ids []int64) (map[int64]ledger.CardOwner, error)
+	CurrencyCodes(ctx context.Context) (map[string]string, error)
 	AdvanceJournal(ctx context.Context, owner string, lease time.Duration, a ledger.JournalAdvance) (bool, error)
 	ClaimWebhooks(ctx context.Context, limit int, lease time.Duration, skip []int64) ([]ledger.OutgoingWebhook, error)
 	RecordWebhookAttempts(ctx context.Context, rs []ledger.WebhookResult) error
@@ -84,6 +86,8 @@ type Webhooks struct {
 	gaps     map[int64]*gap
 	mu       sync.Mutex
 	down     map[int64]time.Time // endpoint -> not tried from the journal before
+	owners   map[int64]ledger.CardOwner
+	codes    map[string]string // currency numeric -> alphabetic
 }
 
 // NewWebhooks returns the webhook worker over store, calling out with c.
@@ -116,7 +120,7 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 		cfg.JournalBatch = 1000
 	}
 	return &Webhooks{store: store, client: c, cfg: cfg, log: cfg.Logger, owner: "w" + strconv.FormatUint(rand.Uint64(), 36),
-		gaps: map[int64]*gap{}, down: map[int64]time.Time{}}
+		gaps: map[int64]*gap{}, down: map[int64]time.Time{}, owners: map[int64]ledger.CardOwner{}}
 }
 
 // Run makes events and delivers them every cfg.Every until ctx ends.
