@@ -342,6 +342,21 @@ func indexOf(s, sub string) int {
 	return -1
 }
 
+// roundsWhileDown runs a few rounds against a receiver answering 503 and
+// checks it was tried and accepted nothing.
+func roundsWhileDown(t *testing.T, wh *partner.Webhooks, r *receiver) {
+	t.Helper()
+	for range 5 {
+		wh.Round(t.Context())
+		time.Sleep(30 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.calls == 0 || len(r.got) != 0 {
+		t.Fatalf("while down: %d calls, %d accepted; want tries and none accepted", r.calls, len(r.got))
+	}
+}
+
 // TestWebhooksReceiverDown: while the receiver answers 503 every delivery
 // is retried with backoff; once it is back it gets every event, once; a
 // replay sends one again with the same id.
@@ -355,16 +370,7 @@ func TestWebhooksReceiverDown(t *testing.T) {
 	for range 5 {
 		w.card(0)
 	}
-	for range 5 {
-		wh.Round(w.ctx)
-		time.Sleep(30 * time.Millisecond)
-	}
-	r.mu.Lock()
-	calls := r.calls
-	r.mu.Unlock()
-	if calls == 0 || len(r.got) != 0 {
-		t.Fatalf("while down: %d calls, %d accepted; want tries and none accepted", calls, len(r.got))
-	}
+	roundsWhileDown(t, wh, r)
 	pending, _ := w.led.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "pending"})
 	if len(pending) != 5 || pending[0].Attempts == 0 || pending[0].LastStatus == nil || *pending[0].LastStatus != 503 {
 		t.Fatalf("pending deliveries while down: %+v", pending)
@@ -664,16 +670,7 @@ func TestWebhooksJournalReceiverDown(t *testing.T) {
 	for i := range 5 {
 		w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%06d", i+1))
 	}
-	for range 5 {
-		wh.Round(w.ctx)
-		time.Sleep(30 * time.Millisecond)
-	}
-	r.mu.Lock()
-	calls := r.calls
-	r.mu.Unlock()
-	if calls == 0 || len(r.got) != 0 {
-		t.Fatalf("while down: %d calls, %d accepted; want tries and none accepted", calls, len(r.got))
-	}
+	roundsWhileDown(t, wh, r)
 	pending, _ := w.led.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "pending"})
 	if len(pending) != 5 {
 		t.Fatalf("pending deliveries while down: %d, want 5", len(pending))
