@@ -163,8 +163,12 @@ func JournalEvents(r ledger.JournalEventRow) []ledger.Event {
 	approved := r.Reason == string(cardhost.Approved)
 	refund := strings.HasPrefix(r.ProcessingCode, cardhost.ProcRefund)
 	var out []ledger.Event
+	var data json.RawMessage
 	add := func(prefix, typ string) {
-		out = append(out, ledger.Event{ID: prefix + strconv.FormatInt(r.ID, 10), PartnerID: r.PartnerID, Type: typ, At: r.CreatedAt, Data: journalData(r)})
+		if data == nil {
+			data = journalBody(r)
+		}
+		out = append(out, ledger.Event{ID: prefix + strconv.FormatInt(r.ID, 10), PartnerID: r.PartnerID, Type: typ, At: r.CreatedAt, Data: data})
 	}
 	switch journalClass(r.Class) {
 	case cardhost.ClassAuthorization, cardhost.ClassAdvice, cardhost.ClassFinancial:
@@ -196,32 +200,44 @@ func JournalEvents(r ledger.JournalEventRow) []ledger.Event {
 }
 
 // journalData is the data of a journal event: the partner's objects' ids,
-// the masked PAN, amounts in minor units with their currency.
-func journalData(r ledger.JournalEventRow) json.RawMessage {
-	m := map[string]any{
-		"journalId": r.ID, "cardId": r.CardID, "customerId": r.UserID, "balanceId": r.AccountID, "programId": r.ProgramID,
-		"maskedPan": r.MaskedPAN, "mti": r.MTI, "processingCode": r.ProcessingCode,
-		"amount": r.Amount, "currency": r.Currency, "merchant": r.Merchant, "reason": r.Reason,
-	}
+// the masked PAN, amounts in minor units with their currency. Its fields
+// are in the order of their names, as a map's would be (the documented
+// bodies); a struct encodes several times faster, and this runs per event.
+type journalData struct {
+	Amount            int64   `json:"amount"`
+	ApprovalCode      string  `json:"approvalCode,omitempty"`
+	Available         *int64  `json:"available,omitempty"`
+	AvailableCurrency *string `json:"availableCurrency,omitempty"`
+	BalanceID         int64   `json:"balanceId"`
+	BillingAmount     int64   `json:"billingAmount,omitempty"`
+	BillingCurrency   *string `json:"billingCurrency,omitempty"`
+	CardID            int64   `json:"cardId"`
+	Currency          string  `json:"currency"`
+	CustomerID        int64   `json:"customerId"`
+	Detail            string  `json:"detail,omitempty"`
+	HoldID            int64   `json:"holdId,omitempty"`
+	JournalID         int64   `json:"journalId"`
+	MaskedPAN         string  `json:"maskedPan"`
+	Merchant          string  `json:"merchant"`
+	MTI               string  `json:"mti"`
+	OriginalJournalID int64   `json:"originalJournalId,omitempty"`
+	ProcessingCode    string  `json:"processingCode"`
+	ProgramID         int64   `json:"programId"`
+	Reason            string  `json:"reason"`
+}
+
+func journalBody(r ledger.JournalEventRow) json.RawMessage {
+	d := journalData{Amount: r.Amount, ApprovalCode: r.ApprovalCode, Available: r.Available, BalanceID: r.AccountID,
+		BillingAmount: r.BillingAmount, CardID: r.CardID, Currency: r.Currency, CustomerID: r.UserID, Detail: r.Detail,
+		HoldID: r.HoldID, JournalID: r.ID, MaskedPAN: r.MaskedPAN, Merchant: r.Merchant, MTI: r.MTI,
+		OriginalJournalID: r.OriginalID, ProcessingCode: r.ProcessingCode, ProgramID: r.ProgramID, Reason: r.Reason}
 	if r.BillingAmount != 0 {
-		m["billingAmount"], m["billingCurrency"] = r.BillingAmount, r.BillingCurrency
-	}
-	if r.ApprovalCode != "" {
-		m["approvalCode"] = r.ApprovalCode
-	}
-	if r.HoldID != 0 {
-		m["holdId"] = r.HoldID
-	}
-	if r.OriginalID != 0 {
-		m["originalJournalId"] = r.OriginalID
+		d.BillingCurrency = &r.BillingCurrency
 	}
 	if r.Available != nil {
-		m["available"], m["availableCurrency"] = *r.Available, r.AvailableCurrency
+		d.AvailableCurrency = &r.AvailableCurrency
 	}
-	if r.Detail != "" {
-		m["detail"] = r.Detail
-	}
-	b, _ := json.Marshal(m)
+	b, _ := json.Marshal(d)
 	return b
 }
 
