@@ -71,6 +71,9 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if end <= w.seen && len(w.gaps) == 0 {
+			return 0, nil
+		}
 		clear(w.gaps)
 		w.seen = max(w.seen, end)
 		return 0, w.advance(ctx, ledger.JournalAdvance{State: ledger.JournalState{Seen: w.seen}, Position: w.seen})
@@ -101,7 +104,11 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 		w.seen = r.ID
 		read++
 	}
+	before := len(w.gaps)
 	w.settleGaps(snap, snapAt, now)
+	if len(rows) == 0 && len(w.gaps) == before {
+		return 0, nil // nothing new: no write (the lease is renewed above when due)
+	}
 	sends, failures := w.sendJournal(ctx, rows, snap.Endpoints)
 	if ctx.Err() != nil {
 		// Stopped while sending: nothing recorded, the next holder of the
