@@ -618,6 +618,7 @@ var adminRoles = map[string][]Role{
 	"GET /admin/webhooks/deliveries":                                      AllRoles,
 	"GET /admin/webhooks/deliveries/{deliveryId}":                         AllRoles,
 	"POST /admin/webhooks/deliveries/{deliveryId}/replay":                 {RoleAdmin},
+	"POST /admin/webhooks/endpoints/{endpointId}/replay":                  {RoleAdmin},
 	"POST /admin/cards/{cardId}/simulate/{kind}":                          {RoleAdmin},
 }
 

@@ -333,7 +333,7 @@ func New(cfg Config, pool *pgxpool.Pool, host CardHost) (*Server, error) {
 	}
 	if cfg.Webhooks == nil {
 		if h, ok := host.(interface{ Ledger() *ledger.Ledger }); ok {
-			cfg.Webhooks = h.Ledger()
+			cfg.Webhooks = partner.Catalog{Ledger: h.Ledger()}
 		}
 	}
 	s := &Server{cfg: cfg, pool: pool, host: host, log: cfg.Logger, kid: kid, publicKey: doc, mux: http.NewServeMux(), metrics: m,

@@ -24,6 +24,10 @@ type WebhookStore interface {
 	WebhookDelivery(ctx context.Context, partnerID, id int64) (ledger.WebhookDelivery, error)
 	ReplayWebhookDelivery(ctx context.Context, partnerID, id int64) (ledger.WebhookDelivery, error)
 	WebhookEvents(ctx context.Context, partnerID int64, typ string, limit int) ([]ledger.WebhookEvent, error)
+	// ReplayWebhookEvent sends an event again to an endpoint, by the
+	// event's id: journal events delivered on their first try have no
+	// delivery id (partner.Catalog).
+	ReplayWebhookEvent(ctx context.Context, partnerID, endpointID int64, eventID string) (ledger.WebhookDelivery, error)
 }
 
 func (s *Server) registerWebhookRoutes() {
@@ -51,12 +55,14 @@ func (s *Server) registerWebhookRoutes() {
 	sec("GET", "/webhooks/deliveries", s.listWebhookDeliveries)
 	sec("GET", "/webhooks/deliveries/{deliveryId}", s.getWebhookDelivery)
 	sec("POST", "/webhooks/deliveries/{deliveryId}/replay", s.replayWebhookDelivery)
+	sec("POST", "/webhooks/endpoints/{endpointId}/replay", s.replayWebhookEvent)
 	sec("GET", "/events", s.listEvents)
 	sec("POST", "/programs/{programId}/remote-secret", s.rotateRemoteSecret)
 	adm("GET", "/webhooks/endpoints", AllRoles, s.listWebhookEndpoints)
 	adm("GET", "/webhooks/deliveries", AllRoles, s.listWebhookDeliveries)
 	adm("GET", "/webhooks/deliveries/{deliveryId}", AllRoles, s.getWebhookDelivery)
 	adm("POST", "/webhooks/deliveries/{deliveryId}/replay", []Role{RoleAdmin}, s.replayWebhookDelivery)
+	adm("POST", "/webhooks/endpoints/{endpointId}/replay", []Role{RoleAdmin}, s.replayWebhookEvent)
 }
 
 // webhookPartner is the partner whose webhooks a request sees: the
@@ -190,7 +196,8 @@ type attemptView struct {
 }
 
 type deliveryView struct {
-	ID          int64         `json:"id"`
+	ID int64 `json:"id,omitempty"` // none: a journal event delivered on its first try
+
 	EndpointID  int64         `json:"endpointId"`
 	PartnerID   int64         `json:"partnerId"`
 	EventID     string        `json:"eventId"`
@@ -254,6 +261,34 @@ func (s *Server) getWebhookDelivery(q *request) (int, any, error) {
 
 func (s *Server) replayWebhookDelivery(q *request) (int, any, error) {
 	return s.oneDelivery(q, s.cfg.Webhooks.ReplayWebhookDelivery)
+}
+
+// replayWebhookEvent sends the body's eventId again to the path's endpoint
+// (the caller's own on /secure), whether or not it has a delivery id.
+func (s *Server) replayWebhookEvent(q *request) (int, any, error) {
+	id, err := pathID(q.Request, "endpointId")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in struct {
+		EventID string `json:"eventId"`
+	}
+	if err := q.decode(&in); err != nil {
+		return 0, nil, err
+	}
+	if in.EventID == "" || len(in.EventID) > 64 {
+		return 0, nil, validation("eventId is required: the id of one of the partner's events")
+	}
+	var pid int64
+	if q.principal.Channel == ChannelSecure {
+		pid = q.principal.PartnerID
+	}
+	d, err := s.cfg.Webhooks.ReplayWebhookEvent(q.Context(), pid, id, in.EventID)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.log.Info("webhook event replayed", "endpoint_id", id, "event_id", in.EventID, "by", q.principal.scope())
+	return http.StatusOK, deliveryOf(d), nil
 }
 
 // oneDelivery answers with f's delivery of the path's id, scoped to the

@@ -68,6 +68,22 @@ func TestWebhookEndpointsAPI(t *testing.T) {
 		t.Fatalf("employee replay: got %d, want 403", r.status)
 	}
 	e.expect(e.do(e.client(nil), "POST", replay, nil, bearerHdr(adminTok)), 200, nil)
+	// Replay by event id (the only way for a journal event delivered on
+	// its first try, which has no delivery id): the partner's own
+	// endpoint only, an Admin's on /admin.
+	byEvent := "/webhooks/endpoints/" + itoa(ep.ID) + "/replay"
+	var rd deliveryView
+	e.expect(e.do(pc, "POST", "/secure"+byEvent, map[string]any{"eventId": d.EventID}, nil), 200, &rd)
+	if rd.ID != d.ID || rd.Status != "pending" || rd.EventID != d.EventID {
+		t.Fatalf("replayed by event: %+v; want delivery %d pending again", rd, d.ID)
+	}
+	e.expectCode(e.do(pc, "POST", "/secure"+byEvent, map[string]any{}, nil), 400, CodeValidation)
+	e.expectCode(e.do(pc, "POST", "/secure"+byEvent, map[string]any{"eventId": "evt_auth_999999"}, nil), 404, CodeNotFound)
+	e.expectCode(e.do(other, "POST", "/secure"+byEvent, map[string]any{"eventId": d.EventID}, nil), 404, CodeNotFound)
+	if r := e.do(e.client(nil), "POST", "/admin"+byEvent, map[string]any{"eventId": d.EventID}, bearerHdr(empTok)); r.status != http.StatusForbidden {
+		t.Fatalf("employee replay by event: got %d, want 403", r.status)
+	}
+	e.expect(e.do(e.client(nil), "POST", "/admin"+byEvent, map[string]any{"eventId": d.EventID}, bearerHdr(adminTok)), 200, nil)
 	// The program's remote-decision secret: rotated by its partner only.
 	var rs struct {
 		RemoteSecret string `json:"remoteSecret"`

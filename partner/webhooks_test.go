@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -323,7 +324,7 @@ func TestWebhooksEveryEventOnce(t *testing.T) {
 			}
 		}
 	}
-	ds, err := w.led.WebhookDeliveries(ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "succeeded", Limit: 1000})
+	ds, err := partner.Catalog{Ledger: w.led}.WebhookDeliveries(ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "succeeded", Limit: 1000})
 	if err != nil || len(ds) != total {
 		t.Errorf("succeeded deliveries listed: %d (%v), want %d", len(ds), err, total)
 	}
@@ -342,6 +343,21 @@ func indexOf(s, sub string) int {
 	return -1
 }
 
+// roundsWhileDown runs a few rounds against a receiver answering 503 and
+// checks it was tried and accepted nothing.
+func roundsWhileDown(t *testing.T, wh *partner.Webhooks, r *receiver) {
+	t.Helper()
+	for range 5 {
+		wh.Round(t.Context())
+		time.Sleep(30 * time.Millisecond)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.calls == 0 || len(r.got) != 0 {
+		t.Fatalf("while down: %d calls, %d accepted; want tries and none accepted", r.calls, len(r.got))
+	}
+}
+
 // TestWebhooksReceiverDown: while the receiver answers 503 every delivery
 // is retried with backoff; once it is back it gets every event, once; a
 // replay sends one again with the same id.
@@ -355,16 +371,7 @@ func TestWebhooksReceiverDown(t *testing.T) {
 	for range 5 {
 		w.card(0)
 	}
-	for range 5 {
-		wh.Round(w.ctx)
-		time.Sleep(30 * time.Millisecond)
-	}
-	r.mu.Lock()
-	calls := r.calls
-	r.mu.Unlock()
-	if calls == 0 || len(r.got) != 0 {
-		t.Fatalf("while down: %d calls, %d accepted; want tries and none accepted", calls, len(r.got))
-	}
+	roundsWhileDown(t, wh, r)
 	pending, _ := w.led.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "pending"})
 	if len(pending) != 5 || pending[0].Attempts == 0 || pending[0].LastStatus == nil || *pending[0].LastStatus != 503 {
 		t.Fatalf("pending deliveries while down: %+v", pending)
@@ -552,5 +559,216 @@ func TestWebhooksJournalCommitOutOfOrder(t *testing.T) {
 	}
 	if pos, _ := w.led.JournalCursor(w.ctx); pos < late {
 		t.Errorf("cursor %d after both committed, want at least %d", pos, late)
+	}
+}
+
+// count is a count(*) query's answer.
+func (w *world) count(q string, args ...any) int {
+	w.t.Helper()
+	var n int
+	if err := w.host.Pool().QueryRow(w.ctx, q, args...).Scan(&n); err != nil {
+		w.t.Fatal(err)
+	}
+	return n
+}
+
+// TestWebhooksJournalWritesPerBatch: the events of authorisations are sent
+// straight from the journal: each once with a valid signature, and a batch
+// delivered on the first try writes the cursor and one row for the
+// endpoint, no event, delivery or attempt row per event. They are still
+// listed (succeeded, one attempt), and one can be replayed by its id.
+func TestWebhooksJournalWritesPerBatch(t *testing.T) {
+	w := newWorld(t)
+	r := newReceiver(t)
+	e := w.endpoint(r.srv.URL, "authorization.approved", "authorization.declined", "authorization.reversed", "clearing.captured")
+	r.secret.Store(e.Secret)
+	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{})
+	wh.Round(w.ctx) // takes the cursor's lease
+	_, data := w.card(1_000_00)
+	const n = 20
+	for i := range n {
+		w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%06d", i+1))
+	}
+	w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 5_000_00, "000100") // declined
+	w.auth(cardhost.ClassCompletion, "1220", "00", data.PAN, 1_00, "000001")        // captured
+	w.auth(cardhost.ClassReversal, "1420", "00", data.PAN, 1_00, "000002")          // reversed
+	want := n + 3
+	sends0 := w.count(`SELECT count(*) FROM webhook_journal_sends`)
+	if _, err := wh.Round(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	if len(r.got) != want || r.bad != 0 {
+		t.Fatalf("one round delivered %d events (%d bad), want %d", len(r.got), r.bad, want)
+	}
+	for id, k := range r.got {
+		if k != 1 {
+			t.Errorf("event %s delivered %d times, want once", id, k)
+		}
+	}
+	r.mu.Unlock()
+	if got := r.typeCounts(); got["authorization.approved"] != n || got["authorization.declined"] != 1 || got["clearing.captured"] != 1 || got["authorization.reversed"] != 1 {
+		t.Errorf("delivered types %v", got)
+	}
+	if k := w.count(`SELECT count(*) FROM webhook_events WHERE type LIKE 'authorization.%' OR type = 'clearing.captured'`); k != 0 {
+		t.Errorf("%d journal event rows written, want 0 (the journal row is the event)", k)
+	}
+	if k := w.count(`SELECT count(*) FROM webhook_deliveries`) + w.count(`SELECT count(*) FROM webhook_attempts`); k != 0 {
+		t.Errorf("%d delivery and attempt rows written for first-try successes, want 0", k)
+	}
+	if k := w.count(`SELECT count(*) FROM webhook_journal_sends`) - sends0; k != 1 {
+		t.Errorf("%d batch rows for one batch to one endpoint, want 1", k)
+	}
+	cat := partner.Catalog{Ledger: w.led}
+	ds, err := cat.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "succeeded", Limit: 1000})
+	if err != nil || len(ds) != want {
+		t.Fatalf("succeeded deliveries listed: %d (%v), want %d", len(ds), err, want)
+	}
+	if d := ds[0]; d.Attempts != 1 || d.DeliveredAt == nil || d.EndpointID != e.ID || d.ID != 0 {
+		t.Errorf("listed journal delivery %+v: want one attempt, delivered, no delivery id", d)
+	}
+	evID := ds[len(ds)-1].EventID
+	one, err := cat.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, EventID: evID})
+	if err != nil || len(one) != 1 || one[0].EventID != evID {
+		t.Fatalf("deliveries of %s: %+v %v", evID, one, err)
+	}
+	if other, _ := cat.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID + 1000}); len(other) != 0 {
+		t.Errorf("another partner sees %d deliveries", len(other))
+	}
+	evs, err := cat.WebhookEvents(w.ctx, w.prog.PartnerID, "authorization.approved", 100)
+	if err != nil || len(evs) != n {
+		t.Errorf("authorization.approved events listed: %d (%v), want %d", len(evs), err, n)
+	}
+	// Replayed by id: a delivery row now, sent again with the same id.
+	d, err := cat.ReplayWebhookEvent(w.ctx, w.prog.PartnerID, e.ID, evID)
+	if err != nil || d.ID == 0 || d.Status != "pending" {
+		t.Fatalf("replay %s: %+v %v", evID, d, err)
+	}
+	if _, err := cat.ReplayWebhookEvent(w.ctx, w.prog.PartnerID+1000, e.ID, evID); !errors.Is(err, ledger.ErrNotFound) {
+		t.Errorf("another partner's replay: %v, want not found", err)
+	}
+	wh.Round(w.ctx)
+	r.mu.Lock()
+	if r.got[evID] != 2 {
+		t.Errorf("replayed %s received %d times, want 2", evID, r.got[evID])
+	}
+	r.mu.Unlock()
+}
+
+// TestWebhooksJournalReceiverDown: while the receiver answers 503 the
+// journal's events become pending deliveries, tried with backoff and
+// listed with their attempts; once it is back it gets every one of them,
+// once, and later events go straight from the journal again.
+func TestWebhooksJournalReceiverDown(t *testing.T) {
+	w := newWorld(t)
+	r := newReceiver(t)
+	e := w.endpoint(r.srv.URL, "authorization.approved")
+	r.secret.Store(e.Secret)
+	r.down.Store(true)
+	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{Backoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+	wh.Round(w.ctx)
+	_, data := w.card(1_000_00)
+	for i := range 5 {
+		w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%06d", i+1))
+	}
+	roundsWhileDown(t, wh, r)
+	pending, _ := w.led.WebhookDeliveries(w.ctx, ledger.DeliveryFilter{PartnerID: w.prog.PartnerID, Status: "pending"})
+	if len(pending) != 5 {
+		t.Fatalf("pending deliveries while down: %d, want 5", len(pending))
+	}
+	tried := 0
+	for _, p := range pending {
+		if p.Attempts > 0 {
+			tried++
+			if p.LastStatus == nil || *p.LastStatus != 503 {
+				t.Errorf("pending %s: last status %v, want 503", p.EventID, p.LastStatus)
+			}
+		}
+	}
+	if tried == 0 {
+		t.Error("no pending delivery shows its failed attempts")
+	}
+	r.down.Store(false)
+	drain(t, wh, r, 5, 5*time.Second)
+	for i := range 3 {
+		w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%06d", 100+i))
+	}
+	drain(t, wh, r, 8, 5*time.Second)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.got) != 8 {
+		t.Fatalf("after the receiver came back: %d events, want 8", len(r.got))
+	}
+	for id, k := range r.got {
+		if k != 1 {
+			t.Errorf("event %s delivered %d times, want once", id, k)
+		}
+	}
+	if k := w.count(`SELECT count(*) FROM webhook_deliveries`); k != 5 {
+		t.Errorf("%d delivery rows, want 5 (the events after recovery go straight from the journal)", k)
+	}
+}
+
+// TestWebhooksJournalRollbackSettles: a journal id whose transaction rolled
+// back is passed as soon as the database shows that transaction ended, not
+// after GapWait, while one still open holds the cursor.
+func TestWebhooksJournalRollbackSettles(t *testing.T) {
+	w := newWorld(t)
+	r := newReceiver(t)
+	e := w.endpoint(r.srv.URL, "authorization.declined")
+	r.secret.Store(e.Secret)
+	c, _ := w.card(0)
+	const ins = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, card_id, reason) VALUES ('iso2003', '2100', 1, '1', $1, $2, 'insufficient_funds') RETURNING id`
+	pool := w.host.Pool()
+	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{GapWait: time.Hour})
+	wh.Round(w.ctx)
+	open, err := pool.Begin(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Rollback(w.ctx)
+	rolled, err := pool.Begin(w.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held, gone, late int64
+	if err := open.QueryRow(w.ctx, ins, "1", c.ID).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if err := rolled.QueryRow(w.ctx, ins, "2", c.ID).Scan(&gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(w.ctx, ins, "3", c.ID).Scan(&late); err != nil {
+		t.Fatal(err)
+	}
+	rolled.Rollback(w.ctx)
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		wh.Round(w.ctx)
+		time.Sleep(60 * time.Millisecond)
+	}
+	if pos, _ := w.led.JournalCursor(w.ctx); pos != held-1 {
+		t.Fatalf("cursor %d with journal id %d still open, want %d", pos, held, held-1)
+	}
+	if err := open.Commit(w.ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		wh.Round(w.ctx)
+		if pos, _ := w.led.JournalCursor(w.ctx); pos >= late {
+			break
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	if pos, _ := w.led.JournalCursor(w.ctx); pos < late {
+		t.Fatalf("cursor %d: the rolled-back id %d was not passed within 3 s (GapWait 1 h), want at least %d", pos, gone, late)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range []int64{held, late} {
+		if r.got[fmt.Sprintf("evt_auth_%d", id)] != 1 {
+			t.Errorf("journal row %d delivered %d times, want once", id, r.got[fmt.Sprintf("evt_auth_%d", id)])
+		}
 	}
 }

@@ -1,0 +1,285 @@
+package partner
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// Delivery straight from the journal: the journal row is the event. The
+// worker holding the cursor's lease reads the rows past it, POSTs their
+// events to the endpoints taking them and records per batch one cursor
+// update and one webhook_journal_sends row per endpoint served; only an
+// event whose first try failed (or whose endpoint is down) becomes event,
+// delivery and attempt rows, retried by Deliver like an outbox event.
+
+// gap is a journal id below the highest read and not read yet: its
+// transaction has not committed, or rolled back.
+type gap struct {
+	since time.Time // first seen
+	// wait is the first transaction id started after the gap's owner
+	// certainly had its own id (0: not known yet); once every
+	// transaction below it has ended (the snapshot's xmin passed it) and
+	// the row is still not there, it never will be.
+	wait uint64
+}
+
+// gapSettle is how long after a gap is first seen the snapshot bounding its
+// owner's transaction id is taken: an INSERT takes the journal id from the
+// sequence a moment before its transaction takes an id (microseconds, in
+// one executor call).
+const gapSettle = 50 * time.Millisecond
+
+// maxGap is the widest hole in journal ids that Dispatch waits for (a
+// sequence jump after a crash is not a transaction in flight).
+const maxGap = 10_000
+
+// Dispatch delivers the events of the journal rows committed since the last
+// call, if this worker holds the cursor's lease; it returns how many new
+// rows it read. Journal ids are taken in order but may commit out of
+// order, so an id missing below the highest one read is read again each
+// call until it comes or the database shows its transaction ended.
+func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
+	lease := w.lease()
+	if !w.held || time.Until(w.leaseEnd) < lease/2 {
+		st, ok, err := w.store.LeaseJournal(ctx, w.owner, lease)
+		if err != nil || !ok {
+			w.held = false
+			return 0, err
+		}
+		if !w.held { // taken over: the state last recorded
+			w.seen = st.Seen
+			clear(w.gaps)
+			now := time.Now()
+			for _, id := range st.Gaps {
+				w.gaps[id] = &gap{since: now}
+			}
+		}
+		w.held, w.leaseEnd = true, time.Now().Add(lease)
+	}
+	snapAt := time.Now()
+	snap, err := w.store.JournalFollow(ctx, journalTypes)
+	if err != nil {
+		return 0, err
+	}
+	if len(snap.Endpoints) == 0 {
+		// Nobody listens: the rows until now are nobody's events.
+		end, err := w.store.JournalEnd(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if end <= w.seen && len(w.gaps) == 0 {
+			return 0, nil
+		}
+		clear(w.gaps)
+		w.seen = max(w.seen, end)
+		return 0, w.advance(ctx, ledger.JournalAdvance{State: ledger.JournalState{Seen: w.seen}, Position: w.seen})
+	}
+	gapIDs := make([]int64, 0, len(w.gaps))
+	for id := range w.gaps {
+		gapIDs = append(gapIDs, id)
+	}
+	rows, err := w.store.JournalRows(ctx, w.seen, gapIDs, w.cfg.JournalBatch)
+	if err != nil {
+		return 0, err
+	}
+	if err := w.complete(ctx, rows); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	read := 0
+	for _, r := range rows {
+		if r.ID <= w.seen {
+			delete(w.gaps, r.ID) // a gap filled by a late commit
+			continue
+		}
+		if r.ID-w.seen <= maxGap {
+			for id := w.seen + 1; id < r.ID; id++ {
+				w.gaps[id] = &gap{since: now}
+			}
+		}
+		w.seen = r.ID
+		read++
+	}
+	before := len(w.gaps)
+	w.settleGaps(snap, snapAt, now)
+	if len(rows) == 0 && len(w.gaps) == before {
+		return 0, nil // nothing new: no write (the lease is renewed above when due)
+	}
+	sends, failures := w.sendJournal(ctx, rows, snap.Endpoints)
+	if ctx.Err() != nil {
+		// Stopped while sending: nothing recorded, the next holder of the
+		// lease sends this batch again (at least once).
+		return 0, ctx.Err()
+	}
+	pos, gaps := w.seen, make([]int64, 0, len(w.gaps))
+	for id := range w.gaps {
+		pos = min(pos, id-1)
+		gaps = append(gaps, id)
+	}
+	slices.Sort(gaps)
+	err = w.advance(ctx, ledger.JournalAdvance{State: ledger.JournalState{Seen: w.seen, Gaps: gaps}, Position: pos, Sends: sends, Failures: failures})
+	return read, err
+}
+
+// maxOwners bounds the cache of card owners.
+const maxOwners = 1 << 20
+
+// complete fills in the rows' card owners and alphabetic currencies from
+// caches (neither changes), reading only the cards not seen before.
+func (w *Webhooks) complete(ctx context.Context, rows []ledger.JournalEventRow) error {
+	if w.codes == nil {
+		codes, err := w.store.CurrencyCodes(ctx)
+		if err != nil {
+			return err
+		}
+		w.codes = codes
+	}
+	var missing []int64
+	asked := map[int64]bool{}
+	for _, r := range rows {
+		if _, ok := w.owners[r.CardID]; !ok && r.CardID != 0 && !asked[r.CardID] {
+			asked[r.CardID] = true
+			missing = append(missing, r.CardID)
+		}
+	}
+	if len(missing) > 0 {
+		if len(w.owners)+len(missing) > maxOwners {
+			clear(w.owners)
+		}
+		found, err := w.store.CardOwners(ctx, missing)
+		if err != nil {
+			return err
+		}
+		for _, id := range missing {
+			w.owners[id] = found[id] // an unknown card: nobody's (zero)
+		}
+	}
+	code := func(n string) string {
+		if c, ok := w.codes[n]; ok {
+			return c
+		}
+		return n
+	}
+	for i := range rows {
+		r := &rows[i]
+		o := w.owners[r.CardID]
+		r.UserID, r.AccountID, r.ProgramID, r.PartnerID = o.UserID, o.AccountID, o.ProgramID, o.PartnerID
+		if r.PartnerID == 0 {
+			r.CardID = 0
+		}
+		r.Currency, r.BillingCurrency, r.AvailableCurrency = code(r.Currency), code(r.BillingCurrency), code(r.AvailableCurrency)
+	}
+	return nil
+}
+
+// settleGaps forgets the gaps that will never be filled: their owner's
+// transaction has ended (snap, taken at snapAt, before the rows were read,
+// has every transaction below the gap's bound ended) and the row was not
+// there, or GapWait has passed.
+func (w *Webhooks) settleGaps(snap ledger.JournalSnapshot, snapAt, now time.Time) {
+	for id, g := range w.gaps {
+		switch {
+		case g.wait != 0 && snap.Xmin >= g.wait:
+			delete(w.gaps, id) // rolled back
+		case now.Sub(g.since) > w.cfg.GapWait:
+			w.log.Warn("webhooks: journal id given up", "journal_id", id, "waited", now.Sub(g.since).Round(time.Second))
+			delete(w.gaps, id)
+		case g.wait == 0 && snapAt.Sub(g.since) >= gapSettle:
+			// The snapshot came after the owner took its id: it is below
+			// the snapshot's xmax.
+			g.wait = snap.Xmax
+		}
+	}
+}
+
+// advance records a batch; losing the lease meanwhile records nothing (the
+// new holder sends the batch again).
+func (w *Webhooks) advance(ctx context.Context, a ledger.JournalAdvance) error {
+	ok, err := w.store.AdvanceJournal(context.WithoutCancel(ctx), w.owner, w.lease(), a)
+	if err != nil || !ok {
+		w.held = false
+		return err
+	}
+	w.leaseEnd = time.Now().Add(w.lease())
+	return nil
+}
+
+// journalJob is one event of a journal row for one endpoint.
+type journalJob struct {
+	ev  ledger.Event
+	row int64
+	ep  *ledger.JournalEndpoint
+}
+
+// sendJournal sends the events of rows to the endpoints taking them, up to
+// Parallel at a time, and says what to record: per endpoint the journal
+// ids served, and the events not delivered.
+func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRow, eps []ledger.JournalEndpoint) ([]ledger.JournalSend, []ledger.JournalFailure) {
+	byPartner := map[int64][]*ledger.JournalEndpoint{}
+	for i := range eps {
+		byPartner[eps[i].PartnerID] = append(byPartner[eps[i].PartnerID], &eps[i])
+	}
+	var jobs []journalJob
+	for _, r := range rows {
+		for _, ev := range JournalEvents(r) {
+			for _, ep := range byPartner[r.PartnerID] {
+				if slices.Contains(ep.EventTypes, ev.Type) || slices.Contains(ep.EventTypes, "*") {
+					jobs = append(jobs, journalJob{ev: ev, row: r.ID, ep: ep})
+				}
+			}
+		}
+	}
+	var (
+		mu       sync.Mutex
+		sent     = map[int64]*ledger.JournalSend{}
+		failures []ledger.JournalFailure
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, w.cfg.Parallel)
+	)
+	for _, j := range jobs {
+		if until := w.downUntil(j.ep.ID); !until.IsZero() {
+			mu.Lock()
+			failures = append(failures, ledger.JournalFailure{Event: j.ev, EndpointID: j.ep.ID, NextAt: until})
+			mu.Unlock()
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f := ledger.JournalFailure{Event: j.ev, EndpointID: j.ep.ID}
+			if until := w.downUntil(j.ep.ID); !until.IsZero() {
+				f.NextAt = until // failed meanwhile in this batch
+			} else {
+				var err error
+				f.Status, f.Took, err = w.post(ctx, j.ep.URL, j.ep.Secrets, j.ev.ID, eventBody(j.ev.ID, j.ev.Type, j.ev.At, j.ev.Data))
+				if err != nil {
+					w.markDown(j.ep.ID, true)
+					f.Tried, f.Error = true, err.Error()
+					f.NextAt, _ = w.retry(0, time.Now())
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if f.Tried || !f.NextAt.IsZero() {
+				failures = append(failures, f)
+				return
+			}
+			s := sent[j.ep.ID]
+			if s == nil {
+				s = &ledger.JournalSend{EndpointID: j.ep.ID, First: j.row, Last: j.row}
+				sent[j.ep.ID] = s
+			}
+			s.First, s.Last, s.Events, s.MS = min(s.First, j.row), max(s.Last, j.row), s.Events+1, max(s.MS, int(f.Took.Milliseconds()))
+		})
+	}
+	wg.Wait()
+	sends := make([]ledger.JournalSend, 0, len(sent))
+	for _, s := range sent {
+		sends = append(sends, *s)
+	}
+	return sends, failures
+}
