@@ -256,7 +256,9 @@ func TestBatchNext(t *testing.T) {
 		{"hold", func(d *decision) {}, nextHold},
 		{"inquiry", func(d *decision) { d.in.Req.ProcessingCode, d.out.HoldAmount = ProcBalanceInquiry, 0 }, nextInquiry},
 		{"refund authorisation", func(d *decision) { d.in.Req.ProcessingCode, d.out.HoldAmount = ProcRefund, 0 }, nextInquiry},
-		{"remote", func(d *decision) { d.in.Program.Funding, d.in.Program.RemoteURL = FundingPartnerDeposit, "https://p.example" }, nextRemote},
+		{"remote", func(d *decision) {
+			d.in.Program.Funding, d.in.Program.RemoteURL = FundingPartnerDeposit, "https://p.example"
+		}, nextRemote},
 		{"advice on a remote program holds", func(d *decision) {
 			d.in.Program.Funding, d.in.Program.RemoteURL, d.in.Req.Class = FundingPartnerDeposit, "https://p.example", ClassAdvice
 		}, nextHold},
@@ -367,7 +369,8 @@ func TestValidSpendRule(t *testing.T) {
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: ModeBlock, Values: []string{"799"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: ModeBlock, Values: []string{"5814-5812"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: "deny", Values: []string{"7995"}},
-		{Scope: ScopeCard, TargetID: 1, Kind: RuleCountry, Mode: ModeBlock, Values: []string{"FR"}},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleCountry, Mode: ModeBlock, Values: []string{"F"}},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleCountry, Mode: ModeBlock, Values: []string{"250"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleChannel, Mode: ModeAllow, Values: []string{ChannelATM}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleChannel, Mode: ModeBlock, Values: []string{"moto"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: "velocity", Mode: ModeBlock, Values: []string{"1"}},

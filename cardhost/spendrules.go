@@ -48,7 +48,7 @@ const (
 
 var (
 	mccValueRe     = regexp.MustCompile(`^[0-9]{4}(-[0-9]{4})?$`)
-	countryValueRe = regexp.MustCompile(`^[A-Z]{3}$`)
+	countryValueRe = regexp.MustCompile(`^[A-Z]{2,3}$`)
 )
 
 // validSpendRule checks r's scope, kind, mode and values, normalising
@@ -78,7 +78,7 @@ func validSpendRule(r *SpendRule) error {
 		case RuleCountry:
 			r.Values[i] = strings.ToUpper(v)
 			if !countryValueRe.MatchString(r.Values[i]) {
-				return bad("values: %q is not an ISO 3166 alpha-3 country code", v)
+				return bad("values: %q is not an ISO 3166 alpha-2 or alpha-3 country code", v)
 			}
 		case RuleChannel:
 			if !slices.Contains([]string{ChannelCardPresent, ChannelCardNotPresent, ChannelATM, ChannelContactless}, v) {

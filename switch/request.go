@@ -217,14 +217,15 @@ func cardAcceptorName(sub []string) string {
 	return strings.TrimPrefix(name, ", ")
 }
 
-// countryCode is an ISO 3166 alpha-3 country code in upper case, or ""
-// when v is not one (spend rules compare it).
+// countryCode is an ISO 3166 country code (alpha-3, or alpha-2 as
+// Visa-style DE43 carries it in positions 39-40) in upper case, or "" when
+// v is not one (spend rules compare it).
 func countryCode(v string) string {
 	v = strings.ToUpper(strings.TrimSpace(v))
-	if len(v) != 3 {
+	if len(v) != 2 && len(v) != 3 {
 		return ""
 	}
-	for i := 0; i < 3; i++ {
+	for i := 0; i < len(v); i++ {
 		if v[i] < 'A' || v[i] > 'Z' {
 			return ""
 		}
