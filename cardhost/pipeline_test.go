@@ -23,7 +23,7 @@ func TestPipelineOrder(t *testing.T) {
 	var names []string
 	for _, c := range Pipeline {
 		names = append(names, c.Name)
-		if c.run == nil {
+		if c.run == stepNone {
 			t.Errorf("%s: no function", c.Name)
 		}
 	}
@@ -53,7 +53,7 @@ func runCheckCases(t *testing.T, checkName string, cases []pipelineCase) {
 			if tc.setup != nil {
 				tc.setup(&d)
 			}
-			stop := c.run(&d)
+			stop := c.run.apply(&d)
 			if d.out.Reason != tc.want || stop != tc.stop {
 				t.Fatalf("got reason %q stop %v, want %q stop %v", d.out.Reason, stop, tc.want, tc.stop)
 			}
