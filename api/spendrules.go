@@ -72,11 +72,14 @@ func ruleActor(q *request) string {
 }
 
 type spendRuleBody struct {
-	Scope    string   `json:"scope"`
-	TargetID int64    `json:"targetId"`
-	Kind     string   `json:"kind"`
-	Mode     string   `json:"mode"`
-	Values   []string `json:"values"`
+	Scope     string   `json:"scope"`
+	TargetID  int64    `json:"targetId"`
+	Kind      string   `json:"kind"`
+	Mode      string   `json:"mode"`
+	Values    []string `json:"values"`
+	Period    string   `json:"period"`
+	MaxAmount *int64   `json:"maxAmountMinor"`
+	MaxCount  *int     `json:"maxCount"`
 }
 
 func createSpendRule(st SpendRuleStore, q *request) (int, any, error) {
@@ -85,7 +88,8 @@ func createSpendRule(st SpendRuleStore, q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	r, err := st.SetSpendRule(q.Context(), rulePartner(q),
-		cardhost.SpendRule{Scope: in.Scope, TargetID: in.TargetID, Kind: in.Kind, Mode: in.Mode, Values: in.Values, Active: true}, ruleActor(q))
+		cardhost.SpendRule{Scope: in.Scope, TargetID: in.TargetID, Kind: in.Kind, Mode: in.Mode, Values: in.Values, Active: true,
+			Period: in.Period, MaxAmount: in.MaxAmount, MaxCount: in.MaxCount}, ruleActor(q))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -98,9 +102,11 @@ func updateSpendRule(st SpendRuleStore, q *request) (int, any, error) {
 		return 0, nil, err
 	}
 	var in struct {
-		Mode   string   `json:"mode"`
-		Values []string `json:"values"`
-		Active *bool    `json:"active"`
+		Mode      string   `json:"mode"`
+		Values    []string `json:"values"`
+		MaxAmount *int64   `json:"maxAmountMinor"`
+		MaxCount  *int     `json:"maxCount"`
+		Active    *bool    `json:"active"`
 	}
 	if err := q.decode(&in); err != nil {
 		return 0, nil, err
@@ -109,7 +115,7 @@ func updateSpendRule(st SpendRuleStore, q *request) (int, any, error) {
 		return 0, nil, validation("active is required: true, or false to switch the rule off")
 	}
 	r, err := st.SetSpendRule(q.Context(), rulePartner(q),
-		cardhost.SpendRule{ID: id, Mode: in.Mode, Values: in.Values, Active: *in.Active}, ruleActor(q))
+		cardhost.SpendRule{ID: id, Mode: in.Mode, Values: in.Values, MaxAmount: in.MaxAmount, MaxCount: in.MaxCount, Active: *in.Active}, ruleActor(q))
 	if err != nil {
 		return 0, nil, err
 	}

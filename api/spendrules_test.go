@@ -37,6 +37,10 @@ func TestSpendRulesAPI(t *testing.T) {
 	// Bad rules are 400s.
 	for _, body := range []map[string]any{
 		{"scope": "card", "targetId": cardA.ID, "kind": "velocity", "mode": "block", "values": []string{"1"}},
+		{"scope": "card", "targetId": cardA.ID, "kind": "velocity", "period": "day"},
+		{"scope": "card", "targetId": cardA.ID, "kind": "velocity", "period": "fortnight", "maxCount": 3},
+		{"scope": "card", "targetId": cardA.ID, "kind": "velocity", "period": "transaction", "maxCount": 3},
+		{"scope": "card", "targetId": cardA.ID, "kind": "mcc", "mode": "block", "values": []string{"7995"}, "maxCount": 3},
 		{"scope": "card", "targetId": cardA.ID, "kind": "mcc", "mode": "block", "values": []string{"79"}},
 		{"scope": "card", "targetId": cardA.ID, "kind": "channel", "mode": "allow", "values": []string{"atm"}},
 		{"scope": "user", "targetId": cardA.ID, "kind": "mcc", "mode": "block", "values": []string{"7995"}},
@@ -44,6 +48,20 @@ func TestSpendRulesAPI(t *testing.T) {
 		{"scope": "card", "targetId": cardA.ID, "kind": "mcc", "mode": "block", "values": []string{"7995"}, "extra": 1},
 	} {
 		e.expectCode(e.do(pa, "POST", "/secure/spend-rules", body, nil), http.StatusBadRequest, CodeValidation)
+	}
+
+	// A velocity limit on the card.
+	var vr, vr0 cardhost.SpendRule
+	e.expect(e.do(pa, "POST", "/secure/spend-rules", map[string]any{"scope": "card", "targetId": cardA.ID, "kind": "velocity", "period": "day",
+		"maxAmountMinor": 500_00, "maxCount": 3}, nil), http.StatusCreated, &vr)
+	vr0 = vr
+	if vr.Mode != "limit" || vr.Period != "day" || vr.MaxAmount == nil || *vr.MaxAmount != 500_00 || vr.MaxCount == nil || *vr.MaxCount != 3 {
+		t.Fatalf("velocity rule %+v", vr)
+	}
+	vr = cardhost.SpendRule{}
+	e.expect(e.do(pa, "PUT", "/secure/spend-rules/"+itoa(vr0.ID), map[string]any{"maxCount": 5, "active": true}, nil), http.StatusOK, &vr)
+	if vr.Version != 2 || vr.Period != "day" || vr.MaxAmount != nil || *vr.MaxCount != 5 {
+		t.Fatalf("velocity rule's version 2 %+v", vr)
 	}
 
 	// Another partner neither sees nor changes them.
@@ -75,12 +93,14 @@ func TestSpendRulesAPI(t *testing.T) {
 	if r.Version != 3 || r.Active || r.UpdatedBy != "admin:root" {
 		t.Fatalf("admin's version %+v", r)
 	}
+	list.Rules = nil
 	e.expect(e.do(e.client(nil), "GET", "/admin/spend-rules", nil, bearerHdr(empTok)), http.StatusOK, &list)
-	if len(list.Rules) != 3 {
-		t.Fatalf("admin list: %d rules, want 3", len(list.Rules))
+	if len(list.Rules) != 4 {
+		t.Fatalf("admin list: %d rules, want 4", len(list.Rules))
 	}
+	list.Rules = nil
 	e.expect(e.do(e.client(nil), "GET", "/admin/spend-rules?scope=card&targetId="+itoa(cardA.ID), nil, bearerHdr(empTok)), http.StatusOK, &list)
-	if len(list.Rules) != 1 || list.Rules[0].ID != r.ID {
+	if len(list.Rules) != 2 || list.Rules[0].ID != vr.ID || list.Rules[1].ID != r.ID || list.Rules[1].Period != "" {
 		t.Fatalf("admin list of the card: %+v", list.Rules)
 	}
 	e.expectCode(e.do(e.client(nil), "GET", "/admin/spend-rules?scope=user", nil, bearerHdr(empTok)), http.StatusBadRequest, CodeValidation)

@@ -57,6 +57,7 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatc
 	default:
 		w.spec = h.holdSpec(card, &prog, r, out.HoldAmount)
 		w.capture = r.Class == ClassFinancial
+		w.vel = d.vel
 	}
 }
 

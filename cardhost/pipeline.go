@@ -72,6 +72,7 @@ const (
 	stepSpendRules
 	stepVerifyReset
 	stepAdviceStandIn
+	stepVelocity
 	stepNoHold
 	stepRemote
 	stepFunds
@@ -108,6 +109,8 @@ func (s step) apply(d *decision) bool {
 		return checkVerifyReset(d)
 	case stepAdviceStandIn:
 		return checkAdviceStandIn(d)
+	case stepVelocity:
+		return checkVelocity(d) // velocity.go; decided by the batch on the locked counters (velocityDecide)
 	case stepNoHold:
 		return checkNoHold(d)
 	case stepRemote:
@@ -137,8 +140,9 @@ type decision struct {
 	out  Outcome // what the checks decided
 	next next    // StageBatch: what the batch does with it
 
-	wrong    Reason // a wrong expiry or CVC2 presented, counted by "verification tries"
-	verified bool   // an expiry or CVC2 was presented and checked
+	vel      []velUse // "velocity": the counters an approval is charged to (velocity.go)
+	wrong    Reason   // a wrong expiry or CVC2 presented, counted by "verification tries"
+	verified bool     // an expiry or CVC2 was presented and checked
 }
 
 // Pipeline is the authorisation decision, in order. Reading it top to
@@ -156,10 +160,11 @@ var Pipeline = []Check{
 	{Name: "pin", Stage: StageCard, Reasons: []Reason{IncorrectPIN, PINTriesExceeded, FormatError, SystemError}, run: stepPIN},
 	{Name: "processing code", Stage: StageCard, Reasons: []Reason{NotPermitted}, run: stepProcessing},
 	{Name: "currency", Stage: StageCard, Reasons: []Reason{Approved, NotPermitted, FormatError}, run: stepCurrency},
-	{Name: "spend rules", Stage: StageCard, Reasons: []Reason{MCCNotPermitted, CountryNotPermitted, ChannelNotPermitted}, run: stepSpendRules},
+	{Name: "spend rules", Stage: StageCard, Reasons: []Reason{MCCNotPermitted, CountryNotPermitted, ChannelNotPermitted, ExceedsAmountLimit}, run: stepSpendRules},
 	{Name: "verification reset", Stage: StageCard, run: stepVerifyReset},
 
 	{Name: "advice stand-in", Stage: StageBatch, Always: true, Reasons: []Reason{Approved}, run: stepAdviceStandIn},
+	{Name: "velocity", Stage: StageBatch, Reasons: []Reason{ExceedsAmountLimit, ExceedsCountLimit}, run: stepVelocity},
 	{Name: "no hold: inquiry, refund authorisation", Stage: StageBatch, Reasons: []Reason{Approved}, run: stepNoHold},
 	{Name: "partner remote decision", Stage: StageBatch, Reasons: []Reason{Approved, DoNotHonour, IssuerUnavailable}, run: stepRemote},
 	{Name: "funds and holds", Stage: StageBatch, Reasons: []Reason{Approved, PartialApproved, InsufficientFunds,
@@ -352,7 +357,7 @@ func checkSpendRules(d *decision) bool {
 	if req.Class == ClassAdvice || (req.ProcessingCode != ProcPurchase && req.ProcessingCode != ProcCash) {
 		return false
 	}
-	if r := d.in.Program.SpendRules.refuse(d.in.Card, req); r != "" {
+	if r := d.in.Program.SpendRules.refuse(d.in.Card, req, d.out.HoldAmount); r != "" {
 		return d.decline(r)
 	}
 	return false

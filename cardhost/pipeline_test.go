@@ -3,6 +3,9 @@ package cardhost
 import (
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/antaca/antaca/ledger"
 )
 
 // check returns Pipeline's check by name.
@@ -29,7 +32,7 @@ func TestPipelineOrder(t *testing.T) {
 	}
 	want := []string{"card found", "card program", "hold reference", "card locks", "lifecycle", "expiry", "cvc2",
 		"verification tries", "pin", "processing code", "currency", "spend rules", "verification reset",
-		"advice stand-in", "no hold: inquiry, refund authorisation", "partner remote decision", "funds and holds"}
+		"advice stand-in", "velocity", "no hold: inquiry, refund authorisation", "partner remote decision", "funds and holds"}
 	if !slices.Equal(names, want) {
 		t.Errorf("Pipeline order:\n got %q\nwant %q", names, want)
 	}
@@ -308,6 +311,15 @@ func TestCheckSpendRules(t *testing.T) {
 		{name: "contactless blocked", setup: with(rules(SpendRule{Scope: ScopeProgram, Kind: RuleChannel, Mode: ModeBlock, Values: []string{ChannelContactless}}), func(r *AuthRequest) { r.Profile, r.POSEntryMode = "iso87", "071" }), want: ChannelNotPermitted, stop: true},
 		{name: "card not present blocked, e-commerce", setup: with(rules(SpendRule{Scope: ScopeProgram, Kind: RuleChannel, Mode: ModeBlock, Values: []string{ChannelCardNotPresent}}), func(r *AuthRequest) { r.Profile, r.POSEntryMode = "iso87", "812" }), want: ChannelNotPermitted, stop: true},
 		{name: "card not present blocked, chip", setup: with(rules(SpendRule{Scope: ScopeProgram, Kind: RuleChannel, Mode: ModeBlock, Values: []string{ChannelCardNotPresent}}), func(r *AuthRequest) { r.Profile, r.POSEntryMode = "iso87", "051" })},
+		{name: "per transaction amount over", setup: func(d *decision) {
+			d.out.HoldAmount = 1000
+			rules(SpendRule{Scope: ScopeProgram, Kind: RuleVelocity, Period: PeriodTransaction, MaxAmount: ptr(int64(999))})(d)
+		}, want: ExceedsAmountLimit, stop: true},
+		{name: "per transaction amount at the limit", setup: func(d *decision) {
+			d.out.HoldAmount = 1000
+			rules(SpendRule{Scope: ScopeProgram, Kind: RuleVelocity, Period: PeriodTransaction, MaxAmount: ptr(int64(1000))})(d)
+		}},
+		{name: "period velocity is the batch's", setup: rules(SpendRule{Scope: ScopeProgram, Kind: RuleVelocity, Period: PeriodDay, MaxAmount: ptr(int64(0))})},
 		{name: "refunds pass", setup: with(rules(mcc(ScopeProgram, 1, ModeBlock, "7995")), func(r *AuthRequest) { r.MCC, r.ProcessingCode = "7995", ProcRefund })},
 		{name: "advices pass", setup: with(rules(mcc(ScopeProgram, 1, ModeBlock, "7995")), func(r *AuthRequest) { r.MCC, r.Class = "7995", ClassAdvice })},
 	})
@@ -357,6 +369,8 @@ func TestValidSpendRule(t *testing.T) {
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: ModeBlock, Values: []string{"7995", "5812-5814"}},
 		{Scope: ScopeBalance, TargetID: 1, Kind: RuleCountry, Mode: ModeAllow, Values: []string{"fra"}},
 		{Scope: ScopeProgram, TargetID: 1, Kind: RuleChannel, Mode: ModeBlock, Values: []string{ChannelATM, ChannelContactless}},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleVelocity, Period: PeriodDay, MaxAmount: ptr(int64(500_00)), MaxCount: ptr(3)},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleVelocity, Period: PeriodTransaction, MaxAmount: ptr(int64(100_00))},
 	}
 	for _, r := range ok {
 		if err := validSpendRule(&r); err != nil {
@@ -374,6 +388,11 @@ func TestValidSpendRule(t *testing.T) {
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleChannel, Mode: ModeAllow, Values: []string{ChannelATM}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleChannel, Mode: ModeBlock, Values: []string{"moto"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: "velocity", Mode: ModeBlock, Values: []string{"1"}},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleVelocity, Period: PeriodDay},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleVelocity, Period: "year", MaxCount: ptr(3)},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleVelocity, Period: PeriodTransaction, MaxCount: ptr(3)},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleVelocity, Period: PeriodDay, MaxAmount: ptr(int64(-1))},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: ModeBlock, Values: []string{"7995"}, Period: PeriodDay},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: ModeBlock},
 	}
 	for _, r := range bad {
@@ -413,5 +432,71 @@ func BenchmarkPipeline(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestPeriodStart(t *testing.T) {
+	now := time.Date(2026, time.June, 18, 23, 30, 0, 0, time.FixedZone("CEST", 2*3600)) // Thursday 21:30 UTC
+	cases := map[string]time.Time{
+		PeriodDay:      time.Date(2026, time.June, 18, 0, 0, 0, 0, time.UTC),
+		PeriodWeek:     time.Date(2026, time.June, 15, 0, 0, 0, 0, time.UTC),
+		PeriodMonth:    time.Date(2026, time.June, 1, 0, 0, 0, 0, time.UTC),
+		PeriodLifetime: time.Unix(0, 0).UTC(),
+	}
+	for p, want := range cases {
+		if got := periodStart(p, now); !got.Equal(want) {
+			t.Errorf("%s: got %s, want %s", p, got, want)
+		}
+	}
+	if got := periodStart(PeriodWeek, time.Date(2026, time.June, 21, 12, 0, 0, 0, time.UTC)); !got.Equal(cases[PeriodWeek]) {
+		t.Errorf("Sunday's week starts %s", got)
+	}
+}
+
+func TestCheckVelocity(t *testing.T) {
+	d := newDecision(DecideInput{Card: baseCard(), Program: baseProgram(), Req: baseRequest(), Now: decideNow}, stubVerifier{})
+	d.in.Card.AccountID = 70
+	d.in.Program.SpendRules = newSpendRuleSet([]SpendRule{
+		{ID: 1, Scope: ScopeProgram, Kind: RuleVelocity, Period: PeriodDay, MaxCount: ptr(3)},
+		{ID: 2, Scope: ScopeBalance, TargetID: 70, Kind: RuleVelocity, Period: PeriodMonth, MaxAmount: ptr(int64(5000))},
+		{ID: 3, Scope: ScopeCard, TargetID: 8, Kind: RuleVelocity, Period: PeriodDay, MaxCount: ptr(1)},
+		{ID: 4, Scope: ScopeProgram, Kind: RuleVelocity, Period: PeriodTransaction, MaxAmount: ptr(int64(5000))},
+	})
+	if check(t, "velocity").run.apply(&d) || d.out.Reason != "" {
+		t.Fatal("velocity decided alone")
+	}
+	if len(d.vel) != 2 || d.vel[0].key.RuleID != 1 || d.vel[1].key.RuleID != 2 || !d.vel[1].key.PeriodStart.Equal(time.Date(2026, time.June, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("uses %+v, want rules 1 and 2", d.vel)
+	}
+	d.in.Req.Class = ClassAdvice
+	if checkVelocity(&d); d.vel != nil {
+		t.Error("an advice is counted")
+	}
+}
+
+// velocityDecide declines in arrival order on the locked usage, counting
+// the approvals before.
+func TestVelocityDecide(t *testing.T) {
+	day := ledger.SpendCounterKey{RuleID: 1, PeriodStart: decideNow}
+	amt := ledger.SpendCounterKey{RuleID: 2, PeriodStart: decideNow}
+	uses := []velUse{{key: amt, maxAmount: ptr(int64(100_00))}, {key: day, maxCount: ptr(3)}}
+	w := func(amount int64) *writeReq {
+		return &writeReq{spec: &ledger.HoldSpec{Amount: amount}, vel: uses, capture: true}
+	}
+	ws := []*writeReq{w(40_00), w(40_00), w(30_00), w(10_00), w(5_00)}
+	velocityDecide(ws, map[ledger.SpendCounterKey]ledger.SpendUsage{day: {Count: 1}, amt: {Amount: 10_00}})
+	want := []Reason{"", "", ExceedsAmountLimit, ExceedsCountLimit, ExceedsCountLimit} // a decline charges nothing
+	for i, w := range ws {
+		if w.decision.Reason != want[i] || (w.spec == nil) != (want[i] != "") || (w.capture && want[i] != "") {
+			t.Errorf("write %d: %q spec %v, want %q", i, w.decision.Reason, w.spec != nil, want[i])
+		}
+	}
+	// No counters locked (no rule in the batch): nothing changes.
+	x := w(1)
+	velocityDecide([]*writeReq{x}, nil)
+	if x.spec == nil {
+		t.Error("declined without counters")
 	}
 }

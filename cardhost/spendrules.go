@@ -25,12 +25,20 @@ const (
 	ScopeBalance = "balance"
 	ScopeCard    = "card"
 
-	RuleMCC     = "mcc"
-	RuleCountry = "country"
-	RuleChannel = "channel"
+	RuleMCC      = "mcc"
+	RuleCountry  = "country"
+	RuleChannel  = "channel"
+	RuleVelocity = "velocity"
 
 	ModeAllow = "allow"
 	ModeBlock = "block"
+	ModeLimit = "limit" // velocity
+
+	PeriodTransaction = "transaction"
+	PeriodDay         = "day"   // calendar UTC day
+	PeriodWeek        = "week"  // ISO week, Monday 00:00 UTC
+	PeriodMonth       = "month" // calendar UTC month
+	PeriodLifetime    = "lifetime"
 
 	ChannelCardPresent    = "card_present"
 	ChannelCardNotPresent = "card_not_present"
@@ -44,6 +52,8 @@ const (
 	MCCNotPermitted     Reason = "mcc_not_permitted"
 	CountryNotPermitted Reason = "country_not_permitted"
 	ChannelNotPermitted Reason = "channel_not_permitted"
+	ExceedsAmountLimit  Reason = "exceeds_amount_limit" // a velocity rule's amount: 1021/61
+	ExceedsCountLimit   Reason = "exceeds_count_limit"  // a velocity rule's count: 1023/65
 )
 
 var (
@@ -62,6 +72,12 @@ func validSpendRule(r *SpendRule) error {
 	}
 	if r.TargetID <= 0 {
 		return bad("targetId must be a positive id")
+	}
+	if r.Kind == RuleVelocity {
+		return validVelocity(r, bad)
+	}
+	if r.Period != "" || r.MaxAmount != nil || r.MaxCount != nil {
+		return bad("period, maxAmountMinor and maxCount are for velocity rules")
 	}
 	if r.Mode != ModeAllow && r.Mode != ModeBlock {
 		return bad("mode must be allow or block")
@@ -94,6 +110,36 @@ func validSpendRule(r *SpendRule) error {
 	return nil
 }
 
+// validVelocity checks a velocity rule: a period, and a maximum amount
+// and/or count (a count makes no sense per transaction).
+func validVelocity(r *SpendRule, bad func(string, ...any) error) error {
+	if r.Mode == "" {
+		r.Mode = ModeLimit
+	}
+	if r.Mode != ModeLimit || len(r.Values) > 0 {
+		return bad("velocity rules take period, maxAmountMinor and/or maxCount, no mode or values")
+	}
+	r.Values = []string{}
+	switch r.Period {
+	case PeriodTransaction, PeriodDay, PeriodWeek, PeriodMonth, PeriodLifetime:
+	default:
+		return bad("period must be transaction, day, week, month or lifetime")
+	}
+	if r.MaxAmount == nil && r.MaxCount == nil {
+		return bad("a velocity rule needs maxAmountMinor, maxCount or both")
+	}
+	if r.MaxAmount != nil && (*r.MaxAmount < 0 || *r.MaxAmount > ledger.MaxAmount) {
+		return bad("maxAmountMinor must be 0..%d", ledger.MaxAmount)
+	}
+	if r.MaxCount != nil && (*r.MaxCount < 0 || *r.MaxCount > 1_000_000) {
+		return bad("maxCount must be 0..1000000")
+	}
+	if r.Period == PeriodTransaction && r.MaxCount != nil {
+		return bad("a per-transaction rule limits the amount only")
+	}
+	return nil
+}
+
 // spendRuleSet is a program's active rules as the program cache keeps
 // them, by what they apply to. Empty (no rules) costs the authorisation
 // three nil-map look-ups.
@@ -101,11 +147,13 @@ type spendRuleSet struct {
 	program   []SpendRule
 	byAccount map[int64][]SpendRule
 	byCard    map[int64][]SpendRule
+	velocity  bool // a velocity rule over a period is among them (velocity.go)
 }
 
 func newSpendRuleSet(rules []SpendRule) spendRuleSet {
 	var s spendRuleSet
 	for _, r := range rules {
+		s.velocity = s.velocity || r.Kind == RuleVelocity && r.Period != PeriodTransaction
 		switch r.Scope {
 		case ScopeProgram:
 			s.program = append(s.program, r)
@@ -124,15 +172,17 @@ func newSpendRuleSet(rules []SpendRule) spendRuleSet {
 	return s
 }
 
-// refuse returns the reason the first rule that refuses req on card gives
-// (program, then balance, then card rules); "" when none does.
-func (s *spendRuleSet) refuse(card *Card, req *AuthRequest) Reason {
+// refuse returns the reason the first rule that refuses req on card, for
+// amount (the hold, in the program's currency), gives (program, then
+// balance, then card rules); "" when none does. Velocity over a period is
+// the batch's (velocity.go).
+func (s *spendRuleSet) refuse(card *Card, req *AuthRequest, amount int64) Reason {
 	if len(s.program) == 0 && s.byAccount == nil && s.byCard == nil {
 		return ""
 	}
 	for _, rules := range [3][]SpendRule{s.program, s.byAccount[card.AccountID], s.byCard[card.ID]} {
 		for i := range rules {
-			if r := refuses(&rules[i], req); r != "" {
+			if r := refuses(&rules[i], req, amount); r != "" {
 				return r
 			}
 		}
@@ -143,8 +193,12 @@ func (s *spendRuleSet) refuse(card *Card, req *AuthRequest) Reason {
 // refuses applies one rule to req. An allow list refuses what it does not
 // name, a missing MCC or country included; a block list refuses what it
 // names.
-func refuses(r *SpendRule, req *AuthRequest) Reason {
+func refuses(r *SpendRule, req *AuthRequest, amount int64) Reason {
 	switch r.Kind {
+	case RuleVelocity:
+		if r.Period == PeriodTransaction && amount > *r.MaxAmount {
+			return ExceedsAmountLimit
+		}
 	case RuleMCC:
 		if listed(r.Values, req.MCC, mccMatch) != (r.Mode == ModeAllow) {
 			return MCCNotPermitted
@@ -262,13 +316,13 @@ func (h *Host) SetSpendRule(ctx context.Context, partnerID int64, r SpendRule, a
 		if err != nil {
 			return SpendRule{}, err
 		}
-		r.Scope, r.TargetID, r.Kind = old.Scope, old.TargetID, old.Kind
+		r.Scope, r.TargetID, r.Kind, r.Period = old.Scope, old.TargetID, old.Kind, old.Period
 	}
 	if err := validSpendRule(&r); err != nil {
 		return SpendRule{}, err
 	}
 	if r.ID != 0 {
-		out, err := h.ledger.UpdateSpendRule(ctx, partnerID, r.ID, r.Mode, r.Values, r.Active, actor)
+		out, err := h.ledger.UpdateSpendRule(ctx, partnerID, r, actor)
 		h.forgetProgram(out.ProgramID)
 		return out, err
 	}

@@ -25,6 +25,8 @@ func TestActionCodesMatchDesign(t *testing.T) {
 		{"mcc_not_permitted", "1019", "57"},
 		{"country_not_permitted", "1019", "57"},
 		{"channel_not_permitted", "1019", "57"},
+		{"exceeds_amount_limit", "1021", "61"},
+		{"exceeds_count_limit", "1023", "65"},
 		{"insufficient_funds", "1016", "51"},
 		{"insufficient_partner_funds", "1016", "51"},
 		{"do_not_honour", "1000", "05"},
