@@ -155,20 +155,22 @@ func TestCheckCVC2(t *testing.T) {
 	})
 }
 
-func TestCheckVerifyTries(t *testing.T) {
-	tries := func(n int) func(t *testing.T, d *decision) {
-		return func(t *testing.T, d *decision) {
-			if d.out.VerifyTries != n {
-				t.Errorf("VerifyTries %d, want %d", d.out.VerifyTries, n)
-			}
+// verifyTries checks the wrong-verification count a check leaves.
+func verifyTries(n int) func(t *testing.T, d *decision) {
+	return func(t *testing.T, d *decision) {
+		if d.out.VerifyTries != n {
+			t.Errorf("VerifyTries %d, want %d", d.out.VerifyTries, n)
 		}
 	}
+}
+
+func TestCheckVerifyTries(t *testing.T) {
 	runCheckCases(t, "verification tries", []pipelineCase{
-		{name: "nothing wrong", after: tries(0)},
-		{name: "wrong cvc2 counts", setup: func(d *decision) { d.wrong = CVC2Failed }, want: CVC2Failed, stop: true, after: tries(1)},
-		{name: "fifth locks", setup: func(d *decision) { d.wrong, d.in.Card.VerifyTries = ExpiredCard, 4 }, want: SuspectedFraud, stop: true, after: tries(5)},
+		{name: "nothing wrong", after: verifyTries(0)},
+		{name: "wrong cvc2 counts", setup: func(d *decision) { d.wrong = CVC2Failed }, want: CVC2Failed, stop: true, after: verifyTries(1)},
+		{name: "fifth locks", setup: func(d *decision) { d.wrong, d.in.Card.VerifyTries = ExpiredCard, 4 }, want: SuspectedFraud, stop: true, after: verifyTries(5)},
 		{name: "program's limit", setup: func(d *decision) { d.wrong, d.in.Program.VerifyMaxTries = CVC2Failed, 1 }, want: SuspectedFraud, stop: true},
-		{name: "advice answered, not counted", setup: func(d *decision) { d.wrong, d.in.Req.Class = ExpiredCard, ClassAdvice }, want: ExpiredCard, stop: true, after: tries(0)},
+		{name: "advice answered, not counted", setup: func(d *decision) { d.wrong, d.in.Req.Class = ExpiredCard, ClassAdvice }, want: ExpiredCard, stop: true, after: verifyTries(0)},
 	})
 }
 
@@ -219,17 +221,10 @@ func TestCheckCurrency(t *testing.T) {
 }
 
 func TestCheckVerifyReset(t *testing.T) {
-	tries := func(n int) func(t *testing.T, d *decision) {
-		return func(t *testing.T, d *decision) {
-			if d.out.VerifyTries != n {
-				t.Errorf("VerifyTries %d, want %d", d.out.VerifyTries, n)
-			}
-		}
-	}
 	runCheckCases(t, "verification reset", []pipelineCase{
-		{name: "approved and verified", setup: func(d *decision) { d.out.Reason, d.verified, d.out.VerifyTries = Approved, true, 3 }, want: Approved, after: tries(0)},
-		{name: "approved, nothing verified", setup: func(d *decision) { d.out.Reason, d.out.VerifyTries = Approved, 3 }, want: Approved, after: tries(3)},
-		{name: "declined by a spend rule", setup: func(d *decision) { d.out.Reason, d.verified, d.out.VerifyTries = MCCNotPermitted, true, 3 }, want: MCCNotPermitted, after: tries(3)},
+		{name: "approved and verified", setup: func(d *decision) { d.out.Reason, d.verified, d.out.VerifyTries = Approved, true, 3 }, want: Approved, after: verifyTries(0)},
+		{name: "approved, nothing verified", setup: func(d *decision) { d.out.Reason, d.out.VerifyTries = Approved, 3 }, want: Approved, after: verifyTries(3)},
+		{name: "declined by a spend rule", setup: func(d *decision) { d.out.Reason, d.verified, d.out.VerifyTries = MCCNotPermitted, true, 3 }, want: MCCNotPermitted, after: verifyTries(3)},
 	})
 }
 
