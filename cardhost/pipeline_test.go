@@ -56,9 +56,13 @@ func runCheckCases(t *testing.T, checkName string, cases []pipelineCase) {
 			if tc.setup != nil {
 				tc.setup(&d)
 			}
+			before := d.out.Reason
 			stop := c.run.apply(&d)
 			if d.out.Reason != tc.want || stop != tc.stop {
 				t.Fatalf("got reason %q stop %v, want %q stop %v", d.out.Reason, stop, tc.want, tc.stop)
+			}
+			if d.out.Reason != before && d.out.Reason != Approved && !slices.Contains(c.Reasons, d.out.Reason) {
+				t.Errorf("%q answers %q, which its Reasons %q do not list", c.Name, d.out.Reason, c.Reasons)
 			}
 			if tc.after != nil {
 				tc.after(t, &d)
