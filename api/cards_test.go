@@ -619,6 +619,10 @@ var adminRoles = map[string][]Role{
 	"GET /admin/webhooks/deliveries/{deliveryId}":                         AllRoles,
 	"POST /admin/webhooks/deliveries/{deliveryId}/replay":                 {RoleAdmin},
 	"POST /admin/webhooks/endpoints/{endpointId}/replay":                  {RoleAdmin},
+	"POST /admin/spend-rules":                                             {RoleAdmin, RoleManager},
+	"GET /admin/spend-rules":                                              AllRoles,
+	"PUT /admin/spend-rules/{ruleId}":                                     {RoleAdmin, RoleManager},
+	"GET /admin/spend-rules/{ruleId}/history":                             AllRoles,
 	"POST /admin/cards/{cardId}/simulate/{kind}":                          {RoleAdmin},
 }
 

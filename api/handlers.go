@@ -44,6 +44,7 @@ func (s *Server) registerRoutes() {
 	s.registerMoneyRoutes()
 	// Webhook endpoints, deliveries and events (webhooks.go).
 	s.registerWebhookRoutes()
+	s.registerSpendRuleRoutes() // spendrules.go
 	// Simulated card messages on sandbox programs (simulate.go).
 	s.registerSimulationRoutes()
 }

@@ -165,6 +165,9 @@ type Config struct {
 	// Webhooks stores endpoints and deliveries; default: the card host's
 	// ledger.
 	Webhooks WebhookStore
+	// SpendRules keeps spend rules (api/spendrules.go); default: the card
+	// host, when it does.
+	SpendRules SpendRuleStore
 	// Simulator sends the simulation endpoints' messages through the
 	// switch; nil: they answer 503.
 	Simulator Simulator

@@ -32,6 +32,7 @@ type writeReq struct {
 	opened    []string          // kinds of the exceptions its write opened, counted once committed
 	pending   []pendingReversal // reversals that overtook it, applied with its journal row
 	duplicate bool              // the journal key existed: answer with the stored decision
+	vel       []velUse          // velocity counters its hold is charged to (velocity.go)
 	err       error             // this request alone could not be decided
 }
 
@@ -266,9 +267,16 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		}
 		writes = append(writes, w)
 	}
+	// Velocity counters (velocity.go): locked after the user accounts,
+	// before the partner rows; no round trip when no rule applies.
+	velBase, err := lockVelocity(ctx, tx, writes)
+	if err != nil {
+		return err
+	}
 	var inserted []bool
 	rewrites := 0
 	for {
+		velocityDecide(writes, velBase)
 		var specs []ledger.HoldSpec
 		var withSpec []*writeReq
 		for _, w := range writes {
@@ -291,6 +299,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		}
 		var wq pgx.Batch
 		hb.QueueWrite(&wq)
+		queueVelocity(&wq, writes) // velocity.go: the approvals' charges
 		rows := make([]journal, len(writes))
 		for i, w := range writes {
 			rows[i] = w.j

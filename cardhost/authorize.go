@@ -155,7 +155,7 @@ func (h *Host) authorizeRemote(ctx context.Context, j journal, rr *remoteReq) (D
 		return h.decline(ctx, j, reason, detail, rr.pc)
 	}
 	return h.record(ctx, &writeReq{spec: h.holdSpec(&rr.card, &rr.prog, r, rr.out.HoldAmount), capture: r.Class == ClassFinancial,
-		prog: &rr.prog, pin: rr.pc, j: j})
+		prog: &rr.prog, pin: rr.pc, j: j, vel: velocityUses(&rr.card, &rr.prog, r, h.cfg.Now())})
 }
 
 // record commits a request's hold (when any) and journal row with the next

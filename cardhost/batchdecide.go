@@ -29,19 +29,16 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatc
 		w.err = err
 		return
 	}
-	out := Decide(DecideInput{Card: card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	// The checks of pipeline.go: the card's, then the batch's.
+	d := newDecision(DecideInput{Card: card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	runChecks(cardChecks, &d)
 	// A PIN, CVC2 or expiry verified (right or wrong) changes the card's
 	// wrong-PIN or wrong-verification count, and the last wrong one locks
 	// it: that change commits with the request's journal row, so it counts
-	// once and only when the answer does.
-	w.pin = cardChangeOf(card, &prog, out)
-	if r.Class == ClassAdvice && out.Reason != Approved && out.Reason != CardRemoved && out.Reason != FormatError {
-		// The scheme stood in and approved: the money is spent whatever
-		// the card's state now, so the advice is held all the same.
-		if b := billing(Outcome{}, r, &prog); b.Reason == Approved {
-			out.HoldAmount, out.FX, out.Reason = b.HoldAmount, b.FX, Approved
-		}
-	}
+	// once and only when the answer does (an advice's stand-in included).
+	w.pin = cardChangeOf(card, &prog, d.out)
+	runChecks(batchChecks, &d)
+	out := d.out
 	if out.Reason != Approved {
 		w.decision, w.j.reason = Decision{Reason: out.Reason}, out.Reason
 		if out.Err != nil {
@@ -50,22 +47,18 @@ func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatc
 		return
 	}
 	w.prog = &prog
-	if r.ProcessingCode == ProcBalanceInquiry || out.HoldAmount == 0 && r.Class != ClassAdvice {
-		// A financial refund (x200, code 20) never reaches the batch:
-		// Authorize sends it to refund(), which caps its credit (DESIGN
-		// section 6). Here only inquiries and refund authorisations are
-		// answered, with the available balance and no money moved.
+	switch d.next {
+	case nextInquiry:
 		w.inquiry = h.fundsAccount(card, &prog)
-		return
-	}
-	if prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" && r.Class != ClassAdvice {
+	case nextRemote:
 		// The partner decides: asked outside this transaction, the request
 		// comes back decided in a later batch.
 		w.auth.remote = &remoteReq{card: *card, prog: prog, out: out, pc: w.pin}
-		return
+	default:
+		w.spec = h.holdSpec(card, &prog, r, out.HoldAmount)
+		w.capture = r.Class == ClassFinancial
+		w.vel = d.vel
 	}
-	w.spec = h.holdSpec(card, &prog, r, out.HoldAmount)
-	w.capture = r.Class == ClassFinancial
 }
 
 // holdSpec is the hold of an approved authorisation: on the program's

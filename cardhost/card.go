@@ -127,6 +127,9 @@ type Program struct {
 	RemoteSecret string
 	ProgramLimits
 	MCCRules []programMCCRule // overrides of DefaultMCCRules (program_mcc_rules)
+	// SpendRules are the active spend rules on the program, its balances
+	// and its cards (spendrules.go), loaded with the cached program.
+	SpendRules spendRuleSet
 }
 
 // ProgramLimits are a program's money-safety settings (migration 012,

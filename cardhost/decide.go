@@ -2,7 +2,6 @@ package cardhost
 
 import (
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -66,27 +65,15 @@ type Outcome struct {
 }
 
 // Decide is the authorisation decision of DESIGN.md section 5, as far as it
-// depends on the card, its program and the request; funds, the partner's
-// remote decision and availability are the ledger's and the switch's. The
-// checks run in this order and the first that fails decides:
-//
-//  1. card found: nil → InvalidCard; removed → CardRemoved
-//  2. lock code 1-8 → the lock's reason
-//  3. physical card ordered or inactive → CardNotActive
-//  4. expiry: the card's own expiry past at Now, or the presented expiry
-//     (DE14/track 2) malformed or not the card's → ExpiredCard
-//  5. CVC2 presented and wrong → CVC2Failed; a wrong expiry or CVC2
-//     that is the program's Nth in a row (default 5) → SuspectedFraud,
-//     and the card is locked with code 7 (VerifyTries)
-//  6. PIN block presented and wrong → IncorrectPIN; the third wrong in a
-//     row → PINTriesExceeded with LockOutside
-//  7. processing code not allowed for the card type → NotPermitted
-//  8. amount not expressible in the program's currency → NotPermitted
+// depends on the card, its program and the request: the StageCard checks
+// of Pipeline (pipeline.go), in order, the first that declines deciding;
+// funds, the partner's remote decision and availability are the batch's,
+// the ledger's and the switch's.
 //
 // Advices (x120) skip CVC2 and PIN, which the scheme checked when it stood
-// in. Completions and reversals refer to an earlier hold, which the ledger
-// resolves whatever the card's state now is: for them only the first check
-// runs and the outcome carries the billing amount.
+// in, and spend rules. Completions and reversals refer to an earlier hold,
+// which the ledger resolves whatever the card's state now is: for them only
+// the card's presence is checked and the outcome carries the billing amount.
 //
 // Processing codes: 00 purchase, any card type; 01 cash, physical and
 // digital-first only (a virtual card has no plastic for an ATM); 20 refund,
@@ -95,126 +82,21 @@ type Outcome struct {
 //
 // Decide is a pure function and safe for concurrent use as long as v is.
 func Decide(in DecideInput, v Verifier) Outcome {
-	card, req := in.Card, in.Req
-	if req == nil {
+	if in.Req == nil {
 		return Outcome{Reason: SystemError, Err: errors.New("decide: no request")}
 	}
-	if card == nil {
-		return Outcome{Reason: InvalidCard}
-	}
-	out := Outcome{PINTries: card.PINTries, VerifyTries: card.VerifyTries}
-	if card.State == StateRemoved {
-		out.Reason = CardRemoved
-		return out
-	}
-	prog := in.Program
-	if prog == nil || (prog.ID != 0 && card.ProgramID != 0 && prog.ID != card.ProgramID) {
-		out.Reason = SystemError
-		out.Err = fmt.Errorf("decide: card %d: program missing or not the card's", card.ID)
-		return out
-	}
-	pan := in.PAN
-	if pan == "" {
-		pan = req.PAN
-	}
+	d := newDecision(in, v)
+	runChecks(cardChecks, &d)
+	return d.out
+}
 
-	switch req.Class {
-	case ClassCompletion, ClassReversal, ClassReversalAdvice:
-		return billing(out, req, prog)
+// newDecision starts in on its way through the checks.
+func newDecision(in DecideInput, v Verifier) decision {
+	d := decision{in: in, v: v, pan: in.PAN}
+	if d.pan == "" {
+		d.pan = in.Req.PAN
 	}
-
-	// 2. Locks.
-	if card.LockCode != LockNone {
-		if r := card.LockCode.Reason(); r != "" {
-			out.Reason = r
-			return out
-		}
-		out.Reason = SystemError
-		out.Err = fmt.Errorf("decide: card %d: unknown lock code %d", card.ID, card.LockCode)
-		return out
-	}
-
-	// 3. Lifecycle state.
-	switch card.State {
-	case StateActive:
-	case StateOrdered, StateInactive:
-		out.Reason = CardNotActive
-		return out
-	default:
-		out.Reason = SystemError
-		out.Err = fmt.Errorf("decide: card %d: unknown state %q", card.ID, card.State)
-		return out
-	}
-
-	advice := req.Class == ClassAdvice
-
-	// 4. Expiry; 5. CVC2. A wrong one presented counts, and the program's
-	// Nth in a row in either locks the card (brute force of the card's
-	// secrets).
-	if !ExpiryOK(card.Expiry, in.Now) {
-		out.Reason = ExpiredCard
-		return out
-	}
-	wrong := Reason("")
-	switch {
-	case req.Expiry != "" && req.Expiry != card.Expiry:
-		wrong = ExpiredCard
-	case req.CVC2 != "" && !advice && !v.CVC2OK(card, pan, card.Expiry, req.CVC2):
-		wrong = CVC2Failed
-	}
-	if wrong != "" {
-		if advice {
-			out.Reason = wrong
-			return out
-		}
-		out.VerifyTries = card.VerifyTries + 1
-		out.Reason = wrong
-		if out.VerifyTries >= verifyMaxTries(prog) {
-			out.Reason = SuspectedFraud
-		}
-		return out
-	}
-	verified := req.Expiry != "" || req.CVC2 != "" && !advice
-
-	// 6. PIN.
-	if len(req.PINBlock) > 0 && !advice {
-		ok, err := v.PINOK(card, pan, req.ZoneKey, req.PINBlock)
-		switch {
-		case errors.Is(err, ErrPINBlock):
-			// Not the cardholder's mistake (usually a zone key mismatch):
-			// decline, but do not count a try.
-			out.Reason = FormatError
-			out.Err = err
-			return out
-		case err != nil:
-			out.Reason = SystemError
-			out.Err = err
-			return out
-		case !ok:
-			out.PINTries = card.PINTries + 1
-			if out.PINTries >= MaxPINTries {
-				out.Reason = PINTriesExceeded
-				out.LockOutside = true
-			} else {
-				out.Reason = IncorrectPIN
-			}
-			return out
-		}
-		out.PINTries = 0
-	}
-
-	// 7. Processing code for the card type.
-	if !ProcessingAllowed(card.Type, req.ProcessingCode) {
-		out.Reason = NotPermitted
-		return out
-	}
-
-	// 8. Currency and amount.
-	out = billing(out, req, prog)
-	if out.Reason == Approved && verified {
-		out.VerifyTries = 0
-	}
-	return out
+	return d
 }
 
 // ProcessingAllowed reports whether a card of type t may do the transaction

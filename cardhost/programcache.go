@@ -39,6 +39,9 @@ func (h *Host) cachedProgramOn(ctx context.Context, q ledger.Querier, id int64) 
 		return c.p, nil
 	}
 	p, err := h.programOn(ctx, q, id)
+	if err == nil {
+		err = loadSpendRules(ctx, q, &p) // spendrules.go: the program's spend rules ride with it
+	}
 	if err != nil {
 		return Program{}, err
 	}

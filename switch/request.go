@@ -96,6 +96,9 @@ func (s *Server) iso87Fields(m *iso8583.Message, ar *cardhost.AuthRequest, get f
 	ar.Currency, ar.BillingCurrency = get(49), get(51)
 	ar.MCC, ar.POSEntryMode = get(18), get(22)
 	ar.MerchantName = strings.TrimRight(get(43), " ")
+	if de43 := get(43); len(de43) >= 40 {
+		ar.MerchantCountry = countryCode(de43[37:40]) // DE43 positions 38-40
+	}
 	var err error
 	if ar.Amount, err = amount(get(4)); err != nil {
 		return fmt.Errorf("DE4: %w", err)
@@ -162,6 +165,7 @@ func (s *Server) cmfFields(m *iso8583.Message, ar *cardhost.AuthRequest, get fun
 			return fmt.Errorf("DE43: %w", errFormat)
 		}
 		ar.MerchantName = cardAcceptorName(sub)
+		ar.MerchantCountry = countryCode(sub[7])
 	}
 	if b, _ := m.GetBytes(49); len(b) > 0 {
 		sub, err := specs.ParseSubfields(b, specs.VerificationTable)
@@ -211,6 +215,22 @@ func cardAcceptorName(sub []string) string {
 		}
 	}
 	return strings.TrimPrefix(name, ", ")
+}
+
+// countryCode is an ISO 3166 country code (alpha-3, or alpha-2 as
+// Visa-style DE43 carries it in positions 39-40) in upper case, or "" when
+// v is not one (spend rules compare it).
+func countryCode(v string) string {
+	v = strings.ToUpper(strings.TrimSpace(v))
+	if len(v) != 2 && len(v) != 3 {
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 'A' || v[i] > 'Z' {
+			return ""
+		}
+	}
+	return v
 }
 
 func amount(s string) (int64, error) {

@@ -1,0 +1,234 @@
+package ledger
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// SpendRule is a row of spend_rules (migration 028): a control on a card, a
+// user balance or a program. The card host validates and applies it
+// (cardhost/spendrules.go); the ledger keeps it and its versions.
+type SpendRule struct {
+	ID        int64    `json:"id"`
+	ProgramID int64    `json:"programId"`
+	Scope     string   `json:"scope"`    // program, balance, card
+	TargetID  int64    `json:"targetId"` // the program's, the balance's or the card's id
+	Kind      string   `json:"kind"`     // mcc, country, channel, velocity
+	Mode      string   `json:"mode"`     // allow, block; limit (velocity)
+	Values    []string `json:"values"`
+	// Velocity: at most MaxAmount (minor units of the program's currency)
+	// and/or MaxCount approvals per Period (transaction, day, week, month,
+	// lifetime; calendar UTC).
+	Period    string    `json:"period,omitempty"`
+	MaxAmount *int64    `json:"maxAmountMinor,omitempty"`
+	MaxCount  *int      `json:"maxCount,omitempty"`
+	Active    bool      `json:"active"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"` // for a version in a history: when it was set
+	UpdatedBy string    `json:"updatedBy"` // who set this version
+}
+
+const spendRuleColumns = `id, program_id, scope, target_id, kind, mode, vals, coalesce(period, ''), max_amount, max_count,
+	active, version, created_at, updated_at, updated_by`
+
+func scanSpendRule(row pgx.CollectableRow) (SpendRule, error) {
+	var r SpendRule
+	err := row.Scan(&r.ID, &r.ProgramID, &r.Scope, &r.TargetID, &r.Kind, &r.Mode, &r.Values, &r.Period, &r.MaxAmount, &r.MaxCount, &r.Active, &r.Version,
+		&r.CreatedAt, &r.UpdatedAt, &r.UpdatedBy)
+	return r, err
+}
+
+// SpendRuleTarget returns the program and partner of a rule's target: a
+// program, a user balance (its user's program) or a card. ErrNotFound when
+// there is none.
+func (l *Ledger) SpendRuleTarget(ctx context.Context, scope string, targetID int64) (programID, partnerID int64, err error) {
+	const q = `SELECT p.id, p.partner_id FROM programs p WHERE p.id = CASE $1
+			WHEN 'program' THEN $2
+			WHEN 'card' THEN (SELECT program_id FROM cards WHERE id = $2)
+			WHEN 'balance' THEN (SELECT u.program_id FROM accounts a JOIN users u ON u.id = a.user_id WHERE a.id = $2 AND a.kind = 'user')
+		END`
+	err = l.pool.QueryRow(ctx, q, scope, targetID).Scan(&programID, &partnerID)
+	return programID, partnerID, dbErr("spend rule target", err)
+}
+
+// CreateSpendRule stores r (version 1) and its first history entry.
+func (l *Ledger) CreateSpendRule(ctx context.Context, r SpendRule, actor string) (SpendRule, error) {
+	var out SpendRule
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `INSERT INTO spend_rules (program_id, scope, target_id, kind, mode, vals, period, max_amount, max_count, updated_by)
+			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''), $8, $9, $10) RETURNING `+spendRuleColumns,
+			r.ProgramID, r.Scope, r.TargetID, r.Kind, r.Mode, r.Values, r.Period, r.MaxAmount, r.MaxCount, actor)
+		if err != nil {
+			return err
+		}
+		if out, err = pgx.CollectExactlyOneRow(rows, scanSpendRule); err != nil {
+			return err
+		}
+		return insertSpendRuleVersion(ctx, tx, out)
+	})
+	return out, dbErr("create spend rule", err)
+}
+
+// UpdateSpendRule sets a new version of rule r.ID (its mode, values,
+// limits and whether it is active) when it belongs to partnerID (any
+// partner when 0).
+func (l *Ledger) UpdateSpendRule(ctx context.Context, partnerID int64, r SpendRule, actor string) (SpendRule, error) {
+	var out SpendRule
+	err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE spend_rules r SET mode = $3, vals = $4, active = $5, updated_by = $6,
+				max_amount = $7, max_count = $8, version = version + 1, updated_at = now()
+			WHERE id = $1 AND ($2 = 0 OR EXISTS (SELECT 1 FROM programs p WHERE p.id = r.program_id AND p.partner_id = $2))
+			RETURNING `+spendRuleColumns, r.ID, partnerID, r.Mode, r.Values, r.Active, actor, r.MaxAmount, r.MaxCount)
+		if err != nil {
+			return err
+		}
+		if out, err = pgx.CollectExactlyOneRow(rows, scanSpendRule); err != nil {
+			return err
+		}
+		return insertSpendRuleVersion(ctx, tx, out)
+	})
+	return out, dbErr(fmt.Sprintf("spend rule %d", r.ID), err)
+}
+
+func insertSpendRuleVersion(ctx context.Context, tx pgx.Tx, r SpendRule) error {
+	_, err := tx.Exec(ctx, `INSERT INTO spend_rule_versions (rule_id, version, mode, vals, max_amount, max_count, active, actor, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, r.ID, r.Version, r.Mode, r.Values, r.MaxAmount, r.MaxCount, r.Active, r.UpdatedBy, r.UpdatedAt)
+	return err
+}
+
+// SpendRuleFilter narrows SpendRules: zero fields match everything.
+type SpendRuleFilter struct {
+	PartnerID int64
+	Scope     string
+	TargetID  int64
+}
+
+// SpendRules lists rules (active and not), newest first.
+func (l *Ledger) SpendRules(ctx context.Context, f SpendRuleFilter) ([]SpendRule, error) {
+	rows, err := l.pool.Query(ctx, `SELECT `+spendRuleColumns+` FROM spend_rules r
+		WHERE ($1 = 0 OR EXISTS (SELECT 1 FROM programs p WHERE p.id = r.program_id AND p.partner_id = $1))
+			AND ($2 = '' OR scope = $2) AND ($3 = 0 OR target_id = $3)
+		ORDER BY id DESC LIMIT 1000`, f.PartnerID, f.Scope, f.TargetID)
+	if err != nil {
+		return nil, dbErr("spend rules", err)
+	}
+	out, err := pgx.CollectRows(rows, scanSpendRule)
+	return out, dbErr("spend rules", err)
+}
+
+// SpendRuleHistory returns every version of rule id, oldest first, when it
+// belongs to partnerID (any partner when 0).
+func (l *Ledger) SpendRuleHistory(ctx context.Context, partnerID, id int64) ([]SpendRule, error) {
+	rows, err := l.pool.Query(ctx, `SELECT r.id, r.program_id, r.scope, r.target_id, r.kind, v.mode, v.vals, coalesce(r.period, ''),
+			v.max_amount, v.max_count, v.active, v.version,
+			r.created_at, v.at, v.actor
+		FROM spend_rules r JOIN spend_rule_versions v ON v.rule_id = r.id
+		WHERE r.id = $1 AND ($2 = 0 OR EXISTS (SELECT 1 FROM programs p WHERE p.id = r.program_id AND p.partner_id = $2))
+		ORDER BY v.version`, id, partnerID)
+	if err != nil {
+		return nil, dbErr("spend rule history", err)
+	}
+	out, err := pgx.CollectRows(rows, scanSpendRule)
+	if err == nil && len(out) == 0 {
+		err = pgx.ErrNoRows
+	}
+	return out, dbErr(fmt.Sprintf("spend rule %d history", id), err)
+}
+
+// ProgramSpendRules returns a program's active rules, read through q (an
+// authorisation batch's transaction when the program cache reloads).
+func ProgramSpendRules(ctx context.Context, q Querier, programID int64) ([]SpendRule, error) {
+	rows, err := q.Query(ctx, `SELECT `+spendRuleColumns+` FROM spend_rules WHERE program_id = $1 AND active ORDER BY id`, programID)
+	if err != nil {
+		return nil, dbErr("program spend rules", err)
+	}
+	out, err := pgx.CollectRows(rows, scanSpendRule)
+	return out, dbErr("program spend rules", err)
+}
+
+// SpendCounterKey names a velocity counter: a rule and the start of its
+// calendar UTC period.
+type SpendCounterKey struct {
+	RuleID      int64
+	PeriodStart time.Time
+}
+
+// SpendUsage is what a velocity counter has charged: approvals in the
+// period less those released (reversed or expired).
+type SpendUsage struct {
+	Amount int64
+	Count  int64
+}
+
+// LockSpendCounters creates the counters of keys that do not exist yet,
+// locks them all in (rule, period) order in tx, and returns their usage.
+// An authorisation batch calls it after its user accounts are locked and
+// before its partner rows are written (DESIGN section 6).
+func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (map[SpendCounterKey]SpendUsage, error) {
+	slices.SortFunc(keys, func(a, b SpendCounterKey) int {
+		if c := cmp.Compare(a.RuleID, b.RuleID); c != 0 {
+			return c
+		}
+		return a.PeriodStart.Compare(b.PeriodStart)
+	})
+	keys = slices.Compact(keys)
+	rules, starts := make([]int64, len(keys)), make([]time.Time, len(keys))
+	for i, k := range keys {
+		rules[i], starts[i] = k.RuleID, k.PeriodStart
+	}
+	var q pgx.Batch
+	q.Queue(`INSERT INTO spend_counters (rule_id, period_start)
+		SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`, rules, starts)
+	out := make(map[SpendCounterKey]SpendUsage, len(keys))
+	q.Queue(`SELECT c.rule_id, c.period_start, c.amount - coalesce(r.amount, 0), c.count - coalesce(r.n, 0)
+		FROM spend_counters c
+		LEFT JOIN LATERAL (SELECT sum(h.amount) AS amount, count(*) AS n FROM spend_counter_holds h
+			WHERE h.rule_id = c.rule_id AND h.period_start = c.period_start AND h.released) r ON true
+		WHERE (c.rule_id, c.period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
+		ORDER BY c.rule_id, c.period_start FOR UPDATE OF c`, rules, starts).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var k SpendCounterKey
+			var u SpendUsage
+			if err := rows.Scan(&k.RuleID, &k.PeriodStart, &u.Amount, &u.Count); err != nil {
+				return err
+			}
+			out[SpendCounterKey{k.RuleID, k.PeriodStart.UTC()}] = u
+		}
+		return rows.Err()
+	})
+	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
+		return nil, dbErr("lock spend counters", err)
+	}
+	return out, nil
+}
+
+// SpendCharge is what one approval adds to a velocity counter.
+type SpendCharge struct {
+	SpendCounterKey
+	HoldID int64
+	Amount int64
+}
+
+// QueueSpendCharges queues on q the charges of a batch's approvals: the
+// counters (locked by LockSpendCounters) grow, and each hold remembers
+// what it charged, to give it back when released.
+func QueueSpendCharges(q *pgx.Batch, cs []SpendCharge) {
+	n := len(cs)
+	holds, rules, amounts := make([]int64, n), make([]int64, n), make([]int64, n)
+	starts := make([]time.Time, n)
+	for i, c := range cs {
+		holds[i], rules[i], starts[i], amounts[i] = c.HoldID, c.RuleID, c.PeriodStart, c.Amount
+	}
+	q.Queue(`UPDATE spend_counters c SET amount = c.amount + x.amount, count = c.count + x.n
+		FROM (SELECT r, s, sum(a) AS amount, count(*) AS n FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[]) AS u(r, s, a)
+			GROUP BY r, s) x
+		WHERE c.rule_id = x.r AND c.period_start = x.s`, rules, starts, amounts)
+	q.Queue(`INSERT INTO spend_counter_holds (hold_id, rule_id, period_start, amount)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[])`, holds, rules, starts, amounts)
+}
