@@ -23,8 +23,8 @@ func TestGenericPlansProbe(t *testing.T) {
 		want             []string
 	}{
 		{"lock", lock.Statement(), "bigint[]", []string{"LockRows", "Index Cond: (id = ANY ($"}},
-		{"update_held", ledger.UpdateHeld, "bigint[], bigint[], boolean[]", []string{"accounts_pkey"}},
-		{"update_held_if_allowed", ledger.UpdateHeldIfAllowed, "bigint[], bigint[], bigint[], text[]", []string{"accounts_pkey"}},
+		{"update_held", ledger.UpdateHeld, "bigint[], bigint[], boolean[], bigint[]", []string{"accounts_pkey"}},
+		{"update_held_if_allowed", ledger.UpdateHeldIfAllowed, "bigint[], bigint[], bigint[], text[], bigint[]", []string{"accounts_pkey"}},
 		{"insert_holds", ledger.InsertHolds, "bigint[], bigint[], bigint[], text[], bigint[], text[], timestamptz[], timestamptz", nil},
 	} {
 		plan := ledgertest.GenericPlan(t, tx, c.name, c.sql, c.types)
