@@ -305,7 +305,6 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		}
 		var wq pgx.Batch
 		hb.QueueWrite(&wq)
-		hb.QueueMoney(&wq)
 		inserted = queueWriteJournals(&wq, writes)
 		if !tail {
 			if err := queueCommit(ctx, &wq, hb); err != nil {

@@ -54,6 +54,7 @@ type moneyOrig struct {
 	status, holdCcy           string
 	held, user, partner       int64
 	excepted, partsTaken      int64
+	toleranceUsed             int64
 	part                      bool
 }
 
@@ -75,12 +76,12 @@ const moneyProbe = `WITH x AS MATERIALIZED (
 		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
 			WHERE x.kind = 'R' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.rrn = x.rrn AND j.class IN (1, 2, 3) OFFSET 0) r
 		ORDER BY 1 LIMIT 1) o),
-	h AS MATERIALIZED (SELECT id, status, amount, currency, user_account_id, partner_account_id, excepted, parts_taken, parent_id
+	h AS MATERIALIZED (SELECT id, status, amount, currency, user_account_id, partner_account_id, excepted, parts_taken, parent_id, tolerance_used
 		FROM holds WHERE id = ANY (ARRAY(SELECT hold_id FROM x WHERE hold_id IS NOT NULL)) ORDER BY id FOR UPDATE)
 	SELECT x.i, x.id, coalesce(x.hold_id, 0), coalesce(x.card_id, 0), x.class, x.original_id IS NOT NULL,
 		coalesce(x.amount, 0), coalesce(x.currency, ''), coalesce(h.status, ''), coalesce(h.amount, 0), coalesce(h.currency, ''),
 		coalesce(h.user_account_id, 0), coalesce(h.partner_account_id, 0), coalesce(h.excepted, 0), coalesce(h.parts_taken, 0),
-		h.parent_id IS NOT NULL
+		h.parent_id IS NOT NULL, coalesce(h.tolerance_used, 0)
 	FROM x LEFT JOIN h ON h.id = x.hold_id`
 
 // moneyKey is the original look-up key of r, as originalOn reads it.
@@ -122,7 +123,7 @@ func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
 				class int
 			)
 			if err := rows.Scan(&i, &o.journalID, &o.holdID, &o.cardID, &class, &o.names, &o.amount, &o.currency, &o.status, &o.held,
-				&o.holdCcy, &o.user, &o.partner, &o.excepted, &o.partsTaken, &o.part); err != nil {
+				&o.holdCcy, &o.user, &o.partner, &o.excepted, &o.partsTaken, &o.part, &o.toleranceUsed); err != nil {
 				return fmt.Errorf("original probe: %w", err)
 			}
 			if i < 1 || i > n {
@@ -175,7 +176,12 @@ func (h *Host) decideMoney(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatch,
 		switch r.Class {
 		case ClassCompletion:
 			final, fx := completionAmount(r, &prog)
-			fast = !fx && r.FunctionCode != FuncCompletionNotLast && final > 0 && final <= o.held
+			// Above the hold within the MCC's tolerance (ClearTx's
+			// allowance); beyond it the excess goes to exceptions, per
+			// message.
+			bp := min(max(mccRule(&prog, r.MCC).ToleranceBP, 0), 10000)
+			allowance := max(o.held*int64(bp)/10000-o.toleranceUsed, 0)
+			fast = !fx && r.FunctionCode != FuncCompletionNotLast && final > 0 && final <= o.held+allowance
 			op.Capture, op.Final, op.Ref = true, final, "capture:"+journalRef(r)
 			m.op, m.detail = &op, "captured "+strconv.FormatInt(final, 10)
 		default:

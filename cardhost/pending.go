@@ -193,7 +193,7 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 	}
 	d, err := h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
 		if card != nil {
-			if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE`, card.AccountID); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE`, card.AccountID); err != nil {
 				return Decision{}, err
 			}
 		}

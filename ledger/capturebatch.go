@@ -28,9 +28,10 @@ type MoneyOp struct {
 	PartnerAccountID int64 // 0: none
 	Currency         string
 	Held             int64 // what the hold holds now
-	// Capture: a completion of Final (0 < Final <= Held, same currency,
-	// the last completion of the hold), posted under Ref; otherwise a
-	// release down to Final (0 <= Final < Held).
+	// Capture: a completion of Final (0 < Final, same currency, the last
+	// completion of the hold, above Held only within the MCC's tolerance,
+	// which the caller checks), posted under Ref; otherwise a release
+	// down to Final (0 <= Final < Held).
 	Capture bool
 	Final   int64
 	Ref     string
@@ -158,7 +159,7 @@ func (b *HoldBatch) PlanMoney(ctx context.Context, ops []MoneyOp) error {
 			p.releases++
 			continue
 		}
-		if op.Final <= 0 || op.Final > op.Held {
+		if op.Final <= 0 || op.Final > MaxAmount {
 			return fmt.Errorf("capture hold %d for %d of %d: %w", op.HoldID, op.Final, op.Held, ErrInvalidAmount)
 		}
 		settle, err := b.l.internalID(ctx, b.l.pool, KindSettlement, op.Currency)
@@ -219,11 +220,11 @@ const (
 		WHERE h.id = v.hold AND h.status = 'open' RETURNING h.id`
 )
 
-// QueueMoney queues on q, after QueueWrite (under its savepoint, so that
-// Retry and Undo take them back) and before QueueFinish, the captures
-// and releases PlanMoney planned; the statement fails unless every hold
-// was open.
-func (b *HoldBatch) QueueMoney(q *pgx.Batch) {
+// queueMoney queues on q, in QueueFinish after the update of the rows
+// read without a lock (under QueueWrite's savepoint, so that Retry takes
+// them back), the captures and releases PlanMoney planned; each
+// statement fails unless every hold was open.
+func (b *HoldBatch) queueMoney(q *pgx.Batch) {
 	p := b.money
 	check := func(what string, want int) func(pgx.Rows) error {
 		return func(rows pgx.Rows) error {
@@ -246,4 +247,14 @@ func (b *HoldBatch) QueueMoney(q *pgx.Batch) {
 	if p.releases > 0 {
 		q.Queue(releaseHolds, p.relHold, p.relRemaining).Query(check("release holds", p.releases))
 	}
+}
+
+// lockHoldUser locks the user account of hold id, when it has one, before
+// the caller locks the hold: user balances, then holds, then the partner
+// and internal rows is the order of the batches (which lock a completion's
+// balance with their lock statement, then its hold), so a transaction of
+// one message (a refund, an increment, the per-message path) keeps it too.
+func lockHoldUser(ctx context.Context, tx pgx.Tx, id int64) error {
+	_, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = (SELECT user_account_id FROM holds WHERE id = $1) FOR NO KEY UPDATE`, id)
+	return err
 }

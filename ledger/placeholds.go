@@ -152,7 +152,7 @@ func (lr LockRows) Statement() string {
 	}
 	return `WITH ` + lr.With + ` uids AS MATERIALIZED (` + lr.Users + `),
 		users AS (SELECT id, balance, held, currency, state FROM accounts
-			WHERE id = ANY (ARRAY(SELECT * FROM uids)) AND kind = 'user' ORDER BY id FOR UPDATE)
+			WHERE id = ANY (ARRAY(SELECT * FROM uids)) AND kind = 'user' ORDER BY id FOR NO KEY UPDATE)
 		` + mine + `SELECT id, balance, held, currency, state, false` + pad + ` FROM users
 		UNION ALL SELECT id, balance, held, currency, state, true` + pad + ` FROM accounts WHERE id = ANY (ARRAY(SELECT * FROM ` + others + `)) AND kind <> 'user'`
 }
@@ -405,7 +405,8 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	var negs []bool
 	for _, a := range b.order {
 		if !a.hot && (a.held != a.held0 || a.neg || a.dBal != 0 || a.dHeld != 0) {
-			accIDs, deltas, negs = append(accIDs, a.id), append(deltas, a.held-a.held0+a.dHeld), append(negs, a.neg)
+			neg := a.neg || a.dBal-a.dHeld < 0 && a.balance+a.dBal-a.held-a.dHeld < 0 // a capture within tolerance
+			accIDs, deltas, negs = append(accIDs, a.id), append(deltas, a.held-a.held0+a.dHeld), append(negs, neg)
 			bals = append(bals, a.dBal)
 		}
 	}
@@ -451,6 +452,9 @@ func (b *HoldBatch) QueueFinish(q *pgx.Batch) {
 		}
 		q.Queue(updateHeldIfAllowed, ids, deltas, needs, states, bals)
 	}
+	// The captures' entries check their accounts' keys (FOR KEY SHARE):
+	// after the update, on rows the batch holds already.
+	b.queueMoney(q)
 	q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
 }
 
@@ -498,7 +502,7 @@ func (b *HoldBatch) lockHot(ctx context.Context, tx pgx.Tx) error {
 			ids = append(ids, a.id)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT id, balance, held, state FROM accounts WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, `SELECT id, balance, held, state FROM accounts WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE`, ids)
 	if err != nil {
 		return err
 	}
