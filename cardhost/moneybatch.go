@@ -278,7 +278,7 @@ func queueWriteJournals(q *pgx.Batch, writes []*writeReq) []bool {
 func (h *Host) writeTailInOrder(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		if w.money != nil && w.money.slow {
-			ok, err := h.moneySlow(ctx, tx, w)
+			ok, err := h.moneySlow(ctx, tx, w, laterOriginal(writes[i+1:], w.j.req))
 			if err != nil {
 				return err
 			}
@@ -292,17 +292,44 @@ func (h *Host) writeTailInOrder(ctx context.Context, tx pgx.Tx, writes []*writeR
 	return nil
 }
 
+// laterOriginal returns the request among later (the batch's requests
+// that arrived after r) that r names as its original, if any.
+func laterOriginal(later []*writeReq, r *AuthRequest) *writeReq {
+	key := pendingKey(r)
+	var keys []string
+	for _, w := range later {
+		if w.money != nil {
+			continue
+		}
+		keys = appendOriginalKeys(keys[:0], w.j.req)
+		for _, k := range keys {
+			if k == key {
+				return w
+			}
+		}
+	}
+	return nil
+}
+
 // moneySlow writes one money message in tx under a savepoint, as its own
 // transaction would (completeOn, reverseOn, pendOn), on rows the batch
 // has locked; false: its journal key was taken meanwhile, nothing of it
-// stays and its answer is the stored one.
-func (h *Host) moneySlow(ctx context.Context, tx pgx.Tx, w *writeReq) (bool, error) {
+// stays and its answer is the stored one. later is its original when that
+// arrived after it in the same batch (journaled by the batch already, but
+// in arrival order not there yet): a completion of it is one without an
+// authorisation, a reversal of it waits as a pending reversal, which the
+// original's own tail (writeTail) applies.
+func (h *Host) moneySlow(ctx context.Context, tx pgx.Tx, w *writeReq, later *writeReq) (bool, error) {
 	m, r := w.money, w.j.req
 	w.opened = w.opened[:0]
+	var pend *pendingReversal
 	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
 		orig, found, err := h.originalOn(ctx, tx, r)
 		if err != nil {
 			return err
+		}
+		if later != nil {
+			orig, found = originalRow{}, false
 		}
 		var card *Card
 		if orig.cardID == 0 || orig.cardID == m.card.ID {
@@ -331,6 +358,11 @@ func (h *Host) moneySlow(ctx context.Context, tx pgx.Tx, w *writeReq) (bool, err
 				window = m.prog.PendingReversalWindow
 			}
 			w.decision, err = h.pendOn(ctx, tx, r, m.card, m.prog, w.j.panEnc, window)
+			if err == nil && later != nil {
+				p := pendingReversal{key: pendingKey(r), ref: journalRef(r), replacement: r.ReplacementAmount}
+				err = tx.QueryRow(ctx, `SELECT id FROM pending_reversals WHERE reversal_ref = $1 AND status = 'pending'`, p.ref).Scan(&p.id)
+				pend = &p
+			}
 			return err
 		default:
 			prog := m.prog
@@ -343,6 +375,9 @@ func (h *Host) moneySlow(ctx context.Context, tx pgx.Tx, w *writeReq) (bool, err
 	})
 	if errors.Is(err, errDuplicate) {
 		return false, nil
+	}
+	if err == nil && pend != nil {
+		later.pending = append(later.pending, *pend)
 	}
 	return err == nil, err
 }

@@ -220,10 +220,9 @@ const (
 		WHERE h.id = v.hold AND h.status = 'open' RETURNING h.id`
 )
 
-// queueMoney queues on q, in QueueFinish after the update of the rows
-// read without a lock (under QueueWrite's savepoint, so that Retry takes
-// them back), the captures and releases PlanMoney planned; each
-// statement fails unless every hold was open.
+// queueMoney queues on q, in QueueWrite (under its savepoint, so that
+// Retry and Undo take them back), the captures and releases PlanMoney
+// planned; each statement fails unless every hold was open.
 func (b *HoldBatch) queueMoney(q *pgx.Batch) {
 	p := b.money
 	check := func(what string, want int) func(pgx.Rows) error {

@@ -417,6 +417,11 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	if len(accIDs) > 0 {
 		q.Queue(updateHeld, accIDs, deltas, negs, bals)
 	}
+	// The captures' entries check their accounts' keys (FOR KEY SHARE),
+	// which no lock of the ledger's waits for (accounts are locked FOR NO
+	// KEY UPDATE and never deleted): the partner and internal rows they
+	// name are changed by QueueFinish's update only.
+	b.queueMoney(q)
 	if len(declined) > 0 {
 		q.Queue(`SELECT ledger_refs_free($1)`, declined)
 	}
@@ -452,9 +457,6 @@ func (b *HoldBatch) QueueFinish(q *pgx.Batch) {
 		}
 		q.Queue(updateHeldIfAllowed, ids, deltas, needs, states, bals)
 	}
-	// The captures' entries check their accounts' keys (FOR KEY SHARE):
-	// after the update, on rows the batch holds already.
-	b.queueMoney(q)
 	q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
 }
 
