@@ -60,7 +60,8 @@ type moneyOrig struct {
 
 // moneyProbe finds the originals of money messages ($1 kind: L by DE56
 // local time, T by DE90 transmission time, R by RRN + STAN; as originalOn)
-// and locks their holds in ascending id order. Each look-up is an
+// and locks their holds in ascending id order: a row per original found
+// (i its request), then a row per hold (i 0). Each look-up is an
 // OFFSET 0 probe of auth_journal_dedup (acquirer, STAN first), so that a
 // generic plan cannot turn it into a read of the journal in id order.
 const moneyProbe = `WITH x AS MATERIALIZED (
@@ -68,10 +69,10 @@ const moneyProbe = `WITH x AS MATERIALIZED (
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(kind, acq, stan, t, mti, rrn, i)
 	CROSS JOIN LATERAL (SELECT * FROM (
 		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
-			WHERE x.kind = 'L' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.local_time = x.t AND j.mti = x.mti OFFSET 0) l
+			WHERE x.kind = 'L' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.local_time = x.t AND j.mti = x.mti::bpchar OFFSET 0) l
 		UNION ALL SELECT * FROM (
 		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
-			WHERE x.kind = 'T' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.transmission_time = x.t AND j.mti = x.mti OFFSET 0) t
+			WHERE x.kind = 'T' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.transmission_time = x.t AND j.mti = x.mti::bpchar OFFSET 0) t
 		UNION ALL SELECT * FROM (
 		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
 			WHERE x.kind = 'R' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.rrn = x.rrn AND j.class IN (1, 2, 3) OFFSET 0) r
@@ -79,10 +80,11 @@ const moneyProbe = `WITH x AS MATERIALIZED (
 	h AS MATERIALIZED (SELECT id, status, amount, currency, user_account_id, partner_account_id, excepted, parts_taken, parent_id, tolerance_used
 		FROM holds WHERE id = ANY (ARRAY(SELECT hold_id FROM x WHERE hold_id IS NOT NULL)) ORDER BY id FOR UPDATE)
 	SELECT x.i, x.id, coalesce(x.hold_id, 0), coalesce(x.card_id, 0), x.class, x.original_id IS NOT NULL,
-		coalesce(x.amount, 0), coalesce(x.currency, ''), coalesce(h.status, ''), coalesce(h.amount, 0), coalesce(h.currency, ''),
-		coalesce(h.user_account_id, 0), coalesce(h.partner_account_id, 0), coalesce(h.excepted, 0), coalesce(h.parts_taken, 0),
-		h.parent_id IS NOT NULL, coalesce(h.tolerance_used, 0)
-	FROM x LEFT JOIN h ON h.id = x.hold_id`
+		coalesce(x.amount, 0), coalesce(x.currency, ''), '', 0::bigint, '', 0::bigint, 0::bigint, 0::bigint, 0::bigint, false, 0::bigint
+	FROM x
+	UNION ALL SELECT 0, 0, h.id, 0, 0, false, 0, '', h.status, h.amount, h.currency, coalesce(h.user_account_id, 0),
+		coalesce(h.partner_account_id, 0), h.excepted, h.parts_taken, h.parent_id IS NOT NULL, h.tolerance_used
+	FROM h`
 
 // moneyKey is the original look-up key of r, as originalOn reads it.
 func moneyKey(r *AuthRequest) (kind, acq, stan, t, mti, rrn string) {
@@ -116,6 +118,7 @@ func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
 		kind[i], acq[i], stan[i], t[i], mti[i], rrn[i] = moneyKey(w.j.req)
 	}
 	q.Queue(moneyProbe, kind, acq, stan, t, mti, rrn).Query(func(rows pgx.Rows) error {
+		holds := map[int64]moneyOrig{}
 		for rows.Next() {
 			var (
 				i     int
@@ -126,7 +129,11 @@ func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
 				&o.holdCcy, &o.user, &o.partner, &o.excepted, &o.partsTaken, &o.part, &o.toleranceUsed); err != nil {
 				return fmt.Errorf("original probe: %w", err)
 			}
-			if i < 1 || i > n {
+			switch {
+			case i == 0:
+				holds[o.holdID] = o
+				continue
+			case i < 1 || i > n:
 				return fmt.Errorf("original probe: row %d of %d", i, n)
 			}
 			o.class = MessageClass(class)
@@ -134,6 +141,13 @@ func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("original probe: %w", err)
+		}
+		for _, w := range ws {
+			if o := w.money.orig; o != nil && o.holdID != 0 {
+				h := holds[o.holdID]
+				o.status, o.held, o.holdCcy, o.user, o.partner = h.status, h.held, h.holdCcy, h.user, h.partner
+				o.excepted, o.partsTaken, o.part, o.toleranceUsed = h.excepted, h.partsTaken, h.part, h.toleranceUsed
+			}
 		}
 		return nil
 	})

@@ -206,18 +206,22 @@ const (
 	captureHolds = `WITH p AS (INSERT INTO postings (kind, ref, hold_id)
 			SELECT 'capture', NULLIF(v.ref, ''), v.hold FROM unnest($1::bigint[], $2::text[]) AS v (hold, ref) RETURNING id, hold_id),
 		e AS (INSERT INTO entries (posting_id, account_id, currency, amount)
-			SELECT p.id, x.acc, x.cur, x.amt FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::text[]) AS x (hold, acc, amt, cur)
-			JOIN p ON p.hold_id = x.hold)
-		UPDATE holds h SET status = 'captured', captured_amount = v.amt, capture_posting_id = p.id, resolved_at = now()
-			FROM unnest($1::bigint[], $3::bigint[]) AS v (hold, amt) JOIN p ON p.hold_id = v.hold
-			WHERE h.id = v.hold AND h.status = 'open' RETURNING h.id`
+			SELECT (SELECT p.id FROM p WHERE p.hold_id = x.hold), x.acc, x.cur, x.amt
+			FROM unnest($4::bigint[], $5::bigint[], $6::bigint[], $7::text[]) AS x (hold, acc, amt, cur))
+		UPDATE holds h SET status = 'captured', captured_amount = ($3::bigint[])[array_position($1::bigint[], h.id)],
+			capture_posting_id = (SELECT p.id FROM p WHERE p.hold_id = h.id), resolved_at = now()
+		WHERE h.id = ANY ($1) AND h.resolved_at IS NULL RETURNING h.id`
 	// releaseHolds reduces open holds ($1) to what remains ($2),
-	// resolving those released fully.
-	releaseHolds = `UPDATE holds h SET amount = v.rem,
-			status = CASE WHEN v.rem = 0 THEN 'released' ELSE 'open' END,
-			resolved_at = CASE WHEN v.rem = 0 THEN now() END
-		FROM unnest($1::bigint[], $2::bigint[]) AS v (hold, rem)
-		WHERE h.id = v.hold AND h.status = 'open' RETURNING h.id`
+	// resolving those released fully. As in updateHeld, the holds are
+	// named by id = ANY ($1), never by a join (a generic plan could read
+	// the whole index and filter it by the join); "open" is resolved_at
+	// IS NULL (every path that resolves a hold sets it), since a
+	// condition on status let the plan read the partial index of open
+	// holds whole.
+	releaseHolds = `UPDATE holds h SET amount = ($2::bigint[])[array_position($1::bigint[], h.id)],
+			status = CASE WHEN ($2::bigint[])[array_position($1::bigint[], h.id)] = 0 THEN 'released' ELSE 'open' END,
+			resolved_at = CASE WHEN ($2::bigint[])[array_position($1::bigint[], h.id)] = 0 THEN now() END
+		WHERE h.id = ANY ($1) AND h.resolved_at IS NULL RETURNING h.id`
 )
 
 // queueMoney queues on q, in QueueWrite (under its savepoint, so that

@@ -6,4 +6,6 @@ var (
 	InsertHolds         = insertHolds
 	UpdateHeld          = updateHeld
 	UpdateHeldIfAllowed = updateHeldIfAllowed
+	CaptureHolds        = captureHolds
+	ReleaseHolds        = releaseHolds
 )
