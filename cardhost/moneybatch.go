@@ -292,7 +292,11 @@ func queueWriteJournals(q *pgx.Batch, writes []*writeReq) []bool {
 func (h *Host) writeTailInOrder(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		if w.money != nil && w.money.slow {
-			ok, err := h.moneySlow(ctx, tx, w, laterOriginal(writes[i+1:], w.j.req))
+			later := laterOriginal(writes[i+1:], w.j.req)
+			if later != nil && laterOriginal(writes[:i], w.j.req) != nil {
+				later = nil // a copy of an original that arrived before it
+			}
+			ok, err := h.moneySlow(ctx, tx, w, later)
 			if err != nil {
 				return err
 			}
