@@ -308,3 +308,59 @@ func TestGroupCommitTwoSwitches(t *testing.T) {
 		e.verify()
 	})
 }
+
+// TestGroupCommitFastAndSlowInOneBatch: completions the batch writes
+// set-based (within the hold, above it within a restaurant's 20 %
+// tolerance) and ones it writes per message after its final update (above
+// the tolerance: the excess to exceptions receivable) in one batch: each
+// charged as alone, the exceptions opened, one batch, verify clean.
+func TestGroupCommitFastAndSlowInOneBatch(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		addr, batches := e.windowed(time.Second)
+		conns := []*connection.Connection{dial(t, addr, e.profile), dial(t, addr, e.profile)}
+		restaurant := map[int]string{18: "5812"}
+		if e.profile == ProfileISO2003 {
+			restaurant = map[int]string{18: "5812", 26: "5812"}
+		}
+		cases := []struct {
+			mcc        map[int]string
+			final      int64
+			balance    int64
+			exceptions int64 // over_capture receivable
+		}{
+			{nil, 1_000, 9_000, 0},
+			{restaurant, 1_150, 8_850, 0}, // within 20 %
+			{restaurant, 1_250, 8_800, 50},
+			{nil, 1_500, 9_000, 500}, // 0 % at 5411
+			{nil, 600, 9_400, 0},
+		}
+		cards := make([]testCard, len(cases))
+		var ms []*iso8583.Message
+		for i, c := range cases {
+			cards[i] = e.virtualCard(e.prog, 10_000)
+			orig, resp := e.auth(cards[i], 1_000, c.mcc)
+			e.expect(resp, cardhost.Approved)
+			ms = append(ms, e.follow("220", orig, cards[i], c.final, c.mcc))
+		}
+		n0, r0 := batches()
+		for _, resp := range sendTogether(t, conns, time.Millisecond, ms...) {
+			e.expect(resp, cardhost.Approved)
+		}
+		if n, r := batches(); n-n0 != 1 || r-r0 != float64(len(ms)) {
+			t.Errorf("%d completions took %d batches of %v requests, want 1", len(ms), n-n0, r-r0)
+		}
+		for i, c := range cases {
+			e.expectBalance(cards[i].AccountID, c.balance, 0)
+			var got int64
+			for _, x := range e.exceptions(cards[i].ID) {
+				if x.Kind == ledger.ExceptionOverCapture {
+					got += x.Receivable
+				}
+			}
+			if got != c.exceptions {
+				t.Errorf("completion %d of %d: over_capture receivable %d, want %d", i, c.final, got, c.exceptions)
+			}
+		}
+		e.verify()
+	})
+}
