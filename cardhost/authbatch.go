@@ -19,6 +19,7 @@ import (
 // its hold spec (nil: a journal row only) and journal row.
 type writeReq struct {
 	auth      *authReq
+	money     *moneyReq // a completion or reversal (moneybatch.go)
 	spec      *ledger.HoldSpec
 	capture   bool  // financial (x200): capture the hold at once
 	inquiry   int64 // approved without a hold: DE54 from this account, locked by the batch
@@ -209,11 +210,13 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		return err
 	}
 	defer conn.Release()
-	var auths []*writeReq
+	var auths, money []*writeReq
 	var decided []ledger.HoldSpec
 	for _, it := range items {
 		if it.in.auth != nil {
 			auths = append(auths, it.in)
+		} else if it.in.money != nil {
+			money = append(money, it.in)
 		} else if it.in.spec != nil {
 			decided = append(decided, *it.in.spec)
 		}
@@ -221,6 +224,9 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	lookups := make([][]byte, len(auths))
 	for i, w := range auths {
 		lookups[i] = w.auth.panLookup
+	}
+	for _, w := range money {
+		lookups = append(lookups, w.money.panLookup)
 	}
 	hb := h.ledger.NewHoldBatch()
 	var q pgx.Batch
@@ -237,6 +243,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		it.in.pending = it.in.pending[:0]
 	}
 	queuePendingProbe(&q, all, func(w *writeReq, p pendingReversal) { w.pending = append(w.pending, p) })
+	queueMoneyProbe(&q, money)
 	br := conn.SendBatch(ctx, &q)
 	tx := br.Tx()
 	if err := br.Close(); err != nil {
@@ -253,8 +260,12 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	// Every authorisation is decided on its card; those left to write
 	// join the requests decided before.
 	var writes []*writeReq
+	seen := map[int64]bool{}
 	for _, it := range items {
 		w := it.in
+		if w.money != nil && !h.decideMoney(ctx, tx, hb, w, cards, seen) {
+			continue
+		}
 		if w.auth != nil {
 			if c := cards[string(w.auth.panLookup)]; c != nil {
 				card := *c // a request's own: its decision may change it
@@ -290,21 +301,20 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		}
 		tail := false
 		for _, w := range writes {
-			tail = tail || w.capture || w.pin != nil || w.excess > 0 || len(w.pending) > 0
+			tail = tail || w.capture || w.pin != nil || w.excess > 0 || len(w.pending) > 0 || w.money != nil && w.money.slow
 		}
 		for _, w := range writes {
 			if w.inquiry != 0 {
 				h.applyInquiry(w, hb)
 			}
 		}
+		if err := h.planMoney(ctx, hb, writes); err != nil {
+			return err
+		}
 		var wq pgx.Batch
 		hb.QueueWrite(&wq)
 		queueVelocity(&wq, writes) // velocity.go: the approvals' charges
-		rows := make([]journal, len(writes))
-		for i, w := range writes {
-			rows[i] = w.j
-		}
-		inserted = queueJournals(&wq, rows)
+		inserted = queueWriteJournals(&wq, writes)
 		if !tail {
 			if err := queueCommit(ctx, &wq, hb); err != nil {
 				return err
@@ -321,7 +331,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			err = commitOutcome(err) // the pipeline ended with COMMIT
 		}
 		if err == nil && tail {
-			if err = h.writeTail(ctx, tx, writes, inserted); err == nil {
+			if err = h.writeTailInOrder(ctx, tx, writes, inserted); err == nil {
 				if err := beforeCommit(ctx); err != nil {
 					return err
 				}

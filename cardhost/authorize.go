@@ -122,6 +122,13 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 	}
 	switch r.Class {
 	case ClassCompletion, ClassReversal, ClassReversalAdvice:
+		if r.PAN != "" && (r.Class != ClassCompletion || r.ProcessingCode != ProcRefund) {
+			// With the authorisation batches (moneybatch.go), unless the
+			// batch cannot lock its card's balance.
+			if d, ok, err := h.moneyInBatch(ctx, r); ok {
+				return d, err
+			}
+		}
 		if d, ok, err := h.stored(ctx, r); err != nil || ok {
 			return d, err
 		}

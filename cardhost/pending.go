@@ -193,7 +193,7 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 	}
 	d, err := h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
 		if card != nil {
-			if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE`, card.AccountID); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE`, card.AccountID); err != nil {
 				return Decision{}, err
 			}
 		}
@@ -202,25 +202,33 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 		} else if found {
 			return Decision{}, errOriginalNow
 		}
-		const ins = `INSERT INTO pending_reversals (match_key, reversal_ref, replacement, expires_at)
-			VALUES ($1, $2, $3, now() + $4 * interval '1 second') ON CONFLICT (reversal_ref) DO NOTHING`
-		if _, err := tx.Exec(ctx, ins, pendingKey(r), journalRef(r), r.ReplacementAmount, int64(window/time.Second)); err != nil {
-			return Decision{}, err
-		}
-		j := journal{req: r, panEnc: enc, detail: "original not found: pending reversal"}
-		if card != nil {
-			j.cardID = card.ID
-			return h.journalApproval(ctx, tx, card, prog, j)
-		}
-		d := Decision{Reason: Approved, ApprovalCode: approvalCode(r)}
-		j.reason, j.approval = Approved, d.ApprovalCode
-		_, err := writeJournal(ctx, tx, j)
-		return d, err
+		return h.pendOn(ctx, tx, r, card, prog, enc, window)
 	})
 	if errors.Is(err, errOriginalNow) {
 		return Decision{}, false, nil
 	}
 	return d, true, err
+}
+
+// pendOn keeps a reversal whose original is not journaled as a pending
+// reversal for window and journals its acknowledgement, in tx, which must
+// hold the lock of the card's balance (when card is known) and have looked
+// for the original under it.
+func (h *Host) pendOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, card *Card, prog *Program, enc []byte, window time.Duration) (Decision, error) {
+	const ins = `INSERT INTO pending_reversals (match_key, reversal_ref, replacement, expires_at)
+		VALUES ($1, $2, $3, now() + $4 * interval '1 second') ON CONFLICT (reversal_ref) DO NOTHING`
+	if _, err := tx.Exec(ctx, ins, pendingKey(r), journalRef(r), r.ReplacementAmount, int64(window/time.Second)); err != nil {
+		return Decision{}, err
+	}
+	j := journal{req: r, panEnc: enc, detail: "original not found: pending reversal"}
+	if card != nil {
+		j.cardID = card.ID
+		return h.journalApproval(ctx, tx, card, prog, j)
+	}
+	d := Decision{Reason: Approved, ApprovalCode: approvalCode(r)}
+	j.reason, j.approval = Approved, d.ApprovalCode
+	_, err := writeJournal(ctx, tx, j)
+	return d, err
 }
 
 // pendingFor returns, locked in tx, the reversals waiting for r (a

@@ -28,21 +28,16 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 			return Decision{}, err
 		}
 	}
-	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
 	enc, err := h.encryptedPAN(r.PAN)
 	if err != nil {
 		return Decision{}, err
-	}
-	detail := "original not found"
-	if found {
-		detail = "no hold"
 	}
 	var (
 		card *Card
 		prog *Program
 	)
-	if cardID != 0 {
-		c, err := h.Card(ctx, cardID)
+	if orig.cardID != 0 {
+		c, err := h.Card(ctx, orig.cardID)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -53,36 +48,50 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		card, prog = &c, &p
 	}
 	return h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
-		var err error
-		incremental := false
-		if holdID != 0 && orig.class == ClassAuthorization && orig.origRef != "" {
-			// The original is an incremental authorisation: its own
-			// increment only.
-			if detail, incremental, err = h.reverseIncrement(ctx, tx, r, orig); err != nil {
-				return Decision{}, err
-			}
-		}
-		switch {
-		case incremental:
-		case holdID != 0:
-			detail, err = h.undoHold(ctx, tx, r, orig)
-		case found && orig.proc == ProcRefund && (orig.class == ClassFinancial || orig.class == ClassCompletion) && prog != nil:
-			detail, err = h.takeBackCredit(ctx, tx, r, orig, prog)
-		}
-		if err != nil {
+		return h.reverseOn(ctx, tx, r, orig, found, card, prog, enc)
+	})
+}
+
+// reverseOn answers, in tx, a reversal whose original is orig (found:
+// journaled; card and prog, when known, the original's): the hold
+// released, a capture refunded or a credit taken back, and the journal
+// row. It is the body of reverse's transaction, and of a reversal its
+// batch could not write set-based (moneybatch.go).
+func (h *Host) reverseOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow, found bool, card *Card, prog *Program, enc []byte) (Decision, error) {
+	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
+	detail := "original not found"
+	if found {
+		detail = "no hold"
+	}
+	var err error
+	incremental := false
+	if holdID != 0 && orig.class == ClassAuthorization && orig.origRef != "" {
+		// The original is an incremental authorisation: its own
+		// increment only.
+		if detail, incremental, err = h.reverseIncrement(ctx, tx, r, orig); err != nil {
 			return Decision{}, err
 		}
-		// The approval code is journaled so that a duplicate answers with
-		// the same DE38; DE54 when the card is known.
-		j := journal{req: r, cardID: cardID, panEnc: enc, holdID: holdID, originalID: origID, detail: detail}
-		if card != nil {
-			return h.journalApproval(ctx, tx, card, prog, j)
-		}
-		d := Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}
-		j.reason, j.approval = Approved, d.ApprovalCode
-		_, err = writeJournal(ctx, tx, j)
-		return d, err
-	})
+	}
+	switch {
+	case incremental:
+	case holdID != 0:
+		detail, err = h.undoHold(ctx, tx, r, orig)
+	case found && orig.proc == ProcRefund && (orig.class == ClassFinancial || orig.class == ClassCompletion) && prog != nil:
+		detail, err = h.takeBackCredit(ctx, tx, r, orig, prog)
+	}
+	if err != nil {
+		return Decision{}, err
+	}
+	// The approval code is journaled so that a duplicate answers with
+	// the same DE38; DE54 when the card is known.
+	j := journal{req: r, cardID: cardID, panEnc: enc, holdID: holdID, originalID: origID, detail: detail}
+	if card != nil {
+		return h.journalApproval(ctx, tx, card, prog, j)
+	}
+	d := Decision{Reason: Approved, ApprovalCode: approvalCode(r), HoldID: holdID}
+	j.reason, j.approval = Approved, d.ApprovalCode
+	_, err = writeJournal(ctx, tx, j)
+	return d, err
 }
 
 // undoHold answers a reversal for the original's hold: released down to

@@ -217,6 +217,9 @@ func (l *Ledger) ClearTx(ctx context.Context, tx pgx.Tx, c Clearing) (Cleared, e
 			user, partner    int64
 			taken, used      int64
 		)
+		if err := lockHoldUser(ctx, tx, c.HoldID); err != nil {
+			return err
+		}
 		const q = `SELECT status, currency, amount, excepted, coalesce(user_account_id, 0), coalesce(partner_account_id, 0),
 			parts_taken, tolerance_used FROM holds WHERE id = $1 FOR UPDATE`
 		if err := tx.QueryRow(ctx, q, c.HoldID).Scan(&status, &currency, &amount, &excepted, &user, &partner, &taken, &used); err != nil {
@@ -338,6 +341,9 @@ func (l *Ledger) CreditRefundTx(ctx context.Context, tx pgx.Tx, r Refund) (Refun
 			var captured *int64
 			var refunded, credited int64
 			var status string
+			if err := lockHoldUser(ctx, tx, r.PurchaseHoldID); err != nil {
+				return err
+			}
 			if err := tx.QueryRow(ctx, `SELECT status, captured_amount, refunded, credited FROM holds WHERE id = $1 FOR UPDATE`,
 				r.PurchaseHoldID).Scan(&status, &captured, &refunded, &credited); err != nil {
 				return err

@@ -6,6 +6,8 @@ var (
 	InsertHolds         = insertHolds
 	UpdateHeld          = updateHeld
 	UpdateHeldIfAllowed = updateHeldIfAllowed
+	CaptureHolds        = captureHolds
+	ReleaseHolds        = releaseHolds
 )
 
 // The card store's and the access store's reads by key, for the plan

@@ -196,6 +196,9 @@ func deref(p *int64) int64 {
 
 // lockOpenHold locks the hold row and checks that it is still open.
 func lockOpenHold(ctx context.Context, tx pgx.Tx, id int64) (Hold, error) {
+	if err := lockHoldUser(ctx, tx, id); err != nil {
+		return Hold{}, err
+	}
 	rows, err := tx.Query(ctx, selectHold+` WHERE id = $1 FOR UPDATE`, id)
 	if err != nil {
 		return Hold{}, err
@@ -497,9 +500,24 @@ func (l *Ledger) ExpireHolds(ctx context.Context) (int, error) {
 	for {
 		n := 0
 		err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+			// The user balances of the holds first, then the holds, then
+			// the partner rows (lockAccounts below): the order of the
+			// batches, which lock a completion's balance before its hold.
+			const users = `SELECT id FROM accounts WHERE id = ANY (ARRAY(SELECT user_account_id FROM holds
+				WHERE status = 'open' AND expires_at <= $1 AND user_account_id IS NOT NULL ORDER BY id LIMIT $2)) ORDER BY id FOR NO KEY UPDATE`
+			rows, err := tx.Query(ctx, users, l.now(), batch)
+			if err != nil {
+				return err
+			}
+			locked, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return err
+			}
+			// Only holds whose user balance is locked now (or without one).
 			const sel = `SELECT id, coalesce(user_account_id, 0), coalesce(partner_account_id, 0), amount
-				FROM holds WHERE status = 'open' AND expires_at <= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`
-			rows, err := tx.Query(ctx, sel, l.now(), batch)
+				FROM holds WHERE status = 'open' AND expires_at <= $1 AND (user_account_id IS NULL OR user_account_id = ANY ($3))
+				ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`
+			rows, err = tx.Query(ctx, sel, l.now(), batch, locked)
 			if err != nil {
 				return err
 			}

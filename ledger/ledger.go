@@ -202,7 +202,7 @@ func isDeadlock(err error) bool {
 func lockAccounts(ctx context.Context, tx pgx.Tx, ids ...int64) (map[int64]Account, error) {
 	// QueryExecModeExec plans each call afresh: a plan cached while
 	// accounts was small would scan it whole for ever.
-	rows, err := tx.Query(ctx, selectAccount+` WHERE id = ANY ($1) ORDER BY kind <> 'user', id FOR UPDATE`, pgx.QueryExecModeExec, ids)
+	rows, err := tx.Query(ctx, selectAccount+` WHERE id = ANY ($1) ORDER BY kind <> 'user', id FOR NO KEY UPDATE`, pgx.QueryExecModeExec, ids)
 	if err != nil {
 		return nil, err
 	}

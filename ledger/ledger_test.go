@@ -489,6 +489,8 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 		`UPDATE entries SET amount = amount + 7 WHERE id = ` + itoa(post.Entries[1].ID),              // unbalanced + balance (settlement)
 		`UPDATE holds SET status = 'released', resolved_at = now() WHERE id = ` + itoa(h2.ID+0*h.ID), // captured hold now "released" with a capture posting
 		`UPDATE holds SET partner_account_id = 1000000000 WHERE id = ` + itoa(h.ID),                  // hold_account_missing (holds have no foreign keys)
+		`UPDATE entries SET account_id = 1000000001 WHERE id = ` + itoa(post.Entries[0].ID),          // entry_account_missing (nor entries, 027)
+		`UPDATE entries SET posting_id = 1000000002 WHERE id = ` + itoa(post.Entries[2].ID),          // entry_posting_missing
 	}
 	for _, q := range tamper {
 		if _, err := e.pool.Exec(e.ctx, q); err != nil {
@@ -504,7 +506,8 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 		t.Logf("violation: %s", v)
 		got[v.Check]++
 	}
-	for _, check := range []string{"balance_mismatch", "held_mismatch", "posting_unbalanced", "hold_resolved_twice", "hold_account_missing"} {
+	for _, check := range []string{"balance_mismatch", "held_mismatch", "posting_unbalanced", "hold_resolved_twice", "hold_account_missing",
+		"entry_account_missing", "entry_posting_missing"} {
 		if got[check] == 0 {
 			t.Errorf("no %s violation reported; got %v", check, got)
 		}

@@ -44,6 +44,8 @@ type HoldBatch struct {
 	newHold []int           // indexes of the specs that insert a hold, in order
 	known   map[string]Hold // holds placed earlier under the batch's refs, once looked up
 	retries int
+	l       *Ledger
+	money   moneyPlan // completions and releases of the batch's fast path (capturebatch.go)
 }
 
 // lockedAccount is an account row of the batch, locked (a user account)
@@ -58,6 +60,12 @@ type lockedAccount struct {
 	// update requires balance - held >= need on the row as it is then.
 	hot  bool
 	need int64
+	// dBal and dHeld are the batch's completions and releases on the
+	// row (see PlanMoney), besides the holds Decide placed; touch: the
+	// final update locks the row even without a change (a message of
+	// the batch's tail posts to it).
+	dBal, dHeld int64
+	touch       bool
 }
 
 func (a *lockedAccount) available() int64 { return a.balance - a.held }
@@ -78,7 +86,7 @@ const GenericPlans = `SELECT set_config('plan_cache_mode', 'force_generic_plan',
 // NewHoldBatch returns an empty batch; nothing is sent yet.
 func (l *Ledger) NewHoldBatch() *HoldBatch {
 	start := l.now()
-	return &HoldBatch{start: start, expires: start.Add(l.cfg.HoldTTL)}
+	return &HoldBatch{start: start, expires: start.Add(l.cfg.HoldTTL), l: l}
 }
 
 // SpecAccounts returns the accounts specs name, ascending, each once.
@@ -144,7 +152,7 @@ func (lr LockRows) Statement() string {
 	}
 	return `WITH ` + lr.With + ` uids AS MATERIALIZED (` + lr.Users + `),
 		users AS (SELECT id, balance, held, currency, state FROM accounts
-			WHERE id = ANY (ARRAY(SELECT * FROM uids)) AND kind = 'user' ORDER BY id FOR UPDATE)
+			WHERE id = ANY (ARRAY(SELECT * FROM uids)) AND kind = 'user' ORDER BY id FOR NO KEY UPDATE)
 		` + mine + `SELECT id, balance, held, currency, state, false` + pad + ` FROM users
 		UNION ALL SELECT id, balance, held, currency, state, true` + pad + ` FROM accounts WHERE id = ANY (ARRAY(SELECT * FROM ` + others + `)) AND kind <> 'user'`
 }
@@ -229,8 +237,9 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 	b.specs = specs
 	existing := b.known
 	for _, a := range b.order {
-		a.held, a.neg, a.need = a.held0, false, 0
+		a.held, a.neg, a.need, a.dBal, a.dHeld = a.held0, false, 0, 0, 0
 	}
+	b.money = moneyPlan{}
 	b.out = make([]HoldResult, len(b.specs))
 	b.newHold = b.newHold[:0]
 	placed := make(map[string]int, len(b.specs)) // ref -> spec that placed it
@@ -352,6 +361,7 @@ const (
 	// by the join, and would stay so. The index scan of id = ANY takes
 	// the rows in ascending id, the order of the locks.
 	updateHeld = `UPDATE accounts a SET held = a.held + ($2::bigint[])[array_position($1::bigint[], a.id)],
+			balance = a.balance + ($4::bigint[])[array_position($1::bigint[], a.id)],
 			negative_flag = a.negative_flag OR ($3::boolean[])[array_position($1::bigint[], a.id)]
 		WHERE a.id = ANY ($1)`
 	// updateHeldIfAllowed is updateHeld for accounts read without a lock
@@ -360,9 +370,12 @@ const (
 	// the statement unless every row did. negative_flag follows the row
 	// as it is (an advice).
 	updateHeldIfAllowed = `WITH u AS (UPDATE accounts a SET held = a.held + ($2::bigint[])[array_position($1::bigint[], a.id)],
-			negative_flag = a.negative_flag OR a.balance - a.held - ($2::bigint[])[array_position($1::bigint[], a.id)] < 0
-		WHERE a.id = ANY ($1) AND a.state = ($4::text[])[array_position($1::bigint[], a.id)]
-			AND a.balance - a.held >= ($3::bigint[])[array_position($1::bigint[], a.id)] RETURNING a.id)
+			balance = a.balance + ($5::bigint[])[array_position($1::bigint[], a.id)],
+			negative_flag = a.negative_flag OR a.kind IN ('user', 'partner_credit', 'partner_deposit')
+				AND a.balance + ($5::bigint[])[array_position($1::bigint[], a.id)] - a.held - ($2::bigint[])[array_position($1::bigint[], a.id)] < 0
+		WHERE a.id = ANY ($1) AND ($4::text[])[array_position($1::bigint[], a.id)] IN ('', a.state)
+			AND (($3::bigint[])[array_position($1::bigint[], a.id)] <= 0
+				OR a.balance - a.held >= ($3::bigint[])[array_position($1::bigint[], a.id)]) RETURNING a.id)
 		SELECT ledger_accounts_allow((SELECT count(*) FROM u)::int, cardinality($1::bigint[]))`
 )
 
@@ -388,20 +401,27 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 			declined = append(declined, ref)
 		}
 	}
-	var accIDs, deltas []int64
+	var accIDs, deltas, bals []int64
 	var negs []bool
 	for _, a := range b.order {
-		if !a.hot && (a.held != a.held0 || a.neg) {
-			accIDs, deltas, negs = append(accIDs, a.id), append(deltas, a.held-a.held0), append(negs, a.neg)
+		if !a.hot && (a.held != a.held0 || a.neg || a.dBal != 0 || a.dHeld != 0) {
+			neg := a.neg || a.dBal-a.dHeld < 0 && a.balance+a.dBal-a.held-a.dHeld < 0 // a capture within tolerance
+			accIDs, deltas, negs = append(accIDs, a.id), append(deltas, a.held-a.held0+a.dHeld), append(negs, neg)
+			bals = append(bals, a.dBal)
 		}
 	}
 	q.Queue(`SAVEPOINT ledger_place_holds`)
 	if n > 0 {
 		q.Queue(insertHolds, ids, users, partners, currencies, amounts, refs, expires, b.now)
-		if len(accIDs) > 0 {
-			q.Queue(updateHeld, accIDs, deltas, negs)
-		}
 	}
+	if len(accIDs) > 0 {
+		q.Queue(updateHeld, accIDs, deltas, negs, bals)
+	}
+	// The captures' entries check their accounts' keys (FOR KEY SHARE),
+	// which no lock of the ledger's waits for (accounts are locked FOR NO
+	// KEY UPDATE and never deleted): the partner and internal rows they
+	// name are changed by QueueFinish's update only.
+	b.queueMoney(q)
 	if len(declined) > 0 {
 		q.Queue(`SELECT ledger_refs_free($1)`, declined)
 	}
@@ -424,18 +444,18 @@ func (b *HoldBatch) Undo(ctx context.Context, tx pgx.Tx) error {
 func (b *HoldBatch) QueueFinish(q *pgx.Batch) {
 	var hot []*lockedAccount
 	for _, a := range b.order {
-		if a.hot && a.held != a.held0 {
+		if a.hot && (a.held != a.held0 || a.touch || a.dBal != 0 || a.dHeld != 0) {
 			hot = append(hot, a)
 		}
 	}
 	if len(hot) > 0 {
 		// Ascending, the order every transaction locks accounts in.
 		slices.SortFunc(hot, func(x, y *lockedAccount) int { return cmp.Compare(x.id, y.id) })
-		ids, deltas, needs, states := make([]int64, len(hot)), make([]int64, len(hot)), make([]int64, len(hot)), make([]string, len(hot))
+		ids, deltas, needs, states, bals := make([]int64, len(hot)), make([]int64, len(hot)), make([]int64, len(hot)), make([]string, len(hot)), make([]int64, len(hot))
 		for i, a := range hot {
-			ids[i], deltas[i], needs[i], states[i] = a.id, a.held-a.held0, a.need, a.state
+			ids[i], deltas[i], needs[i], states[i], bals[i] = a.id, a.held-a.held0+a.dHeld, a.need, a.state, a.dBal
 		}
-		q.Queue(updateHeldIfAllowed, ids, deltas, needs, states)
+		q.Queue(updateHeldIfAllowed, ids, deltas, needs, states, bals)
 	}
 	q.Queue(`RELEASE SAVEPOINT ledger_place_holds`)
 }
@@ -484,7 +504,7 @@ func (b *HoldBatch) lockHot(ctx context.Context, tx pgx.Tx) error {
 			ids = append(ids, a.id)
 		}
 	}
-	rows, err := tx.Query(ctx, `SELECT id, balance, held, state FROM accounts WHERE id = ANY ($1) ORDER BY id FOR UPDATE`, ids)
+	rows, err := tx.Query(ctx, `SELECT id, balance, held, state FROM accounts WHERE id = ANY ($1) ORDER BY id FOR NO KEY UPDATE`, ids)
 	if err != nil {
 		return err
 	}

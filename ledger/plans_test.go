@@ -23,9 +23,11 @@ func TestGenericPlansProbe(t *testing.T) {
 		want             []string
 	}{
 		{"lock", lock.Statement(), "bigint[]", []string{"LockRows", "Index Cond: (id = ANY ($"}},
-		{"update_held", ledger.UpdateHeld, "bigint[], bigint[], boolean[]", []string{"accounts_pkey"}},
-		{"update_held_if_allowed", ledger.UpdateHeldIfAllowed, "bigint[], bigint[], bigint[], text[]", []string{"accounts_pkey"}},
+		{"update_held", ledger.UpdateHeld, "bigint[], bigint[], boolean[], bigint[]", []string{"accounts_pkey"}},
+		{"update_held_if_allowed", ledger.UpdateHeldIfAllowed, "bigint[], bigint[], bigint[], text[], bigint[]", []string{"accounts_pkey"}},
 		{"insert_holds", ledger.InsertHolds, "bigint[], bigint[], bigint[], text[], bigint[], text[], timestamptz[], timestamptz", nil},
+		{"capture_holds", ledger.CaptureHolds, "bigint[], text[], bigint[], bigint[], bigint[], bigint[], text[]", []string{"holds_pkey"}},
+		{"release_holds", ledger.ReleaseHolds, "bigint[], bigint[]", []string{"holds_pkey"}},
 	} {
 		plan := ledgertest.GenericPlan(t, tx, c.name, c.sql, c.types)
 		ledgertest.CheckProbes(t, c.name, plan, c.want...)

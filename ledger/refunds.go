@@ -48,6 +48,9 @@ func (l *Ledger) refundCapture(ctx context.Context, tx pgx.Tx, holdID int64, cap
 	)
 	const hold = `SELECT h.status, h.currency, h.captured_amount, h.refunded, h.credited, h.capture_posting_id, p.ref
 		FROM holds h LEFT JOIN postings p ON p.id = h.capture_posting_id WHERE h.id = $1 FOR UPDATE OF h`
+	if err := lockHoldUser(ctx, tx, holdID); err != nil {
+		return 0, err
+	}
 	if err := tx.QueryRow(ctx, hold, holdID).Scan(&status, &currency, &captured, &refunded, &credited, &postedID, &postedRef); err != nil {
 		return 0, err
 	}

@@ -66,6 +66,11 @@ var verifyChecks = []struct{ name, sql string }{
 		FROM holds WHERE amount < 0 OR amount > original_amount`},
 	{"hold_currency", `SELECT a.id, 0::bigint, h.id, format('hold in %s on an account in %s', h.currency, a.currency)
 		FROM holds h JOIN accounts a ON a.id IN (h.user_account_id, h.partner_account_id) WHERE a.currency <> h.currency`},
+	// entries carry no foreign keys (027_entries_keys.sql).
+	{"entry_account_missing", `SELECT e.account_id, e.posting_id, 0::bigint, format('entry %s on an account that does not exist', e.id)
+		FROM entries e WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.account_id)`},
+	{"entry_posting_missing", `SELECT e.account_id, e.posting_id, 0::bigint, format('entry %s of a posting that does not exist', e.id)
+		FROM entries e WHERE NOT EXISTS (SELECT 1 FROM postings p WHERE p.id = e.posting_id)`},
 	// holds carry no foreign keys to accounts (006_hotpath.sql).
 	{"hold_account_missing", `SELECT x.id, 0::bigint, h.id, 'hold on an account that does not exist'
 		FROM holds h CROSS JOIN LATERAL (VALUES (h.user_account_id), (h.partner_account_id)) AS x (id)

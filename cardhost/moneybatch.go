@@ -1,0 +1,422 @@
+package cardhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/antaca/antaca/ledger"
+)
+
+// Completions (x220, not refunds) and reversals (x400/x420) are written by
+// the authorisation batches (issue 18; docs/decisions.md "Group commit of
+// money messages"): one transaction and one commit for a whole batch of
+// approvals, completions and releases.
+//
+// The batch's first pipeline finds each one's card by PAN (its balance is
+// locked by the batch's lock statement, with the approvals'), its earlier
+// answer (a duplicate) and, after the lock statement, its original and the
+// original's hold, locked: user balances, then holds, then, in the final
+// update just before COMMIT, the partner and internal rows, each by id.
+// A completion within its open hold and a release of an open hold are
+// then written set-based (ledger.HoldBatch.PlanMoney); anything else (a
+// capture above the hold, FX, parts, an expired or resolved hold, an
+// original the batch itself journals, a pending reversal) runs per message
+// after the final update, in arrival order, under a savepoint, on rows the
+// batch then holds already (slow path). A message whose card the batch
+// cannot lock (no PAN, an unknown PAN, an original on another balance)
+// takes the per-message transaction of complete/reverse instead.
+
+// moneyReq is what a batch finds and decides for a completion or reversal.
+type moneyReq struct {
+	panLookup []byte
+	stored    *Decision // answered before: the stored answer
+	orig      *moneyOrig
+	fallback  bool // not for the batch: complete/reverse decide it alone
+	slow      bool // written per message in the batch's tail
+	card      *Card
+	prog      *Program
+	op        *ledger.MoneyOp // the fast path's capture or release (nil: nothing to move)
+	detail    string
+}
+
+// moneyOrig is the original of a money message as the batch's probe found
+// it, with its hold (locked) when it has one.
+type moneyOrig struct {
+	journalID, holdID, cardID int64
+	class                     MessageClass
+	names                     bool // it names an original in turn (an incremental authorisation)
+	amount                    int64
+	currency                  string
+	status, holdCcy           string
+	held, user, partner       int64
+	excepted, partsTaken      int64
+	toleranceUsed             int64
+	part                      bool
+}
+
+// moneyProbe finds the originals of money messages ($1 kind: L by DE56
+// local time, T by DE90 transmission time, R by RRN + STAN; as originalOn)
+// and locks their holds in ascending id order: a row per original found
+// (i its request), then a row per hold (i 0). Each look-up is an
+// OFFSET 0 probe of auth_journal_dedup (acquirer, STAN first), so that a
+// generic plan cannot turn it into a read of the journal in id order.
+const moneyProbe = `WITH x AS MATERIALIZED (
+	SELECT x.i, o.id, o.hold_id, o.card_id, o.class, o.original_id, o.amount, o.currency
+	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(kind, acq, stan, t, mti, rrn, i)
+	CROSS JOIN LATERAL (SELECT * FROM (
+		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
+			WHERE x.kind = 'L' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.local_time = x.t AND j.mti = x.mti::bpchar OFFSET 0) l
+		UNION ALL SELECT * FROM (
+		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
+			WHERE x.kind = 'T' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.transmission_time = x.t AND j.mti = x.mti::bpchar OFFSET 0) t
+		UNION ALL SELECT * FROM (
+		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
+			WHERE x.kind = 'R' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.rrn = x.rrn AND j.class IN (1, 2, 3) OFFSET 0) r
+		ORDER BY 1 LIMIT 1) o),
+	h AS MATERIALIZED (SELECT id, status, amount, currency, user_account_id, partner_account_id, excepted, parts_taken, parent_id, tolerance_used
+		FROM holds WHERE id = ANY (ARRAY(SELECT hold_id FROM x WHERE hold_id IS NOT NULL)) ORDER BY id FOR UPDATE)
+	SELECT x.i, x.id, coalesce(x.hold_id, 0), coalesce(x.card_id, 0), x.class, x.original_id IS NOT NULL,
+		coalesce(x.amount, 0), coalesce(x.currency, ''), '', 0::bigint, '', 0::bigint, 0::bigint, 0::bigint, 0::bigint, false, 0::bigint
+	FROM x
+	UNION ALL SELECT 0, 0, h.id, 0, 0, false, 0, '', h.status, h.amount, h.currency, coalesce(h.user_account_id, 0),
+		coalesce(h.partner_account_id, 0), h.excepted, h.parts_taken, h.parent_id IS NOT NULL, h.tolerance_used
+	FROM h`
+
+// moneyKey is the original look-up key of r, as originalOn reads it.
+func moneyKey(r *AuthRequest) (kind, acq, stan, t, mti, rrn string) {
+	if o := r.Original; o != nil {
+		acq = o.AcquirerID
+		if acq == "" {
+			acq = r.AcquirerID
+		}
+		if o.LocalTime != "" {
+			return "L", acq, o.STAN, o.LocalTime, foldRepeat(o.MTI), ""
+		}
+		return "T", acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI), ""
+	}
+	return "R", r.AcquirerID, r.STAN, "", "", r.RRN
+}
+
+// queueMoneyProbe queues on q, after the batch's lock statement, the look-up
+// of the money messages' earlier answers and of their originals, whose holds
+// it locks.
+func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
+	if len(ws) == 0 {
+		return
+	}
+	n := len(ws)
+	for _, w := range ws {
+		*w.money = moneyReq{panLookup: w.money.panLookup}
+	}
+	queueJournalProbe(q, ws, func(w *writeReq, d Decision) { w.money.stored = &d })
+	kind, acq, stan, t, mti, rrn := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, w := range ws {
+		kind[i], acq[i], stan[i], t[i], mti[i], rrn[i] = moneyKey(w.j.req)
+	}
+	q.Queue(moneyProbe, kind, acq, stan, t, mti, rrn).Query(func(rows pgx.Rows) error {
+		holds := map[int64]moneyOrig{}
+		for rows.Next() {
+			var (
+				i     int
+				o     moneyOrig
+				class int
+			)
+			if err := rows.Scan(&i, &o.journalID, &o.holdID, &o.cardID, &class, &o.names, &o.amount, &o.currency, &o.status, &o.held,
+				&o.holdCcy, &o.user, &o.partner, &o.excepted, &o.partsTaken, &o.part, &o.toleranceUsed); err != nil {
+				return fmt.Errorf("original probe: %w", err)
+			}
+			switch {
+			case i == 0:
+				holds[o.holdID] = o
+				continue
+			case i < 1 || i > n:
+				return fmt.Errorf("original probe: row %d of %d", i, n)
+			}
+			o.class = MessageClass(class)
+			ws[i-1].money.orig = &o
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("original probe: %w", err)
+		}
+		for _, w := range ws {
+			if o := w.money.orig; o != nil && o.holdID != 0 {
+				h := holds[o.holdID]
+				o.status, o.held, o.holdCcy, o.user, o.partner = h.status, h.held, h.holdCcy, h.user, h.partner
+				o.excepted, o.partsTaken, o.part, o.toleranceUsed = h.excepted, h.partsTaken, h.part, h.toleranceUsed
+			}
+		}
+		return nil
+	})
+}
+
+// decideMoney decides a money message of the batch on what the first
+// pipeline found (seen: the holds earlier messages of the batch name). It
+// reports whether the message is written by the batch.
+func (h *Host) decideMoney(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatch, w *writeReq, cards map[string]*Card, seen map[int64]bool) bool {
+	m, r := w.money, w.j.req
+	if m.stored != nil {
+		w.decision = *m.stored
+		return false
+	}
+	c := cards[string(m.panLookup)]
+	o := m.orig
+	if c == nil || !hb.Locked(c.AccountID) || o != nil && o.user != 0 && o.user != c.AccountID {
+		// Its balance is not among the batch's locks: alone, as before.
+		m.fallback = true
+		return false
+	}
+	card := *c
+	prog, err := h.cachedProgramOn(ctx, tx, card.ProgramID)
+	if err != nil {
+		w.err = err
+		return false
+	}
+	m.card, m.prog = &card, &prog
+	w.j.cardID = card.ID
+	if r.Class != ClassCompletion {
+		w.pending = nil // reversals waiting for a reversal: none apply
+	}
+	fast := o != nil && o.holdID != 0 && o.status == ledger.HoldOpen && !o.part && o.partsTaken == 0 && o.excepted == 0 &&
+		o.holdCcy == prog.Currency && !seen[o.holdID] && len(w.pending) == 0
+	if o != nil && o.holdID != 0 {
+		seen[o.holdID] = true
+	}
+	if fast {
+		op := ledger.MoneyOp{HoldID: o.holdID, UserAccountID: o.user, PartnerAccountID: o.partner, Currency: o.holdCcy, Held: o.held}
+		switch r.Class {
+		case ClassCompletion:
+			final, fx := completionAmount(r, &prog)
+			// Above the hold within the MCC's tolerance (ClearTx's
+			// allowance); beyond it the excess goes to exceptions, per
+			// message.
+			bp := min(max(mccRule(&prog, r.MCC).ToleranceBP, 0), 10000)
+			allowance := max(o.held*int64(bp)/10000-o.toleranceUsed, 0)
+			fast = !fx && r.FunctionCode != FuncCompletionNotLast && final > 0 && final <= o.held+allowance
+			op.Capture, op.Final, op.Ref = true, final, "capture:"+journalRef(r)
+			m.op, m.detail = &op, "captured "+strconv.FormatInt(final, 10)
+		default:
+			var remaining int64
+			if rep := r.ReplacementAmount; rep != nil {
+				remaining = *rep
+				// In another currency than the hold's, replacementInHold
+				// converts it: per message.
+				fast = fast && remaining >= 0 && (o.currency == "" || o.currency == prog.CurrencyNumeric || o.amount <= 0)
+			}
+			fast = fast && !(o.class == ClassAuthorization && o.names) // an increment's own reversal
+			op.Final = remaining
+			m.op, m.detail = &op, "released to "+strconv.FormatInt(remaining, 10)
+			if remaining >= o.held {
+				m.op, m.detail = nil, "replacement amount not below the hold: nothing released"
+			}
+		}
+	}
+	if !fast {
+		m.op, m.detail, m.slow = nil, "", true
+		// The rows the per-message path may post to are locked by the
+		// batch's final update, in order, before it runs.
+		hb.Touch(prog.PartnerAccountID)
+		if o != nil {
+			hb.Touch(o.partner)
+		}
+		ids, err := h.ledger.MoneyAccounts(ctx, prog.Currency, prog.PartnerID)
+		if err != nil {
+			w.err = err
+			return false
+		}
+		hb.Touch(ids...)
+	}
+	return true
+}
+
+// planMoney plans the fast path of the batch's money messages among writes
+// on hb (after its Decide) and fills their journal rows and answers, with
+// DE54 as the batch leaves the card's funds account.
+func (h *Host) planMoney(ctx context.Context, hb *ledger.HoldBatch, writes []*writeReq) error {
+	var ops []ledger.MoneyOp
+	for _, w := range writes {
+		if m := w.money; m != nil && !m.slow && m.op != nil {
+			ops = append(ops, *m.op)
+		}
+	}
+	if err := hb.PlanMoney(ctx, ops); err != nil {
+		return err
+	}
+	for _, w := range writes {
+		m := w.money
+		if m == nil || m.slow {
+			continue
+		}
+		r := w.j.req
+		avail, _ := hb.AvailableAfter(h.fundsAccount(m.card, m.prog))
+		w.decision = Decision{Reason: Approved, ApprovalCode: approvalCode(r), Available: avail, Currency: m.prog.CurrencyNumeric,
+			HasAvailable: true, HoldID: m.orig.holdID}
+		w.j.reason, w.j.approval, w.j.available, w.j.availCcy = Approved, w.decision.ApprovalCode, &avail, m.prog.CurrencyNumeric
+		w.j.holdID, w.j.originalID, w.j.detail = m.orig.holdID, m.orig.journalID, m.detail
+	}
+	return nil
+}
+
+// queueWriteJournals queues the journal rows of writes but those of money
+// messages written per message (they journal in the tail), and returns
+// whether each row is inserted (see queueJournals; true for the tail's,
+// which moneySlow corrects).
+func queueWriteJournals(q *pgx.Batch, writes []*writeReq) []bool {
+	rows := make([]journal, 0, len(writes))
+	for _, w := range writes {
+		if w.money == nil || !w.money.slow {
+			rows = append(rows, w.j)
+		}
+	}
+	got := queueJournals(q, rows)
+	inserted := make([]bool, len(writes))
+	k := 0
+	for i, w := range writes {
+		if w.money == nil || !w.money.slow {
+			inserted[i] = got[k]
+			k++
+			continue
+		}
+		inserted[i] = true
+	}
+	return inserted
+}
+
+// writeTailInOrder is the batch's tail in arrival order: writeTail for
+// the requests that have one, moneySlow for the money messages written
+// per message (a reversal after its authorisation in the same batch finds
+// and releases the hold the batch placed).
+func (h *Host) writeTailInOrder(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
+	for i, w := range writes {
+		if w.money != nil && w.money.slow {
+			later := laterOriginal(writes[i+1:], w.j.req)
+			if later != nil && laterOriginal(writes[:i], w.j.req) != nil {
+				later = nil // a copy of an original that arrived before it
+			}
+			ok, err := h.moneySlow(ctx, tx, w, later)
+			if err != nil {
+				return err
+			}
+			inserted[i] = ok
+			continue
+		}
+		if err := h.writeTail(ctx, tx, writes[i:i+1], inserted[i:i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// laterOriginal returns the request among later (the batch's requests
+// that arrived after r) that r names as its original, if any.
+func laterOriginal(later []*writeReq, r *AuthRequest) *writeReq {
+	key := pendingKey(r)
+	var keys []string
+	for _, w := range later {
+		if w.money != nil {
+			continue
+		}
+		keys = appendOriginalKeys(keys[:0], w.j.req)
+		for _, k := range keys {
+			if k == key {
+				return w
+			}
+		}
+	}
+	return nil
+}
+
+// moneySlow writes one money message in tx under a savepoint, as its own
+// transaction would (completeOn, reverseOn, pendOn), on rows the batch
+// has locked; false: its journal key was taken meanwhile, nothing of it
+// stays and its answer is the stored one. later is its original when that
+// arrived after it in the same batch (journaled by the batch already, but
+// in arrival order not there yet): a completion of it is one without an
+// authorisation, a reversal of it waits as a pending reversal, which the
+// original's own tail (writeTail) applies.
+func (h *Host) moneySlow(ctx context.Context, tx pgx.Tx, w *writeReq, later *writeReq) (bool, error) {
+	m, r := w.money, w.j.req
+	w.opened = w.opened[:0]
+	var pend *pendingReversal
+	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+		orig, found, err := h.originalOn(ctx, tx, r)
+		if err != nil {
+			return err
+		}
+		if later != nil {
+			orig, found = originalRow{}, false
+		}
+		var card *Card
+		if orig.cardID == 0 || orig.cardID == m.card.ID {
+			card = m.card
+		}
+		switch {
+		case r.Class == ClassCompletion && (!found || orig.holdID == 0):
+			w.decision = Decision{Reason: InvalidCard}
+			j := w.j
+			j.cardID, j.reason, j.detail = 0, InvalidCard, "completion without an authorisation"
+			_, err := writeJournal(ctx, tx, j)
+			return err
+		case r.Class == ClassCompletion:
+			d, opened, err := h.completeOn(ctx, tx, r, orig, m.card, m.prog, w.j.panEnc)
+			if err != nil {
+				return err
+			}
+			w.decision = d
+			if opened != "" {
+				w.opened = append(w.opened, opened)
+			}
+			return nil
+		case !found:
+			window := defaultPendingWindow
+			if m.prog.PendingReversalWindow > 0 {
+				window = m.prog.PendingReversalWindow
+			}
+			w.decision, err = h.pendOn(ctx, tx, r, m.card, m.prog, w.j.panEnc, window)
+			if err == nil && later != nil {
+				p := pendingReversal{key: pendingKey(r), ref: journalRef(r), replacement: r.ReplacementAmount}
+				err = tx.QueryRow(ctx, `SELECT id FROM pending_reversals WHERE reversal_ref = $1 AND status = 'pending'`, p.ref).Scan(&p.id)
+				pend = &p
+			}
+			return err
+		default:
+			prog := m.prog
+			if card == nil {
+				prog = nil
+			}
+			w.decision, err = h.reverseOn(ctx, tx, r, orig, true, card, prog, w.j.panEnc)
+			return err
+		}
+	})
+	if errors.Is(err, errDuplicate) {
+		return false, nil
+	}
+	if err == nil && pend != nil {
+		later.pending = append(later.pending, *pend)
+	}
+	return err == nil, err
+}
+
+// moneyInBatch answers a completion or reversal with the authorisation
+// batch of its PAN; ok false: the batch left it to the per-message path.
+func (h *Host) moneyInBatch(ctx context.Context, r *AuthRequest) (d Decision, ok bool, err error) {
+	enc, err := h.encryptedPAN(r.PAN)
+	if err != nil {
+		return Decision{}, true, err
+	}
+	w := &writeReq{money: &moneyReq{panLookup: h.keys.PANLookup(r.PAN)}, j: journal{req: r, panEnc: enc}}
+	if err := h.writes[h.shardOf(ctx, r.PAN)].do(ctx, w); err != nil {
+		return Decision{}, true, err
+	}
+	switch m := w.money; {
+	case m.stored != nil:
+		return *m.stored, true, nil
+	case m.fallback:
+		return Decision{}, false, nil
+	}
+	d, err = h.answer(ctx, w)
+	return d, true, err
+}
