@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/antaca/antaca/ledger"
@@ -55,57 +53,26 @@ type remoteReq struct {
 	pc   *pinChange
 }
 
-// journalProbe reads the earlier answers of requests (their journal rows,
-// by request key): one row per answered request. The LATERAL … OFFSET 0
-// subquery keeps it a probe of auth_journal_dedup per request under any
-// plan (see ledger.GenericPlans): as a plain join, planned while the
-// journal was analysed empty, it read the whole journal index for every
-// batch after (20 ms a batch once the journal had grown).
-const journalProbe = `SELECT x.i, j.reason, j.approval_code, j.hold_id, j.available, j.available_currency, j.approved_amount
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS x(acq, stan, tt, rrn, mti, i)
-	CROSS JOIN LATERAL (SELECT reason, approval_code, hold_id, available, available_currency, approved_amount FROM auth_journal
-		WHERE acquirer_id = x.acq AND stan = x.stan AND transmission_time = x.tt AND rrn = x.rrn AND mti = x.mti::bpchar OFFSET 0) j`
-
 // queueJournalProbe queues on q the probe for earlier answers of ws'
-// requests; found is called with each request answered before and its
-// stored decision.
+// requests (ledger.QueueJournalProbe); found is called with each request
+// answered before and its stored decision.
 func queueJournalProbe(q *pgx.Batch, ws []*writeReq, found func(w *writeReq, d Decision)) {
-	n := len(ws)
-	acq, stan, tt, rrn, mti := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, w := range ws {
+	k := ledger.NewJournalKeys(len(ws))
+	for _, w := range ws {
 		r := w.j.req
-		acq[i], stan[i], tt[i], rrn[i], mti[i] = r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI)
+		k.Add(r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
 	}
-	q.Queue(journalProbe, acq, stan, tt, rrn, mti).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var (
-				i                          int
-				reason, approval, availCcy string
-				holdID, avail, approved    *int64
-			)
-			if err := rows.Scan(&i, &reason, &approval, &holdID, &avail, &availCcy, &approved); err != nil {
-				return fmt.Errorf("journal probe: %w", err)
-			}
-			if i < 1 || i > n {
-				return fmt.Errorf("journal probe: row %d of %d", i, n)
-			}
-			d := Decision{Reason: Reason(reason), ApprovalCode: approval, Duplicate: true, Currency: availCcy}
-			if holdID != nil {
-				d.HoldID = *holdID
-			}
-			if avail != nil {
-				d.Available, d.HasAvailable = *avail, true
-			}
-			if approved != nil {
-				d.ApprovedAmount = *approved
-			}
-			found(ws[i-1], d)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("journal probe: %w", err)
-		}
-		return nil
-	})
+	ledger.QueueJournalProbe(q, k, func(i int, a ledger.StoredAnswer) { found(ws[i], storedDecision(a)) })
+}
+
+// storedDecision is the decision a journal row records.
+func storedDecision(a ledger.StoredAnswer) Decision {
+	d := Decision{Reason: Reason(a.Reason), ApprovalCode: a.ApprovalCode, Duplicate: true, Currency: a.AvailableCurrency,
+		HoldID: a.HoldID, ApprovedAmount: a.ApprovedAmount}
+	if a.Available != nil {
+		d.Available, d.HasAvailable = *a.Available, true
+	}
+	return d
 }
 
 // dropJournaled returns writes less the requests whose journal key exists
@@ -343,9 +310,9 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			committed = true
 			break
 		}
-		if journalDuplicate(err) {
+		if ledger.JournalDuplicate(err) {
 			// A request of the batch was journaled meanwhile (see
-			// insertJournals): it is a duplicate, answered as stored,
+			// ledger.QueueInsertJournals): it is a duplicate, answered as stored,
 			// and the others are written again without it.
 			if rewrites++; rewrites > 3 {
 				return fmt.Errorf("journal keys kept being taken by other transactions: %w", err)
@@ -433,28 +400,13 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 	return nil
 }
 
-// journalDuplicate reports whether err is the unique violation of a
-// journal key (see insertJournals).
-func journalDuplicate(err error) bool {
-	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "23505" && pg.ConstraintName == "auth_journal_dedup"
-}
-
 // queueJournals queues the insert of rows on q and returns, per row,
 // whether it is inserted once q has run without error (false: the same
 // request earlier in rows, whose row stands: a duplicate). A key that
-// exists already fails the statement (see insertJournals).
+// exists already fails the statement (see ledger.QueueInsertJournals).
 func queueJournals(q *pgx.Batch, rows []journal) []bool {
 	n := len(rows)
-	var (
-		profile, mti, acq, stan, tt, rrn, masked, proc, ccy, bccy, merchant = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		reason, approval, availCcy, detail, lt                              = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		class                                                               = make([]int32, 0, n)
-		card, amount, bamount, hold, orig, appr                             = make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([]int64, 0, n)
-		pan                                                                 = make([][]byte, 0, n)
-		avail                                                               = make([]*int64, 0, n)
-		recv                                                                = make([]*time.Time, 0, n)
-	)
+	b := ledger.NewJournalRows(n)
 	inserted := make([]bool, n)
 	keys := make(map[string]bool, n)
 	for i, j := range rows {
@@ -464,17 +416,8 @@ func queueJournals(q *pgx.Batch, rows []journal) []bool {
 			continue // the same request twice in the batch: the first stands
 		}
 		keys[k], inserted[i] = true, true
-		profile, mti, class, acq, stan, tt, rrn = append(profile, r.Profile), append(mti, foldRepeat(r.MTI)), append(class, int32(r.Class)), append(acq, r.AcquirerID), append(stan, r.STAN), append(tt, r.TransmissionTime), append(rrn, r.RRN)
-		card, pan, proc, amount, ccy, bamount, bccy, merchant = append(card, j.cardID), append(pan, j.panEnc), append(proc, r.ProcessingCode), append(amount, r.Amount), append(ccy, r.Currency), append(bamount, r.BillingAmount), append(bccy, r.BillingCurrency), append(merchant, r.MerchantName)
-		m := ""
-		if r.PAN != "" {
-			m = MaskPAN(r.PAN)
-		}
-		masked = append(masked, m)
-		reason, approval, hold, avail, availCcy, orig, detail, lt = append(reason, string(j.reason)), append(approval, j.approval), append(hold, j.holdID), append(avail, j.available), append(availCcy, j.availCcy), append(orig, j.originalID), append(detail, j.detail), append(lt, r.LocalTime)
-		recv, appr = append(recv, receivedAt(r)), append(appr, j.approvedAmount)
+		b.Add(j.row())
 	}
-	q.Queue(insertJournals, profile, mti, class, acq, stan, tt, rrn, card, pan, masked, proc, amount, ccy,
-		bamount, bccy, merchant, reason, approval, hold, avail, availCcy, orig, detail, lt, recv, appr)
+	ledger.QueueInsertJournals(q, b)
 	return inserted
 }

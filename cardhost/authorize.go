@@ -33,29 +33,29 @@ type journal struct {
 // stored decision.
 var errDuplicate = errors.New("duplicate request")
 
-const insertJournal = `INSERT INTO auth_journal (profile, mti, class, acquirer_id, stan, transmission_time, rrn,
-	card_id, pan_enc, pan_masked, processing_code, amount, currency, billing_amount, billing_currency, merchant,
-	reason, approval_code, hold_id, available, available_currency, original_id, detail, local_time, received_at, approved_amount)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, 0), $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULLIF($19, 0), $20, $21, NULLIF($22, 0), $23, $24, $25, NULLIF($26, 0))
-	ON CONFLICT (acquirer_id, stan, transmission_time, rrn, mti) DO NOTHING
-	RETURNING id`
-
 // writeJournal inserts the row in tx; errDuplicate when the request was
 // seen before (the caller rolls back and replays the stored answer).
 func writeJournal(ctx context.Context, tx pgx.Tx, j journal) (int64, error) {
+	id, inserted, err := ledger.InsertJournal(ctx, tx, j.row())
+	if err == nil && !inserted {
+		return 0, errDuplicate
+	}
+	return id, err
+}
+
+// row is j as the ledger stores it.
+func (j journal) row() ledger.JournalRow {
 	r := j.req
 	masked := ""
 	if r.PAN != "" {
 		masked = MaskPAN(r.PAN)
 	}
-	var id int64
-	err := tx.QueryRow(ctx, insertJournal, r.Profile, foldRepeat(r.MTI), int(r.Class), r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN,
-		j.cardID, j.panEnc, masked, r.ProcessingCode, r.Amount, r.Currency, r.BillingAmount, r.BillingCurrency, r.MerchantName,
-		string(j.reason), j.approval, j.holdID, j.available, j.availCcy, j.originalID, j.detail, r.LocalTime, receivedAt(r), j.approvedAmount).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, errDuplicate
-	}
-	return id, err
+	return ledger.JournalRow{Profile: r.Profile, MTI: foldRepeat(r.MTI), Class: int32(r.Class), AcquirerID: r.AcquirerID,
+		STAN: r.STAN, TransmissionTime: r.TransmissionTime, RRN: r.RRN, CardID: j.cardID, PANEnc: j.panEnc, PANMasked: masked,
+		ProcessingCode: r.ProcessingCode, Amount: r.Amount, Currency: r.Currency, BillingAmount: r.BillingAmount,
+		BillingCurrency: r.BillingCurrency, Merchant: r.MerchantName, Reason: string(j.reason), ApprovalCode: j.approval,
+		HoldID: j.holdID, Available: j.available, AvailableCurrency: j.availCcy, OriginalID: j.originalID, Detail: j.detail,
+		LocalTime: r.LocalTime, ReceivedAt: receivedAt(r), ApprovedAmount: j.approvedAmount}
 }
 
 // receivedAt is when the switch read the request, for the journal's
@@ -85,23 +85,11 @@ func beforeCommit(ctx context.Context) error {
 // stored returns the decision recorded for a request's journal key, when
 // there is one.
 func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, error) {
-	const q = `SELECT reason, approval_code, coalesce(hold_id, 0), available, available_currency, coalesce(approved_amount, 0) FROM auth_journal
-		WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND rrn = $4 AND mti = $5`
-	var d Decision
-	var reason string
-	var avail *int64
-	err := h.pool.QueryRow(ctx, q, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI)).Scan(&reason, &d.ApprovalCode, &d.HoldID, &avail, &d.Currency, &d.ApprovedAmount)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Decision{}, false, nil
+	a, ok, err := ledger.StoredAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+	if err != nil || !ok {
+		return Decision{}, false, err
 	}
-	if err != nil {
-		return Decision{}, false, fmt.Errorf("journal lookup: %w", err)
-	}
-	d.Reason, d.Duplicate = Reason(reason), true
-	if avail != nil {
-		d.Available, d.HasAvailable = *avail, true
-	}
-	return d, true, nil
+	return storedDecision(a), true, nil
 }
 
 // Authorize decides one card transaction: the checks of DESIGN.md section 5,

@@ -43,3 +43,23 @@ func TestStoreReadsProbe(t *testing.T) {
 		ledgertest.CheckProbes(t, r[0], plan)
 	}
 }
+
+// TestHotPathPlansProbe checks the card host's batch statements the same
+// way (ledger.GenericPlans on tables analysed empty): planned by cost
+// alone there, the journal probe read the whole journal index for every
+// batch after, 20 ms a batch once the journal had grown, and the account
+// look-ups read every account. Each must find its rows by key, whatever
+// the tables hold when a connection first plans it.
+func TestHotPathPlansProbe(t *testing.T) {
+	tx := ledgertest.PlanTx(t)
+	for _, c := range []struct {
+		name, sql, types string
+		want             []string
+	}{
+		{"journal_probe", ledger.JournalProbe, "text[], text[], text[], text[], text[]",
+			[]string{"Index Scan using auth_journal_dedup", "mti = (x.mti)::bpchar"}},
+	} {
+		plan := ledgertest.GenericPlan(t, tx, c.name, c.sql, c.types)
+		ledgertest.CheckProbes(t, c.name, plan, c.want...)
+	}
+}
