@@ -21,12 +21,3 @@ func TestBatchPlansUseIndexes(t *testing.T) {
 	plan = ledgertest.GenericPlan(t, tx, "pending_probe", pendingProbe, "text[]")
 	ledgertest.CheckProbes(t, "pending reversals probe", plan, "pending_reversals_key")
 }
-
-// TestMoneyProbePlan holds the original probe of completions and reversals
-// (moneybatch.go) to the same rule: each key form an index probe of
-// auth_journal_dedup, the holds by primary key.
-func TestMoneyProbePlan(t *testing.T) {
-	tx := ledgertest.PlanTx(t)
-	plan := ledgertest.GenericPlan(t, tx, "money_probe", moneyProbe, "text[], text[], text[], text[], text[], text[]")
-	ledgertest.CheckProbes(t, "money probe", plan, "Index Scan using auth_journal_dedup", "holds_pkey")
-}

@@ -3,7 +3,6 @@ package cardhost
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/jackc/pgx/v5"
@@ -58,34 +57,6 @@ type moneyOrig struct {
 	part                      bool
 }
 
-// moneyProbe finds the originals of money messages ($1 kind: L by DE56
-// local time, T by DE90 transmission time, R by RRN + STAN; as originalOn)
-// and locks their holds in ascending id order: a row per original found
-// (i its request), then a row per hold (i 0). Each look-up is an
-// OFFSET 0 probe of auth_journal_dedup (acquirer, STAN first), so that a
-// generic plan cannot turn it into a read of the journal in id order.
-const moneyProbe = `WITH x AS MATERIALIZED (
-	SELECT x.i, o.id, o.hold_id, o.card_id, o.class, o.original_id, o.amount, o.currency
-	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY AS x(kind, acq, stan, t, mti, rrn, i)
-	CROSS JOIN LATERAL (SELECT * FROM (
-		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
-			WHERE x.kind = 'L' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.local_time = x.t AND j.mti = x.mti::bpchar OFFSET 0) l
-		UNION ALL SELECT * FROM (
-		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
-			WHERE x.kind = 'T' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.transmission_time = x.t AND j.mti = x.mti::bpchar OFFSET 0) t
-		UNION ALL SELECT * FROM (
-		SELECT j.id, j.hold_id, j.card_id, j.class, j.original_id, j.amount, j.currency FROM auth_journal j
-			WHERE x.kind = 'R' AND j.acquirer_id = x.acq AND j.stan = x.stan AND j.rrn = x.rrn AND j.class IN (1, 2, 3) OFFSET 0) r
-		ORDER BY 1 LIMIT 1) o),
-	h AS MATERIALIZED (SELECT id, status, amount, currency, user_account_id, partner_account_id, excepted, parts_taken, parent_id, tolerance_used
-		FROM holds WHERE id = ANY (ARRAY(SELECT hold_id FROM x WHERE hold_id IS NOT NULL)) ORDER BY id FOR UPDATE)
-	SELECT x.i, x.id, coalesce(x.hold_id, 0), coalesce(x.card_id, 0), x.class, x.original_id IS NOT NULL,
-		coalesce(x.amount, 0), coalesce(x.currency, ''), '', 0::bigint, '', 0::bigint, 0::bigint, 0::bigint, 0::bigint, false, 0::bigint
-	FROM x
-	UNION ALL SELECT 0, 0, h.id, 0, 0, false, 0, '', h.status, h.amount, h.currency, coalesce(h.user_account_id, 0),
-		coalesce(h.partner_account_id, 0), h.excepted, h.parts_taken, h.parent_id IS NOT NULL, h.tolerance_used
-	FROM h`
-
 // moneyKey is the original look-up key of r, as originalOn reads it.
 func moneyKey(r *AuthRequest) (kind, acq, stan, t, mti, rrn string) {
 	if o := r.Original; o != nil {
@@ -108,48 +79,19 @@ func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
 	if len(ws) == 0 {
 		return
 	}
-	n := len(ws)
 	for _, w := range ws {
 		*w.money = moneyReq{panLookup: w.money.panLookup}
 	}
 	queueJournalProbe(q, ws, func(w *writeReq, d Decision) { w.money.stored = &d })
-	kind, acq, stan, t, mti, rrn := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	for i, w := range ws {
-		kind[i], acq[i], stan[i], t[i], mti[i], rrn[i] = moneyKey(w.j.req)
+	k := ledger.NewMoneyKeys(len(ws))
+	for _, w := range ws {
+		k.Add(moneyKey(w.j.req))
 	}
-	q.Queue(moneyProbe, kind, acq, stan, t, mti, rrn).Query(func(rows pgx.Rows) error {
-		holds := map[int64]moneyOrig{}
-		for rows.Next() {
-			var (
-				i     int
-				o     moneyOrig
-				class int
-			)
-			if err := rows.Scan(&i, &o.journalID, &o.holdID, &o.cardID, &class, &o.names, &o.amount, &o.currency, &o.status, &o.held,
-				&o.holdCcy, &o.user, &o.partner, &o.excepted, &o.partsTaken, &o.part, &o.toleranceUsed); err != nil {
-				return fmt.Errorf("original probe: %w", err)
-			}
-			switch {
-			case i == 0:
-				holds[o.holdID] = o
-				continue
-			case i < 1 || i > n:
-				return fmt.Errorf("original probe: row %d of %d", i, n)
-			}
-			o.class = MessageClass(class)
-			ws[i-1].money.orig = &o
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("original probe: %w", err)
-		}
-		for _, w := range ws {
-			if o := w.money.orig; o != nil && o.holdID != 0 {
-				h := holds[o.holdID]
-				o.status, o.held, o.holdCcy, o.user, o.partner = h.status, h.held, h.holdCcy, h.user, h.partner
-				o.excepted, o.partsTaken, o.part, o.toleranceUsed = h.excepted, h.partsTaken, h.part, h.toleranceUsed
-			}
-		}
-		return nil
+	ledger.QueueMoneyProbe(q, k, func(i int, o ledger.MoneyOriginal) {
+		ws[i].money.orig = &moneyOrig{journalID: o.JournalID, holdID: o.HoldID, cardID: o.CardID, class: MessageClass(o.Class),
+			names: o.NamesOriginal, amount: o.Amount, currency: o.Currency, status: o.HoldStatus, holdCcy: o.HoldCurrency,
+			held: o.Held, user: o.UserAccount, partner: o.PartnerAccount, excepted: o.Excepted, partsTaken: o.PartsTaken,
+			toleranceUsed: o.ToleranceUsed, part: o.Part}
 	})
 }
 

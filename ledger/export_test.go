@@ -33,4 +33,5 @@ var StoreReads = [][3]string{
 // external tests.
 var (
 	JournalProbe = journalProbe
+	MoneyProbe   = moneyProbe
 )

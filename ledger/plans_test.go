@@ -58,6 +58,10 @@ func TestHotPathPlansProbe(t *testing.T) {
 	}{
 		{"journal_probe", ledger.JournalProbe, "text[], text[], text[], text[], text[]",
 			[]string{"Index Scan using auth_journal_dedup", "mti = (x.mti)::bpchar"}},
+		// The originals of completions and reversals: each key form an
+		// index probe of auth_journal_dedup, the holds by primary key.
+		{"money_probe", ledger.MoneyProbe, "text[], text[], text[], text[], text[], text[]",
+			[]string{"Index Scan using auth_journal_dedup", "holds_pkey"}},
 	} {
 		plan := ledgertest.GenericPlan(t, tx, c.name, c.sql, c.types)
 		ledgertest.CheckProbes(t, c.name, plan, c.want...)
