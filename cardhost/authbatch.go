@@ -2,11 +2,9 @@ package cardhost
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -94,54 +92,6 @@ func (h *Host) dropJournaled(ctx context.Context, tx pgx.Tx, writes []*writeReq)
 	return kept, nil
 }
 
-// batchCards are the rows a batch's lock statement reads besides the
-// accounts: the cards of the authorisations ($2: PAN lookup hashes),
-// found once for their decisions and to name their balances (user
-// accounts) and their programs' partner credit/deposit accounts. $1 are
-// the accounts of the specs decided before, of either kind.
-var batchCards = ledger.LockRows{
-	With: `found AS MATERIALIZED (SELECT c.pan_lookup, c.id, c.program_id, c.user_id, c.account_id, c.type, c.state, c.lock_code,
-		c.expiry, c.pan_first6, c.pan_last4, c.cvc_generation, c.pvv, c.pin_tries, c.version, c.created_at, c.verify_tries
-		FROM cards c WHERE c.pan_lookup = ANY ($2)),`,
-	Users: `SELECT unnest($1::bigint[]) UNION ALL SELECT account_id FROM found`,
-	Others: `SELECT unnest($1::bigint[])
-		UNION ALL SELECT partner_account_id FROM programs WHERE id = ANY (ARRAY(SELECT program_id FROM found))`,
-	Select: `SELECT pan_lookup, id, program_id, user_id, account_id, type, state, lock_code, expiry,
-		pan_first6, pan_last4, cvc_generation, pvv, pin_tries, version, created_at, verify_tries FROM found`,
-}
-
-// cardRow is a card as the lock statement returns it: NULL in the rows of
-// accounts. pgtype values, not pointers: NULLs cost no allocation.
-type cardRow struct {
-	lookup                            []byte
-	id, prog, user, acc, version      pgtype.Int8
-	typ, state, expiry, first6, last4 pgtype.Text
-	pvv                               pgtype.Text
-	lock                              pgtype.Int2
-	gen, tries, vtries                pgtype.Int4
-	created                           pgtype.Timestamptz
-}
-
-// lockRows returns batchCards reading into cards, by PAN lookup hash.
-func lockRows(cards map[string]*Card) ledger.LockRows {
-	var r cardRow
-	lr := batchCards
-	lr.Dest = []any{&r.lookup, &r.id, &r.prog, &r.user, &r.acc, &r.typ, &r.state, &r.lock, &r.expiry, &r.first6, &r.last4,
-		&r.gen, &r.pvv, &r.tries, &r.version, &r.created, &r.vtries}
-	lr.Row = func() error {
-		if !r.id.Valid || !r.prog.Valid || !r.user.Valid || !r.acc.Valid || !r.typ.Valid || !r.state.Valid || !r.lock.Valid ||
-			!r.expiry.Valid || !r.first6.Valid || !r.last4.Valid || !r.gen.Valid || !r.pvv.Valid || !r.tries.Valid || !r.version.Valid {
-			return errors.New("card lookup: a card row has NULL columns")
-		}
-		cards[string(r.lookup)] = &Card{ID: r.id.Int64, ProgramID: r.prog.Int64, UserID: r.user.Int64, AccountID: r.acc.Int64,
-			Type: CardType(r.typ.String), State: CardState(r.state.String), LockCode: LockCode(r.lock.Int16), Expiry: r.expiry.String,
-			PANFirst6: r.first6.String, PANLast4: r.last4.String, CVCGeneration: int(r.gen.Int32), PVV: r.pvv.String,
-			PINTries: int(r.tries.Int32), Version: r.version.Int64, CreatedAt: r.created.Time, VerifyTries: int(r.vtries.Int32)}
-		return nil
-	}
-	return lr
-}
-
 // flushWrites decides and commits a batch: card look-ups, holds, financial
 // captures and every journal row, all in one transaction: one commit for
 // the batch. A request's decline does not affect the others; a database
@@ -203,7 +153,11 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	if len(auths) > 0 {
 		queueJournalProbe(&q, auths, func(w *writeReq, d Decision) { w.auth.stored = &d })
 	}
-	hb.QueueLockWith(&q, len(items), lockRows(cards), ledger.SpecAccounts(decided), lookups)
+	hb.QueueLockCards(&q, len(items), ledger.SpecAccounts(decided), lookups, func(lookup []byte, r ledger.CardRow) error {
+		c := cardOf(r)
+		cards[string(lookup)] = &c
+		return nil
+	})
 	all := make([]*writeReq, len(items))
 	for i, it := range items {
 		all[i] = it.in

@@ -15,9 +15,6 @@ import (
 // a connection first plans it.
 func TestBatchPlansUseIndexes(t *testing.T) {
 	tx := ledgertest.PlanTx(t)
-	plan := ledgertest.GenericPlan(t, tx, "cards_and_accounts", lockRows(map[string]*Card{}).Statement(), "bigint[], bytea[]")
-	ledgertest.CheckProbes(t, "cards and accounts", plan, "Index Cond: (pan_lookup = ANY ($2))", "LockRows",
-		"Index Cond: (id = ANY ($", "programs_pkey")
-	plan = ledgertest.GenericPlan(t, tx, "pending_probe", pendingProbe, "text[]")
+	plan := ledgertest.GenericPlan(t, tx, "pending_probe", pendingProbe, "text[]")
 	ledgertest.CheckProbes(t, "pending reversals probe", plan, "pending_reversals_key")
 }

@@ -34,4 +34,6 @@ var StoreReads = [][3]string{
 var (
 	JournalProbe = journalProbe
 	MoneyProbe   = moneyProbe
+	CardsLock    = cardsLock(&cardScan{}).Statement()
+	AccountsLock = lockRows{Users: `SELECT unnest($1::bigint[])`}.Statement()
 )

@@ -106,16 +106,16 @@ func SpecAccounts(specs []HoldSpec) []int64 {
 
 // QueueLock queues on q the statements that lock the user accounts among
 // ids and read the others, and reserve n hold ids, n at least the number
-// of specs Decide will get (see QueueLockWith). Their results are read
+// of specs Decide will get (see queueLockWith). Their results are read
 // when q's results are closed; the locks last until the transaction ends.
 func (b *HoldBatch) QueueLock(q *pgx.Batch, ids []int64, n int) {
-	b.QueueLockWith(q, n, LockRows{Users: `SELECT unnest($1::bigint[])`}, ids)
+	b.queueLockWith(q, n, lockRows{Users: `SELECT unnest($1::bigint[])`}, ids)
 }
 
-// LockRows is what QueueLockWith's statement reads: the accounts, and
+// lockRows is what queueLockWith's statement reads: the accounts, and
 // the caller's own rows, found once and used both for its answer and to
 // name the accounts.
-type LockRows struct {
+type lockRows struct {
 	// With are common table expressions the other parts may use, each
 	// followed by a comma ("cards AS MATERIALIZED (…),").
 	With string
@@ -136,7 +136,7 @@ type LockRows struct {
 // Statement is the SQL of the lock statement: rows of id, balance, held,
 // currency, state and hot (read without a lock), then the columns of
 // Select, NULL on the other side.
-func (lr LockRows) Statement() string {
+func (lr lockRows) Statement() string {
 	var pad, mine string
 	if lr.Select != "" {
 		// The caller's rows come first, with NULL account columns, so that
@@ -157,13 +157,13 @@ func (lr LockRows) Statement() string {
 		UNION ALL SELECT id, balance, held, currency, state, true` + pad + ` FROM accounts WHERE id = ANY (ARRAY(SELECT * FROM ` + others + `)) AND kind <> 'user'`
 }
 
-// QueueLockWith is QueueLock for the accounts that lr's queries select
+// queueLockWith is QueueLock for the accounts that lr's queries select
 // (with args): a caller that knows its accounts only by other keys locks
-// them in the same round trip, and gets its own rows (see LockRows)
+// them in the same round trip, and gets its own rows (see lockRows)
 // before the accounts. User accounts are locked in ascending id order,
 // before any other account (the order lockAccounts keeps too, so no two
 // transactions wait for each other); the others are read as they are.
-func (b *HoldBatch) QueueLockWith(q *pgx.Batch, n int, lr LockRows, args ...any) {
+func (b *HoldBatch) queueLockWith(q *pgx.Batch, n int, lr lockRows, args ...any) {
 	b.acc, b.order = map[int64]*lockedAccount{}, nil
 	q.Queue(lr.Statement(),
 		args...).Query(func(rows pgx.Rows) error {

@@ -17,12 +17,11 @@ import (
 // must reach its rows by key.
 func TestGenericPlansProbe(t *testing.T) {
 	tx := ledgertest.PlanTx(t)
-	lock := ledger.LockRows{Users: `SELECT unnest($1::bigint[])`}
 	for _, c := range []struct {
 		name, sql, types string
 		want             []string
 	}{
-		{"lock", lock.Statement(), "bigint[]", []string{"LockRows", "Index Cond: (id = ANY ($"}},
+		{"lock", ledger.AccountsLock, "bigint[]", []string{"LockRows", "Index Cond: (id = ANY ($"}},
 		{"update_held", ledger.UpdateHeld, "bigint[], bigint[], boolean[], bigint[]", []string{"accounts_pkey"}},
 		{"update_held_if_allowed", ledger.UpdateHeldIfAllowed, "bigint[], bigint[], bigint[], text[], bigint[]", []string{"accounts_pkey"}},
 		{"insert_holds", ledger.InsertHolds, "bigint[], bigint[], bigint[], text[], bigint[], text[], timestamptz[], timestamptz", nil},
@@ -58,6 +57,8 @@ func TestHotPathPlansProbe(t *testing.T) {
 	}{
 		{"journal_probe", ledger.JournalProbe, "text[], text[], text[], text[], text[]",
 			[]string{"Index Scan using auth_journal_dedup", "mti = (x.mti)::bpchar"}},
+		{"cards_and_accounts", ledger.CardsLock, "bigint[], bytea[]",
+			[]string{"Index Cond: (pan_lookup = ANY ($2))", "LockRows", "Index Cond: (id = ANY ($", "programs_pkey"}},
 		// The originals of completions and reversals: each key form an
 		// index probe of auth_journal_dedup, the holds by primary key.
 		{"money_probe", ledger.MoneyProbe, "text[], text[], text[], text[], text[], text[]",
