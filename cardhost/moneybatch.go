@@ -320,7 +320,7 @@ func (h *Host) moneySlow(ctx context.Context, tx pgx.Tx, w *writeReq, later *wri
 			w.decision, err = h.pendOn(ctx, tx, r, m.card, m.prog, w.j.panEnc, window)
 			if err == nil && later != nil {
 				p := pendingReversal{key: pendingKey(r), ref: journalRef(r), replacement: r.ReplacementAmount}
-				err = tx.QueryRow(ctx, `SELECT id FROM pending_reversals WHERE reversal_ref = $1 AND status = 'pending'`, p.ref).Scan(&p.id)
+				p.id, err = ledger.PendingReversalID(ctx, tx, p.ref)
 				pend = &p
 			}
 			return err

@@ -3,7 +3,6 @@ package cardhost
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,13 +61,6 @@ type pendingReversal struct {
 	replacement *int64 // what remains (DE95 / the CMF's DE4), in the original's currency; nil: all
 }
 
-// pendingProbe finds, locked, the pending reversals waiting under keys.
-// No ORDER BY: under a generic plan it would read the whole table in id
-// order (TestBatchPlansUseIndexes); only the batch of their original ever
-// looks for these rows, so their lock order does not matter.
-const pendingProbe = `SELECT id, match_key, reversal_ref, replacement FROM pending_reversals
-	WHERE match_key = ANY ($1) AND status = 'pending' AND expires_at > now() FOR UPDATE`
-
 // queuePendingProbe queues on q the probe for reversals waiting for the
 // requests of ws; found is called with each request and its reversals.
 // Queued after the batch's lock statement, it sees every reversal that
@@ -83,19 +75,16 @@ func queuePendingProbe(q *pgx.Batch, ws []*writeReq, found func(w *writeReq, p p
 			byKey[k] = w
 		}
 	}
-	q.Queue(pendingProbe, keys).Query(func(rows pgx.Rows) error {
-		var p pendingReversal
-		_, err := pgx.ForEachRow(rows, []any{&p.id, &p.key, &p.ref, &p.replacement}, func() error {
-			if w := byKey[p.key]; w != nil {
-				found(w, p)
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("pending reversals: %w", err)
+	ledger.QueuePendingProbe(q, keys, func(p ledger.PendingReversal) {
+		if w := byKey[p.Key]; w != nil {
+			found(w, pendingOf(p))
 		}
-		return nil
 	})
+}
+
+// pendingOf is the ledger's row as the card host keeps it.
+func pendingOf(p ledger.PendingReversal) pendingReversal {
+	return pendingReversal{id: p.ID, key: p.Key, ref: p.Ref, replacement: p.Replacement}
 }
 
 // applyPending applies, in the transaction that journals it, the reversals
@@ -150,11 +139,7 @@ func (h *Host) applyPendingCredit(ctx context.Context, tx pgx.Tx, ps []pendingRe
 // markApplied closes a pending reversal (holdID: the hold it released, if
 // any).
 func markApplied(ctx context.Context, tx pgx.Tx, p pendingReversal, holdID int64) error {
-	if _, err := tx.Exec(ctx, `UPDATE pending_reversals SET status = 'applied', applied_at = now(), applied_to = NULLIF($2, 0) WHERE id = $1`,
-		p.id, holdID); err != nil {
-		return fmt.Errorf("pending reversal %d: %w", p.id, err)
-	}
-	return nil
+	return ledger.MarkPendingApplied(ctx, tx, p.id, holdID)
 }
 
 // errOriginalNow means a reversal's original turned up once the reversal
@@ -193,7 +178,7 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 	}
 	d, err := h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
 		if card != nil {
-			if _, err := tx.Exec(ctx, `SELECT 1 FROM accounts WHERE id = $1 FOR NO KEY UPDATE`, card.AccountID); err != nil {
+			if err := ledger.LockUserAccount(ctx, tx, card.AccountID); err != nil {
 				return Decision{}, err
 			}
 		}
@@ -215,9 +200,7 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 // hold the lock of the card's balance (when card is known) and have looked
 // for the original under it.
 func (h *Host) pendOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, card *Card, prog *Program, enc []byte, window time.Duration) (Decision, error) {
-	const ins = `INSERT INTO pending_reversals (match_key, reversal_ref, replacement, expires_at)
-		VALUES ($1, $2, $3, now() + $4 * interval '1 second') ON CONFLICT (reversal_ref) DO NOTHING`
-	if _, err := tx.Exec(ctx, ins, pendingKey(r), journalRef(r), r.ReplacementAmount, int64(window/time.Second)); err != nil {
+	if err := ledger.InsertPendingReversal(ctx, tx, pendingKey(r), journalRef(r), r.ReplacementAmount, int64(window/time.Second)); err != nil {
 		return Decision{}, err
 	}
 	j := journal{req: r, panEnc: enc, detail: "original not found: pending reversal"}
@@ -234,18 +217,13 @@ func (h *Host) pendOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, card *Card
 // pendingFor returns, locked in tx, the reversals waiting for r (a
 // message decided outside the batches: a completion).
 func pendingFor(ctx context.Context, tx pgx.Tx, r *AuthRequest) ([]pendingReversal, error) {
-	rows, err := tx.Query(ctx, pendingProbe, appendOriginalKeys(nil, r))
+	ps, err := ledger.PendingFor(ctx, tx, appendOriginalKeys(nil, r))
 	if err != nil {
-		return nil, fmt.Errorf("pending reversals: %w", err)
+		return nil, err
 	}
 	var out []pendingReversal
-	var p pendingReversal
-	_, err = pgx.ForEachRow(rows, []any{&p.id, &p.key, &p.ref, &p.replacement}, func() error {
-		out = append(out, p)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pending reversals: %w", err)
+	for _, p := range ps {
+		out = append(out, pendingOf(p))
 	}
 	return out, nil
 }

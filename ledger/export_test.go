@@ -34,6 +34,7 @@ var StoreReads = [][3]string{
 var (
 	JournalProbe = journalProbe
 	MoneyProbe   = moneyProbe
+	PendingProbe = pendingProbe
 	CardsLock    = cardsLock(&cardScan{}).Statement()
 	AccountsLock = lockRows{Users: `SELECT unnest($1::bigint[])`}.Statement()
 )

@@ -59,6 +59,7 @@ func TestHotPathPlansProbe(t *testing.T) {
 			[]string{"Index Scan using auth_journal_dedup", "mti = (x.mti)::bpchar"}},
 		{"cards_and_accounts", ledger.CardsLock, "bigint[], bytea[]",
 			[]string{"Index Cond: (pan_lookup = ANY ($2))", "LockRows", "Index Cond: (id = ANY ($", "programs_pkey"}},
+		{"pending_probe", ledger.PendingProbe, "text[]", []string{"pending_reversals_key"}},
 		// The originals of completions and reversals: each key form an
 		// index probe of auth_journal_dedup, the holds by primary key.
 		{"money_probe", ledger.MoneyProbe, "text[], text[], text[], text[], text[], text[]",
