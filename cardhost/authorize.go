@@ -268,13 +268,6 @@ type originalRow struct {
 	currency           string // its DE49
 }
 
-// originalColumns are originalRow's, from auth_journal j.
-const originalColumns = `j.id, coalesce(j.hold_id, 0), coalesce(j.card_id, 0), j.class,
-	j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti,
-	coalesce((SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
-		FROM auth_journal o WHERE o.id = j.original_id), ''),
-	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, '')`
-
 // creditRef is the ref of the credit a refund message gets: its own key,
 // or, when it clears a message it names (a refund authorisation, an x200),
 // the key of that one, so that one refund is credited once however many
@@ -294,38 +287,13 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, fou
 
 // originalOn is original reading through q.
 func (h *Host) originalOn(ctx context.Context, q ledger.Querier, r *AuthRequest) (o originalRow, found bool, err error) {
-	var sql string
-	var args []any
-	if o := r.Original; o != nil {
-		acq := o.AcquirerID
-		if acq == "" {
-			acq = r.AcquirerID
-		}
-		if o.LocalTime != "" {
-			// The CMF names the original by its local date-time (DE12).
-			sql = `SELECT ` + originalColumns + ` FROM auth_journal j
-				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
-			args = []any{acq, o.STAN, o.LocalTime, foldRepeat(o.MTI)}
-		} else {
-			sql = `SELECT ` + originalColumns + ` FROM auth_journal j
-				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
-			args = []any{acq, o.STAN, o.TransmissionTime, foldRepeat(o.MTI)}
-		}
-	} else {
-		sql = `SELECT ` + originalColumns + ` FROM auth_journal j
-			WHERE j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3) ORDER BY j.id LIMIT 1`
-		args = []any{r.AcquirerID, r.RRN, r.STAN}
+	kind, acq, stan, t, mti, rrn := moneyKey(r)
+	row, found, err := ledger.FindOriginal(ctx, q, kind, acq, stan, t, mti, rrn)
+	if err != nil || !found {
+		return originalRow{}, false, err
 	}
-	var class int
-	err = q.QueryRow(ctx, sql, args...).Scan(&o.id, &o.holdID, &o.cardID, &class, &o.ref, &o.origRef, &o.proc, &o.amount, &o.currency)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return originalRow{}, false, nil
-	}
-	if err != nil {
-		return originalRow{}, false, fmt.Errorf("find original: %w", err)
-	}
-	o.class = MessageClass(class)
-	return o, true, nil
+	return originalRow{id: row.ID, holdID: row.HoldID, cardID: row.CardID, class: MessageClass(row.Class), ref: row.Ref,
+		origRef: row.OrigRef, proc: row.Proc, amount: row.Amount, currency: row.Currency}, true, nil
 }
 
 // replacementInHold converts a partial reversal's DE95 amount (in the
@@ -334,19 +302,12 @@ func (h *Host) originalOn(ctx context.Context, q ledger.Querier, r *AuthRequest)
 // captured, cleared) at, rounded half up; it also returns what the hold holds now, -1 when it is
 // no longer open.
 func replacementInHold(ctx context.Context, tx pgx.Tx, origID, holdID, replacement int64) (remaining, held int64, err error) {
-	// The rate is the original's own: what its hold held for its DE4, or
-	// what its capture took (a completion, an x200) for its DE4.
-	const q = `SELECT coalesce(j.amount, 0), coalesce(j.currency, ''),
-			CASE WHEN h.status = 'captured' THEN coalesce(h.captured_amount, h.original_amount) ELSE h.original_amount END,
-			CASE WHEN h.status = 'open' THEN h.amount ELSE -1 END, c.numeric
-		FROM holds h JOIN currencies c ON c.code = h.currency, auth_journal j WHERE h.id = $1 AND j.id = $2`
-	var (
-		origAmount, holdOriginal int64
-		origCcy, holdCcy         string
-	)
-	if err := tx.QueryRow(ctx, q, holdID, origID).Scan(&origAmount, &origCcy, &holdOriginal, &held, &holdCcy); err != nil {
+	rate, err := ledger.HoldRateOf(ctx, tx, origID, holdID)
+	if err != nil {
 		return 0, 0, fmt.Errorf("partial reversal: %w", err)
 	}
+	origAmount, origCcy, holdOriginal, holdCcy := rate.OrigAmount, rate.OrigCurrency, rate.HoldOriginal, rate.HoldCurrency
+	held = rate.Held
 	if origCcy == "" || origCcy == holdCcy || origAmount <= 0 {
 		return replacement, held, nil
 	}

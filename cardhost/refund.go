@@ -168,9 +168,8 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 // currency into the credit's, at the rate the refund was credited at (its
 // credit for its DE4), rounded down; on any doubt, all of it is kept.
 func keepInCredit(ctx context.Context, tx pgx.Tx, orig originalRow, keep int64) int64 {
-	var credited int64
-	if err := tx.QueryRow(ctx, `SELECT -e.amount FROM postings p JOIN entries e ON e.posting_id = p.id
-		JOIN accounts a ON a.id = e.account_id AND a.kind = 'settlement' WHERE p.kind = 'credit' AND p.ref = $1`, orig.creditRef()).Scan(&credited); err != nil {
+	credited, err := ledger.CreditedAmount(ctx, tx, orig.creditRef())
+	if err != nil {
 		return math.MaxInt64
 	}
 	v := new(big.Int).Mul(big.NewInt(credited), big.NewInt(keep))

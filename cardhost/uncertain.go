@@ -200,15 +200,8 @@ func (h *Host) reconcile(ctx context.Context, j journal) (string, error) {
 	var outcome string
 	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
 		r := j.req
-		var (
-			id     int64
-			reason string
-			holdID *int64
-		)
-		err := tx.QueryRow(ctx, `SELECT id, reason, hold_id FROM auth_journal
-			WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND rrn = $4 AND mti = $5 FOR UPDATE`,
-			r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI)).Scan(&id, &reason, &holdID)
-		if errors.Is(err, pgx.ErrNoRows) {
+		id, reason, holdID, found, err := ledger.LockJournalRow(ctx, tx, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+		if err == nil && !found {
 			row := j
 			row.reason, row.approval, row.holdID, row.available, row.availCcy, row.detail = IssuerUnavailable, "", 0, nil, "", uncertainDetail
 			_, err = writeJournal(ctx, tx, row)
@@ -236,9 +229,7 @@ func (h *Host) reconcile(ctx context.Context, j journal) (string, error) {
 				outcome = reconciledHoldReleased
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE auth_journal SET reason = $2, approval_code = '', detail = $3 WHERE id = $1`,
-			id, string(IssuerUnavailable), uncertainDetail+" (was "+reason+")")
-		return err
+		return ledger.RewriteJournalAnswer(ctx, tx, id, string(IssuerUnavailable), uncertainDetail+" (was "+reason+")")
 	})
 	return outcome, err
 }
