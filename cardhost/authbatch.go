@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -54,7 +52,7 @@ type remoteReq struct {
 // queueJournalProbe queues on q the probe for earlier answers of ws'
 // requests (ledger.QueueJournalProbe); found is called with each request
 // answered before and its stored decision.
-func queueJournalProbe(q *pgx.Batch, ws []*writeReq, found func(w *writeReq, d Decision)) {
+func queueJournalProbe(q *ledger.Batch, ws []*writeReq, found func(w *writeReq, d Decision)) {
 	k := ledger.NewJournalKeys(len(ws))
 	for _, w := range ws {
 		r := w.j.req
@@ -77,10 +75,10 @@ func storedDecision(a ledger.StoredAnswer) Decision {
 // now (committed by another transaction since the batch's probe), each
 // marked a duplicate: its answer is the stored one, and nothing of it
 // (hold, capture, PIN count) is written.
-func (h *Host) dropJournaled(ctx context.Context, tx pgx.Tx, writes []*writeReq) ([]*writeReq, error) {
-	var q pgx.Batch
+func (h *Host) dropJournaled(ctx context.Context, tx ledger.Tx, writes []*writeReq) ([]*writeReq, error) {
+	var q ledger.Batch
 	queueJournalProbe(&q, writes, func(w *writeReq, _ Decision) { w.duplicate = true })
-	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
+	if err := ledger.SendBatch(ctx, tx, &q); err != nil {
 		return nil, err
 	}
 	kept := writes[:0:0]
@@ -122,11 +120,6 @@ func (h *Host) flushWrites(ctx context.Context, items []*batchItem[*writeReq]) {
 // goes before them, with the second pipeline, so that a capture releases
 // a hold the partner account already holds.
 func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) error {
-	conn, err := h.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
 	var auths, money []*writeReq
 	var decided []ledger.HoldSpec
 	for _, it := range items {
@@ -146,14 +139,12 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		lookups = append(lookups, w.money.panLookup)
 	}
 	hb := h.ledger.NewHoldBatch()
-	var q pgx.Batch
+	q := ledger.NewTxBatch() // BEGIN, ledger.GenericPlans
 	cards := make(map[string]*Card, len(auths))
-	q.BeginTx(pgx.TxOptions{})
-	q.Queue(ledger.GenericPlans)
 	if len(auths) > 0 {
-		queueJournalProbe(&q, auths, func(w *writeReq, d Decision) { w.auth.stored = &d })
+		queueJournalProbe(q, auths, func(w *writeReq, d Decision) { w.auth.stored = &d })
 	}
-	hb.QueueLockCards(&q, len(items), ledger.SpecAccounts(decided), lookups, func(lookup []byte, r ledger.CardRow) error {
+	hb.QueueLockCards(q, len(items), ledger.SpecAccounts(decided), lookups, func(lookup []byte, r ledger.CardRow) error {
 		c := cardOf(r)
 		cards[string(lookup)] = &c
 		return nil
@@ -163,20 +154,15 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		all[i] = it.in
 		it.in.pending = it.in.pending[:0]
 	}
-	queuePendingProbe(&q, all, func(w *writeReq, p pendingReversal) { w.pending = append(w.pending, p) })
-	queueMoneyProbe(&q, money)
-	br := conn.SendBatch(ctx, &q)
-	tx := br.Tx()
-	if err := br.Close(); err != nil {
-		tx.Rollback(context.WithoutCancel(ctx))
+	queuePendingProbe(q, all, func(w *writeReq, p pendingReversal) { w.pending = append(w.pending, p) })
+	queueMoneyProbe(q, money)
+	bt, err := ledger.SendBegin(ctx, h.pool, q)
+	if err != nil {
 		return err
 	}
+	tx := bt.Tx()
 	committed := false
-	defer func() {
-		if !committed {
-			tx.Rollback(context.WithoutCancel(ctx))
-		}
-	}()
+	defer func() { bt.End(ctx, committed) }()
 
 	// Every authorisation is decided on its card; those left to write
 	// join the requests decided before.
@@ -232,7 +218,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 		if err := h.planMoney(ctx, hb, writes); err != nil {
 			return err
 		}
-		var wq pgx.Batch
+		var wq ledger.Batch
 		hb.QueueWrite(&wq)
 		queueVelocity(&wq, writes) // velocity.go: the approvals' charges
 		inserted = queueWriteJournals(&wq, writes)
@@ -247,7 +233,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			// account holding less than its amount failed the batch).
 			hb.QueueFinish(&wq)
 		}
-		err := tx.SendBatch(ctx, &wq).Close()
+		err := bt.Send(ctx, &wq)
 		if !tail {
 			err = commitOutcome(err) // the pipeline ended with COMMIT
 		}
@@ -256,8 +242,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 				if err := beforeCommit(ctx); err != nil {
 					return err
 				}
-				_, err = tx.Exec(ctx, "COMMIT")
-				err = commitOutcome(err)
+				err = commitOutcome(bt.Commit(ctx))
 			}
 		}
 		if err == nil {
@@ -295,12 +280,12 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 // queueCommit ends a batch's transaction on q: the holds' last update
 // (the partner accounts, locked only from there to the commit), then
 // COMMIT, unless the decision is too late already.
-func queueCommit(ctx context.Context, q *pgx.Batch, hb *ledger.HoldBatch) error {
+func queueCommit(ctx context.Context, q *ledger.Batch, hb *ledger.HoldBatch) error {
 	if err := beforeCommit(ctx); err != nil {
 		return err
 	}
 	hb.QueueFinish(q)
-	q.Queue("COMMIT")
+	ledger.QueueCommit(q)
 	return nil
 }
 
@@ -308,7 +293,7 @@ func queueCommit(ctx context.Context, q *pgx.Batch, hb *ledger.HoldBatch) error 
 // advices' excess to exceptions and applies the PIN counts, for the requests
 // whose journal row is new. (Financial refunds never come here: refund()
 // credits them, capped.)
-func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
+func (h *Host) writeTail(ctx context.Context, tx ledger.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		w.opened = w.opened[:0] // this attempt's only
 		if !inserted[i] {
@@ -358,7 +343,7 @@ func (h *Host) writeTail(ctx context.Context, tx pgx.Tx, writes []*writeReq, ins
 // whether it is inserted once q has run without error (false: the same
 // request earlier in rows, whose row stands: a duplicate). A key that
 // exists already fails the statement (see ledger.QueueInsertJournals).
-func queueJournals(q *pgx.Batch, rows []journal) []bool {
+func queueJournals(q *ledger.Batch, rows []journal) []bool {
 	n := len(rows)
 	b := ledger.NewJournalRows(n)
 	inserted := make([]bool, n)

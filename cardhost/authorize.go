@@ -8,8 +8,6 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -35,7 +33,7 @@ var errDuplicate = errors.New("duplicate request")
 
 // writeJournal inserts the row in tx; errDuplicate when the request was
 // seen before (the caller rolls back and replays the stored answer).
-func writeJournal(ctx context.Context, tx pgx.Tx, j journal) (int64, error) {
+func writeJournal(ctx context.Context, tx ledger.Tx, j journal) (int64, error) {
 	id, inserted, err := ledger.InsertJournal(ctx, tx, j.row())
 	if err == nil && !inserted {
 		return 0, errDuplicate
@@ -301,7 +299,7 @@ func (h *Host) originalOn(ctx context.Context, q ledger.Querier, r *AuthRequest)
 // billing currency), in the proportion the original was authorised (or,
 // captured, cleared) at, rounded half up; it also returns what the hold holds now, -1 when it is
 // no longer open.
-func replacementInHold(ctx context.Context, tx pgx.Tx, origID, holdID, replacement int64) (remaining, held int64, err error) {
+func replacementInHold(ctx context.Context, tx ledger.Tx, origID, holdID, replacement int64) (remaining, held int64, err error) {
 	rate, err := ledger.HoldRateOf(ctx, tx, origID, holdID)
 	if err != nil {
 		return 0, 0, fmt.Errorf("partial reversal: %w", err)
@@ -324,9 +322,9 @@ func replacementInHold(ctx context.Context, tx pgx.Tx, origID, holdID, replaceme
 // answerTx runs write, which journals the request's answer, in one
 // transaction committed only within the decision's budget, and returns the
 // answer; a request journaled before (a duplicate) gets the stored one.
-func (h *Host) answerTx(ctx context.Context, r *AuthRequest, what string, write func(tx pgx.Tx) (Decision, error)) (Decision, error) {
+func (h *Host) answerTx(ctx context.Context, r *AuthRequest, what string, write func(tx ledger.Tx) (Decision, error)) (Decision, error) {
 	var d Decision
-	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+	err := ledger.BeginFunc(ctx, h.pool, func(tx ledger.Tx) error {
 		var err error
 		if d, err = write(tx); err != nil {
 			return err
@@ -346,7 +344,7 @@ func (h *Host) answerTx(ctx context.Context, r *AuthRequest, what string, write 
 // journalApproval writes j as an approval in tx, with DE54 from the card's
 // funds account as tx sees it (after what tx posted), and returns the
 // decision.
-func (h *Host) journalApproval(ctx context.Context, tx pgx.Tx, card *Card, prog *Program, j journal) (Decision, error) {
+func (h *Host) journalApproval(ctx context.Context, tx ledger.Tx, card *Card, prog *Program, j journal) (Decision, error) {
 	acc, err := h.ledger.AccountTx(ctx, tx, h.fundsAccount(card, prog))
 	if err != nil {
 		return Decision{}, err

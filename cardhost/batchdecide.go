@@ -5,15 +5,13 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
 // decideInBatch applies DESIGN.md section 5 to an authorisation whose card
 // the batch looked up (nil: unknown PAN), leaving it a journal row, a hold
 // spec, an inquiry, a stored answer, or a remote partner to ask.
-func (h *Host) decideInBatch(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatch, w *writeReq) {
+func (h *Host) decideInBatch(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch, w *writeReq) {
 	r, card := w.j.req, w.auth.card
 	if w.auth.stored != nil {
 		w.decision = *w.auth.stored

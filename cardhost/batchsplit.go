@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/antaca/antaca/ledger"
 )
 
 // ErrUnstorable is returned by Authorize for a request the database
@@ -19,11 +19,11 @@ var ErrUnstorable = errors.New("request the database cannot store")
 // constraint) rather than the database being unavailable: only then is a
 // batch split to find the request at fault.
 func requestFault(err error) bool {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) || len(pe.Code) < 2 {
+	code, ok := ledger.ServerError(err)
+	if !ok || len(code) < 2 {
 		return false
 	}
-	return pe.Code[:2] == "22" || pe.Code[:2] == "23"
+	return code[:2] == "22" || code[:2] == "23"
 }
 
 // writeSplitting writes a batch; when the database refuses it for a

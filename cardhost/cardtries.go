@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/antaca/antaca/ledger"
-	"github.com/jackc/pgx/v5"
 )
 
 // ErrSystemLock is returned by Unlock when the cardholder's session asks
@@ -66,7 +65,7 @@ func verifyMaxTries(prog *Program) int {
 // concurrent requests of one card each count; the lock (unless an
 // irreversible one stands) and its history entry are written by the
 // request that reaches the limit.
-func recordCardChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange, approved bool) error {
+func recordCardChange(ctx context.Context, tx ledger.Tx, cardID int64, pc pinChange, approved bool) error {
 	if pc.verify < 0 && !approved {
 		pc.verify = 0
 		if !pc.pin {
@@ -97,7 +96,7 @@ func recordCardChange(ctx context.Context, tx pgx.Tx, cardID int64, pc pinChange
 
 // recordEvent appends an entry to the card's history in tx, the
 // transaction that changed the card.
-func recordEvent(ctx context.Context, tx pgx.Tx, cardID int64, actor Actor, action string, code LockCode, detail string) error {
+func recordEvent(ctx context.Context, tx ledger.Tx, cardID int64, actor Actor, action string, code LockCode, detail string) error {
 	e := eventOf(actor, action, code, detail)
 	e.CardID = cardID
 	return ledger.InsertCardEvent(ctx, tx, e)

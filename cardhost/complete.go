@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -37,7 +35,7 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 		return Decision{}, err
 	}
 	var opened string
-	d, err := h.answerTx(ctx, r, "complete", func(tx pgx.Tx) (Decision, error) {
+	d, err := h.answerTx(ctx, r, "complete", func(tx ledger.Tx) (Decision, error) {
 		d, o, err := h.completeOn(ctx, tx, r, orig, &card, &prog, enc)
 		opened = o
 		return d, err
@@ -53,7 +51,7 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 // the body of complete's transaction, and of a completion its batch could
 // not write set-based (moneybatch.go). It returns the decision and the
 // kind of the exception it opened, if any.
-func (h *Host) completeOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow, card *Card, prog *Program, enc []byte) (Decision, string, error) {
+func (h *Host) completeOn(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow, card *Card, prog *Program, enc []byte) (Decision, string, error) {
 	final, fx := completionAmount(r, prog)
 	opened := ""
 	detail := "captured " + strconv.FormatInt(final, 10)

@@ -7,14 +7,10 @@ package cardhost
 import (
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/hsm"
@@ -102,7 +98,7 @@ type Config struct {
 
 // Host is the card host. It is safe for concurrent use.
 type Host struct {
-	pool   *pgxpool.Pool
+	pool   *ledger.Pool
 	ledger *ledger.Ledger
 	keys   cardKeys
 	store  Store
@@ -126,7 +122,7 @@ type Host struct {
 
 // NewHost returns a Host over the database pool, the ledger and the card
 // crypto module (*hsm.Keys in software).
-func NewHost(pool *pgxpool.Pool, l *ledger.Ledger, keys hsm.Module, cfg Config) *Host {
+func NewHost(pool *ledger.Pool, l *ledger.Ledger, keys hsm.Module, cfg Config) *Host {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -190,26 +186,5 @@ func (h *Host) Ledger() *ledger.Ledger { return h.ledger }
 // Keys returns the host's card crypto module.
 func (h *Host) Keys() hsm.Module { return h.keys.Module }
 
-// dbErr translates database errors at the package boundary.
-func dbErr(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "23505":
-			return fmt.Errorf("%s: %w", what, ErrConflict)
-		case "23503", "23514", "22P02":
-			return fmt.Errorf("%s: %w: %s", what, ErrInvalidInput, pgErr.ConstraintName)
-		}
-		return fmt.Errorf("%s: database error %s", what, pgErr.Code)
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
-
 // Pool returns the database pool the host uses.
-func (h *Host) Pool() *pgxpool.Pool { return h.pool }
+func (h *Host) Pool() *ledger.Pool { return h.pool }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -43,7 +41,7 @@ func (h *Host) increment(ctx context.Context, r *AuthRequest) (Decision, error) 
 		return Decision{}, err
 	}
 	j.holdID, j.originalID = orig.holdID, orig.id
-	return h.answerTx(ctx, r, "increment", func(tx pgx.Tx) (Decision, error) {
+	return h.answerTx(ctx, r, "increment", func(tx ledger.Tx) (Decision, error) {
 		_, avail, err := h.ledger.IncrementHoldTx(ctx, tx, orig.holdID, out.HoldAmount, journalRef(r), holdTTL(&prog, r.MCC))
 		var funds *ledger.FundsError
 		switch {
@@ -100,7 +98,7 @@ func (h *Host) increment(ctx context.Context, r *AuthRequest) (Decision, error) 
 }
 
 // recordPIN applies a request's PIN or verification count change in tx.
-func (h *Host) recordPIN(ctx context.Context, tx pgx.Tx, j *journal, pc *pinChange, approved bool) error {
+func (h *Host) recordPIN(ctx context.Context, tx ledger.Tx, j *journal, pc *pinChange, approved bool) error {
 	if pc == nil {
 		return nil
 	}
@@ -111,7 +109,7 @@ func (h *Host) recordPIN(ctx context.Context, tx pgx.Tx, j *journal, pc *pinChan
 // (orig): only what the increment added is released (above DE95's amount
 // when the reversal is partial), once. ok is false when orig raised no
 // hold (it was declined): the reversal is then answered as any other.
-func (h *Host) reverseIncrement(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow) (string, bool, error) {
+func (h *Host) reverseIncrement(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow) (string, bool, error) {
 	var keep int64
 	if r.ReplacementAmount != nil {
 		keep = *r.ReplacementAmount

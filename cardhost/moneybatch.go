@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -75,7 +73,7 @@ func moneyKey(r *AuthRequest) (kind, acq, stan, t, mti, rrn string) {
 // queueMoneyProbe queues on q, after the batch's lock statement, the look-up
 // of the money messages' earlier answers and of their originals, whose holds
 // it locks.
-func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
+func queueMoneyProbe(q *ledger.Batch, ws []*writeReq) {
 	if len(ws) == 0 {
 		return
 	}
@@ -98,7 +96,7 @@ func queueMoneyProbe(q *pgx.Batch, ws []*writeReq) {
 // decideMoney decides a money message of the batch on what the first
 // pipeline found (seen: the holds earlier messages of the batch name). It
 // reports whether the message is written by the batch.
-func (h *Host) decideMoney(ctx context.Context, tx pgx.Tx, hb *ledger.HoldBatch, w *writeReq, cards map[string]*Card, seen map[int64]bool) bool {
+func (h *Host) decideMoney(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch, w *writeReq, cards map[string]*Card, seen map[int64]bool) bool {
 	m, r := w.money, w.j.req
 	if m.stored != nil {
 		w.decision = *m.stored
@@ -206,7 +204,7 @@ func (h *Host) planMoney(ctx context.Context, hb *ledger.HoldBatch, writes []*wr
 // messages written per message (they journal in the tail), and returns
 // whether each row is inserted (see queueJournals; true for the tail's,
 // which moneySlow corrects).
-func queueWriteJournals(q *pgx.Batch, writes []*writeReq) []bool {
+func queueWriteJournals(q *ledger.Batch, writes []*writeReq) []bool {
 	rows := make([]journal, 0, len(writes))
 	for _, w := range writes {
 		if w.money == nil || !w.money.slow {
@@ -231,7 +229,7 @@ func queueWriteJournals(q *pgx.Batch, writes []*writeReq) []bool {
 // the requests that have one, moneySlow for the money messages written
 // per message (a reversal after its authorisation in the same batch finds
 // and releases the hold the batch placed).
-func (h *Host) writeTailInOrder(ctx context.Context, tx pgx.Tx, writes []*writeReq, inserted []bool) error {
+func (h *Host) writeTailInOrder(ctx context.Context, tx ledger.Tx, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		if w.money != nil && w.money.slow {
 			later := laterOriginal(writes[i+1:], w.j.req)
@@ -279,11 +277,11 @@ func laterOriginal(later []*writeReq, r *AuthRequest) *writeReq {
 // in arrival order not there yet): a completion of it is one without an
 // authorisation, a reversal of it waits as a pending reversal, which the
 // original's own tail (writeTail) applies.
-func (h *Host) moneySlow(ctx context.Context, tx pgx.Tx, w *writeReq, later *writeReq) (bool, error) {
+func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *writeReq) (bool, error) {
 	m, r := w.money, w.j.req
 	w.opened = w.opened[:0]
 	var pend *pendingReversal
-	err := pgx.BeginFunc(ctx, tx, func(tx pgx.Tx) error {
+	err := ledger.BeginFunc(ctx, tx, func(tx ledger.Tx) error {
 		orig, found, err := h.originalOn(ctx, tx, r)
 		if err != nil {
 			return err

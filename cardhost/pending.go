@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -65,7 +63,7 @@ type pendingReversal struct {
 // requests of ws; found is called with each request and its reversals.
 // Queued after the batch's lock statement, it sees every reversal that
 // committed while the batch waited for a card's balance.
-func queuePendingProbe(q *pgx.Batch, ws []*writeReq, found func(w *writeReq, p pendingReversal)) {
+func queuePendingProbe(q *ledger.Batch, ws []*writeReq, found func(w *writeReq, p pendingReversal)) {
 	var keys []string
 	byKey := make(map[string]*writeReq, 3*len(ws))
 	for _, w := range ws {
@@ -91,7 +89,7 @@ func pendingOf(p ledger.PendingReversal) pendingReversal {
 // that waited for an original whose hold is holdID (captured: the original
 // captured it itself, under captureRef): each releases the hold down to
 // its replacement amount, or gives the capture back above it, once.
-func (h *Host) applyPending(ctx context.Context, tx pgx.Tx, ps []pendingReversal, holdID int64, captureRef string) error {
+func (h *Host) applyPending(ctx context.Context, tx ledger.Tx, ps []pendingReversal, holdID int64, captureRef string) error {
 	for _, p := range ps {
 		var keep int64
 		if p.replacement != nil {
@@ -120,7 +118,7 @@ func (h *Host) applyPending(ctx context.Context, tx pgx.Tx, ps []pendingReversal
 // applyPendingCredit applies, in the transaction that credited a refund
 // (under creditRef), the reversals that waited for it: each takes the
 // credit back above its replacement amount, once.
-func (h *Host) applyPendingCredit(ctx context.Context, tx pgx.Tx, ps []pendingReversal, creditRef string) error {
+func (h *Host) applyPendingCredit(ctx context.Context, tx ledger.Tx, ps []pendingReversal, creditRef string) error {
 	for _, p := range ps {
 		var keep int64
 		if p.replacement != nil {
@@ -138,7 +136,7 @@ func (h *Host) applyPendingCredit(ctx context.Context, tx pgx.Tx, ps []pendingRe
 
 // markApplied closes a pending reversal (holdID: the hold it released, if
 // any).
-func markApplied(ctx context.Context, tx pgx.Tx, p pendingReversal, holdID int64) error {
+func markApplied(ctx context.Context, tx ledger.Tx, p pendingReversal, holdID int64) error {
 	return ledger.MarkPendingApplied(ctx, tx, p.id, holdID)
 }
 
@@ -176,7 +174,7 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 	if err != nil {
 		return Decision{}, false, err
 	}
-	d, err := h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
+	d, err := h.answerTx(ctx, r, "reverse", func(tx ledger.Tx) (Decision, error) {
 		if card != nil {
 			if err := ledger.LockUserAccount(ctx, tx, card.AccountID); err != nil {
 				return Decision{}, err
@@ -199,7 +197,7 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 // reversal for window and journals its acknowledgement, in tx, which must
 // hold the lock of the card's balance (when card is known) and have looked
 // for the original under it.
-func (h *Host) pendOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, card *Card, prog *Program, enc []byte, window time.Duration) (Decision, error) {
+func (h *Host) pendOn(ctx context.Context, tx ledger.Tx, r *AuthRequest, card *Card, prog *Program, enc []byte, window time.Duration) (Decision, error) {
 	if err := ledger.InsertPendingReversal(ctx, tx, pendingKey(r), journalRef(r), r.ReplacementAmount, int64(window/time.Second)); err != nil {
 		return Decision{}, err
 	}
@@ -216,7 +214,7 @@ func (h *Host) pendOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, card *Card
 
 // pendingFor returns, locked in tx, the reversals waiting for r (a
 // message decided outside the batches: a completion).
-func pendingFor(ctx context.Context, tx pgx.Tx, r *AuthRequest) ([]pendingReversal, error) {
+func pendingFor(ctx context.Context, tx ledger.Tx, r *AuthRequest) ([]pendingReversal, error) {
 	ps, err := ledger.PendingFor(ctx, tx, appendOriginalKeys(nil, r))
 	if err != nil {
 		return nil, err

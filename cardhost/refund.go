@@ -8,8 +8,6 @@ import (
 	"math/big"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -121,7 +119,7 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		purchase = orig.holdID
 	}
 	var opened string
-	d, err := h.answerTx(ctx, r, "refund", func(tx pgx.Tx) (Decision, error) {
+	d, err := h.answerTx(ctx, r, "refund", func(tx ledger.Tx) (Decision, error) {
 		opened = ""
 		res, err := h.ledger.CreditRefundTx(ctx, tx, ledger.Refund{UserAccountID: spec.UserAccountID, PartnerAccountID: spec.PartnerAccountID,
 			Currency: spec.Currency, Amount: spec.Amount, Ref: creditRef, PurchaseHoldID: purchase, BlindLimit: prog.BlindRefundLimit,
@@ -167,7 +165,7 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 // keepInCredit converts a partial reversal's DE95 of a refund in another
 // currency into the credit's, at the rate the refund was credited at (its
 // credit for its DE4), rounded down; on any doubt, all of it is kept.
-func keepInCredit(ctx context.Context, tx pgx.Tx, orig originalRow, keep int64) int64 {
+func keepInCredit(ctx context.Context, tx ledger.Tx, orig originalRow, keep int64) int64 {
 	credited, err := ledger.CreditedAmount(ctx, tx, orig.creditRef())
 	if err != nil {
 		return math.MaxInt64

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strconv"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -47,7 +45,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		}
 		card, prog = &c, &p
 	}
-	return h.answerTx(ctx, r, "reverse", func(tx pgx.Tx) (Decision, error) {
+	return h.answerTx(ctx, r, "reverse", func(tx ledger.Tx) (Decision, error) {
 		return h.reverseOn(ctx, tx, r, orig, found, card, prog, enc)
 	})
 }
@@ -57,7 +55,7 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 // released, a capture refunded or a credit taken back, and the journal
 // row. It is the body of reverse's transaction, and of a reversal its
 // batch could not write set-based (moneybatch.go).
-func (h *Host) reverseOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow, found bool, card *Card, prog *Program, enc []byte) (Decision, error) {
+func (h *Host) reverseOn(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow, found bool, card *Card, prog *Program, enc []byte) (Decision, error) {
 	origID, holdID, cardID := orig.id, orig.holdID, orig.cardID
 	detail := "original not found"
 	if found {
@@ -98,7 +96,7 @@ func (h *Host) reverseOn(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig or
 // DE95 (entirely without it), or, when the original captured the hold
 // itself (an x200, a completion), its capture refunded above DE95. It
 // returns the journal detail.
-func (h *Host) undoHold(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow) (string, error) {
+func (h *Host) undoHold(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow) (string, error) {
 	var remaining int64
 	if r.ReplacementAmount != nil {
 		var held int64
@@ -135,7 +133,7 @@ func (h *Host) undoHold(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig ori
 // takeBackCredit answers a reversal of a credited refund (an x200 or an
 // x220 of processing code 20): its credit taken back above DE95. It
 // returns the journal detail.
-func (h *Host) takeBackCredit(ctx context.Context, tx pgx.Tx, r *AuthRequest, orig originalRow, prog *Program) (string, error) {
+func (h *Host) takeBackCredit(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow, prog *Program) (string, error) {
 	var keep int64
 	if r.ReplacementAmount != nil {
 		keep = *r.ReplacementAmount

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/ledger"
@@ -40,15 +38,14 @@ import (
 var errCommitUnknown = errors.New("commit outcome unknown")
 
 // commitOutcome classifies the error of a statement pipeline that ended
-// with COMMIT: an error from the server (a *pgconn.PgError) means the
+// with COMMIT: an error from the server (ledger.ServerError) means the
 // transaction did not commit; any other (connection lost, timeout while
 // waiting) leaves the outcome unknown.
 func commitOutcome(err error) error {
 	if err == nil {
 		return nil
 	}
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
+	if _, ok := ledger.ServerError(err); ok {
 		return err
 	}
 	return fmt.Errorf("%w: %w", errCommitUnknown, err)
@@ -198,7 +195,7 @@ const uncertainDetail = "answered issuer unavailable: commit outcome unknown (co
 // reconcile makes the ledger agree with the 9112 that was sent for j.
 func (h *Host) reconcile(ctx context.Context, j journal) (string, error) {
 	var outcome string
-	err := pgx.BeginFunc(ctx, h.pool, func(tx pgx.Tx) error {
+	err := ledger.BeginFunc(ctx, h.pool, func(tx ledger.Tx) error {
 		r := j.req
 		id, reason, holdID, found, err := ledger.LockJournalRow(ctx, tx, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
 		if err == nil && !found {

@@ -6,8 +6,6 @@ import (
 	"maps"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -70,7 +68,7 @@ func checkVelocity(d *decision) bool {
 // the user accounts (the batch's first round trip) and before the partner
 // rows (written at its end): DESIGN section 6's order. No round trip when
 // no write has a velocity rule.
-func lockVelocity(ctx context.Context, tx pgx.Tx, writes []*writeReq) (map[ledger.SpendCounterKey]ledger.SpendUsage, error) {
+func lockVelocity(ctx context.Context, tx ledger.Tx, writes []*writeReq) (map[ledger.SpendCounterKey]ledger.SpendUsage, error) {
 	var keys []ledger.SpendCounterKey
 	for _, w := range writes {
 		for _, u := range w.vel {
@@ -123,7 +121,7 @@ func velocityDecide(writes []*writeReq, base map[ledger.SpendCounterKey]ledger.S
 
 // queueVelocity queues the charges of the writes whose new hold was
 // placed: what was held, once per approval, to each of its counters.
-func queueVelocity(q *pgx.Batch, writes []*writeReq) {
+func queueVelocity(q *ledger.Batch, writes []*writeReq) {
 	var cs []ledger.SpendCharge
 	for _, w := range writes {
 		if len(w.vel) == 0 || !w.newHold || w.decision.HoldID == 0 {
