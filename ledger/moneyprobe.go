@@ -77,7 +77,7 @@ func QueueMoneyProbe(q *pgx.Batch, k MoneyKeys, found func(i int, o MoneyOrigina
 	n := len(k.Kind)
 	q.Queue(moneyProbe, k.Kind, k.Acq, k.STAN, k.T, k.MTI, k.RRN).Query(func(rows pgx.Rows) error {
 		holds := map[int64]MoneyOriginal{}
-		origs := make([]*MoneyOriginal, n)
+		origs, has := make([]MoneyOriginal, n), make([]bool, n)
 		for rows.Next() {
 			var (
 				i int
@@ -94,15 +94,16 @@ func QueueMoneyProbe(q *pgx.Batch, k MoneyKeys, found func(i int, o MoneyOrigina
 			case i < 1 || i > n:
 				return fmt.Errorf("original probe: row %d of %d", i, n)
 			}
-			origs[i-1] = &o
+			origs[i-1], has[i-1] = o, true
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("original probe: %w", err)
 		}
-		for i, o := range origs {
-			if o == nil {
+		for i := range origs {
+			if !has[i] {
 				continue
 			}
+			o := &origs[i]
 			if o.HoldID != 0 {
 				h := holds[o.HoldID]
 				o.HoldStatus, o.Held, o.HoldCurrency, o.UserAccount, o.PartnerAccount = h.HoldStatus, h.Held, h.HoldCurrency, h.UserAccount, h.PartnerAccount
