@@ -383,13 +383,18 @@ func (h *Host) shardOf(ctx context.Context, pan string) int {
 	}
 	h.progs.mu.Lock()
 	all, stale := h.progs.all, time.Since(h.progs.allAt) >= programTTL
+	// Before the list was ever read, every request reads it: routed by
+	// an empty list, the first requests of a new host would all go to
+	// shard 0 except the one refreshing it, splitting an authorisation
+	// and its follow-ups over two batches.
+	first := h.progs.all == nil
 	if stale {
 		// This request refreshes the list; the others meanwhile route
 		// by the list they have.
 		h.progs.allAt = time.Now()
 	}
 	h.progs.mu.Unlock()
-	if stale {
+	if stale || first {
 		if ps, err := h.Programs(ctx, 0); err == nil {
 			all = ps
 			h.progs.mu.Lock()
