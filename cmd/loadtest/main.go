@@ -159,6 +159,15 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "postgres writes during load: WAL %.1f MB (%.0f bytes, %.1f records per approval), full-page images %d, checkpoints %d; accounts updated %d times, %.0f%% HOT\n",
 			float64(w.WALBytes)/1e6, float64(w.WALBytes)/n, float64(w.WALRecords)/n, w.WALFullPages, w.Checkpoints, w.AccountUpdates, hot)
 	}
+	if n := float64(max(res.Report.Approved, 1)); len(res.JournalGrowth) > 0 {
+		fmt.Fprintf(stderr, "journal growth during load, bytes per approval (tables with their indexes):")
+		var total int64
+		for _, t := range []string{"auth_journal", "holds", "postings", "entries"} {
+			fmt.Fprintf(stderr, " %s %.0f", t, float64(res.JournalGrowth[t])/n)
+			total += res.JournalGrowth[t]
+		}
+		fmt.Fprintf(stderr, ", total %.0f\n", float64(total)/n)
+	}
 	printStatements(stderr, "during load", res.Statements)
 	if res.Mixed != nil {
 		fmt.Fprintln(stderr, "realistic mix, after the approvals:")
