@@ -110,6 +110,7 @@ type BenchResult struct {
 	Mixed                             *Report
 	MixedProcessCPU, MixedPostgresCPU float64
 	MixedStatements                   []Statement
+	MixedJournalGrowth                map[string]int64
 	PgbenchTPS                        float64 // 0 when skipped
 	Violations                        []ledger.Violation
 	LoadSeconds                       float64
@@ -372,10 +373,19 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 				return nil, fmt.Errorf("bench: %w", err)
 			}
 		}
+		sizes0, err := tableSizes(ctx, pool)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
 		cpu0, pg0 := processCPU(), postgresCPU(pgPID)
 		if res.Mixed, err = Run(ctx, mixed); err != nil {
 			return nil, fmt.Errorf("bench: realistic mix: %w", err)
 		}
+		sizes1, err := tableSizes(ctx, pool)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		res.MixedJournalGrowth = sizes1.Growth(sizes0)
 		res.MixedProcessCPU, res.MixedPostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
 		if statements {
 			if res.MixedStatements, err = topStatements(ctx, pool); err != nil {
