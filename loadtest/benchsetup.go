@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,9 +54,13 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 		return nil, err
 	}
 	n := cfg.Cards
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	t0 := time.Now()
 	step := func(what string) {
-		cfg.Logger.Info("create cards", "step", what, "took", time.Since(t0).Round(time.Millisecond))
+		log.Info("create cards", "step", what, "took", time.Since(t0).Round(time.Millisecond))
 		t0 = time.Now()
 	}
 	var accIDs, userIDs []int64
@@ -188,9 +193,11 @@ func createCards(ctx context.Context, pool *pgxpool.Pool, host *cardhost.Host, c
 // pg_restore loads data): the rows name only the partner, program, users
 // and accounts made just before, so every check would pass, and they cost
 // two thirds of a million-card setup (users and accounts 44 s, cards 31 s
-// with them). The triggers it skips do nothing for these rows: the
-// postings name their source, no account has a low threshold, and no
-// webhook endpoint exists yet. `ledger verify` after the load checks the
+// with them). The triggers it skips do nothing the bench needs: the
+// postings name their source, no account has a low threshold, and the
+// webhook trigger would record a card.created event per card with no
+// endpoint yet to deliver it to (-webhook adds its endpoint after the
+// setup, so it never saw them). `ledger verify` after the load checks the
 // ledger whole, these rows included. The bench cluster's superuser may set
 // it; it ends with the transaction.
 func bulkLoad(ctx context.Context, tx pgx.Tx) error {
