@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +47,33 @@ func TestBenchDataAgainstCardHost(t *testing.T) {
 	}
 	if vs, err := led.Verify(t.Context()); err != nil || len(vs) > 0 {
 		t.Fatalf("verify after bulk creation: %v %v", vs, err)
+	}
+	// Balances are written with the accounts (issue 18): the poor cards'
+	// are empty, every other one funded, and no update moved the rows.
+	for _, c := range []Card{cards[0], cards[59]} {
+		hc, err := host.CardByPAN(t.Context(), c.PAN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var balance int64
+		if err := pool.QueryRow(t.Context(), `SELECT balance FROM accounts WHERE id = $1`, hc.AccountID).Scan(&balance); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[string]int64{KindPoor: 0, KindOK: benchFunded}[c.Kind]; balance != want {
+			t.Errorf("%s card's balance %d, want %d", c.Kind, balance, want)
+		}
+	}
+	// Balance updates stay HOT on a large card base (migration 035).
+	var opts []string
+	if err := pool.QueryRow(t.Context(), `SELECT coalesce(reloptions, '{}') FROM pg_class WHERE oid = 'accounts'::regclass`).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(opts, "fillfactor=75") {
+		t.Errorf("accounts options %v, want fillfactor=75", opts)
+	}
+	sizes0, err := tableSizes(t.Context(), pool)
+	if err != nil {
+		t.Fatal(err)
 	}
 	c, err := host.CardByPAN(t.Context(), cards[59].PAN)
 	if err != nil || c.LockCode != 0 || c.State != cardhost.StateActive {
@@ -115,6 +143,16 @@ func TestBenchDataAgainstCardHost(t *testing.T) {
 				t.Fatalf("verify after load: %v %v", vs, err)
 			}
 		})
+	}
+	// The journal's growth per approval (docs/operations.md, "Journal
+	// growth") is measured from these sizes.
+	sizes1, err := tableSizes(t.Context(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := sizes1.Growth(sizes0)
+	if len(g) != 4 || g["auth_journal"] <= 0 || g["holds"] <= 0 {
+		t.Errorf("journal growth %v, want auth_journal and holds grown", g)
 	}
 }
 

@@ -115,3 +115,36 @@ func topStatements(ctx context.Context, pool *pgxpool.Pool) ([]Statement, error)
 	}
 	return out, nil
 }
+
+// journalTables are the tables that grow with every message (docs/
+// operations.md, "Journal growth"): their size per approval says how fast
+// the journal must be partitioned and archived.
+var journalTables = []string{"auth_journal", "holds", "postings", "entries"}
+
+// TableSizes are pg_total_relation_size (heap, indexes, TOAST) of the
+// journal tables, in the order of journalTables.
+type TableSizes []int64
+
+func tableSizes(ctx context.Context, pool *pgxpool.Pool) (TableSizes, error) {
+	const q = `SELECT coalesce(pg_total_relation_size(to_regclass(t)), 0) FROM unnest($1::text[]) WITH ORDINALITY AS x(t, i) ORDER BY i`
+	rows, err := pool.Query(ctx, q, journalTables)
+	if err != nil {
+		return nil, fmt.Errorf("table sizes: %w", err)
+	}
+	s, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("table sizes: %w", err)
+	}
+	return s, nil
+}
+
+// Growth is what each journal table grew by from o to s, by name.
+func (s TableSizes) Growth(o TableSizes) map[string]int64 {
+	g := map[string]int64{}
+	for i, name := range journalTables {
+		if i < len(s) && i < len(o) {
+			g[name] = s[i] - o[i]
+		}
+	}
+	return g
+}

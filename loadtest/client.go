@@ -181,8 +181,8 @@ func (c *client) pick() op {
 }
 
 func (c *client) card(kind string) Card {
-	cards := c.r.byKind[kind]
-	return cards[c.rnd.IntN(len(cards))]
+	idx := c.r.byKind[kind]
+	return c.r.cfg.Cards[idx[c.rnd.IntN(len(idx))]]
 }
 
 func (c *client) timeFields(now time.Time) {

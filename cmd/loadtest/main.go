@@ -159,6 +159,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "postgres writes during load: WAL %.1f MB (%.0f bytes, %.1f records per approval), full-page images %d, checkpoints %d; accounts updated %d times, %.0f%% HOT\n",
 			float64(w.WALBytes)/1e6, float64(w.WALBytes)/n, float64(w.WALRecords)/n, w.WALFullPages, w.Checkpoints, w.AccountUpdates, hot)
 	}
+	printGrowth(stderr, "during load, bytes per approval", res.JournalGrowth, res.Report.Approved)
 	printStatements(stderr, "during load", res.Statements)
 	if res.Mixed != nil {
 		fmt.Fprintln(stderr, "realistic mix, after the approvals:")
@@ -169,6 +170,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stderr, "cpu during the realistic mix: this process %.1f s, postgres %s, over %.1f s\n",
 			res.MixedProcessCPU, pg, res.Mixed.Seconds)
+		printGrowth(stderr, "during the realistic mix, bytes per money message", res.MixedJournalGrowth, res.Mixed.MoneyAnswered)
 		printStatements(stderr, "during the realistic mix", res.MixedStatements)
 	}
 	for _, v := range res.Violations {
@@ -194,3 +196,18 @@ func printStatements(w io.Writer, phase string, sts []loadtest.Statement) {
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// printGrowth prints what the journal tables grew by, per message counted
+// in n (docs/operations.md, "Journal growth").
+func printGrowth(w io.Writer, what string, growth map[string]int64, n int64) {
+	if len(growth) == 0 || n <= 0 {
+		return
+	}
+	fmt.Fprintf(w, "journal growth %s (tables with their indexes):", what)
+	var total int64
+	for _, t := range []string{"auth_journal", "holds", "postings", "entries"} {
+		fmt.Fprintf(w, " %s %.0f", t, float64(growth[t])/float64(n))
+		total += growth[t]
+	}
+	fmt.Fprintf(w, ", total %.0f\n", float64(total)/float64(n))
+}
