@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/smtp"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,35 +11,29 @@ import (
 	"github.com/antaca/antaca/internal/periodic"
 )
 
-// Mailer is where outbox notifications go: a plain SMTP relay (no TLS, no
-// authentication, as a local relay or a test listener speaks it).
-type Mailer struct {
-	Addr string // host:port of the SMTP server
-	From string // envelope and header sender
-	// Hello is the name sent in EHLO/HELO. Default "localhost".
-	Hello string
-	// Timeout bounds one delivery (dial to QUIT). Default 10s.
-	Timeout time.Duration
-	// Backoff is the delay before the first retry of a failed row; it
-	// doubles with each attempt up to MaxBackoff. Defaults 30s and 1h.
+// MailSender sends one outbox notification (partner.Mailer over SMTP):
+// every call out lives in the outbound package, the ledger keeps the
+// outbox, its locks and its retries.
+type MailSender interface {
+	SendMail(ctx context.Context, o OutboxMessage) error
+}
+
+// OutboxRetry is when a failed outbox row is tried again: Backoff before
+// the first retry, doubling with each attempt up to MaxBackoff. Defaults
+// 30s and 1h.
+type OutboxRetry struct {
 	Backoff    time.Duration
 	MaxBackoff time.Duration
 }
 
-func (m Mailer) withDefaults() Mailer {
-	if m.Hello == "" {
-		m.Hello = "localhost"
+func (r OutboxRetry) withDefaults() OutboxRetry {
+	if r.Backoff <= 0 {
+		r.Backoff = 30 * time.Second
 	}
-	if m.Timeout <= 0 {
-		m.Timeout = 10 * time.Second
+	if r.MaxBackoff <= 0 {
+		r.MaxBackoff = time.Hour
 	}
-	if m.Backoff <= 0 {
-		m.Backoff = 30 * time.Second
-	}
-	if m.MaxBackoff <= 0 {
-		m.MaxBackoff = time.Hour
-	}
-	return m
+	return r
 }
 
 // OutboxMessage is a notification waiting in (or delivered from) the
@@ -91,8 +82,8 @@ func (l *Ledger) Outbox(ctx context.Context, limit int) ([]OutboxMessage, error)
 // one probe per run is enough, and the rows wait in the outbox. It returns
 // how many rows it sent and the delivery error, if any. Delivery is at least
 // once: a crash between the SMTP "." and the commit sends the row again.
-func (l *Ledger) DeliverOutbox(ctx context.Context, m Mailer) (sent int, err error) {
-	m = m.withDefaults()
+func (l *Ledger) DeliverOutbox(ctx context.Context, m MailSender, r OutboxRetry) (sent int, err error) {
+	r = r.withDefaults()
 	for {
 		var sendErr error
 		found := false
@@ -108,10 +99,10 @@ func (l *Ledger) DeliverOutbox(ctx context.Context, m Mailer) (sent int, err err
 				return err
 			}
 			found = true
-			if sendErr = m.send(ctx, o); sendErr != nil {
-				delay := m.Backoff << min(o.Attempts, 20)
-				if delay > m.MaxBackoff || delay <= 0 {
-					delay = m.MaxBackoff
+			if sendErr = m.SendMail(ctx, o); sendErr != nil {
+				delay := r.Backoff << min(o.Attempts, 20)
+				if delay > r.MaxBackoff || delay <= 0 {
+					delay = r.MaxBackoff
 				}
 				const fail = `UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_at = $3 WHERE id = $1`
 				_, err := tx.Exec(ctx, fail, o.ID, sendErr.Error(), l.now().Add(delay))
@@ -135,9 +126,9 @@ func (l *Ledger) DeliverOutbox(ctx context.Context, m Mailer) (sent int, err err
 
 // RunOutbox delivers the outbox every interval until ctx ends, logging
 // delivery failures (the rows stay in the outbox and are retried).
-func (l *Ledger) RunOutbox(ctx context.Context, m Mailer, every time.Duration) {
+func (l *Ledger) RunOutbox(ctx context.Context, m MailSender, r OutboxRetry, every time.Duration) {
 	periodic.Run(ctx, every, func(ctx context.Context) {
-		n, err := l.DeliverOutbox(ctx, m)
+		n, err := l.DeliverOutbox(ctx, m, r)
 		if n > 0 {
 			l.log.Info("outbox delivered", "sent", n)
 		}
@@ -145,55 +136,4 @@ func (l *Ledger) RunOutbox(ctx context.Context, m Mailer, every time.Duration) {
 			l.log.Warn("outbox delivery", "err", err, "sent", n)
 		}
 	})
-}
-
-// send delivers one message over SMTP within m.Timeout.
-func (m Mailer) send(ctx context.Context, o OutboxMessage) error {
-	if strings.ContainsAny(o.Recipient+m.From, "\r\n") {
-		return fmt.Errorf("message %d: address with a line break", o.ID)
-	}
-	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
-	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", m.Addr)
-	if err != nil {
-		return fmt.Errorf("message %d: %w", o.ID, err)
-	}
-	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	host, _, _ := net.SplitHostPort(m.Addr)
-	c, err := smtp.NewClient(conn, host)
-	if err != nil {
-		conn.Close()
-		return fmt.Errorf("message %d: %w", o.ID, err)
-	}
-	defer c.Close()
-	if err := c.Hello(m.Hello); err != nil {
-		return fmt.Errorf("message %d: hello: %w", o.ID, err)
-	}
-	if err := c.Mail(m.From); err != nil {
-		return fmt.Errorf("message %d: mail from: %w", o.ID, err)
-	}
-	if err := c.Rcpt(o.Recipient); err != nil {
-		return fmt.Errorf("message %d: rcpt to: %w", o.ID, err)
-	}
-	w, err := c.Data()
-	if err != nil {
-		return fmt.Errorf("message %d: data: %w", o.ID, err)
-	}
-	subject := strings.NewReplacer("\r", " ", "\n", " ").Replace(o.Subject)
-	body := strings.ReplaceAll(strings.ReplaceAll(o.Body, "\r\n", "\n"), "\n", "\r\n")
-	msg := fmt.Sprintf("From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <outbox-%d@antaca>\r\n"+
-		"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n%s",
-		m.From, o.Recipient, subject, time.Now().UTC().Format(time.RFC1123Z), o.ID, body)
-	if _, err := w.Write([]byte(msg)); err != nil {
-		return fmt.Errorf("message %d: write: %w", o.ID, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("message %d: end of data: %w", o.ID, err)
-	}
-	// The server has accepted the message: a failing QUIT must not make
-	// it send again.
-	_ = c.Quit()
-	return nil
 }

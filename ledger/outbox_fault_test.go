@@ -8,6 +8,7 @@ import (
 
 	"github.com/antaca/antaca/internal/faulttest"
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/partner"
 )
 
 // TestFaultSMTPHangs: an SMTP server that accepts and never speaks (a
@@ -40,9 +41,9 @@ func TestFaultSMTPHangs(t *testing.T) {
 		}
 	}()
 	const timeout = 500 * time.Millisecond
-	m := ledger.Mailer{Addr: addr, From: "antaca@example.test", Timeout: timeout, Backoff: time.Minute}
+	m, retry := partner.Mailer{Addr: addr, From: "antaca@example.test", Timeout: timeout}, ledger.OutboxRetry{Backoff: time.Minute}
 	start := time.Now()
-	sent, err := e.l.DeliverOutbox(e.ctx, m)
+	sent, err := e.l.DeliverOutbox(e.ctx, m, retry)
 	took := time.Since(start)
 	if err == nil || sent != 0 {
 		t.Fatalf("hung server: sent %d, err %v; want 0 and an error", sent, err)
@@ -65,7 +66,7 @@ func TestFaultSMTPHangs(t *testing.T) {
 
 	srv := startSMTP(t, addr)
 	e.clock.Add(2 * time.Minute)
-	if sent, err := e.l.DeliverOutbox(e.ctx, m); err != nil || sent != 1 {
+	if sent, err := e.l.DeliverOutbox(e.ctx, m, retry); err != nil || sent != 1 {
 		t.Fatalf("server up: sent %d, %v; want 1, nil", sent, err)
 	}
 	if got := len(srv.messages()); got != 1 {

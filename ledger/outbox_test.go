@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/ledger"
+	"github.com/antaca/antaca/partner"
 )
 
 // smtpServer is just enough SMTP for the outbox: it records each message's
@@ -120,9 +121,9 @@ func TestOutboxDeliveredBySMTP(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	m := ledger.Mailer{Addr: addr, From: "antaca@example.test", Timeout: 2 * time.Second, Backoff: time.Minute}
+	m, retry := partner.Mailer{Addr: addr, From: "antaca@example.test", Timeout: 2 * time.Second}, ledger.OutboxRetry{Backoff: time.Minute}
 
-	sent, err := e.l.DeliverOutbox(e.ctx, m)
+	sent, err := e.l.DeliverOutbox(e.ctx, m, retry)
 	if err == nil || sent != 0 {
 		t.Fatalf("server down: sent %d, err %v; want 0 and an error", sent, err)
 	}
@@ -135,14 +136,14 @@ func TestOutboxDeliveredBySMTP(t *testing.T) {
 	}
 	// Before the backoff has passed nothing is tried, even with the server up.
 	srv := startSMTP(t, addr)
-	if sent, err := e.l.DeliverOutbox(e.ctx, m); err != nil || sent != 0 {
+	if sent, err := e.l.DeliverOutbox(e.ctx, m, retry); err != nil || sent != 0 {
 		t.Fatalf("within backoff: sent %d, %v; want 0, nil", sent, err)
 	}
 	e.clock.Add(2 * time.Minute)
-	if sent, err := e.l.DeliverOutbox(e.ctx, m); err != nil || sent != 1 {
+	if sent, err := e.l.DeliverOutbox(e.ctx, m, retry); err != nil || sent != 1 {
 		t.Fatalf("server up: sent %d, %v; want 1, nil", sent, err)
 	}
-	if sent, err := e.l.DeliverOutbox(e.ctx, m); err != nil || sent != 0 {
+	if sent, err := e.l.DeliverOutbox(e.ctx, m, retry); err != nil || sent != 0 {
 		t.Fatalf("nothing left: sent %d, %v; want 0, nil", sent, err)
 	}
 	got := srv.messages()

@@ -240,7 +240,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		// delivered to the partners' endpoints, off the authorisation path.
 		go partner.NewWebhooks(led, out, partner.WebhookConfig{Logger: log}).Run(ctx)
 		if f.smtp != "" {
-			go led.RunOutbox(ctx, ledger.Mailer{Addr: f.smtp, From: f.smtpFrom}, 10*time.Second)
+			go led.RunOutbox(ctx, partner.Mailer{Addr: f.smtp, From: f.smtpFrom}, ledger.OutboxRetry{}, 10*time.Second)
 		}
 		if f.demo {
 			if err := writeDemo(ctx, host, srv, &f, keys); err != nil {
