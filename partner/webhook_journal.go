@@ -248,7 +248,7 @@ func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRo
 			continue
 		}
 		sem <- struct{}{}
-		wg.Go(func() {
+		w.spawn(&wg, func() {
 			defer func() { <-sem }()
 			f := ledger.JournalFailure{Event: j.ev, EndpointID: j.ep.ID}
 			if until := w.downUntil(j.ep.ID); !until.IsZero() {

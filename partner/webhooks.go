@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +15,7 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/internal/lowprio"
 	"github.com/antaca/antaca/internal/periodic"
 	"github.com/antaca/antaca/ledger"
 )
@@ -88,6 +86,9 @@ type Webhooks struct {
 	down     map[int64]time.Time // endpoint -> not tried from the journal before
 	owners   map[int64]ledger.CardOwner
 	codes    map[string]string // currency numeric -> alphabetic
+	// jobs, while Run runs, feeds its Parallel sending goroutines, each on
+	// an OS thread of its own at nice 19 (nil: a goroutine per send).
+	jobs chan func()
 }
 
 // NewWebhooks returns the webhook worker over store, calling out with c.
@@ -123,13 +124,45 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 		gaps: map[int64]*gap{}, down: map[int64]time.Time{}, owners: map[int64]ledger.CardOwner{}}
 }
 
-// Run makes events and delivers them every cfg.Every until ctx ends.
+// Run makes events and delivers them every cfg.Every until ctx ends. All
+// of it runs on OS threads at the lowest CPU priority (nice 19, Linux):
+// the rounds on one, the sends on Parallel others, so delivery takes only
+// the CPU that authorisations and the database leave. Under a load that
+// keeps the cores busy it lags, and catches up when the load eases.
 func (w *Webhooks) Run(ctx context.Context) {
+	quit := make(chan struct{})
+	defer close(quit)
+	rounds := make(chan func())
+	go lowprio.Worker(rounds, quit)
+	w.jobs = make(chan func())
+	for range w.cfg.Parallel {
+		go lowprio.Worker(w.jobs, quit)
+	}
+	defer func() { w.jobs = nil }()
 	periodic.Run(ctx, w.cfg.Every, func(ctx context.Context) {
-		if _, err := w.Round(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("webhooks", "err", err)
+		done := make(chan struct{})
+		rounds <- func() {
+			defer close(done)
+			if _, err := w.Round(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("webhooks", "err", err)
+			}
 		}
+		<-done
 	})
+}
+
+// spawn runs fn in the sending goroutines while Run runs, else in a new
+// goroutine; wg waits for it.
+func (w *Webhooks) spawn(wg *sync.WaitGroup, fn func()) {
+	if w.jobs == nil {
+		wg.Go(fn)
+		return
+	}
+	wg.Add(1)
+	w.jobs <- func() {
+		defer wg.Done()
+		fn()
+	}
 }
 
 // Round delivers the events of the journal rows committed since the last
@@ -262,7 +295,7 @@ func (w *Webhooks) Deliver(ctx context.Context) (int, error) {
 		var wg sync.WaitGroup
 		for i, o := range batch {
 			sem <- struct{}{}
-			wg.Go(func() {
+			w.spawn(&wg, func() {
 				defer func() { <-sem }()
 				results[i] = w.send(ctx, o)
 				mu.Lock()
@@ -369,19 +402,12 @@ func (w *Webhooks) post(ctx context.Context, u string, secrets []string, eventID
 		req.Header.Set("User-Agent", "Antaca-Webhooks/1")
 		req.Header.Set(EventIDHeader, eventID)
 		req.Header.Set(SignatureHeader, Signature(time.Now(), body, secrets...))
-		resp, err := w.client.Do(req)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				return ue.Err // never the URL, which may carry a token
-			}
+		status, err = w.client.PostSync(req)
+		if err != nil && status == 0 {
 			return err
 		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		status = resp.StatusCode
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			return fmt.Errorf("answered %d", resp.StatusCode)
+		if status < 200 || status > 299 {
+			return fmt.Errorf("answered %d", status)
 		}
 		return nil
 	}()
