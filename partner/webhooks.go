@@ -131,14 +131,19 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 // keeps the cores busy it lags, and catches up when the load eases.
 func (w *Webhooks) Run(ctx context.Context) {
 	quit := make(chan struct{})
-	defer close(quit)
 	rounds := make(chan func())
-	go lowprio.Worker(rounds, quit)
-	w.jobs = make(chan func())
+	jobs := make(chan func())
+	w.jobs = jobs
+	var workers sync.WaitGroup
+	workers.Go(func() { lowprio.Worker(rounds, quit) })
 	for range w.cfg.Parallel {
-		go lowprio.Worker(w.jobs, quit)
+		workers.Go(func() { lowprio.Worker(jobs, quit) })
 	}
-	defer func() { w.jobs = nil }()
+	defer func() {
+		close(quit)
+		workers.Wait() // their threads back at normal priority
+		w.jobs = nil
+	}()
 	periodic.Run(ctx, w.cfg.Every, func(ctx context.Context) {
 		done := make(chan struct{})
 		rounds <- func() {

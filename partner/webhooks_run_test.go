@@ -1,0 +1,160 @@
+package partner_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/partner"
+)
+
+// nicedThreads counts this process's threads at nice 19 (Linux).
+func nicedThreads(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skip("no /proc:", err)
+	}
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// Fields after the command's closing parenthesis: state is the
+		// 3rd field of the line, nice the 19th.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 16 {
+			if v, _ := strconv.Atoi(f[16]); v == 19 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// TestWebhooksRunDeliversEverythingUnderLoadNiced runs the worker (Run)
+// while authorisations are made from several goroutines: every event
+// arrives exactly once with a valid signature, over a few kept-alive
+// connections, and the worker's threads run at nice 19 while it runs and
+// are given back at normal priority when it stops.
+func TestWebhooksRunDeliversEverythingUnderLoadNiced(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("thread priorities are set on Linux only")
+	}
+	w := newWorld(t)
+	r := newReceiver(t)
+	var conns atomic.Int64
+	r.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	e := w.endpoint(r.srv.URL, "authorization.approved", "authorization.declined")
+	r.secret.Store(e.Secret)
+	const parallel = 4
+	before := nicedThreads(t)
+	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{Every: 10 * time.Millisecond, Parallel: parallel, JournalBatch: 50})
+	ctx, cancel := context.WithCancel(w.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wh.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	const workers, each = 4, 40
+	var wg sync.WaitGroup
+	for g := range workers {
+		_, data := w.card(1_000_00)
+		wg.Go(func() {
+			for i := range each {
+				w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%02d%04d", g, i))
+			}
+		})
+	}
+	niced := 0
+	for range 50 { // while the load runs
+		niced = max(niced, nicedThreads(t)-before)
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	want := workers * each
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r.mu.Lock()
+		n := len(r.got)
+		r.mu.Unlock()
+		if n >= want || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.mu.Lock()
+	if len(r.got) != want || r.bad != 0 {
+		t.Errorf("received %d distinct events (%d bad), want %d", len(r.got), r.bad, want)
+	}
+	for id, k := range r.got {
+		if k != 1 {
+			t.Errorf("event %s delivered %d times, want once", id, k)
+		}
+	}
+	r.mu.Unlock()
+	if got := r.typeCounts(); got["authorization.approved"] != want {
+		t.Errorf("delivered types %v, want %d approvals", got, want)
+	}
+	if niced < parallel+1 {
+		t.Errorf("%d threads at nice 19 while Run ran, want at least %d (the rounds' and %d senders')", niced, parallel+1, parallel)
+	}
+	if k := conns.Load(); k > parallel+2 {
+		t.Errorf("%d connections for %d deliveries, want at most %d: kept alive and reused", k, want, parallel+2)
+	}
+	cancel()
+	<-done
+	if n := nicedThreads(t) - before; n > 0 {
+		t.Errorf("%d threads still at nice 19 after Run returned", n)
+	}
+}
+
+// TestWebhooksKeptConnectionClosedByReceiver: a receiver that closes idle
+// connections quickly (here after 20 ms) still gets the next event at the
+// first try: a kept connection closed meanwhile is replaced, not a failure.
+func TestWebhooksKeptConnectionClosedByReceiver(t *testing.T) {
+	w := newWorld(t)
+	r := newReceiver(t)
+	r.srv.Config.IdleTimeout = 20 * time.Millisecond
+	e := w.endpoint(r.srv.URL, "authorization.approved")
+	r.secret.Store(e.Secret)
+	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{})
+	wh.Round(w.ctx)
+	_, data := w.card(1_000_00)
+	for i := range 3 {
+		w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%06d", i+1))
+		if _, err := wh.Round(w.ctx); err != nil {
+			t.Fatal(err)
+		}
+		r.mu.Lock()
+		n := len(r.got)
+		r.mu.Unlock()
+		if n != i+1 {
+			t.Fatalf("after round %d the receiver has %d events, want %d", i+1, n, i+1)
+		}
+		time.Sleep(100 * time.Millisecond) // the receiver closes the idle connection
+	}
+	if k := w.count(`SELECT count(*) FROM webhook_attempts`); k != 0 {
+		t.Errorf("%d failed attempts recorded, want 0", k)
+	}
+}
