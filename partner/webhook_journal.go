@@ -247,8 +247,9 @@ func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRo
 			mu.Unlock()
 			continue
 		}
+		w.pace.wait(ctx) // returns at once when ctx ends
 		sem <- struct{}{}
-		w.spawn(&wg, func() {
+		wg.Go(func() {
 			defer func() { <-sem }()
 			f := ledger.JournalFailure{Event: j.ev, EndpointID: j.ep.ID}
 			if until := w.downUntil(j.ep.ID); !until.IsZero() {

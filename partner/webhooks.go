@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/antaca/antaca/cardhost"
-	"github.com/antaca/antaca/internal/lowprio"
 	"github.com/antaca/antaca/internal/periodic"
 	"github.com/antaca/antaca/ledger"
 )
@@ -64,6 +63,11 @@ type WebhookConfig struct {
 	GapWait time.Duration
 	// JournalBatch is how many journal rows one round reads (default 1000).
 	JournalBatch int
+	// MinRate is the sends per second kept while this machine's CPUs are
+	// busy (default 500; negative: sends are never paced), BusyIdle the
+	// share of CPU time left over below which they count as busy (default
+	// 0.1). See pace.go.
+	MinRate, BusyIdle float64
 }
 
 // Webhooks delivers events to partners' endpoints: those of the journal
@@ -86,9 +90,7 @@ type Webhooks struct {
 	down     map[int64]time.Time // endpoint -> not tried from the journal before
 	owners   map[int64]ledger.CardOwner
 	codes    map[string]string // currency numeric -> alphabetic
-	// jobs, while Run runs, feeds its Parallel sending goroutines, each on
-	// an OS thread of its own at nice 19 (nil: a goroutine per send).
-	jobs chan func()
+	pace     *pacer
 }
 
 // NewWebhooks returns the webhook worker over store, calling out with c.
@@ -120,54 +122,30 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 	if cfg.JournalBatch <= 0 {
 		cfg.JournalBatch = 1000
 	}
-	return &Webhooks{store: store, client: c, cfg: cfg, log: cfg.Logger, owner: "w" + strconv.FormatUint(rand.Uint64(), 36),
+	if cfg.MinRate == 0 {
+		cfg.MinRate = 500
+	}
+	if cfg.BusyIdle <= 0 {
+		cfg.BusyIdle = 0.1
+	}
+	var pace *pacer
+	if cfg.MinRate > 0 {
+		pace = newPacer(cfg.MinRate, cfg.BusyIdle)
+	}
+	return &Webhooks{pace: pace, store: store, client: c, cfg: cfg, log: cfg.Logger, owner: "w" + strconv.FormatUint(rand.Uint64(), 36),
 		gaps: map[int64]*gap{}, down: map[int64]time.Time{}, owners: map[int64]ledger.CardOwner{}}
 }
 
-// Run makes events and delivers them every cfg.Every until ctx ends. All
-// of it runs on OS threads at the lowest CPU priority (nice 19, Linux):
-// the rounds on one, the sends on Parallel others, so delivery takes only
-// the CPU that authorisations and the database leave. Under a load that
-// keeps the cores busy it lags, and catches up when the load eases.
+// Run makes events and delivers them every cfg.Every until ctx ends.
+// Sends are paced (pace.go): while this machine's CPUs are busy they slow
+// down to MinRate, and speed up again when CPU is left over, so under
+// peak load delivery lags and catches up later.
 func (w *Webhooks) Run(ctx context.Context) {
-	quit := make(chan struct{})
-	rounds := make(chan func())
-	jobs := make(chan func())
-	w.jobs = jobs
-	var workers sync.WaitGroup
-	workers.Go(func() { lowprio.Worker(rounds, quit) })
-	for range w.cfg.Parallel {
-		workers.Go(func() { lowprio.Worker(jobs, quit) })
-	}
-	defer func() {
-		close(quit)
-		workers.Wait() // their threads back at normal priority
-		w.jobs = nil
-	}()
 	periodic.Run(ctx, w.cfg.Every, func(ctx context.Context) {
-		done := make(chan struct{})
-		rounds <- func() {
-			defer close(done)
-			if _, err := w.Round(ctx); err != nil && ctx.Err() == nil {
-				w.log.Warn("webhooks", "err", err)
-			}
+		if _, err := w.Round(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("webhooks", "err", err)
 		}
-		<-done
 	})
-}
-
-// spawn runs fn in the sending goroutines while Run runs, else in a new
-// goroutine; wg waits for it.
-func (w *Webhooks) spawn(wg *sync.WaitGroup, fn func()) {
-	if w.jobs == nil {
-		wg.Go(fn)
-		return
-	}
-	wg.Add(1)
-	w.jobs <- func() {
-		defer wg.Done()
-		fn()
-	}
 }
 
 // Round delivers the events of the journal rows committed since the last
@@ -299,8 +277,9 @@ func (w *Webhooks) Deliver(ctx context.Context) (int, error) {
 		results := make([]ledger.WebhookResult, len(batch))
 		var wg sync.WaitGroup
 		for i, o := range batch {
+			w.pace.wait(ctx) // returns at once when ctx ends
 			sem <- struct{}{}
-			w.spawn(&wg, func() {
+			wg.Go(func() {
 				defer func() { <-sem }()
 				results[i] = w.send(ctx, o)
 				mu.Lock()
