@@ -64,16 +64,7 @@ func TestWebhooksRunDeliversEverythingUnderLoad(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	r.mu.Lock()
-	if len(r.got) != want || r.bad != 0 {
-		t.Errorf("received %d distinct events (%d bad), want %d", len(r.got), r.bad, want)
-	}
-	for id, k := range r.got {
-		if k != 1 {
-			t.Errorf("event %s delivered %d times, want once", id, k)
-		}
-	}
-	r.mu.Unlock()
+	r.gotEachOnce(t, want)
 	if got := r.typeCounts(); got["authorization.approved"] != want {
 		t.Errorf("delivered types %v, want %d approvals", got, want)
 	}
@@ -109,5 +100,21 @@ func TestWebhooksKeptConnectionClosedByReceiver(t *testing.T) {
 	}
 	if k := w.count(`SELECT count(*) FROM webhook_attempts`); k != 0 {
 		t.Errorf("%d failed attempts recorded, want 0", k)
+	}
+}
+
+// gotEachOnce checks that the receiver got want distinct events, each once,
+// all with a valid signature.
+func (r *receiver) gotEachOnce(t *testing.T, want int) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.got) != want || r.bad != 0 {
+		t.Fatalf("received %d distinct events (%d bad), want %d", len(r.got), r.bad, want)
+	}
+	for id, k := range r.got {
+		if k != 1 {
+			t.Errorf("event %s delivered %d times, want once", id, k)
+		}
 	}
 }
