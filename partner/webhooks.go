@@ -64,7 +64,7 @@ type WebhookConfig struct {
 	// JournalBatch is how many journal rows one round reads (default 1000).
 	JournalBatch int
 	// MinRate is the sends per second kept while this machine's CPUs are
-	// busy (default 500; negative: sends are never paced), BusyIdle the
+	// busy (default 200; negative: sends are never paced), BusyIdle the
 	// share of CPU time left over below which they count as busy (default
 	// 0.1). See pace.go.
 	MinRate, BusyIdle float64
@@ -123,7 +123,7 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 		cfg.JournalBatch = 1000
 	}
 	if cfg.MinRate == 0 {
-		cfg.MinRate = 500
+		cfg.MinRate = 200
 	}
 	if cfg.BusyIdle <= 0 {
 		cfg.BusyIdle = 0.1
