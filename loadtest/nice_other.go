@@ -2,5 +2,5 @@
 
 package loadtest
 
-// niceProcess lowers nothing: thread priorities are set on Linux only.
-func niceProcess() {}
+// NiceProcess lowers nothing: thread priorities are set on Linux only.
+func NiceProcess() {}

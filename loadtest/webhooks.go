@@ -47,7 +47,7 @@ type receiverCounts struct {
 	Bad      int64 `json:"bad"`      // refused: no valid signature, or id mismatch
 }
 
-// WebhookReceiver serves HTTPS on 127.0.0.1 at nice 19 until in ends (its
+// WebhookReceiver serves HTTPS on 127.0.0.1 until in ends (its
 // parent closes it or exits): every POST must carry a valid Antaca-Signature
 // for the secret in $ANTACA_BENCH_WEBHOOK_SECRET and an Antaca-Event-Id
 // equal to the body's id, else it is answered 400 and counted bad; GET
@@ -58,7 +58,6 @@ func WebhookReceiver(ctx context.Context, in io.Reader, out io.Writer) error {
 	if secret == "" {
 		return errors.New("webhook-receiver: $" + receiverSecretEnv + " is empty")
 	}
-	niceProcess()
 	var (
 		mu     sync.Mutex
 		seen   = map[string]struct{}{}

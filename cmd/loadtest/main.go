@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if len(args) > 0 && args[0] == "webhook-receiver" {
 		// Started by bench -webhook: the partners' receiver, at nice 19.
+		loadtest.NiceProcess()
 		return loadtest.WebhookReceiver(ctx, os.Stdin, stdout)
 	}
 	var c loadtest.Config
