@@ -51,11 +51,8 @@ type Config struct {
 
 // Client is the outbound HTTP client. It is safe for concurrent use.
 type Client struct {
-	cfg    Config
-	http   *http.Client
-	dialer *net.Dialer
-	tls    *tls.Config
-	conns  h1Pool // webhook deliveries' kept-alive connections (h1.go)
+	cfg  Config
+	http *http.Client
 }
 
 // NewClient returns a client with cfg's defaults filled in.
@@ -63,12 +60,12 @@ func NewClient(cfg Config) *Client {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	c := &Client{cfg: cfg, tls: &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}}
-	c.dialer = &net.Dialer{Timeout: cfg.Timeout, Control: c.control}
+	c := &Client{cfg: cfg}
+	d := &net.Dialer{Timeout: cfg.Timeout, Control: c.control}
 	tr := &http.Transport{
 		Proxy:               nil, // a proxy would dial for us, past the address check
-		DialContext:         c.dialer.DialContext,
-		TLSClientConfig:     c.tls.Clone(),
+		DialContext:         d.DialContext,
+		TLSClientConfig:     &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout: cfg.Timeout,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
