@@ -237,7 +237,7 @@ type WebhookLag struct {
 }
 
 // drainTimeout bounds the wait for the backlog after a phase.
-const drainTimeout = 5 * time.Minute
+const drainTimeout = 15 * time.Minute
 
 // drain waits until the receiver has every event of the journal so far.
 func (b *benchWebhooks) drain(ctx context.Context) (WebhookLag, error) {
