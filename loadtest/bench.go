@@ -59,11 +59,15 @@ type BenchConfig struct {
 	Dir string
 	// Logger receives the steps; default slog.Default().
 	Logger *slog.Logger
-	// Webhook registers, for every partner, an HTTPS receiver (in this
-	// process) of every authorisation event and runs the webhook worker
+	// Webhook registers, for every partner, an HTTPS receiver (a process
+	// of its own at nice 19, ReceiverCommand: it stands in for the
+	// partners' machines) of every authorisation event and runs the webhook worker
 	// during the load: the bench then measures authorisations while their
 	// events are made and delivered (issue 19).
 	Webhook bool
+	// ReceiverCommand starts the webhook receiver (argv), e.g. this
+	// program with the argument webhook-receiver (WebhookReceiver).
+	ReceiverCommand []string
 }
 
 func (c *BenchConfig) setDefaults() {
@@ -126,6 +130,12 @@ type BenchResult struct {
 	// JournalGrowth is what the journal tables (auth_journal, holds,
 	// postings, entries) grew by during the load, in bytes.
 	JournalGrowth map[string]int64
+	// Webhooks and MixedWebhooks are, with -webhook, how many events the
+	// receiver had when the approvals' (the mix's) load ended and how long
+	// the rest took to arrive; ReceiverCPU is the receiver process's CPU
+	// seconds over the whole bench (not counted in ProcessCPU).
+	Webhooks, MixedWebhooks *WebhookLag
+	ReceiverCPU             float64
 	// Statements are the statements that took most of Postgres' time
 	// during the load (pg_stat_statements, nested statements included);
 	// empty when the extension is not installed.
@@ -286,12 +296,23 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		srv.Shutdown(sctx)
 	}()
 
+	var hooks *benchWebhooks
 	if cfg.Webhook {
-		stop, err := startWebhooks(ctx, pool, led)
-		if err != nil {
+		if hooks, err = startWebhooks(ctx, pool, led, cfg.ReceiverCommand); err != nil {
 			return nil, fmt.Errorf("bench: webhooks: %w", err)
 		}
-		defer stop()
+		defer func() { res.ReceiverCPU = hooks.stop() }()
+	}
+	// drain waits for the webhook receiver to have every event so far.
+	drain := func() (*WebhookLag, error) {
+		if hooks == nil {
+			return nil, nil
+		}
+		lag, err := hooks.drain(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		return &lag, nil
 	}
 	load := cfg.Load
 	load.Addr, load.Cards = ln.Addr().String(), cards
@@ -364,6 +385,9 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 	}
+	if res.Webhooks, err = drain(); err != nil {
+		return nil, err
+	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM holds`).Scan(&res.HoldsPlaced); err != nil {
 		return nil, fmt.Errorf("bench: count holds: %w", err)
 	}
@@ -393,6 +417,9 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		}
 		res.MixedJournalGrowth = sizes1.Growth(sizes0)
 		res.MixedProcessCPU, res.MixedPostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
+		if res.MixedWebhooks, err = drain(); err != nil {
+			return nil, err
+		}
 		if statements {
 			if res.MixedStatements, err = topStatements(ctx, pool); err != nil {
 				return nil, fmt.Errorf("bench: %w", err)

@@ -247,6 +247,7 @@ func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRo
 			mu.Unlock()
 			continue
 		}
+		w.pace.wait(ctx) // returns at once when ctx ends
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()

@@ -66,6 +66,12 @@ type WebhookConfig struct {
 	GapWait time.Duration
 	// JournalBatch is how many journal rows one round reads (default 1000).
 	JournalBatch int
+	// MinRate is the sends per second kept while this machine's CPUs are
+	// busy (default 200; negative: sends are never paced), BusyIdle the
+	// share of CPU time left over below which they count as busy (default
+	// 0.5: a switch at its peak waits for commits and leaves 10 to 25 %
+	// idle). See pace.go.
+	MinRate, BusyIdle float64
 }
 
 // Webhooks delivers events to partners' endpoints: those of the journal
@@ -88,6 +94,7 @@ type Webhooks struct {
 	down     map[int64]time.Time // endpoint -> not tried from the journal before
 	owners   map[int64]ledger.CardOwner
 	codes    map[string]string // currency numeric -> alphabetic
+	pace     *pacer
 }
 
 // NewWebhooks returns the webhook worker over store, calling out with c.
@@ -119,11 +126,24 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 	if cfg.JournalBatch <= 0 {
 		cfg.JournalBatch = 1000
 	}
-	return &Webhooks{store: store, client: c, cfg: cfg, log: cfg.Logger, owner: "w" + strconv.FormatUint(rand.Uint64(), 36),
+	if cfg.MinRate == 0 {
+		cfg.MinRate = 200
+	}
+	if cfg.BusyIdle <= 0 {
+		cfg.BusyIdle = 0.5
+	}
+	var pace *pacer
+	if cfg.MinRate > 0 {
+		pace = newPacer(cfg.MinRate, cfg.BusyIdle)
+	}
+	return &Webhooks{pace: pace, store: store, client: c, cfg: cfg, log: cfg.Logger, owner: "w" + strconv.FormatUint(rand.Uint64(), 36),
 		gaps: map[int64]*gap{}, down: map[int64]time.Time{}, owners: map[int64]ledger.CardOwner{}}
 }
 
 // Run makes events and delivers them every cfg.Every until ctx ends.
+// Sends are paced (pace.go): while this machine's CPUs are busy they slow
+// down to MinRate, and speed up again when CPU is left over, so under
+// peak load delivery lags and catches up later.
 func (w *Webhooks) Run(ctx context.Context) {
 	periodic.Run(ctx, w.cfg.Every, func(ctx context.Context) {
 		if _, err := w.Round(ctx); err != nil && ctx.Err() == nil {
@@ -261,6 +281,7 @@ func (w *Webhooks) Deliver(ctx context.Context) (int, error) {
 		results := make([]ledger.WebhookResult, len(batch))
 		var wg sync.WaitGroup
 		for i, o := range batch {
+			w.pace.wait(ctx) // returns at once when ctx ends
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()

@@ -597,16 +597,7 @@ func TestWebhooksJournalWritesPerBatch(t *testing.T) {
 	if _, err := wh.Round(w.ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.mu.Lock()
-	if len(r.got) != want || r.bad != 0 {
-		t.Fatalf("one round delivered %d events (%d bad), want %d", len(r.got), r.bad, want)
-	}
-	for id, k := range r.got {
-		if k != 1 {
-			t.Errorf("event %s delivered %d times, want once", id, k)
-		}
-	}
-	r.mu.Unlock()
+	r.gotEachOnce(t, want) // in one round
 	if got := r.typeCounts(); got["authorization.approved"] != n || got["authorization.declined"] != 1 || got["clearing.captured"] != 1 || got["authorization.reversed"] != 1 {
 		t.Errorf("delivered types %v", got)
 	}

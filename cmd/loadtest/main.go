@@ -62,6 +62,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "bench" {
 		return bench(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "webhook-receiver" {
+		// Started by bench -webhook: the partners' receiver, at nice 19.
+		loadtest.NiceProcess()
+		return loadtest.WebhookReceiver(ctx, os.Stdin, stdout)
+	}
 	var c loadtest.Config
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.StringVar(&c.Addr, "addr", "127.0.0.1:8583", "switch address host:port")
@@ -113,7 +118,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&c.MixedDuration, "mixed-duration", 0, "how long the realistic mix runs after the approvals (default -duration; negative skips it)")
 	fs.DurationVar(&c.PgbenchTime, "pgbench-time", 10*time.Second, "pgbench -T; negative skips pgbench")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
-	fs.BoolVar(&c.Webhook, "webhook", false, "register an HTTPS receiver of every authorisation event per partner and deliver to it during the load")
+	fs.BoolVar(&c.Webhook, "webhook", false, "register an HTTPS receiver (a process of its own at nice 19) of every authorisation event per partner, deliver to it during the load and wait for the backlog after it")
 	fs.StringVar(&c.CardsOut, "cards-out", "", "write the card set (test cards) to this file")
 	fs.Func("pg", "a server setting of the throwaway cluster, name=value (repeatable)", func(s string) error {
 		k, v, ok := strings.Cut(s, "=")
@@ -140,6 +145,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		c.Load.Progress = stderr
 	}
 	c.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	if c.Webhook {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.ReceiverCommand = []string{exe, "webhook-receiver"}
+	}
 	res, err := loadtest.Bench(ctx, c)
 	if err != nil {
 		return err
@@ -161,6 +173,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	printGrowth(stderr, "during load, bytes per approval", res.JournalGrowth, res.Report.Approved)
 	printStatements(stderr, "during load", res.Statements)
+	printWebhooks(stderr, "the approvals", res.Webhooks)
 	if res.Mixed != nil {
 		fmt.Fprintln(stderr, "realistic mix, after the approvals:")
 		res.Mixed.WriteText(stderr)
@@ -172,6 +185,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			res.MixedProcessCPU, pg, res.Mixed.Seconds)
 		printGrowth(stderr, "during the realistic mix, bytes per money message", res.MixedJournalGrowth, res.Mixed.MoneyAnswered)
 		printStatements(stderr, "during the realistic mix", res.MixedStatements)
+		printWebhooks(stderr, "the realistic mix", res.MixedWebhooks)
+	}
+	if res.Webhooks != nil {
+		fmt.Fprintf(stderr, "webhooks: the receiver process (nice 19, not in the CPU above) used %.1f s of CPU over the whole bench\n", res.ReceiverCPU)
 	}
 	for _, v := range res.Violations {
 		fmt.Fprintln(stderr, "ledger verify:", v.String())
@@ -182,6 +199,16 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stderr, "ledger verify: clean")
 	return nil
+}
+
+// printWebhooks says how many events the receiver had at the end of a
+// phase's load and how long the rest took.
+func printWebhooks(w io.Writer, phase string, l *loadtest.WebhookLag) {
+	if l == nil {
+		return
+	}
+	fmt.Fprintf(w, "webhooks after %s: %d of %d events received when the load ended (%.0f%%), all %.1f s later\n",
+		phase, l.AtEnd, l.Events, 100*float64(l.AtEnd)/float64(max(l.Events, 1)), l.Drain.Seconds())
 }
 
 // printStatements lists the statements that took most of Postgres' time.
