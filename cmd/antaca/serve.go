@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/antaca/antaca/internal/gctune"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/antaca/antaca/internal/gctune"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -48,6 +49,7 @@ type serveFlags struct {
 	tlsKey         string
 	smtp           string
 	smtpFrom       string
+	webhookMinRate float64
 	holdTTL        time.Duration
 	sessionTTL     time.Duration
 	demo           bool
@@ -76,6 +78,8 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 		"development only (env ANTACA_PARTNER_DEV_HTTP=1): partner URLs may be http://127.0.0.1 (remote decision, webhooks)")
 	fs.StringVar(&f.simulateSwitch, "simulate-switch", os.Getenv("ANTACA_SIMULATE_SWITCH"),
 		"iso2003 listener the simulation endpoints send to (env ANTACA_SIMULATE_SWITCH); empty: this process's -iso2003 on 127.0.0.1")
+	fs.Float64Var(&f.webhookMinRate, "webhook-min-rate", envFloat("ANTACA_WEBHOOK_MIN_RATE", 200),
+		"webhook sends per second kept while this machine's CPUs are busy (env ANTACA_WEBHOOK_MIN_RATE; docs/operations.md); negative: never paced")
 	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications (env ANTACA_SMTP_FROM)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration("ANTACA_HOLD_TTL", 7*24*time.Hour), "authorisation holds not cleared within this time expire (env ANTACA_HOLD_TTL)")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", envDuration("ANTACA_SESSION_TTL", 10*time.Minute), "API session lifetime (env ANTACA_SESSION_TTL)")
@@ -238,7 +242,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		shutdowns = append(shutdowns, serveMetrics(run, f.apiMetrics, reg, log))
 		// Partner events: made from the journal after its commits and
 		// delivered to the partners' endpoints, off the authorisation path.
-		go partner.NewWebhooks(led, out, partner.WebhookConfig{Logger: log}).Run(ctx)
+		go partner.NewWebhooks(led, out, partner.WebhookConfig{Logger: log, MinRate: f.webhookMinRate}).Run(ctx)
 		if f.smtp != "" {
 			go led.RunOutbox(ctx, partner.Mailer{Addr: f.smtp, From: f.smtpFrom}, ledger.OutboxRetry{}, 10*time.Second)
 		}
