@@ -286,8 +286,6 @@ func TestCheckSpendRules(t *testing.T) {
 	with := func(f func(d *decision), g func(r *AuthRequest)) func(d *decision) {
 		return func(d *decision) { f(d); g(d.in.Req) }
 	}
-	card := baseCard() // ID 7
-	card.AccountID = 70
 	mcc := func(scope string, target int64, mode string, v ...string) SpendRule {
 		return SpendRule{Scope: scope, TargetID: target, Kind: RuleMCC, Mode: mode, Values: v}
 	}

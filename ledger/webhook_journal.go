@@ -278,13 +278,18 @@ func nonNil(ids []int64) []int64 {
 
 // queueFailure records f's event, its pending delivery and, when it was
 // tried, the attempt.
+// insertJournalEvent stores a journal event once (its id is the journal
+// row's): a failed first try, or a replay.
+const insertJournalEvent = `INSERT INTO webhook_events (id, partner_id, type, created_at, data) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (id) DO NOTHING`
+
 func queueFailure(b *pgx.Batch, f JournalFailure) {
 	e := f.Event
 	attempts := 0
 	if f.Tried {
 		attempts = 1
 	}
-	b.Queue(`INSERT INTO webhook_events (id, partner_id, type, created_at, data) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`,
+	b.Queue(insertJournalEvent,
 		e.ID, e.PartnerID, e.Type, e.At, []byte(e.Data))
 	b.Queue(`WITH d AS (
 			INSERT INTO webhook_deliveries (endpoint_id, event_id, attempts, next_at, last_status, last_error)
@@ -365,8 +370,7 @@ func (l *Ledger) ReplayWebhookEventTo(ctx context.Context, partnerID, endpointID
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO webhook_events (id, partner_id, type, created_at, data) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (id) DO NOTHING`, e.ID, e.PartnerID, e.Type, e.At, []byte(e.Data)); err != nil {
+		if _, err := tx.Exec(ctx, insertJournalEvent, e.ID, e.PartnerID, e.Type, e.At, []byte(e.Data)); err != nil {
 			return err
 		}
 		return tx.QueryRow(ctx, `INSERT INTO webhook_deliveries (endpoint_id, event_id) VALUES ($1, $2)

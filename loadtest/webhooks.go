@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -62,14 +61,12 @@ func WebhookReceiver(ctx context.Context, in io.Reader, out io.Writer) error {
 		mu     sync.Mutex
 		seen   = map[string]struct{}{}
 		counts receiverCounts
-		bad    atomic.Int64
 	)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.URL.Path == "/count" {
 			mu.Lock()
 			c := counts
 			mu.Unlock()
-			c.Bad = bad.Load()
 			json.NewEncoder(w).Encode(c)
 			return
 		}
@@ -79,7 +76,9 @@ func WebhookReceiver(ctx context.Context, in io.Reader, out io.Writer) error {
 		}
 		if err != nil || partner.Verify(r.Header.Get(partner.SignatureHeader), body, secret, time.Now(), 5*time.Minute) != nil ||
 			json.Unmarshal(body, &ev) != nil || ev.ID == "" || ev.ID != r.Header.Get(partner.EventIDHeader) {
-			bad.Add(1)
+			mu.Lock()
+			counts.Bad++
+			mu.Unlock()
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
@@ -171,7 +170,7 @@ func startWebhooks(ctx context.Context, pool *pgxpool.Pool, led *ledger.Ledger, 
 		return fail(err)
 	}
 	for _, id := range ids {
-		if _, err := led.CreateWebhookEndpoint(ctx, id, hello.URL+"/hooks", partner.EventTypes[:5], secret); err != nil {
+		if _, err := led.CreateWebhookEndpoint(ctx, id, hello.URL+"/hooks", partner.JournalTypes, secret); err != nil {
 			return fail(err)
 		}
 	}

@@ -87,7 +87,7 @@ func (c Catalog) WebhookEvents(ctx context.Context, partnerID int64, typ string,
 		limit = 100
 	}
 	es, err := c.Ledger.WebhookEvents(ctx, partnerID, typ, limit)
-	if err != nil || (typ != "" && !slices.Contains(journalTypes, typ)) {
+	if err != nil || (typ != "" && !slices.Contains(JournalTypes, typ)) {
 		return es, err
 	}
 	rows, err := c.PartnerJournalRows(ctx, partnerID, limit)

@@ -61,7 +61,7 @@ func (w *Webhooks) Dispatch(ctx context.Context) (int, error) {
 		w.held, w.leaseEnd = true, time.Now().Add(lease)
 	}
 	snapAt := time.Now()
-	snap, err := w.store.JournalFollow(ctx, journalTypes)
+	snap, err := w.store.JournalFollow(ctx, JournalTypes)
 	if err != nil {
 		return 0, err
 	}
@@ -227,7 +227,7 @@ func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRo
 	for _, r := range rows {
 		for _, ev := range JournalEvents(r) {
 			for _, ep := range byPartner[r.PartnerID] {
-				if slices.Contains(ep.EventTypes, ev.Type) || slices.Contains(ep.EventTypes, "*") {
+				if takes(ep.EventTypes, ev.Type) {
 					jobs = append(jobs, journalJob{ev: ev, row: r.ID, ep: ep})
 				}
 			}

@@ -28,8 +28,8 @@ var EventTypes = []string{
 	"card.created", "card.locked", "card.unlocked", "card.activated", "card.removed", "balance.low", "exception.opened",
 }
 
-// journalTypes are the events made from the authorisation journal.
-var journalTypes = EventTypes[:5]
+// JournalTypes are the events made from the authorisation journal.
+var JournalTypes = EventTypes[:5]
 
 // Store is what webhook delivery needs of the database (package ledger).
 type Store interface {
