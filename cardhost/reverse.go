@@ -106,13 +106,13 @@ func (h *Host) undoHold(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig 
 		}
 		if held >= 0 && remaining >= held {
 			// The open hold is at or below what the acquirer says was spent.
-			return "replacement amount not below the hold: nothing released", nil
+			return h.reverseStandIn(ctx, tx, r, orig, remaining, "replacement amount not below the hold: nothing released")
 		}
 	}
 	_, err := h.ledger.ReleaseTx(ctx, tx, orig.holdID, remaining)
 	switch {
 	case err == nil:
-		return "released to " + strconv.FormatInt(remaining, 10), nil
+		return h.reverseStandIn(ctx, tx, r, orig, remaining, "released to "+strconv.FormatInt(remaining, 10))
 	case !errors.Is(err, ledger.ErrHoldResolved):
 		return "", err
 	case orig.class != ClassFinancial && orig.class != ClassCompletion:
@@ -128,6 +128,21 @@ func (h *Host) undoHold(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig 
 		return "refunded " + strconv.FormatInt(n, 10), nil
 	}
 	return "nothing left to refund", nil
+}
+
+// reverseStandIn gives back to settlement the part of a reversed stand-in
+// advice's excess the acquirer no longer claims (owed: what it says was
+// spent, in the hold's currency), after the hold's release; detail is the
+// journal detail so far.
+func (h *Host) reverseStandIn(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow, owed int64, detail string) (string, error) {
+	if orig.class != ClassAdvice {
+		return detail, nil
+	}
+	back, err := h.ledger.ReverseStandInTx(ctx, tx, orig.holdID, owed, journalRef(r))
+	if err != nil || back == 0 {
+		return detail, err
+	}
+	return detail + ", " + strconv.FormatInt(back, 10) + " of the stand-in excess back to settlement", nil
 }
 
 // takeBackCredit answers a reversal of a credited refund (an x200 or an

@@ -16,6 +16,7 @@ const (
 	ResolveWrittenOff  = "written_off"  // a loss: the receivable moves to the losses account
 	ResolveReleased    = "released"     // blind refund: credit the user; four eyes
 	ResolveRejected    = "rejected"     // blind refund: nothing is credited
+	ResolveReversed    = "reversed"     // stand-in advice reversed by its acquirer: back to settlement; the system, by the reversal
 )
 
 // Exception is one row of the exceptions queue (DESIGN section 6, migration
@@ -23,7 +24,7 @@ const (
 type Exception struct {
 	ID                  int64
 	Kind                string // over_capture, expired_hold_capture, standin_overdraft, blind_refund
-	Status              string // open, recovered, charged_back, written_off, released, rejected
+	Status              string // open, recovered, charged_back, written_off, released, rejected, reversed
 	Currency            string
 	Amount              int64 // the excess (blind refund: what waits)
 	Receivable          int64 // what was posted to exceptions receivable

@@ -98,6 +98,48 @@ func TestAttackAdviceBeyondFunds(t *testing.T) {
 	})
 }
 
+// TestAttackAdviceReversed: a stand-in advice beyond the card's funds,
+// then reversed by its acquirer. In full, the hold is released and the
+// excess, which the scheme will never settle, goes back from exceptions
+// receivable to settlement (the exception resolved "reversed" by the
+// system); in part, only what the acquirer still claims above the hold
+// stays receivable.
+func TestAttackAdviceReversed(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		before := e.exceptionsBalance()
+		card := e.virtualCard(e.prog, 500)
+		adv := e.msg("120", card, 1_000, nil)
+		e.expect(e.send(adv), cardhost.Approved)
+		e.expectException(card.ID, ledger.ExceptionStandInOverdraft, 500, 500)
+		e.expect(e.send(e.follow("420", adv, card, 1_000, nil)), cardhost.Approved)
+		e.expectBalance(card.AccountID, 500, 0)
+		xs := e.exceptions(card.ID)
+		if len(xs) != 1 || xs[0].Status != ledger.ResolveReversed || xs[0].ResolvedBy != "system" || xs[0].ResolutionPostingID == 0 {
+			t.Errorf("exception after the full reversal: got %+v, want one reversed by the system", xs)
+		}
+		if got := e.exceptionsBalance(); got != before {
+			t.Errorf("exceptions receivable after the full reversal: got %d, want %d", got, before)
+		}
+
+		// In part: the acquirer says 700 of the 1,000 were spent; the hold
+		// keeps its 500, 200 stay the scheme's.
+		c2 := e.virtualCard(e.prog, 500)
+		adv2 := e.msg("120", c2, 1_000, nil)
+		e.expect(e.send(adv2), cardhost.Approved)
+		e.expect(e.send(e.follow("420", adv2, c2, 1_000, map[int]string{95: replacement(700)})), cardhost.Approved)
+		e.expectBalance(c2.AccountID, 500, 500)
+		e.expectException(c2.ID, ledger.ExceptionStandInOverdraft, 200, 200)
+		if got := e.exceptionsBalance(); got != before-200 {
+			t.Errorf("exceptions receivable after the partial reversal: got %d, want %d", got, before-200)
+		}
+		// Its clearing charges the hold; the 200 stay receivable.
+		e.expect(e.send(e.follow("220", adv2, c2, 700, nil)), cardhost.Approved)
+		e.expectBalance(c2.AccountID, 0, 0)
+		e.expectException(c2.ID, ledger.ExceptionStandInOverdraft, 200, 200)
+		e.verify()
+	})
+}
+
 // TestAttackOverCapture: a completion of 50,000.00 on an authorisation of
 // 1.00 charges the hold (0 % tolerance outside restaurants and taxis); the
 // excess is an over_capture exception. A restaurant's 20 % tip is charged.
