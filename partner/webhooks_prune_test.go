@@ -38,7 +38,9 @@ func TestWebhooksPrune(t *testing.T) {
 	wh := partner.NewWebhooks(w.led, w.client, cfg)
 	wh.Round(w.ctx)
 	_, data := w.card(1_000_00)
-	auth := func(stan int) { w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%06d", stan)) }
+	auth := func(stan int) {
+		w.auth(cardhost.ClassAuthorization, "1100", "00", data.PAN, 1_00, fmt.Sprintf("%06d", stan))
+	}
 	// Five rounds of one event each straight from the journal: five sends.
 	for i := range 5 {
 		auth(i + 1)
