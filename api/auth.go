@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/antaca/antaca/internal/digits"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -113,7 +113,7 @@ func identityOf(cert *x509.Certificate) (certIdentity, error) {
 		}
 		switch kind {
 		case KindPartner:
-			id, ok := digits.ID(rest)
+			id, ok := decimal.ID(rest)
 			if !ok {
 				return certIdentity{}, errors.New("certificate identity: bad partner id")
 			}

@@ -1,9 +1,9 @@
 package api
 
-import "github.com/antaca/antaca/internal/digits"
+import "github.com/antaca/antaca/internal/decimal"
 
 // queryID reads the optional query parameter name as an id: 0 when it is
-// absent; 400 VALIDATION_ERROR unless it is canonical (digits.ID: no sign,
+// absent; 400 VALIDATION_ERROR unless it is canonical (decimal.ID: no sign,
 // no leading zero, no exponent, at most 2^63-1), so that one id has one
 // spelling.
 func queryID(q *request, name string) (int64, error) {
@@ -11,7 +11,7 @@ func queryID(q *request, name string) (int64, error) {
 	if !ok {
 		return 0, nil
 	}
-	if id, ok := digits.ID(v[0]); ok && len(v) == 1 {
+	if id, ok := decimal.ID(v[0]); ok && len(v) == 1 {
 		return id, nil
 	}
 	return 0, validation("%s must be one positive integer written in decimal digits, without sign or leading zeros", name)

@@ -25,7 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/cardhost"
-	"github.com/antaca/antaca/internal/digits"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/partner"
 )
@@ -497,10 +497,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// pathID reads a path value as an id (digits.ID: canonical decimal);
+// pathID reads a path value as an id (decimal.ID: canonical decimal);
 // anything else is 404, since no resource has that id.
 func pathID(r *http.Request, name string) (int64, error) {
-	id, ok := digits.ID(r.PathValue(name))
+	id, ok := decimal.ID(r.PathValue(name))
 	if !ok {
 		return 0, notFound()
 	}

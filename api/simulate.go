@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/antaca/antaca/internal/digits"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/sandbox"
 	"github.com/antaca/antaca/specs"
@@ -103,7 +103,7 @@ func (s *Server) simulate(q *request) (int, any, error) {
 	if err := q.decode(&in); err != nil {
 		return 0, nil, err
 	}
-	if len(in.Merchant) > 25 || len(in.MCC) > 4 || (in.MCC != "" && !digits.All(in.MCC)) {
+	if len(in.Merchant) > 25 || len(in.MCC) > 4 || (in.MCC != "" && !decimal.AllDigits(in.MCC)) {
 		return 0, nil, validation("merchant is at most 25 characters, mcc 4 digits")
 	}
 	b, err := s.host.Account(q.Context(), c.AccountID)

@@ -265,26 +265,26 @@ func JournalEvents(r ledger.JournalEventRow) []ledger.Event {
 	case cardhost.ClassAuthorization, cardhost.ClassAdvice, cardhost.ClassFinancial:
 		switch {
 		case refund && approved && journalClass(r.Class) == cardhost.ClassFinancial && strings.HasPrefix(r.Detail, "refund credited "):
-			add("evt_ref_", "refund.credited")
+			add(ledger.EventRefundPrefix, "refund.credited")
 		case approved:
-			add("evt_auth_", "authorization.approved")
+			add(ledger.EventAuthPrefix, "authorization.approved")
 			if journalClass(r.Class) == cardhost.ClassFinancial && !refund {
-				add("evt_clr_", "clearing.captured")
+				add(ledger.EventClearingPrefix, "clearing.captured")
 			}
 		default:
-			add("evt_auth_", "authorization.declined")
+			add(ledger.EventAuthPrefix, "authorization.declined")
 		}
 	case cardhost.ClassCompletion:
 		switch {
 		case !approved:
 		case refund && strings.HasPrefix(r.Detail, "refund credited "):
-			add("evt_ref_", "refund.credited")
+			add(ledger.EventRefundPrefix, "refund.credited")
 		case strings.HasPrefix(r.Detail, "captured "):
-			add("evt_clr_", "clearing.captured")
+			add(ledger.EventClearingPrefix, "clearing.captured")
 		}
 	case cardhost.ClassReversal, cardhost.ClassReversalAdvice:
 		if approved {
-			add("evt_rev_", "authorization.reversed")
+			add(ledger.EventReversalPrefix, "authorization.reversed")
 		}
 	}
 	return out

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/antaca/antaca/cardhost"
-	"github.com/antaca/antaca/internal/digits"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -57,7 +57,7 @@ func (p *Panel) customers(c *call) error {
 }
 
 func pathID(c *call, name string) (int64, error) {
-	id, ok := digits.ID(c.r.PathValue(name))
+	id, ok := decimal.ID(c.r.PathValue(name))
 	if !ok {
 		return 0, errNotFound
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/antaca/antaca/cardhost"
-	"github.com/antaca/antaca/internal/digits"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/specs"
 )
@@ -26,14 +26,14 @@ func liveFilter(c *call) (ledger.AnswerFilter, map[string]string, error) {
 	form := map[string]string{}
 	q := c.r.URL.Query()
 	if v := strings.TrimSpace(q.Get("card")); v != "" {
-		id, ok := digits.ID(v)
+		id, ok := decimal.ID(v)
 		if !ok {
 			return f, form, badInput("The card filter is a card id.")
 		}
 		f.CardID, form["card"] = id, v
 	}
 	if v := strings.TrimSpace(q.Get("journal")); v != "" {
-		id, ok := digits.ID(v)
+		id, ok := decimal.ID(v)
 		if !ok {
 			return f, form, badInput("The journal filter is a journal row id.")
 		}

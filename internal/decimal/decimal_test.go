@@ -1,4 +1,4 @@
-package digits
+package decimal
 
 import (
 	"strconv"
@@ -23,10 +23,10 @@ func TestID(t *testing.T) {
 	}
 }
 
-func TestAll(t *testing.T) {
+func TestAllDigits(t *testing.T) {
 	for in, want := range map[string]bool{"": true, "0123456789": true, "12a": false, "+1": false, "1 ": false, "/": false, ":": false} {
-		if All(in) != want || All([]byte(in)) != want {
-			t.Errorf("All(%q) != %v", in, want)
+		if AllDigits(in) != want || AllDigits([]byte(in)) != want {
+			t.Errorf("AllDigits(%q) != %v", in, want)
 		}
 	}
 }

@@ -1,12 +1,12 @@
-// Package digits checks and reads decimal digit strings: the fields of
+// Package decimal checks and reads strings of decimal digits: the fields of
 // ISO 8583 messages and card data, and the ids in API paths and queries.
-package digits
+package decimal
 
 import "math"
 
-// All reports whether every byte of s is an ASCII digit (true for an
+// AllDigits reports whether every byte of s is an ASCII digit (true for an
 // empty s: callers check lengths first).
-func All[T ~string | ~[]byte](s T) bool {
+func AllDigits[T ~string | ~[]byte](s T) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return false
@@ -21,7 +21,7 @@ func All[T ~string | ~[]byte](s T) bool {
 // strconv.ParseInt, one id has one spelling, so it can be compared,
 // logged and cached as text.
 func ID(s string) (int64, bool) {
-	if len(s) == 0 || len(s) > 19 || s[0] == '0' || !All(s) {
+	if len(s) == 0 || len(s) > 19 || s[0] == '0' || !AllDigits(s) {
 		return 0, false
 	}
 	var n uint64
