@@ -1,7 +1,6 @@
 package partner_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -57,16 +56,7 @@ func TestWebhooksSlowPartnerIsolated(t *testing.T) {
 	client := partner.NewClient(partner.Config{RootCAs: w.pool, AllowLoopback: true, Timeout: timeout})
 	wh := partner.NewWebhooks(w.led, client, partner.WebhookConfig{Every: 10 * time.Millisecond,
 		JournalTimeout: 300 * time.Millisecond, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second})
-	ctx, cancel := context.WithCancel(w.ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wh.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer start(w.ctx, wh)()
 
 	_, da := w.card(1_000_00)
 	_, db := w.cardIn(progB, 1_000_00)

@@ -99,16 +99,7 @@ func TestWebhooksPrune(t *testing.T) {
 	// Run prunes periodically.
 	w.exec(`UPDATE webhook_journal_sends SET at = now() - interval '2 days'`)
 	cfg.PruneEvery = 20 * time.Millisecond
-	ctx, cancel := context.WithCancel(w.ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		partner.NewWebhooks(w.led, w.client, cfg).Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer start(w.ctx, partner.NewWebhooks(w.led, w.client, cfg))()
 	deadline := time.Now().Add(10 * time.Second)
 	for w.count(`SELECT count(*) FROM webhook_journal_sends WHERE at < now() - interval '1 day'`) > 0 {
 		if time.Now().After(deadline) {
