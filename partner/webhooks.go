@@ -406,11 +406,19 @@ func (w *Webhooks) markDown(endpointID int64, down bool) {
 	w.down[endpointID] = downMark{until: time.Now().Add(d), streak: m.streak + 1}
 }
 
-// downUntil is when an endpoint is tried from the journal again (zero: now).
+// downUntil is, while an endpoint is kept off the journal's path, when
+// its journal events held back now are first tried by Deliver: at the end
+// of the mark, or Backoff from now when that is sooner (the mark grows
+// while the endpoint keeps failing, and a receiver back up should not
+// wait an hour for them). Zero: the endpoint is tried from the journal.
 func (w *Webhooks) downUntil(endpointID int64) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if m, ok := w.down[endpointID]; ok && time.Now().Before(m.until) {
+	now := time.Now()
+	if m, ok := w.down[endpointID]; ok && now.Before(m.until) {
+		if soon := now.Add(w.cfg.Backoff); soon.Before(m.until) {
+			return soon
+		}
 		return m.until
 	}
 	return time.Time{}

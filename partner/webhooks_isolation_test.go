@@ -35,12 +35,26 @@ func (r *receiver) count() int {
 	return len(r.got)
 }
 
-// TestWebhooksSlowPartnerIsolated: partner A's receiver answers only after
-// longer than the delivery timeout while A's cards keep authorising;
-// partner B's events, from the same journal cursor, still arrive within a
-// bound each, and once A's receiver is quick again it gets every one of its
-// events (order not promised, docs/api.md), retried from the store.
+// TestWebhooksSlowPartnerIsolated: partner A's receiver is slow while A's
+// cards keep authorising: it answers only after the delivery timeout (then
+// recovers), or answers 2xx after 1.5 s, within the timeout. Partner B's
+// events, from the same journal cursor, still arrive within a bound each,
+// and A gets every one of its events (order not promised, docs/api.md),
+// retried from the store with the full timeout.
 func TestWebhooksSlowPartnerIsolated(t *testing.T) {
+	const timeout = 3 * time.Second // the delivery timeout
+	for _, c := range []struct {
+		name  string
+		delay time.Duration
+	}{
+		{"times out", timeout + 2*time.Second},
+		{"slow 2xx", 1500 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) { slowPartner(t, timeout, c.delay) })
+	}
+}
+
+func slowPartner(t *testing.T, timeout, delay time.Duration) {
 	w := newWorld(t)
 	progB := w.otherProgram("539998")
 	ra, rb := newReceiver(t), newReceiver(t)
@@ -51,8 +65,7 @@ func TestWebhooksSlowPartnerIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	rb.secret.Store(eb.Secret)
-	const timeout = 3 * time.Second // the delivery timeout
-	ra.delay.Store(int64(timeout + 2*time.Second))
+	ra.delay.Store(int64(delay))
 	client := partner.NewClient(partner.Config{RootCAs: w.pool, AllowLoopback: true, Timeout: timeout})
 	wh := partner.NewWebhooks(w.led, client, partner.WebhookConfig{Every: 10 * time.Millisecond,
 		JournalTimeout: 300 * time.Millisecond, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second})
@@ -89,6 +102,7 @@ func TestWebhooksSlowPartnerIsolated(t *testing.T) {
 	}
 	close(stopA)
 	wg.Wait()
+	t.Logf("partner B's slowest event: %v", worst)
 	if worst > bound {
 		t.Errorf("partner B's slowest event took %v with partner A's receiver slower than the timeout, want at most %v", worst, bound)
 	}
@@ -97,7 +111,9 @@ func TestWebhooksSlowPartnerIsolated(t *testing.T) {
 		t.Error("no attempt records A's receiver not answering in time")
 	}
 
-	ra.delay.Store(0) // A's receiver is quick again
+	if delay > timeout {
+		ra.delay.Store(0) // A's receiver is quick again
+	}
 	for deadline := time.Now().Add(30 * time.Second); ra.count() < madeA && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
