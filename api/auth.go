@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -112,8 +113,8 @@ func identityOf(cert *x509.Certificate) (certIdentity, error) {
 		}
 		switch kind {
 		case KindPartner:
-			id, err := strconv.ParseInt(rest, 10, 64)
-			if err != nil || id <= 0 {
+			id, ok := decimal.ID(rest)
+			if !ok {
 				return certIdentity{}, errors.New("certificate identity: bad partner id")
 			}
 			ids = append(ids, certIdentity{kind: kind, partnerID: id})

@@ -222,13 +222,9 @@ func (s *Server) balanceTransactions(q *request) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	limit := 100
-	if v := q.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return 0, nil, validation("limit must be 1 to 1000")
-		}
-		limit = n
+	limit, err := queryLimit(q, 100, 1000)
+	if err != nil {
+		return 0, nil, err
 	}
 	es, err := s.host.Transactions(q.Context(), b.Account.ID, limit)
 	if err != nil {

@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -117,12 +116,11 @@ func (s *Server) listPrograms(q *request) (int, any, error) {
 	var partnerID int64
 	if q.principal.Channel == ChannelSecure {
 		partnerID = q.principal.PartnerID
-	} else if v := q.URL.Query().Get("partnerId"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
-			return 0, nil, validation("partnerId must be a positive integer")
+	} else {
+		var err error
+		if partnerID, err = queryID(q, "partnerId"); err != nil {
+			return 0, nil, err
 		}
-		partnerID = id
 	}
 	ps, err := s.host.Programs(q.Context(), partnerID)
 	if err != nil {

@@ -18,8 +18,6 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/partner"
 )
@@ -498,12 +497,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// pathID reads a positive integer path value; anything else is 404, since
-// no resource can have that id.
+// pathID reads a path value as an id (decimal.ID: canonical decimal);
+// anything else is 404, since no resource has that id.
 func pathID(r *http.Request, name string) (int64, error) {
-	v := r.PathValue(name)
-	id, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || id <= 0 || strings.HasPrefix(v, "+") {
+	id, ok := decimal.ID(r.PathValue(name))
+	if !ok {
 		return 0, notFound()
 	}
 	return id, nil

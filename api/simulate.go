@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/sandbox"
 	"github.com/antaca/antaca/specs"
@@ -103,7 +103,7 @@ func (s *Server) simulate(q *request) (int, any, error) {
 	if err := q.decode(&in); err != nil {
 		return 0, nil, err
 	}
-	if len(in.Merchant) > 25 || len(in.MCC) > 4 || (in.MCC != "" && !allDigits(in.MCC)) {
+	if len(in.Merchant) > 25 || len(in.MCC) > 4 || (in.MCC != "" && !decimal.AllDigits(in.MCC)) {
 		return 0, nil, validation("merchant is at most 25 characters, mcc 4 digits")
 	}
 	b, err := s.host.Account(q.Context(), c.AccountID)
@@ -152,11 +152,6 @@ func (s *Server) simulate(q *request) (int, any, error) {
 		out["waiting"], out["exceptionId"] = formatAmount(res.Waiting, exp), res.ExceptionID
 	}
 	return http.StatusOK, out, nil
-}
-
-func allDigits(s string) bool {
-	_, err := strconv.ParseUint(s, 10, 64)
-	return err == nil
 }
 
 // balanceAuthorizations lists a balance's authorisations with their holds,

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"strconv"
 
 	"github.com/antaca/antaca/cardhost"
 )
@@ -124,12 +123,9 @@ func updateSpendRule(st SpendRuleStore, q *request) (int, any, error) {
 
 func listSpendRules(st SpendRuleStore, q *request) (int, any, error) {
 	f := cardhost.SpendRuleFilter{PartnerID: rulePartner(q), Scope: q.URL.Query().Get("scope")}
-	if v := q.URL.Query().Get("targetId"); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
-			return 0, nil, validation("targetId must be a positive integer")
-		}
-		f.TargetID = id
+	var err error
+	if f.TargetID, err = queryID(q, "targetId"); err != nil {
+		return 0, nil, err
 	}
 	switch f.Scope {
 	case "", cardhost.ScopeProgram, cardhost.ScopeBalance, cardhost.ScopeCard:

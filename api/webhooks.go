@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/antaca/antaca/ledger"
@@ -71,15 +70,7 @@ func webhookPartner(q *request) (int64, error) {
 	if q.principal.Channel == ChannelSecure {
 		return q.principal.PartnerID, nil
 	}
-	v := q.URL.Query().Get("partnerId")
-	if v == "" {
-		return 0, nil
-	}
-	id, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || id <= 0 {
-		return 0, validation("partnerId must be a positive integer")
-	}
-	return id, nil
+	return queryID(q, "partnerId")
 }
 
 type endpointView struct {
@@ -231,18 +222,14 @@ func (s *Server) listWebhookDeliveries(q *request) (int, any, error) {
 	}
 	qs := q.URL.Query()
 	f := ledger.DeliveryFilter{PartnerID: pid, Status: qs.Get("status"), EventID: qs.Get("eventId")}
-	if v := qs.Get("endpointId"); v != "" {
-		if f.EndpointID, err = strconv.ParseInt(v, 10, 64); err != nil || f.EndpointID <= 0 {
-			return 0, nil, validation("endpointId must be a positive integer")
-		}
+	if f.EndpointID, err = queryID(q, "endpointId"); err != nil {
+		return 0, nil, err
 	}
 	if f.Status != "" && f.Status != "pending" && f.Status != "succeeded" && f.Status != "failed" {
 		return 0, nil, validation("status must be pending, succeeded or failed")
 	}
-	if v := qs.Get("limit"); v != "" {
-		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit <= 0 || f.Limit > 1000 {
-			return 0, nil, validation("limit must be 1 to 1000")
-		}
+	if f.Limit, err = queryLimit(q, 0, 1000); err != nil {
+		return 0, nil, err
 	}
 	ds, err := s.cfg.Webhooks.WebhookDeliveries(q.Context(), f)
 	if err != nil {

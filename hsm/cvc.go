@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/antaca/antaca/internal/decimal"
 )
 
 // ServiceCodeCVC2 is the service code the CVC2/CVV2 printed on a card is
@@ -38,13 +40,13 @@ func ComputeCVV(cvk []byte, pan, expiry, serviceCode string) (string, error) {
 
 // computeCVV is ComputeCVV with its key schedules prepared.
 func computeCVV(kA, kAB cipher.Block, pan, expiry, serviceCode string) (string, error) {
-	if len(pan) < 12 || len(pan) > 19 || !allDigits(pan) {
+	if len(pan) < 12 || len(pan) > 19 || !decimal.AllDigits(pan) {
 		return "", errors.New("compute cvv: pan must be 12-19 digits")
 	}
-	if len(expiry) != 4 || !allDigits(expiry) {
+	if len(expiry) != 4 || !decimal.AllDigits(expiry) {
 		return "", errors.New("compute cvv: expiry must be 4 digits")
 	}
-	if len(serviceCode) != 3 || !allDigits(serviceCode) {
+	if len(serviceCode) != 3 || !decimal.AllDigits(serviceCode) {
 		return "", errors.New("compute cvv: service code must be 3 digits")
 	}
 	var digits [32]byte

@@ -42,12 +42,3 @@ type Module interface {
 }
 
 var _ Module = (*Keys)(nil)
-
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}

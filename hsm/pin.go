@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/antaca/antaca/internal/decimal"
 )
 
 // PVKI is the PIN verification key index this issuer computes every PVV
@@ -24,13 +26,13 @@ var ErrPINBlock = errors.New("pin block malformed")
 var ErrUnknownZoneKey = errors.New("unknown zone pin key")
 
 // ValidPIN reports whether pin is 4 to 12 decimal digits.
-func ValidPIN(pin string) bool { return len(pin) >= 4 && len(pin) <= 12 && allDigits(pin) }
+func ValidPIN(pin string) bool { return len(pin) >= 4 && len(pin) <= 12 && decimal.AllDigits(pin) }
 
 // panField is the account number field of an ISO 9564 format 0 block:
 // 0000 and the 12 rightmost PAN digits excluding the check digit.
 func panField(pan string) ([8]byte, error) {
 	var f [8]byte
-	if len(pan) < 13 || len(pan) > 19 || !allDigits(pan) {
+	if len(pan) < 13 || len(pan) > 19 || !decimal.AllDigits(pan) {
 		return f, errors.New("pan must be 13-19 digits")
 	}
 	digits := "0000" + pan[len(pan)-13:len(pan)-1]
@@ -156,7 +158,7 @@ func ComputePVV(pvk []byte, pan string, pvki int, pin string) (string, error) {
 }
 
 func computePVV(pvk cipher.Block, pan string, pvki int, pin string) (string, error) {
-	if len(pan) < 12 || len(pan) > 19 || !allDigits(pan) {
+	if len(pan) < 12 || len(pan) > 19 || !decimal.AllDigits(pan) {
 		return "", errors.New("compute pvv: pan must be 12-19 digits")
 	}
 	if pvki < 0 || pvki > 9 {

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+
+	"github.com/antaca/antaca/internal/decimal"
 )
 
 // panCipherVersion is the first byte of every encrypted PAN: the layout and
@@ -43,7 +45,7 @@ func (k *Keys) panAEAD() (cipher.AEAD, error) {
 // version byte (1) | 12-byte random nonce | ciphertext and tag; encrypting
 // the same PAN twice gives different bytes, so look cards up by PANLookup.
 func (k *Keys) EncryptPAN(pan string) ([]byte, error) {
-	if len(pan) < 12 || len(pan) > 19 || !allDigits(pan) {
+	if len(pan) < 12 || len(pan) > 19 || !decimal.AllDigits(pan) {
 		return nil, errors.New("encrypt pan: not a 12-19 digit pan")
 	}
 	aead, err := k.panAEAD()

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -13,6 +15,40 @@ import (
 // holding the cursor's lease reads journal rows past it, sends their events
 // and records per batch the cursor's advance and one webhook_journal_sends
 // row per endpoint; only failures become event, delivery and attempt rows.
+
+// The events made from journal row n have the ids <prefix>n, one prefix a
+// kind (partner.JournalEvents makes them, docs/api.md lists them).
+const (
+	EventAuthPrefix     = "evt_auth_" // authorization.approved or .declined
+	EventClearingPrefix = "evt_clr_"  // clearing.captured
+	EventRefundPrefix   = "evt_ref_"  // refund.credited
+	EventReversalPrefix = "evt_rev_"  // authorization.reversed
+)
+
+// journalEventPrefixes are the prefixes of journal events' ids.
+var journalEventPrefixes = []string{EventAuthPrefix, EventClearingPrefix, EventRefundPrefix, EventReversalPrefix}
+
+// JournalEventID is the journal id an event id names (evt_auth_17: 17), 0
+// for any other id (an event of the outbox).
+func JournalEventID(id string) int64 {
+	for _, p := range journalEventPrefixes {
+		if rest, ok := strings.CutPrefix(id, p); ok {
+			n, _ := decimal.ID(rest)
+			return n
+		}
+	}
+	return 0
+}
+
+// journalEventIDsOf is SQL for the ids of the events of journal row r:
+// 'evt_auth_' || r.id, 'evt_clr_' || r.id, ...
+var journalEventIDsOf = func() string {
+	s := make([]string, len(journalEventPrefixes))
+	for i, p := range journalEventPrefixes {
+		s[i] = "'" + p + "' || r.id"
+	}
+	return strings.Join(s, ", ")
+}()
 
 // Event is one event to record.
 type Event struct {
@@ -324,7 +360,7 @@ func (l *Ledger) JournalSent(ctx context.Context, f DeliveryFilter, journalID in
 	}
 	rows, err := l.pool.Query(ctx, `SELECT `+journalEventColumns+`, s.endpoint_id, e.event_types, s.at, s.ms,
 			ARRAY(SELECT d.event_id FROM webhook_deliveries d WHERE d.endpoint_id = s.endpoint_id
-				AND d.event_id IN ('evt_auth_' || r.id, 'evt_clr_' || r.id, 'evt_ref_' || r.id, 'evt_rev_' || r.id))
+				AND d.event_id IN (`+journalEventIDsOf+`))
 		FROM webhook_journal_sends s JOIN webhook_endpoints e ON e.id = s.endpoint_id
 		CROSS JOIN LATERAL (SELECT j.* FROM auth_journal j JOIN cards jk ON jk.id = j.card_id JOIN programs jp ON jp.id = jk.program_id
 			WHERE j.id BETWEEN s.first_id AND s.last_id AND jp.partner_id = e.partner_id AND ($3 = 0 OR j.id = $3)

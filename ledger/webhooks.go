@@ -303,3 +303,32 @@ func (l *Ledger) RecordWebhookAttempts(ctx context.Context, rs []WebhookResult) 
 	_, err := l.pool.Exec(ctx, q, ids, eps, oks, statuses, errs, mss, nexts, gives)
 	return dbErr("record webhook attempts", err)
 }
+
+// PruneWebhooks deletes the records of events delivered before before:
+// webhook_journal_sends rows and succeeded deliveries with their attempts,
+// oldest first, at most batch rows a statement (each its own transaction,
+// so no long lock), until none is left; it returns how many rows of sends
+// and deliveries it deleted. Events themselves are kept (GET events).
+func (l *Ledger) PruneWebhooks(ctx context.Context, before time.Time, batch int) (int64, error) {
+	const sends = `DELETE FROM webhook_journal_sends WHERE id IN (
+		SELECT id FROM webhook_journal_sends WHERE at < $1 ORDER BY at LIMIT $2)`
+	const deliveries = `WITH d AS (
+			SELECT id FROM webhook_deliveries WHERE status = 'succeeded' AND delivered_at < $1
+			ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+		a AS (DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM d))
+		DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM d)`
+	var total int64
+	for _, q := range []string{sends, deliveries} {
+		for {
+			tag, err := l.pool.Exec(ctx, q, before, batch)
+			if err != nil {
+				return total, dbErr("prune webhooks", err)
+			}
+			total += tag.RowsAffected()
+			if tag.RowsAffected() < int64(batch) {
+				break
+			}
+		}
+	}
+	return total, nil
+}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -16,20 +14,6 @@ import (
 // merged in, since those are not stored one by one.
 type Catalog struct {
 	*ledger.Ledger
-}
-
-// journalEventID is the journal id an event id names (evt_auth_17: 17), 0
-// for an event of the outbox.
-func journalEventID(id string) int64 {
-	for _, p := range []string{"evt_auth_", "evt_clr_", "evt_ref_", "evt_rev_"} {
-		if rest, ok := strings.CutPrefix(id, p); ok {
-			n, err := strconv.ParseInt(rest, 10, 64)
-			if err == nil && n > 0 {
-				return n
-			}
-		}
-	}
-	return 0
 }
 
 // takes reports whether an endpoint subscribed to types takes typ.
@@ -45,7 +29,7 @@ func (c Catalog) WebhookDeliveries(ctx context.Context, f ledger.DeliveryFilter)
 	if err != nil || (f.Status != "" && f.Status != "succeeded") {
 		return ds, err
 	}
-	jid := journalEventID(f.EventID)
+	jid := ledger.JournalEventID(f.EventID)
 	if f.EventID != "" && jid == 0 {
 		return ds, nil
 	}
@@ -116,7 +100,7 @@ func (c Catalog) WebhookEvents(ctx context.Context, partnerID int64, typ string,
 // batch, by the outbox or not at all; the answer is its delivery, now
 // stored and pending.
 func (c Catalog) ReplayWebhookEvent(ctx context.Context, partnerID, endpointID int64, eventID string) (ledger.WebhookDelivery, error) {
-	jid := journalEventID(eventID)
+	jid := ledger.JournalEventID(eventID)
 	if jid == 0 {
 		e, err := c.WebhookEvent(ctx, partnerID, eventID)
 		if err != nil {

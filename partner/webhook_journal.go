@@ -2,6 +2,7 @@ package partner
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -215,20 +216,25 @@ type journalJob struct {
 	ep  *ledger.JournalEndpoint
 }
 
-// sendJournal sends the events of rows to the endpoints taking them, up to
-// Parallel at a time, and says what to record: per endpoint the journal
-// ids served, and the events not delivered.
+// sendJournal sends the events of rows to the endpoints taking them and
+// says what to record: per endpoint the journal ids served, and the events
+// not delivered. Each endpoint's events go in journal order, up to
+// EndpointParallel of them at a time and Parallel in all, each send
+// waiting JournalTimeout at most: an endpoint that fails or is slow is
+// marked down at once, and the rest of its events become pending
+// deliveries without a try, so it holds the batch back by JournalTimeout
+// at the most.
 func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRow, eps []ledger.JournalEndpoint) ([]ledger.JournalSend, []ledger.JournalFailure) {
 	byPartner := map[int64][]*ledger.JournalEndpoint{}
 	for i := range eps {
 		byPartner[eps[i].PartnerID] = append(byPartner[eps[i].PartnerID], &eps[i])
 	}
-	var jobs []journalJob
+	jobs := map[*ledger.JournalEndpoint][]journalJob{}
 	for _, r := range rows {
 		for _, ev := range JournalEvents(r) {
 			for _, ep := range byPartner[r.PartnerID] {
 				if takes(ep.EventTypes, ev.Type) {
-					jobs = append(jobs, journalJob{ev: ev, row: r.ID, ep: ep})
+					jobs[ep] = append(jobs[ep], journalJob{ev: ev, row: r.ID, ep: ep})
 				}
 			}
 		}
@@ -240,41 +246,42 @@ func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRo
 		wg       sync.WaitGroup
 		sem      = make(chan struct{}, w.cfg.Parallel)
 	)
-	for _, j := range jobs {
-		if until := w.downUntil(j.ep.ID); !until.IsZero() {
-			mu.Lock()
-			failures = append(failures, ledger.JournalFailure{Event: j.ev, EndpointID: j.ep.ID, NextAt: until})
-			mu.Unlock()
-			continue
+	record := func(j journalJob, f ledger.JournalFailure) {
+		mu.Lock()
+		defer mu.Unlock()
+		if f.Tried || !f.NextAt.IsZero() {
+			failures = append(failures, f)
+			return
 		}
-		w.pace.wait(ctx) // returns at once when ctx ends
-		sem <- struct{}{}
+		s := sent[j.ep.ID]
+		if s == nil {
+			s = &ledger.JournalSend{EndpointID: j.ep.ID, First: j.row, Last: j.row}
+			sent[j.ep.ID] = s
+		}
+		s.First, s.Last, s.Events, s.MS = min(s.First, j.row), max(s.Last, j.row), s.Events+1, max(s.MS, int(f.Took.Milliseconds()))
+	}
+	for _, list := range jobs {
 		wg.Go(func() {
-			defer func() { <-sem }()
-			f := ledger.JournalFailure{Event: j.ev, EndpointID: j.ep.ID}
-			if until := w.downUntil(j.ep.ID); !until.IsZero() {
-				f.NextAt = until // failed meanwhile in this batch
-			} else {
-				var err error
-				f.Status, f.Took, err = w.post(ctx, j.ep.URL, j.ep.Secrets, j.ev.ID, eventBody(j.ev.ID, j.ev.Type, j.ev.At, j.ev.Data))
-				if err != nil {
-					w.markDown(j.ep.ID, true)
-					f.Tried, f.Error = true, err.Error()
-					f.NextAt, _ = w.retry(0, time.Now())
+			var epWG sync.WaitGroup
+			defer epWG.Wait()
+			epSem := make(chan struct{}, w.cfg.EndpointParallel)
+			for _, j := range list {
+				f := ledger.JournalFailure{Event: j.ev, EndpointID: j.ep.ID}
+				if f.NextAt = w.downUntil(j.ep.ID); !f.NextAt.IsZero() {
+					record(j, f)
+					continue
 				}
+				epSem <- struct{}{} // this endpoint's slot first: a slow one never waits holding a shared slot
+				w.pace.wait(ctx)    // returns at once when ctx ends
+				sem <- struct{}{}
+				epWG.Go(func() {
+					defer func() { <-sem; <-epSem }()
+					if f.NextAt = w.downUntil(j.ep.ID); f.NextAt.IsZero() { // not failed meanwhile
+						w.sendOne(ctx, j, &f)
+					}
+					record(j, f)
+				})
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if f.Tried || !f.NextAt.IsZero() {
-				failures = append(failures, f)
-				return
-			}
-			s := sent[j.ep.ID]
-			if s == nil {
-				s = &ledger.JournalSend{EndpointID: j.ep.ID, First: j.row, Last: j.row}
-				sent[j.ep.ID] = s
-			}
-			s.First, s.Last, s.Events, s.MS = min(s.First, j.row), max(s.Last, j.row), s.Events+1, max(s.MS, int(f.Took.Milliseconds()))
 		})
 	}
 	wg.Wait()
@@ -283,4 +290,22 @@ func (w *Webhooks) sendJournal(ctx context.Context, rows []ledger.JournalEventRo
 		sends = append(sends, *s)
 	}
 	return sends, failures
+}
+
+// sendOne makes the journal's one try of j, waiting JournalTimeout at most;
+// a failure marks the endpoint down and f says when to retry.
+func (w *Webhooks) sendOne(ctx context.Context, j journalJob, f *ledger.JournalFailure) {
+	sctx, cancel := context.WithTimeout(ctx, w.cfg.JournalTimeout)
+	defer cancel()
+	var err error
+	f.Status, f.Took, err = w.post(sctx, j.ep.URL, j.ep.Secrets, j.ev.ID, eventBody(j.ev.ID, j.ev.Type, j.ev.At, j.ev.Data))
+	if err == nil {
+		return
+	}
+	if ctx.Err() == nil && sctx.Err() != nil {
+		err = fmt.Errorf("no answer within %v from the journal; retried with the full timeout", w.cfg.JournalTimeout)
+	}
+	w.markDown(j.ep.ID, true)
+	f.Tried, f.Error = true, err.Error()
+	f.NextAt, _ = w.retry(0, time.Now())
 }

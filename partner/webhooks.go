@@ -42,6 +42,7 @@ type Store interface {
 	AdvanceJournal(ctx context.Context, owner string, lease time.Duration, a ledger.JournalAdvance) (bool, error)
 	ClaimWebhooks(ctx context.Context, limit int, lease time.Duration, skip []int64) ([]ledger.OutgoingWebhook, error)
 	RecordWebhookAttempts(ctx context.Context, rs []ledger.WebhookResult) error
+	PruneWebhooks(ctx context.Context, before time.Time, batch int) (int64, error)
 }
 
 // WebhookConfig configures webhook delivery. Zero fields get defaults.
@@ -53,6 +54,26 @@ type WebhookConfig struct {
 	// by up to Parallel at a time (default 16); their tries are recorded
 	// together.
 	Batch, Parallel int
+	// EndpointParallel bounds the journal's sends in flight to one
+	// endpoint (default Parallel/2, at least 1), so that one slow
+	// endpoint never takes every one of the Parallel slots.
+	EndpointParallel int
+	// JournalTimeout is how long a send from the journal waits for its
+	// answer (default 2 s, at most the client's timeout). A send not
+	// answered 2xx within it becomes a pending delivery, retried by
+	// Deliver with the client's full timeout, and its endpoint's journal
+	// events go to the retry store untried while it is marked down
+	// (Backoff, doubling up to MaxBackoff while it keeps failing): a slow
+	// or dead receiver holds the one journal cursor, and so every other
+	// partner's events, back by at most JournalTimeout, and only when its
+	// mark lapses.
+	JournalTimeout time.Duration
+	// Retention is how long the records of delivered events are kept:
+	// webhook_journal_sends rows and succeeded deliveries with their
+	// attempts (default 30 days). Prune deletes older ones, PruneEvery
+	// (default 1 min) in Run, PruneBatch rows a statement (default 5,000).
+	Retention, PruneEvery time.Duration
+	PruneBatch            int
 	// Backoff is the delay after a first failure; it doubles with each
 	// attempt up to MaxBackoff, with jitter (half of it random). Defaults
 	// 30 s and 1 h.
@@ -74,11 +95,17 @@ type WebhookConfig struct {
 	MinRate, BusyIdle float64
 }
 
+// DefaultRetention is how long delivered events' records are kept unless
+// WebhookConfig.Retention says otherwise.
+const DefaultRetention = 30 * 24 * time.Hour
+
 // Webhooks delivers events to partners' endpoints: those of the journal
 // straight from its rows (webhook_journal.go), the others from the outbox
-// (Deliver). Its methods must not be called concurrently (Run owns them);
-// several processes may run it against one database: one at a time
-// follows the journal (the cursor's lease), all deliver the outbox.
+// (Deliver). Dispatch (and Round, which calls it) must not be called
+// concurrently with itself; Deliver and Prune may run beside it (Run runs
+// the three in their own loops). Several processes may run it against one
+// database: one at a time follows the journal (the cursor's lease), all
+// deliver the outbox.
 type Webhooks struct {
 	store  Store
 	client *Client
@@ -91,7 +118,7 @@ type Webhooks struct {
 	seen     int64     // highest journal id read
 	gaps     map[int64]*gap
 	mu       sync.Mutex
-	down     map[int64]time.Time // endpoint -> not tried from the journal before
+	down     map[int64]downMark // endpoint -> not tried from the journal before
 	owners   map[int64]ledger.CardOwner
 	codes    map[string]string // currency numeric -> alphabetic
 	pace     *pacer
@@ -110,6 +137,21 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 	}
 	if cfg.Parallel <= 0 {
 		cfg.Parallel = 16
+	}
+	if cfg.EndpointParallel <= 0 {
+		cfg.EndpointParallel = max(1, cfg.Parallel/2)
+	}
+	if cfg.JournalTimeout <= 0 || cfg.JournalTimeout > c.cfg.Timeout {
+		cfg.JournalTimeout = min(2*time.Second, c.cfg.Timeout)
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.PruneEvery <= 0 {
+		cfg.PruneEvery = time.Minute
+	}
+	if cfg.PruneBatch <= 0 {
+		cfg.PruneBatch = 5000
 	}
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = 30 * time.Second
@@ -137,35 +179,64 @@ func NewWebhooks(store Store, c *Client, cfg WebhookConfig) *Webhooks {
 		pace = newPacer(cfg.MinRate, cfg.BusyIdle)
 	}
 	return &Webhooks{pace: pace, store: store, client: c, cfg: cfg, log: cfg.Logger, owner: "w" + strconv.FormatUint(rand.Uint64(), 36),
-		gaps: map[int64]*gap{}, down: map[int64]time.Time{}, owners: map[int64]ledger.CardOwner{}}
+		gaps: map[int64]*gap{}, down: map[int64]downMark{}, owners: map[int64]ledger.CardOwner{}}
 }
 
-// Run makes events and delivers them every cfg.Every until ctx ends.
-// Sends are paced (pace.go): while this machine's CPUs are busy they slow
-// down to MinRate, and speed up again when CPU is left over, so under
-// peak load delivery lags and catches up later.
+// Run follows the journal and delivers the outbox every cfg.Every, and
+// prunes every cfg.PruneEvery, until ctx ends. The three run in their own
+// loops, so retries of a slow endpoint (each up to the client's timeout)
+// never hold the journal back. Sends are paced (pace.go): while this
+// machine's CPUs are busy they slow down to MinRate, and speed up again
+// when CPU is left over, so under peak load delivery lags and catches up
+// later.
 func (w *Webhooks) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		periodic.Run(ctx, w.cfg.Every, func(ctx context.Context) {
+			if _, err := w.Deliver(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("webhooks: deliver", "err", err)
+			}
+		})
+	})
+	wg.Go(func() {
+		periodic.Run(ctx, w.cfg.PruneEvery, func(ctx context.Context) {
+			if _, err := w.Prune(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("webhooks: prune", "err", err)
+			}
+		})
+	})
 	periodic.Run(ctx, w.cfg.Every, func(ctx context.Context) {
-		if _, err := w.Round(ctx); err != nil && ctx.Err() == nil {
+		if err := w.follow(ctx); err != nil && ctx.Err() == nil {
 			w.log.Warn("webhooks", "err", err)
 		}
 	})
+	wg.Wait()
 }
 
 // Round delivers the events of the journal rows committed since the last
 // round, then sends what is due from the outbox; it returns how many
 // outbox deliveries succeeded.
 func (w *Webhooks) Round(ctx context.Context) (int, error) {
-	for {
-		n, err := w.Dispatch(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if n < w.cfg.JournalBatch {
-			break
-		}
+	if err := w.follow(ctx); err != nil {
+		return 0, err
 	}
 	return w.Deliver(ctx)
+}
+
+// follow dispatches the journal's batches until one is not full.
+func (w *Webhooks) follow(ctx context.Context) error {
+	for {
+		n, err := w.Dispatch(ctx)
+		if err != nil || n < w.cfg.JournalBatch {
+			return err
+		}
+	}
+}
+
+// Prune deletes the records of events delivered more than Retention ago,
+// PruneBatch rows a statement; it returns how many rows it deleted.
+func (w *Webhooks) Prune(ctx context.Context) (int64, error) {
+	return w.store.PruneWebhooks(ctx, time.Now().Add(-w.cfg.Retention), w.cfg.PruneBatch)
 }
 
 // journalClass mirrors cardhost's message classes as the journal stores them.
@@ -194,26 +265,26 @@ func JournalEvents(r ledger.JournalEventRow) []ledger.Event {
 	case cardhost.ClassAuthorization, cardhost.ClassAdvice, cardhost.ClassFinancial:
 		switch {
 		case refund && approved && journalClass(r.Class) == cardhost.ClassFinancial && strings.HasPrefix(r.Detail, "refund credited "):
-			add("evt_ref_", "refund.credited")
+			add(ledger.EventRefundPrefix, "refund.credited")
 		case approved:
-			add("evt_auth_", "authorization.approved")
+			add(ledger.EventAuthPrefix, "authorization.approved")
 			if journalClass(r.Class) == cardhost.ClassFinancial && !refund {
-				add("evt_clr_", "clearing.captured")
+				add(ledger.EventClearingPrefix, "clearing.captured")
 			}
 		default:
-			add("evt_auth_", "authorization.declined")
+			add(ledger.EventAuthPrefix, "authorization.declined")
 		}
 	case cardhost.ClassCompletion:
 		switch {
 		case !approved:
 		case refund && strings.HasPrefix(r.Detail, "refund credited "):
-			add("evt_ref_", "refund.credited")
+			add(ledger.EventRefundPrefix, "refund.credited")
 		case strings.HasPrefix(r.Detail, "captured "):
-			add("evt_clr_", "clearing.captured")
+			add(ledger.EventClearingPrefix, "clearing.captured")
 		}
 	case cardhost.ClassReversal, cardhost.ClassReversalAdvice:
 		if approved {
-			add("evt_rev_", "authorization.reversed")
+			add(ledger.EventReversalPrefix, "authorization.reversed")
 		}
 	}
 	return out
@@ -310,24 +381,45 @@ func (w *Webhooks) Deliver(ctx context.Context) (int, error) {
 // this worker unless it records it.
 func (w *Webhooks) lease() time.Duration { return 2*w.client.cfg.Timeout + 30*time.Second }
 
-// markDown notes whether an endpoint answered: while it is down, the
-// journal's events for it become pending deliveries without a try.
+// downMark keeps an endpoint off the journal's path until a time; streak
+// counts the failures in a row that set it.
+type downMark struct {
+	until  time.Time
+	streak int
+}
+
+// markDown notes whether an endpoint answered in time: while it is down,
+// the journal's events for it become pending deliveries without a try.
+// Each failure in a row doubles how long, from Backoff up to MaxBackoff.
 func (w *Webhooks) markDown(endpointID int64, down bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if down {
-		w.down[endpointID] = time.Now().Add(w.cfg.Backoff)
-	} else {
+	if !down {
 		delete(w.down, endpointID)
+		return
 	}
+	m := w.down[endpointID]
+	d := w.cfg.Backoff << min(m.streak, 30)
+	if d <= 0 || d > w.cfg.MaxBackoff {
+		d = max(w.cfg.MaxBackoff, w.cfg.Backoff)
+	}
+	w.down[endpointID] = downMark{until: time.Now().Add(d), streak: m.streak + 1}
 }
 
-// downUntil is when an endpoint is tried from the journal again (zero: now).
+// downUntil is, while an endpoint is kept off the journal's path, when
+// its journal events held back now are first tried by Deliver: at the end
+// of the mark, or Backoff from now when that is sooner (the mark grows
+// while the endpoint keeps failing, and a receiver back up should not
+// wait an hour for them). Zero: the endpoint is tried from the journal.
 func (w *Webhooks) downUntil(endpointID int64) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if t, ok := w.down[endpointID]; ok && time.Now().Before(t) {
-		return t
+	now := time.Now()
+	if m, ok := w.down[endpointID]; ok && now.Before(m.until) {
+		if soon := now.Add(w.cfg.Backoff); soon.Before(m.until) {
+			return soon
+		}
+		return m.until
 	}
 	return time.Time{}
 }
@@ -352,7 +444,9 @@ func (w *Webhooks) send(ctx context.Context, o ledger.OutgoingWebhook) ledger.We
 	res := ledger.WebhookResult{DeliveryID: o.DeliveryID, EndpointID: o.EndpointID}
 	var err error
 	res.Status, res.Took, err = w.post(ctx, o.URL, o.Secrets, o.EventID, Body(o))
-	w.markDown(o.EndpointID, err != nil)
+	// A success slower than the journal waits keeps the endpoint on this
+	// path: back on the journal's it would hold the cursor again.
+	w.markDown(o.EndpointID, err != nil || res.Took >= w.cfg.JournalTimeout)
 	if err == nil {
 		res.OK = true
 		return res

@@ -31,16 +31,7 @@ func TestWebhooksRunDeliversEverythingUnderLoad(t *testing.T) {
 	r.secret.Store(e.Secret)
 	const parallel = 4
 	wh := partner.NewWebhooks(w.led, w.client, partner.WebhookConfig{Every: 10 * time.Millisecond, Parallel: parallel, JournalBatch: 50})
-	ctx, cancel := context.WithCancel(w.ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		wh.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer start(w.ctx, wh)()
 
 	const workers, each = 4, 40
 	var wg sync.WaitGroup
@@ -70,6 +61,21 @@ func TestWebhooksRunDeliversEverythingUnderLoad(t *testing.T) {
 	}
 	if k := conns.Load(); k > parallel+2 {
 		t.Errorf("%d connections for %d deliveries, want at most %d: kept alive and reused", k, want, parallel+2)
+	}
+}
+
+// start runs wh.Run in the background; the returned func stops it and
+// waits for it to return.
+func start(ctx context.Context, wh *partner.Webhooks) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wh.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }
 

@@ -78,6 +78,7 @@ type receiver struct {
 	srv    *httptest.Server
 	secret atomic.Value // string
 	down   atomic.Bool
+	delay  atomic.Int64 // ns each answer waits; a call cancelled meanwhile is not recorded
 	mu     sync.Mutex
 	got    map[string]int // event id -> deliveries with a valid signature
 	types  map[string]string
@@ -90,6 +91,13 @@ func newReceiver(t *testing.T) *receiver {
 	r.secret.Store("")
 	r.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
+		if d := time.Duration(r.delay.Load()); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-req.Context().Done():
+				return
+			}
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.calls++
@@ -142,7 +150,14 @@ func (w *world) endpoint(url string, types ...string) ledger.WebhookEndpoint {
 
 func (w *world) card(funds int64) (cardhost.Card, cardhost.CardData) {
 	w.t.Helper()
-	u, err := w.host.RegisterUser(w.ctx, w.prog.ID, fmt.Sprintf("u%d", w.stan.Add(1)), "Ann", "ann@example.com")
+	return w.cardIn(w.prog, funds)
+}
+
+// cardIn makes a verified customer of prog with a funded balance and a
+// virtual card.
+func (w *world) cardIn(prog cardhost.Program, funds int64) (cardhost.Card, cardhost.CardData) {
+	w.t.Helper()
+	u, err := w.host.RegisterUser(w.ctx, prog.ID, fmt.Sprintf("u%d", w.stan.Add(1)), "Ann", "ann@example.com")
 	if err != nil {
 		w.t.Fatal(err)
 	}

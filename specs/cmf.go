@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/antaca/antaca/internal/decimal"
 )
 
 // The jPOS CMF (profile iso2003) carries some data elements as sub-fields
@@ -26,7 +28,7 @@ type Amount2003 struct {
 
 // ParseAmount2003 reads a 16-digit IFB_AMOUNT2003 value.
 func ParseAmount2003(s string) (Amount2003, error) {
-	if len(s) != 16 || !allDigits([]byte(s)) {
+	if len(s) != 16 || !decimal.AllDigits(s) {
 		return Amount2003{}, fmt.Errorf("amount %w: want 16 digits", ErrCMF)
 	}
 	v, _ := strconv.ParseInt(s[4:], 10, 64)
@@ -219,7 +221,7 @@ func PackSubfields(table SubfieldTable, values map[int]string) ([]byte, error) {
 			for len(v) < s.length {
 				v = "0" + v
 			}
-			if !allDigits([]byte(v)) {
+			if !decimal.AllDigits(v) {
 				return nil, fmt.Errorf("sub-field %d not numeric", n)
 			}
 			for i := 0; i < len(v); i += 2 {

@@ -3,6 +3,7 @@ package specs
 import (
 	"fmt"
 
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/moov-io/iso8583"
 	"github.com/moov-io/iso8583/encoding"
 	"github.com/moov-io/iso8583/field"
@@ -173,15 +174,6 @@ func contentOf(e encoding.Encoder) (int, bool) {
 	return 0, false
 }
 
-func allDigits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 func (bcdCodec) Pack(value []byte, spec *field.Spec) ([]byte, error) {
 	if spec.Pad != nil {
 		value = spec.Pad.Pad(value, spec.Length)
@@ -200,7 +192,7 @@ func (bcdCodec) Pack(value []byte, spec *field.Spec) ([]byte, error) {
 			return slowPack(value, spec)
 		}
 	default:
-		if !allDigits(value) {
+		if !decimal.AllDigits(value) {
 			return slowPack(value, spec)
 		}
 		encLen = (n + 1) / 2

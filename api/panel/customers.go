@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 )
 
@@ -56,9 +57,8 @@ func (p *Panel) customers(c *call) error {
 }
 
 func pathID(c *call, name string) (int64, error) {
-	v := c.r.PathValue(name)
-	id, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || id <= 0 {
+	id, ok := decimal.ID(c.r.PathValue(name))
+	if !ok {
 		return 0, errNotFound
 	}
 	return id, nil

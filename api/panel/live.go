@@ -2,10 +2,10 @@ package panel
 
 import (
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/antaca/antaca/cardhost"
+	"github.com/antaca/antaca/internal/decimal"
 	"github.com/antaca/antaca/ledger"
 	"github.com/antaca/antaca/specs"
 )
@@ -26,15 +26,15 @@ func liveFilter(c *call) (ledger.AnswerFilter, map[string]string, error) {
 	form := map[string]string{}
 	q := c.r.URL.Query()
 	if v := strings.TrimSpace(q.Get("card")); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
+		id, ok := decimal.ID(v)
+		if !ok {
 			return f, form, badInput("The card filter is a card id.")
 		}
 		f.CardID, form["card"] = id, v
 	}
 	if v := strings.TrimSpace(q.Get("journal")); v != "" {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id <= 0 {
+		id, ok := decimal.ID(v)
+		if !ok {
 			return f, form, badInput("The journal filter is a journal row id.")
 		}
 		f.ID, form["journal"] = id, v

@@ -50,6 +50,7 @@ type serveFlags struct {
 	smtp           string
 	smtpFrom       string
 	webhookMinRate float64
+	webhookKeep    time.Duration
 	holdTTL        time.Duration
 	sessionTTL     time.Duration
 	demo           bool
@@ -80,6 +81,8 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 		"iso2003 listener the simulation endpoints send to (env ANTACA_SIMULATE_SWITCH); empty: this process's -iso2003 on 127.0.0.1")
 	fs.Float64Var(&f.webhookMinRate, "webhook-min-rate", envFloat("ANTACA_WEBHOOK_MIN_RATE", 200),
 		"webhook sends per second kept while this machine's CPUs are busy (env ANTACA_WEBHOOK_MIN_RATE; docs/operations.md); negative: never paced")
+	fs.DurationVar(&f.webhookKeep, "webhook-retention", envDuration("ANTACA_WEBHOOK_RETENTION", partner.DefaultRetention),
+		"records of delivered webhook events (batch sends, succeeded deliveries and their attempts) older than this are pruned (env ANTACA_WEBHOOK_RETENTION)")
 	fs.StringVar(&f.smtpFrom, "smtp-from", envOr("ANTACA_SMTP_FROM", "antaca@localhost"), "sender of notifications (env ANTACA_SMTP_FROM)")
 	fs.DurationVar(&f.holdTTL, "hold-ttl", envDuration("ANTACA_HOLD_TTL", 7*24*time.Hour), "authorisation holds not cleared within this time expire (env ANTACA_HOLD_TTL)")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", envDuration("ANTACA_SESSION_TTL", 10*time.Minute), "API session lifetime (env ANTACA_SESSION_TTL)")
@@ -242,7 +245,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		shutdowns = append(shutdowns, serveMetrics(run, f.apiMetrics, reg, log))
 		// Partner events: made from the journal after its commits and
 		// delivered to the partners' endpoints, off the authorisation path.
-		go partner.NewWebhooks(led, out, partner.WebhookConfig{Logger: log, MinRate: f.webhookMinRate}).Run(ctx)
+		go partner.NewWebhooks(led, out, partner.WebhookConfig{Logger: log, MinRate: f.webhookMinRate, Retention: f.webhookKeep}).Run(ctx)
 		if f.smtp != "" {
 			go led.RunOutbox(ctx, partner.Mailer{Addr: f.smtp, From: f.smtpFrom}, ledger.OutboxRetry{}, 10*time.Second)
 		}
