@@ -1,6 +1,7 @@
 package authswitch
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/antaca/antaca/cardhost"
@@ -92,5 +93,28 @@ func TestE2EVelocityIncrementsAndPartialReversals(t *testing.T) {
 		_, resp = e.auth(pr, 1, nil)
 		e.expect(resp, cardhost.ExceedsAmountLimit)
 		e.expectCounter(cnt.ID, 100_00, 2)
+	})
+}
+
+// A country rule written FRA, FR or 250 refuses a merchant whose DE43
+// says FR, FRA or 250, through both profiles; other countries pass.
+func TestE2ESpendRuleCountryForms(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		de43 := func(country string) map[int]string {
+			return map[int]string{43: fmt.Sprintf("%-25s%-12s%3s", "ACME STORE", "PARIS", country)}
+		}
+		for _, rule := range []string{"FRA", "FR", "250"} {
+			card := e.virtualCard(e.prog, 100_00)
+			e.setRule(cardhost.SpendRule{Scope: cardhost.ScopeCard, TargetID: card.Card.ID, Kind: cardhost.RuleCountry,
+				Mode: cardhost.ModeBlock, Values: []string{rule}})
+			for _, sent := range []string{"FR", "FRA", "250"} {
+				_, resp := e.auth(card, 1_00, de43(sent))
+				e.expect(resp, cardhost.CountryNotPermitted)
+			}
+			for _, sent := range []string{"DE", "DEU", "276"} {
+				_, resp := e.auth(card, 1_00, de43(sent))
+				e.expect(resp, cardhost.Approved)
+			}
+		}
 	})
 }
