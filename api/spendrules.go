@@ -124,6 +124,17 @@ func updateSpendRule(st SpendRuleStore, q *request) (int, any, error) {
 
 func listSpendRules(st SpendRuleStore, q *request) (int, any, error) {
 	f := cardhost.SpendRuleFilter{PartnerID: rulePartner(q), Scope: q.URL.Query().Get("scope")}
+	if v := q.URL.Query().Get("partnerId"); v != "" {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id <= 0 {
+			return 0, nil, validation("partnerId must be a positive integer")
+		}
+		if f.PartnerID != 0 && f.PartnerID != id {
+			// /secure: another partner's rules are none of the caller's.
+			return http.StatusOK, map[string]any{"rules": []cardhost.SpendRule{}}, nil
+		}
+		f.PartnerID = id
+	}
 	if v := q.URL.Query().Get("targetId"); v != "" {
 		id, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || id <= 0 {
