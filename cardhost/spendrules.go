@@ -323,8 +323,10 @@ func ChannelsOf(req *AuthRequest) Channels {
 // SetSpendRule creates a rule (r.ID 0) on a target of partnerID's (any
 // partner's when 0) or sets a new version of one: its mode, values and
 // whether it is active. actor is recorded with the version. The rule takes
-// effect for the next authorisation on this host and within the program
-// cache's lifetime (a few seconds) on others.
+// effect for the next authorisation on this host (the cache forgets the
+// program, and a read of it begun before is not cached), and on other
+// hosts when the commit's notification reaches them
+// (RunSpendRuleListener), at the latest when their cache entry ages out.
 func (h *Host) SetSpendRule(ctx context.Context, partnerID int64, r SpendRule, actor string) (SpendRule, error) {
 	if r.ID != 0 {
 		old, err := h.spendRule(ctx, partnerID, r.ID)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -96,10 +97,17 @@ func (l *Ledger) UpdateSpendRule(ctx context.Context, partnerID int64, r SpendRu
 	return out, dbErr(fmt.Sprintf("spend rule %d", r.ID), err)
 }
 
+// SpendRulesChannel is the PostgreSQL notification channel on which every
+// new version of a rule names its program's id, at commit: card hosts
+// listening drop the program from their caches (cardhost.RunSpendRuleListener).
+const SpendRulesChannel = "antaca_spend_rules"
+
 func insertSpendRuleVersion(ctx context.Context, tx pgx.Tx, r SpendRule) error {
-	_, err := tx.Exec(ctx, `INSERT INTO spend_rule_versions (rule_id, version, mode, vals, max_amount, max_count, active, actor, at)
+	var q pgx.Batch
+	q.Queue(`INSERT INTO spend_rule_versions (rule_id, version, mode, vals, max_amount, max_count, active, actor, at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, r.ID, r.Version, r.Mode, r.Values, r.MaxAmount, r.MaxCount, r.Active, r.UpdatedBy, r.UpdatedAt)
-	return err
+	q.Queue(`SELECT pg_notify($1, $2)`, SpendRulesChannel, strconv.FormatInt(r.ProgramID, 10))
+	return tx.SendBatch(ctx, &q).Close()
 }
 
 // SpendRuleFilter narrows SpendRules: zero fields match everything.
