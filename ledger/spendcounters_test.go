@@ -2,6 +2,7 @@ package ledger_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,5 +106,40 @@ func TestSpendCountersFold(t *testing.T) {
 	}
 	if got, _ := lock(); got != (ledger.SpendUsage{}) {
 		t.Errorf("after expiry: %+v, want nothing", got)
+	}
+}
+
+// BenchmarkLockSpendCounters locks one velocity counter whose history
+// holds released charges (a lifetime rule on a busy card): the lock's
+// cost must not grow with them.
+func BenchmarkLockSpendCounters(b *testing.B) {
+	for _, released := range []int{0, 10_000} {
+		b.Run(fmt.Sprintf("released=%d", released), func(b *testing.B) {
+			e := newEnv(b, 0)
+			key := ledger.SpendCounterKey{RuleID: 7, PeriodStart: time.Unix(0, 0).UTC()}
+			for _, q := range []string{`ALTER TABLE spend_rules DROP CONSTRAINT spend_rules_program_id_fkey`,
+				`INSERT INTO spend_rules (id, program_id, scope, target_id, kind, mode, vals, period, max_count, updated_by)
+					VALUES (7, 1, 'program', 1, 'velocity', 'limit', '{}', 'lifetime', 1000000, 'test')`,
+				`INSERT INTO spend_counters (rule_id, period_start, amount, count) VALUES (7, 'epoch', 0, 0)`,
+				`INSERT INTO spend_counter_holds (hold_id, rule_id, period_start, amount, released)
+					SELECT h, 7, 'epoch', 100, true FROM generate_series(1, $1::int) h`,
+				`ANALYZE`} {
+				args := []any{}
+				if strings.Contains(q, "$1") {
+					args = append(args, released)
+				}
+				if _, err := e.pool.Exec(e.ctx, q, args...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				if err := pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
+					_, err := ledger.LockSpendCounters(e.ctx, tx, []ledger.SpendCounterKey{key})
+					return err
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
