@@ -51,6 +51,8 @@ const (
 	CodeSameApprover     = "SAME_APPROVER"      // 403: four eyes need another Admin
 	CodeAlreadyDecided   = "ALREADY_DECIDED"    // 409: approval or exception decided already
 
+	CodeUnknownCountry = "UNKNOWN_COUNTRY" // 422: a spend rule names no ISO 3166-1 country
+
 	CodeEncryptionRequired = "ENCRYPTION_REQUIRED"
 	CodeInvalidPublicKey   = "INVALID_PUBLIC_KEY"
 	CodeInvalidPayload     = "INVALID_PAYLOAD"
@@ -162,6 +164,7 @@ var hostErrors = []struct {
 	{cardhost.ErrCardLimit, http.StatusTooManyRequests, CodeCardLimit},
 	{cardhost.ErrCardJobLimit, http.StatusTooManyRequests, CodeCardJobLimit},
 	{cardhost.ErrInvalidLockCode, http.StatusBadRequest, CodeValidation},
+	{cardhost.ErrUnknownCountry, http.StatusUnprocessableEntity, CodeUnknownCountry},
 	{cardhost.ErrInvalidInput, http.StatusBadRequest, CodeValidation},
 	{ledger.ErrInvalidAmount, http.StatusBadRequest, CodeValidation},
 	{ledger.ErrUnknownCurrency, http.StatusBadRequest, CodeValidation},

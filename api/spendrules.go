@@ -123,7 +123,17 @@ func updateSpendRule(st SpendRuleStore, q *request) (int, any, error) {
 
 func listSpendRules(st SpendRuleStore, q *request) (int, any, error) {
 	f := cardhost.SpendRuleFilter{PartnerID: rulePartner(q), Scope: q.URL.Query().Get("scope")}
-	var err error
+	pid, err := queryID(q, "partnerId")
+	if err != nil {
+		return 0, nil, err
+	}
+	if pid != 0 {
+		if f.PartnerID != 0 && f.PartnerID != pid {
+			// /secure: another partner's rules are none of the caller's.
+			return http.StatusOK, map[string]any{"rules": []cardhost.SpendRule{}}, nil
+		}
+		f.PartnerID = pid
+	}
 	if f.TargetID, err = queryID(q, "targetId"); err != nil {
 		return 0, nil, err
 	}

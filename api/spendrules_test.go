@@ -127,3 +127,53 @@ func TestSpendRulesAPI(t *testing.T) {
 		}
 	}
 }
+
+// GET /admin/spend-rules?partnerId= lists that partner's rules only (a
+// non-numeric one is a 400); on /secure another partner's id lists
+// nothing. A country rule naming no ISO 3166-1 country is a 422.
+func TestSpendRulesAPIPartnerFilterAndCountries(t *testing.T) {
+	e := newCardEnv(t)
+	adminTok := e.admin("root", RoleAdmin)
+	partnerA, progA, pa := e.onboard(adminTok, "Alpha", "411111", false)
+	partnerB, progB, pb := e.onboard(adminTok, "Beta", "422222", false)
+	for _, p := range []struct {
+		c    *http.Client
+		prog int64
+	}{{pa, progA}, {pb, progB}} {
+		e.expect(e.do(p.c, "POST", "/secure/spend-rules", map[string]any{"scope": "program", "targetId": p.prog, "kind": "country", "mode": "block",
+			"values": []string{"PRK", "408", "kp"}}, nil), http.StatusCreated, nil)
+	}
+	list := func(c *http.Client, path string, hdr map[string]string) []cardhost.SpendRule {
+		t.Helper()
+		var out struct{ Rules []cardhost.SpendRule }
+		e.expect(e.do(c, "GET", path, nil, hdr), http.StatusOK, &out)
+		return out.Rules
+	}
+	admin := bearerHdr(adminTok)
+	if rs := list(e.client(nil), "/admin/spend-rules", admin); len(rs) != 2 {
+		t.Fatalf("admin list: %d rules, want 2", len(rs))
+	}
+	for partner, prog := range map[int64]int64{partnerA: progA, partnerB: progB} {
+		rs := list(e.client(nil), "/admin/spend-rules?partnerId="+itoa(partner), admin)
+		if len(rs) != 1 || rs[0].ProgramID != prog {
+			t.Errorf("partnerId=%d: %+v, want the rule of program %d", partner, rs, prog)
+		}
+	}
+	if rs := list(e.client(nil), "/admin/spend-rules?partnerId="+itoa(partnerB+1000), admin); len(rs) != 0 {
+		t.Errorf("unknown partner: %d rules", len(rs))
+	}
+	for _, bad := range []string{"abc", "0", "-1", "1.5"} {
+		e.expectCode(e.do(e.client(nil), "GET", "/admin/spend-rules?partnerId="+bad, nil, admin), http.StatusBadRequest, CodeValidation)
+	}
+	if rs := list(pa, "/secure/spend-rules?partnerId="+itoa(partnerB), nil); len(rs) != 0 {
+		t.Errorf("partner A asking for B's rules: %+v", rs)
+	}
+	if rs := list(pa, "/secure/spend-rules?partnerId="+itoa(partnerA), nil); len(rs) != 1 || rs[0].ProgramID != progA {
+		t.Errorf("partner A's own: %+v", rs)
+	}
+
+	for _, v := range []string{"ZZ", "XYZ", "999"} {
+		e.expectCode(e.do(pa, "POST", "/secure/spend-rules", map[string]any{"scope": "program", "targetId": progA, "kind": "country", "mode": "allow",
+			"values": []string{"FRA", v}}, nil), http.StatusUnprocessableEntity, CodeUnknownCountry)
+	}
+}

@@ -71,7 +71,7 @@ type AuthRequest struct {
 	TerminalID       string // DE41
 	MerchantID       string // DE42
 	MerchantName     string // DE43
-	MerchantCountry  string // ISO 3166 alpha-3 or alpha-2, upper case: iso2003 DE43.7, iso87 DE43 positions 38-40; empty when absent
+	MerchantCountry  string // ISO 3166 alpha-3, alpha-2 or numeric, as sent (upper case): iso2003 DE43.7, iso87 DE43 positions 38-40; empty when absent
 	MCC              string // DE18
 	POSEntryMode     string // DE22 (iso2003: the 16-byte POS data code in hex)
 	FunctionCode     string // the CMF function code: iso2003 DE24; iso87 from DE48 tags 93-95 (181/185/187/280), else empty

@@ -42,9 +42,17 @@ func (h *Host) increment(ctx context.Context, r *AuthRequest) (Decision, error) 
 	}
 	j.holdID, j.originalID = orig.holdID, orig.id
 	return h.answerTx(ctx, r, "increment", func(tx ledger.Tx) (Decision, error) {
-		_, avail, err := h.ledger.IncrementHoldTx(ctx, tx, orig.holdID, out.HoldAmount, journalRef(r), holdTTL(&prog, r.MCC))
+		_, avail, err := h.incrementHold(ctx, tx, &card, &prog, r, orig.holdID, out.HoldAmount, holdTTL(&prog, r.MCC)) // velocity.go
 		var funds *ledger.FundsError
+		var spend *spendDecline
 		switch {
+		case errors.As(err, &spend): // a velocity rule: nothing changed
+			j.reason, j.detail, j.holdID = spend.reason, spend.Error(), 0
+			if err := h.recordPIN(ctx, tx, &j, pc, false); err != nil {
+				return Decision{}, err
+			}
+			_, err := writeJournal(ctx, tx, j)
+			return Decision{Reason: spend.reason}, err
 		case errors.As(err, &funds):
 			reason := InsufficientFunds
 			if funds.Partner {

@@ -128,9 +128,11 @@ func (h *Host) SetMCCRule(ctx context.Context, programID int64, low, high string
 	return storeErr("mcc rule", err)
 }
 
-// forgetProgram drops a program from the cache.
+// forgetProgram drops a program from the cache, and keeps a read of it
+// that began before from being cached.
 func (h *Host) forgetProgram(id int64) {
 	h.progs.mu.Lock()
 	delete(h.progs.items, id)
+	h.progs.gen++
 	h.progs.mu.Unlock()
 }

@@ -381,7 +381,7 @@ func TestValidSpendRule(t *testing.T) {
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: ModeBlock, Values: []string{"5814-5812"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleMCC, Mode: "deny", Values: []string{"7995"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleCountry, Mode: ModeBlock, Values: []string{"F"}},
-		{Scope: ScopeCard, TargetID: 1, Kind: RuleCountry, Mode: ModeBlock, Values: []string{"250"}},
+		{Scope: ScopeCard, TargetID: 1, Kind: RuleCountry, Mode: ModeBlock, Values: []string{"ZZ"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleChannel, Mode: ModeAllow, Values: []string{ChannelATM}},
 		{Scope: ScopeCard, TargetID: 1, Kind: RuleChannel, Mode: ModeBlock, Values: []string{"moto"}},
 		{Scope: ScopeCard, TargetID: 1, Kind: "velocity", Mode: ModeBlock, Values: []string{"1"}},

@@ -15,6 +15,9 @@ type programCache struct {
 	items map[int64]cachedProgram
 	all   []Program // every program, for routing by BIN
 	allAt time.Time
+	// gen grows with every forgetProgram: a program read before a change
+	// (a spend rule's) is not cached after it (spendrules.go).
+	gen uint64
 }
 
 type cachedProgram struct {
@@ -34,6 +37,7 @@ func (h *Host) cachedProgram(ctx context.Context, id int64) (Program, error) {
 func (h *Host) cachedProgramOn(ctx context.Context, q ledger.Querier, id int64) (Program, error) {
 	h.progs.mu.Lock()
 	c, ok := h.progs.items[id]
+	gen := h.progs.gen
 	h.progs.mu.Unlock()
 	if ok && time.Since(c.at) < programTTL {
 		return c.p, nil
@@ -49,7 +53,9 @@ func (h *Host) cachedProgramOn(ctx context.Context, q ledger.Querier, id int64) 
 	if h.progs.items == nil {
 		h.progs.items = make(map[int64]cachedProgram)
 	}
-	h.progs.items[id] = cachedProgram{p: p, at: time.Now()}
+	if h.progs.gen == gen {
+		h.progs.items[id] = cachedProgram{p: p, at: time.Now()}
+	}
 	h.progs.mu.Unlock()
 	return p, nil
 }

@@ -3,6 +3,7 @@ package cardhost
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -56,13 +57,15 @@ const (
 	ExceedsCountLimit   Reason = "exceeds_count_limit"  // a velocity rule's count: 1023/65
 )
 
-var (
-	mccValueRe     = regexp.MustCompile(`^[0-9]{4}(-[0-9]{4})?$`)
-	countryValueRe = regexp.MustCompile(`^[A-Z]{2,3}$`)
-)
+var mccValueRe = regexp.MustCompile(`^[0-9]{4}(-[0-9]{4})?$`)
 
-// validSpendRule checks r's scope, kind, mode and values, normalising
-// country codes to upper case.
+// ErrUnknownCountry is a country rule's value that is no ISO 3166-1 code
+// (countries.go); the API answers it 422.
+var ErrUnknownCountry = errors.New("unknown country code")
+
+// validSpendRule checks r's scope, kind, mode and values, country codes
+// upper-cased and known to ISO 3166-1 in any of its three forms (alpha-2,
+// alpha-3, numeric), kept as written.
 func validSpendRule(r *SpendRule) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("spend rule: %w: %s", ErrInvalidInput, fmt.Sprintf(format, a...))
@@ -92,9 +95,9 @@ func validSpendRule(r *SpendRule) error {
 				return bad("values: %q is not an MCC (4 digits) or a range of them (5812-5814)", v)
 			}
 		case RuleCountry:
-			r.Values[i] = strings.ToUpper(v)
-			if !countryValueRe.MatchString(r.Values[i]) {
-				return bad("values: %q is not an ISO 3166 alpha-2 or alpha-3 country code", v)
+			r.Values[i] = strings.ToUpper(strings.TrimSpace(v))
+			if _, ok := CountryAlpha2(r.Values[i]); !ok {
+				return fmt.Errorf("spend rule: %w: values: %q is not an ISO 3166-1 alpha-2, alpha-3 or numeric country code", ErrUnknownCountry, v)
 			}
 		case RuleChannel:
 			if !slices.Contains([]string{ChannelCardPresent, ChannelCardNotPresent, ChannelATM, ChannelContactless}, v) {
@@ -153,6 +156,17 @@ type spendRuleSet struct {
 func newSpendRuleSet(rules []SpendRule) spendRuleSet {
 	var s spendRuleSet
 	for _, r := range rules {
+		if r.Kind == RuleCountry {
+			// Matched as alpha-2, whatever form the rule and the
+			// merchant use (refuses).
+			vals := make([]string, len(r.Values))
+			for i, v := range r.Values {
+				if vals[i], _ = CountryAlpha2(v); vals[i] == "" {
+					vals[i] = v
+				}
+			}
+			r.Values = vals
+		}
 		s.velocity = s.velocity || r.Kind == RuleVelocity && r.Period != PeriodTransaction
 		switch r.Scope {
 		case ScopeProgram:
@@ -204,7 +218,8 @@ func refuses(r *SpendRule, req *AuthRequest, amount int64) Reason {
 			return MCCNotPermitted
 		}
 	case RuleCountry:
-		if listed(r.Values, req.MerchantCountry, func(v, c string) bool { return v == c }) != (r.Mode == ModeAllow) {
+		c, _ := CountryAlpha2(req.MerchantCountry) // "" when absent or unknown: named by no list
+		if listed(r.Values, c, func(v, c string) bool { return v == c }) != (r.Mode == ModeAllow) {
 			return CountryNotPermitted
 		}
 	case RuleChannel:
@@ -308,8 +323,10 @@ func ChannelsOf(req *AuthRequest) Channels {
 // SetSpendRule creates a rule (r.ID 0) on a target of partnerID's (any
 // partner's when 0) or sets a new version of one: its mode, values and
 // whether it is active. actor is recorded with the version. The rule takes
-// effect for the next authorisation on this host and within the program
-// cache's lifetime (a few seconds) on others.
+// effect for the next authorisation on this host (the cache forgets the
+// program, and a read of it begun before is not cached), and on other
+// hosts when the commit's notification reaches them
+// (RunSpendRuleListener), at the latest when their cache entry ages out.
 func (h *Host) SetSpendRule(ctx context.Context, partnerID int64, r SpendRule, actor string) (SpendRule, error) {
 	if r.ID != 0 {
 		old, err := h.spendRule(ctx, partnerID, r.ID)

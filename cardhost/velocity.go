@@ -2,8 +2,10 @@ package cardhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/antaca/antaca/ledger"
@@ -134,4 +136,76 @@ func queueVelocity(q *ledger.Batch, writes []*writeReq) {
 	if len(cs) > 0 {
 		ledger.QueueSpendCharges(q, cs)
 	}
+}
+
+// spendDecline is a spend rule's refusal of an incremental
+// authorisation.
+type spendDecline struct {
+	reason Reason
+	rule   int64
+}
+
+func (e *spendDecline) Error() string {
+	return fmt.Sprintf("incremental refused by spend rule %d", e.rule)
+}
+
+// incrementHold is ledger.IncrementHoldTx under the velocity rules of the
+// card (docs/decisions.md, "Spend rules: increments"): the increment is
+// the same purchase as its hold, so a per-transaction rule limits the
+// hold's whole amount with it, and a rule over a period is checked
+// against, and charged to, the counter the hold was charged to (this
+// period's when the rule came later) for its amount, its count
+// unchanged. A rule it would exceed is a *spendDecline and nothing
+// changes. The hold and its user account are locked first, then the
+// counters, then IncrementHoldTx locks the partner rows: DESIGN section
+// 6's order.
+func (h *Host) incrementHold(ctx context.Context, tx ledger.Tx, card *Card, prog *Program, r *AuthRequest, holdID, amount int64, ttl time.Duration) (ledger.Hold, int64, error) {
+	uses := velocityUses(card, prog, r, h.cfg.Now())
+	var perTx []*SpendRule
+	s := &prog.SpendRules
+	for _, rules := range [3][]SpendRule{s.program, s.byAccount[card.AccountID], s.byCard[card.ID]} {
+		for i := range rules {
+			if rules[i].Kind == RuleVelocity && rules[i].Period == PeriodTransaction {
+				perTx = append(perTx, &rules[i])
+			}
+		}
+	}
+	if len(uses) == 0 && len(perTx) == 0 {
+		return h.ledger.IncrementHoldTx(ctx, tx, holdID, amount, journalRef(r), ttl)
+	}
+	held, err := ledger.LockSpendHold(ctx, tx, holdID)
+	if errors.Is(err, ledger.ErrHoldResolved) {
+		return h.ledger.IncrementHoldTx(ctx, tx, holdID, amount, journalRef(r), ttl) // answers it
+	}
+	if err != nil {
+		return ledger.Hold{}, 0, err
+	}
+	for _, rule := range perTx {
+		if held.OriginalAmount+amount > *rule.MaxAmount {
+			return ledger.Hold{}, 0, &spendDecline{reason: ExceedsAmountLimit, rule: rule.ID}
+		}
+	}
+	keys := make([]ledger.SpendCounterKey, len(uses))
+	for i, u := range uses {
+		keys[i] = u.key
+		if start, ok := held.Periods[u.key.RuleID]; ok {
+			keys[i].PeriodStart = start
+		}
+	}
+	if len(keys) > 0 {
+		usage, err := ledger.LockSpendCounters(ctx, tx, slices.Clone(keys))
+		if err != nil {
+			return ledger.Hold{}, 0, err
+		}
+		for i, u := range uses {
+			if u.maxAmount != nil && usage[keys[i]].Amount+amount > *u.maxAmount {
+				return ledger.Hold{}, 0, &spendDecline{reason: ExceedsAmountLimit, rule: u.key.RuleID}
+			}
+		}
+	}
+	hold, avail, err := h.ledger.IncrementHoldTx(ctx, tx, holdID, amount, journalRef(r), ttl)
+	if err != nil || len(keys) == 0 {
+		return hold, avail, err
+	}
+	return hold, avail, ledger.ChargeSpendIncrement(ctx, tx, holdID, keys, amount)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -96,10 +97,17 @@ func (l *Ledger) UpdateSpendRule(ctx context.Context, partnerID int64, r SpendRu
 	return out, dbErr(fmt.Sprintf("spend rule %d", r.ID), err)
 }
 
+// SpendRulesChannel is the PostgreSQL notification channel on which every
+// new version of a rule names its program's id, at commit: card hosts
+// listening drop the program from their caches (cardhost.RunSpendRuleListener).
+const SpendRulesChannel = "antaca_spend_rules"
+
 func insertSpendRuleVersion(ctx context.Context, tx pgx.Tx, r SpendRule) error {
-	_, err := tx.Exec(ctx, `INSERT INTO spend_rule_versions (rule_id, version, mode, vals, max_amount, max_count, active, actor, at)
+	var q pgx.Batch
+	q.Queue(`INSERT INTO spend_rule_versions (rule_id, version, mode, vals, max_amount, max_count, active, actor, at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, r.ID, r.Version, r.Mode, r.Values, r.MaxAmount, r.MaxCount, r.Active, r.UpdatedBy, r.UpdatedAt)
-	return err
+	q.Queue(`SELECT pg_notify($1, $2)`, SpendRulesChannel, strconv.FormatInt(r.ProgramID, 10))
+	return tx.SendBatch(ctx, &q).Close()
 }
 
 // SpendRuleFilter narrows SpendRules: zero fields match everything.
@@ -167,8 +175,11 @@ type SpendUsage struct {
 }
 
 // LockSpendCounters creates the counters of keys that do not exist yet,
-// locks them all in (rule, period) order in tx, and returns their usage.
-// An authorisation batch calls it after its user accounts are locked and
+// locks them all in (rule, period) order in tx, folds the releases queued
+// for them since their last authorisation into the rows (migration 037),
+// and returns their usage. The cost is one row per counter and the
+// releases since the counter's last lock, never its history. An
+// authorisation batch calls it after its user accounts are locked and
 // before its partner rows are written (DESIGN section 6).
 func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (map[SpendCounterKey]SpendUsage, error) {
 	slices.SortFunc(keys, func(a, b SpendCounterKey) int {
@@ -186,12 +197,7 @@ func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (
 	q.Queue(`INSERT INTO spend_counters (rule_id, period_start)
 		SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`, rules, starts)
 	out := make(map[SpendCounterKey]SpendUsage, len(keys))
-	q.Queue(`SELECT c.rule_id, c.period_start, c.amount - coalesce(r.amount, 0), c.count - coalesce(r.n, 0)
-		FROM spend_counters c
-		LEFT JOIN LATERAL (SELECT sum(h.amount) AS amount, count(*) AS n FROM spend_counter_holds h
-			WHERE h.rule_id = c.rule_id AND h.period_start = c.period_start AND h.released) r ON true
-		WHERE (c.rule_id, c.period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
-		ORDER BY c.rule_id, c.period_start FOR UPDATE OF c`, rules, starts).Query(func(rows pgx.Rows) error {
+	scan := func(rows pgx.Rows) error {
 		for rows.Next() {
 			var k SpendCounterKey
 			var u SpendUsage
@@ -201,11 +207,73 @@ func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (
 			out[SpendCounterKey{k.RuleID, k.PeriodStart.UTC()}] = u
 		}
 		return rows.Err()
-	})
+	}
+	q.Queue(`SELECT rule_id, period_start, amount, count FROM spend_counters
+		WHERE (rule_id, period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
+		ORDER BY rule_id, period_start FOR UPDATE`, rules, starts).Query(scan)
+	// The rows are ours now: their queued releases are folded in, in
+	// place (a release committed after this statement waits for the next).
+	q.Queue(`WITH d AS (DELETE FROM spend_counter_releases
+			WHERE (rule_id, period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
+			RETURNING rule_id, period_start, amount, count),
+		s AS (SELECT rule_id, period_start, sum(amount) AS amount, sum(count) AS n FROM d GROUP BY rule_id, period_start)
+		UPDATE spend_counters c SET amount = c.amount - s.amount, count = c.count - s.n
+		FROM s WHERE c.rule_id = s.rule_id AND c.period_start = s.period_start
+		RETURNING c.rule_id, c.period_start, c.amount, c.count`, rules, starts).Query(scan)
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return nil, dbErr("lock spend counters", err)
 	}
 	return out, nil
+}
+
+// SpendHold is an open hold as an incremental authorisation's velocity
+// rules see it: its original amount (with earlier increments) and the
+// period each rule it was charged to was charged in.
+type SpendHold struct {
+	OriginalAmount int64
+	Periods        map[int64]time.Time // by rule id
+}
+
+// LockSpendHold locks an open hold (its user account first, then the
+// hold: the order of IncrementHoldTx, which the caller calls next) and
+// returns what its velocity charges need. ErrHoldResolved when it is no
+// longer open.
+func LockSpendHold(ctx context.Context, tx pgx.Tx, holdID int64) (SpendHold, error) {
+	h, err := lockOpenHold(ctx, tx, holdID)
+	if err != nil {
+		return SpendHold{}, dbErr(fmt.Sprintf("hold %d", holdID), err)
+	}
+	out := SpendHold{OriginalAmount: h.OriginalAmount, Periods: map[int64]time.Time{}}
+	rows, err := tx.Query(ctx, `SELECT rule_id, period_start FROM spend_counter_holds WHERE hold_id = $1`, holdID)
+	if err != nil {
+		return SpendHold{}, dbErr("spend hold", err)
+	}
+	var rule int64
+	var start time.Time
+	_, err = pgx.ForEachRow(rows, []any{&rule, &start}, func() error {
+		out.Periods[rule] = start.UTC()
+		return nil
+	})
+	return out, dbErr("spend hold", err)
+}
+
+// ChargeSpendIncrement adds an incremental authorisation's amount to the
+// counters of keys (locked by LockSpendCounters) and to what hold holdID
+// charged them, so that its reversal or the hold's gives it back. The
+// count does not change: the increment is the same purchase (a charge
+// to a rule the hold was not charged to counts no approval).
+func ChargeSpendIncrement(ctx context.Context, tx pgx.Tx, holdID int64, keys []SpendCounterKey, amount int64) error {
+	rules, starts := make([]int64, len(keys)), make([]time.Time, len(keys))
+	for i, k := range keys {
+		rules[i], starts[i] = k.RuleID, k.PeriodStart
+	}
+	var q pgx.Batch
+	q.Queue(`UPDATE spend_counters c SET amount = c.amount + $3
+		WHERE (c.rule_id, c.period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))`, rules, starts, amount)
+	q.Queue(`INSERT INTO spend_counter_holds (hold_id, rule_id, period_start, amount, counted)
+		SELECT $1, r, s, $4, false FROM unnest($2::bigint[], $3::timestamptz[]) AS u(r, s)
+		ON CONFLICT (hold_id, rule_id) DO UPDATE SET amount = spend_counter_holds.amount + EXCLUDED.amount`, holdID, rules, starts, amount)
+	return dbErr("charge spend increment", tx.SendBatch(ctx, &q).Close())
 }
 
 // SpendCharge is what one approval adds to a velocity counter.

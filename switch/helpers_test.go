@@ -239,7 +239,8 @@ func cmfFields(t testing.TB, fn string, f map[int]string) map[int]string {
 		case 43:
 			name, city, country := v, "", ""
 			if len(v) == 40 {
-				name, city, country = strings.TrimRight(v[:25], " "), strings.TrimRight(v[25:38], " "), v[38:]
+				// Country in positions 38-40: alpha-2 (after a space), alpha-3 or numeric.
+				name, city, country = strings.TrimRight(v[:25], " "), strings.TrimSpace(v[25:37]), strings.TrimSpace(v[37:])
 			}
 			b, err := specs.PackSubfields(specs.CardAcceptorTable, map[int]string{2: name, 4: city, 7: country})
 			if err != nil {

@@ -217,18 +217,26 @@ func cardAcceptorName(sub []string) string {
 	return strings.TrimPrefix(name, ", ")
 }
 
-// countryCode is an ISO 3166 country code (alpha-3, or alpha-2 as
-// Visa-style DE43 carries it in positions 39-40) in upper case, or "" when
-// v is not one (spend rules compare it).
+// countryCode is an ISO 3166 country code (alpha-3, alpha-2 as
+// Visa-style DE43 carries it in positions 39-40, or numeric n3) in upper
+// case, or "" when v is not one (spend rules compare it, in any form:
+// cardhost.CountryAlpha2).
 func countryCode(v string) string {
 	v = strings.ToUpper(strings.TrimSpace(v))
 	if len(v) != 2 && len(v) != 3 {
 		return ""
 	}
+	digits := 0
 	for i := 0; i < len(v); i++ {
-		if v[i] < 'A' || v[i] > 'Z' {
+		switch {
+		case v[i] >= '0' && v[i] <= '9':
+			digits++
+		case v[i] < 'A' || v[i] > 'Z':
 			return ""
 		}
+	}
+	if digits != 0 && digits != 3 {
+		return ""
 	}
 	return v
 }

@@ -214,6 +214,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		}
 		shutdowns = append(shutdowns, serveMetrics(run, f.switchMetrics, reg, log))
 		go led.RunExpiry(ctx, time.Minute)
+		go host.RunSpendRuleListener(ctx) // spend rules set by other processes: their programs leave the cache at once
 		go watchReplication(ctx, led, reg, 5*time.Second, log)
 	}
 	if cmd == "all" || cmd == "api" {
