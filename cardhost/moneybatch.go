@@ -36,8 +36,37 @@ type moneyReq struct {
 	slow      bool // written per message in the batch's tail
 	card      *Card
 	prog      *Program
+	out       Outcome         // a refund's (x200) or incremental's card checks (Decide)
 	op        *ledger.MoneyOp // the fast path's capture or release (nil: nothing to move)
 	detail    string
+}
+
+// errLeaveBatch takes a money message out of its batch's tail: its
+// original turned out to be another card's (committed since the batch's
+// probe), whose balance the batch has not locked; the per-message path
+// decides it after the batch.
+var errLeaveBatch = errors.New("money message left to the per-message path")
+
+// creditOrIncrement reports whether r is a refund (x200 or x220 of
+// processing code 20) or an incremental authorisation: decided on its
+// card, its original and its balances in the batch's tail, always.
+func creditOrIncrement(r *AuthRequest) bool {
+	return isRefund(r) || isIncrement(r)
+}
+
+func isRefund(r *AuthRequest) bool {
+	return r.ProcessingCode == ProcRefund && (r.Class == ClassFinancial || r.Class == ClassCompletion)
+}
+
+func isIncrement(r *AuthRequest) bool {
+	return r.Class == ClassAuthorization && r.FunctionCode == FuncIncremental
+}
+
+// moneyMessage reports whether r is a message that follows or credits an
+// earlier one, which the batches take when it has a PAN (moneyInBatch):
+// a completion, a reversal, a refund, an incremental.
+func moneyMessage(r *AuthRequest) bool {
+	return r.Class == ClassCompletion || r.Class == ClassReversal || r.Class == ClassReversalAdvice || creditOrIncrement(r)
 }
 
 // moneyOrig is the original of a money message as the batch's probe found
@@ -71,16 +100,12 @@ func moneyKey(r *AuthRequest) (kind, acq, stan, t, mti, rrn string) {
 }
 
 // queueMoneyProbe queues on q, after the batch's lock statement, the look-up
-// of the money messages' earlier answers and of their originals, whose holds
-// it locks.
+// of the money messages' originals, whose holds it locks (their earlier
+// answers are probed with the authorisations', before the lock statement).
 func queueMoneyProbe(q *ledger.Batch, ws []*writeReq) {
 	if len(ws) == 0 {
 		return
 	}
-	for _, w := range ws {
-		*w.money = moneyReq{panLookup: w.money.panLookup}
-	}
-	queueJournalProbe(q, ws, func(w *writeReq, d Decision) { w.money.stored = &d })
 	k := ledger.NewMoneyKeys(len(ws))
 	for _, w := range ws {
 		k.Add(moneyKey(w.j.req))
@@ -104,8 +129,10 @@ func (h *Host) decideMoney(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBat
 	}
 	c := cards[string(m.panLookup)]
 	o := m.orig
-	if c == nil || !hb.Locked(c.AccountID) || o != nil && o.user != 0 && o.user != c.AccountID {
-		// Its balance is not among the batch's locks: alone, as before.
+	if c == nil || !hb.Locked(c.AccountID) || o != nil && o.user != 0 && o.user != c.AccountID ||
+		isRefund(r) && o != nil && o.cardID != 0 && o.cardID != c.ID {
+		// Its balance is not among the batch's locks (a refund is
+		// credited to its original's card): alone, as before.
 		m.fallback = true
 		return false
 	}
@@ -115,12 +142,21 @@ func (h *Host) decideMoney(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBat
 		w.err = err
 		return false
 	}
+	if isIncrement(r) && prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" {
+		m.fallback = true // the partner decides over HTTP, outside any transaction
+		return false
+	}
 	m.card, m.prog = &card, &prog
 	w.j.cardID = card.ID
-	if r.Class != ClassCompletion {
-		w.pending = nil // reversals waiting for a reversal: none apply
+	if r.Class != ClassCompletion || isRefund(r) {
+		w.pending = nil // reversals waiting for a reversal: none apply; a refund's own path applies its own
 	}
-	fast := o != nil && o.holdID != 0 && o.status == ledger.HoldOpen && !o.part && o.partsTaken == 0 && o.excepted == 0 &&
+	if creditOrIncrement(r) && r.Class != ClassCompletion {
+		// The card checks of an authorisation (checkedCard's), on the
+		// card as the batch's lock statement read it.
+		m.out = Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	}
+	fast := !creditOrIncrement(r) && o != nil && o.holdID != 0 && o.status == ledger.HoldOpen && !o.part && o.partsTaken == 0 && o.excepted == 0 &&
 		o.holdCcy == prog.Currency && !seen[o.holdID] && len(w.pending) == 0
 	if o != nil && o.holdID != 0 {
 		seen[o.holdID] = true
@@ -294,6 +330,25 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *
 			card = m.card
 		}
 		switch {
+		case isRefund(r) && card == nil:
+			return errLeaveBatch
+		case creditOrIncrement(r) && r.Class != ClassCompletion && m.out.Reason != Approved:
+			j := w.j
+			if m.out.Err != nil {
+				j.detail = m.out.Err.Error()
+			}
+			w.decision, err = declineOn(ctx, tx, j, m.out.Reason, j.detail, cardChangeOf(m.card, m.prog, m.out))
+			return err
+		case isIncrement(r):
+			w.decision, err = h.incrementOn(ctx, tx, r, orig, found, m.card, m.prog, m.out, w.j.panEnc)
+			return err
+		case isRefund(r):
+			var opened string
+			w.decision, opened, err = h.refundOn(ctx, tx, r, orig, found, m.card, m.prog, w.j.panEnc)
+			if opened != "" {
+				w.opened = append(w.opened, opened)
+			}
+			return err
 		case r.Class == ClassCompletion && (!found || orig.holdID == 0):
 			w.decision = Decision{Reason: InvalidCard}
 			j := w.j
@@ -332,6 +387,10 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *
 		}
 	})
 	if errors.Is(err, errDuplicate) {
+		return false, nil
+	}
+	if errors.Is(err, errLeaveBatch) {
+		m.fallback = true
 		return false, nil
 	}
 	if err == nil && pend != nil {
