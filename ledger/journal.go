@@ -18,24 +18,24 @@ import (
 // JournalRow is one row of auth_journal as the card host writes it. Zero
 // ids (card, hold, original) and a zero approved amount are stored as NULL.
 type JournalRow struct {
-	Key                                     JournalKey
-	Profile                                 string
-	Class                                   int32
-	CardID                                  int64
-	PANEnc                                  []byte
-	PANMasked, ProcessingCode               string
-	Amount                                  int64
-	Currency                                string
-	BillingAmount                           int64
-	BillingCurrency, Merchant               string
-	Reason, ApprovalCode                    string
-	HoldID                                  int64
-	Available                               *int64
-	AvailableCurrency                       string
-	OriginalID                              int64
-	Detail, LocalTime                       string
-	ReceivedAt                              *time.Time
-	ApprovedAmount                          int64
+	Key                       JournalKey
+	Profile                   string
+	Class                     int32
+	CardID                    int64
+	PANEnc                    []byte
+	PANMasked, ProcessingCode string
+	Amount                    int64
+	Currency                  string
+	BillingAmount             int64
+	BillingCurrency, Merchant string
+	Reason, ApprovalCode      string
+	HoldID                    int64
+	Available                 *int64
+	AvailableCurrency         string
+	OriginalID                int64
+	Detail, LocalTime         string
+	ReceivedAt                *time.Time
+	ApprovedAmount            int64
 }
 
 // StoredAnswer is the answer a journal row records for its request.
