@@ -120,8 +120,12 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 // authorisation: with the authorisation batch of its PAN (moneybatch.go),
 // unless the batch cannot lock its card's balance; then alone.
 func (h *Host) money(ctx context.Context, r *AuthRequest) (Decision, error) {
+	enc, err := h.encryptedPAN(r.PAN) // once, whichever path writes it
+	if err != nil {
+		return Decision{}, err
+	}
 	if r.PAN != "" {
-		if d, ok, err := h.moneyInBatch(ctx, r); ok {
+		if d, ok, err := h.moneyInBatch(ctx, r, enc); ok {
 			return d, err
 		}
 		// The batch's probe found no earlier answer: not asked again.
@@ -130,13 +134,13 @@ func (h *Host) money(ctx context.Context, r *AuthRequest) (Decision, error) {
 	}
 	switch {
 	case isIncrement(r):
-		return h.increment(ctx, r)
+		return h.increment(ctx, r, enc)
 	case isRefund(r) && r.Class == ClassFinancial:
-		return h.refund(ctx, r)
+		return h.refund(ctx, r, enc)
 	case r.Class == ClassCompletion:
-		return h.complete(ctx, r)
+		return h.complete(ctx, r, enc)
 	}
-	return h.reverse(ctx, r)
+	return h.reverse(ctx, r, enc)
 }
 
 // authorizeRemote asks a partner-deposit program's remote URL, outside any

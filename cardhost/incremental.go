@@ -14,7 +14,7 @@ import (
 // authorisation DE56/DE90 names: the card checks of any authorisation, the
 // partner's remote decision where the program has one, then incrementOn
 // in a transaction of its own.
-func (h *Host) increment(ctx context.Context, r *AuthRequest) (Decision, error) {
+func (h *Host) increment(ctx context.Context, r *AuthRequest, enc []byte) (Decision, error) {
 	card, prog, out, d, done, err := h.checkedCard(ctx, r)
 	if done || err != nil {
 		return d, err
@@ -28,10 +28,6 @@ func (h *Host) increment(ctx context.Context, r *AuthRequest) (Decision, error) 
 		if reason, detail := h.remoteDecision(ctx, &card, &prog, r, out); reason != Approved {
 			return h.decline(ctx, journal{req: r, cardID: card.ID}, reason, detail, pc)
 		}
-	}
-	enc, err := h.encryptedPAN(r.PAN)
-	if err != nil {
-		return Decision{}, err
 	}
 	return h.answerTx(ctx, r, "increment", func(tx ledger.Tx) (Decision, error) {
 		return h.incrementOn(ctx, tx, r, orig, found, &card, &prog, out, enc)

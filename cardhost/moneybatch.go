@@ -8,24 +8,34 @@ import (
 	"github.com/antaca/antaca/ledger"
 )
 
-// Completions (x220, not refunds) and reversals (x400/x420) are written by
-// the authorisation batches (issue 18; docs/decisions.md "Group commit of
-// money messages"): one transaction and one commit for a whole batch of
-// approvals, completions and releases.
+// Every message that moves money on a card is written by the
+// authorisation batches (issues 17, 18; docs/decisions.md "Group commit of
+// money messages" and "Refunds and incrementals in the batch"): besides
+// approvals, completions (x220), reversals (x400/x420), refunds (x200 and
+// x220 of processing code 20) and incremental authorisations, one
+// transaction and one commit for a whole batch.
 //
-// The batch's first pipeline finds each one's card by PAN (its balance is
-// locked by the batch's lock statement, with the approvals'), its earlier
-// answer (a duplicate) and, after the lock statement, its original and the
+// The batch's first pipeline probes every request's earlier answer (a
+// duplicate: the stored answer), finds each money message's card by PAN
+// (its balance is locked by the batch's lock statement, with the
+// approvals') and, after the lock statement, its original and the
 // original's hold, locked: user balances, then holds, then, in the final
 // update just before COMMIT, the partner and internal rows, each by id.
 // A completion within its open hold and a release of an open hold are
 // then written set-based (ledger.HoldBatch.PlanMoney); anything else (a
 // capture above the hold, FX, parts, an expired or resolved hold, an
-// original the batch itself journals, a pending reversal) runs per message
-// after the final update, in arrival order, under a savepoint, on rows the
-// batch then holds already (slow path). A message whose card the batch
-// cannot lock (no PAN, an unknown PAN, an original on another balance)
-// takes the per-message transaction of complete/reverse instead.
+// original the batch itself journals, a pending reversal, and every
+// refund and incremental) runs per message after the final update, in
+// arrival order, under a savepoint, on rows the batch then holds already
+// (slow path): refunds and incrementals pass the card checks of an
+// authorisation first (Decide on the card the lock statement read; a
+// decline is journaled with its PIN or verification count change), then
+// refundOn or incrementOn, the bodies their per-message transactions run
+// too. A message whose card the batch cannot lock (no PAN, an unknown
+// PAN, an original on another balance, a refund of another card's
+// purchase) or that needs a call out (an incremental of a program whose
+// partner decides remotely) takes the per-message transaction of
+// complete, reverse, refund or increment instead.
 
 // moneyReq is what a batch finds and decides for a completion or reversal.
 type moneyReq struct {
@@ -399,13 +409,9 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *
 	return err == nil, err
 }
 
-// moneyInBatch answers a completion or reversal with the authorisation
-// batch of its PAN; ok false: the batch left it to the per-message path.
-func (h *Host) moneyInBatch(ctx context.Context, r *AuthRequest) (d Decision, ok bool, err error) {
-	enc, err := h.encryptedPAN(r.PAN)
-	if err != nil {
-		return Decision{}, true, err
-	}
+// moneyInBatch answers a money message (enc: its PAN encrypted) with the
+// authorisation batch of its PAN; ok false: the batch left it to the per-message path.
+func (h *Host) moneyInBatch(ctx context.Context, r *AuthRequest, enc []byte) (d Decision, ok bool, err error) {
 	w := &writeReq{money: &moneyReq{panLookup: h.keys.PANLookup(r.PAN)}, j: journal{req: r, panEnc: enc}}
 	if err := h.writes[h.shardOf(ctx, r.PAN)].do(ctx, w); err != nil {
 		return Decision{}, true, err

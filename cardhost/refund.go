@@ -14,7 +14,7 @@ import (
 // refund answers a financial refund (x200, processing code 20) its batch
 // could not take (moneybatch.go): the card checks of an authorisation,
 // then the credit of a cleared refund (clearRefund).
-func (h *Host) refund(ctx context.Context, r *AuthRequest) (Decision, error) {
+func (h *Host) refund(ctx context.Context, r *AuthRequest, enc []byte) (Decision, error) {
 	if _, _, _, d, done, err := h.checkedCard(ctx, r); done || err != nil {
 		return d, err
 	}
@@ -22,7 +22,7 @@ func (h *Host) refund(ctx context.Context, r *AuthRequest) (Decision, error) {
 	if err != nil {
 		return Decision{}, err
 	}
-	return h.clearRefund(ctx, r, orig, found)
+	return h.clearRefund(ctx, r, orig, found, enc)
 }
 
 // checkedCard runs the card checks of an authorisation for a request
@@ -58,7 +58,7 @@ func (h *Host) checkedCard(ctx context.Context, r *AuthRequest) (card Card, prog
 // 20) its batch could not take to the card's balance: the card of the
 // message it names, or the card of its PAN (refunds often clear without
 // one), in a transaction of its own (refundOn).
-func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow, found bool) (Decision, error) {
+func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow, found bool, enc []byte) (Decision, error) {
 	var (
 		card Card
 		err  error
@@ -75,10 +75,6 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 		return Decision{}, err
 	}
 	prog, err := h.cachedProgram(ctx, card.ProgramID)
-	if err != nil {
-		return Decision{}, err
-	}
-	enc, err := h.encryptedPAN(r.PAN)
 	if err != nil {
 		return Decision{}, err
 	}
