@@ -325,7 +325,7 @@ func laterOriginal(later []*writeReq, r *AuthRequest) *writeReq {
 // original's own tail (writeTail) applies.
 func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *writeReq) (bool, error) {
 	m, r := w.money, w.j.req
-	w.opened = w.opened[:0]
+	w.opened, w.err = w.opened[:0], nil // this attempt's only
 	var pend *pendingReversal
 	err := ledger.BeginFunc(ctx, tx, func(tx ledger.Tx) error {
 		orig, found, err := h.originalOn(ctx, tx, r)
@@ -403,10 +403,32 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *
 		m.fallback = true
 		return false, nil
 	}
+	if refusedAlone(err) {
+		// Its savepoint took back what it wrote: it fails alone, as in a
+		// transaction of its own, and the batch goes on.
+		w.err = err
+		return false, nil
+	}
 	if err == nil && pend != nil {
 		later.pending = append(later.pending, *pend)
 	}
 	return err == nil, err
+}
+
+// refusedAlone reports whether err is the ledger refusing one message's
+// values (an amount out of bounds, a closed or mismatched account), not
+// the database failing: that message fails, not its batch.
+func refusedAlone(err error) bool {
+	if err == nil || errors.Is(err, ledger.ErrDatabase) {
+		return false
+	}
+	for _, s := range []error{ledger.ErrInvalidAmount, ledger.ErrInvalid, ledger.ErrAccountNotActive, ledger.ErrCurrencyMismatch,
+		ledger.ErrUnknownCurrency, ledger.ErrHoldNotCaptured, ledger.ErrNotFound} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // moneyInBatch answers a money message (enc: its PAN encrypted) with the
