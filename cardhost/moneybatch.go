@@ -37,7 +37,8 @@ import (
 // partner decides remotely) takes the per-message transaction of
 // complete, reverse, refund or increment instead.
 
-// moneyReq is what a batch finds and decides for a completion or reversal.
+// moneyReq is what a batch finds and decides for a money message: a
+// completion, a reversal, a refund or an incremental.
 type moneyReq struct {
 	panLookup []byte
 	stored    *Decision // answered before: the stored answer
@@ -432,7 +433,8 @@ func refusedAlone(err error) bool {
 }
 
 // moneyInBatch answers a money message (enc: its PAN encrypted) with the
-// authorisation batch of its PAN; ok false: the batch left it to the per-message path.
+// authorisation batch of its PAN; ok false: the batch left it to the
+// per-message path.
 func (h *Host) moneyInBatch(ctx context.Context, r *AuthRequest, enc []byte) (d Decision, ok bool, err error) {
 	w := &writeReq{money: &moneyReq{panLookup: h.keys.PANLookup(r.PAN)}, j: journal{req: r, panEnc: enc}}
 	if err := h.writes[h.shardOf(ctx, r.PAN)].do(ctx, w); err != nil {

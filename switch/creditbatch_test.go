@@ -31,6 +31,24 @@ func oneBatch(t *testing.T, batches func() (uint64, float64), n0 uint64, r0 floa
 	}
 }
 
+// approvedPair sends a then b (b then a when swap) on conns within one
+// batch window, checks both approved and written by one batch, and returns
+// the messages in the order sent and their answers.
+func (e *e2e) approvedPair(conns []*connection.Connection, batches func() (uint64, float64), a, b *iso8583.Message, swap bool, what string) (ms, resps []*iso8583.Message) {
+	e.t.Helper()
+	ms = []*iso8583.Message{a, b}
+	if swap {
+		ms = []*iso8583.Message{b, a}
+	}
+	n0, q0 := batches()
+	resps = sendTogether(e.t, conns, 20*time.Millisecond, ms...)
+	for _, resp := range resps {
+		e.expect(resp, cardhost.Approved)
+	}
+	oneBatch(e.t, batches, n0, q0, 2, what)
+	return ms, resps
+}
+
 // repeatSame sends ms again on c and checks each is answered as the first
 // time (resps), DE39 and DE54.
 func (e *e2e) repeatSame(c *connection.Connection, ms, resps []*iso8583.Message) {
@@ -117,16 +135,7 @@ func TestGroupCommitRefundRacesReversal(t *testing.T) {
 			e.expect(e.send(purchase), cardhost.Approved)
 			e.expectBalance(card.AccountID, 9_000, 0)
 			refund, rev := e.refundOf(purchase, card, 1_000), e.follow("400", purchase, card, 1_000, nil)
-			ms := []*iso8583.Message{refund, rev}
-			if i%2 == 1 {
-				ms = []*iso8583.Message{rev, refund}
-			}
-			n0, q0 := batches()
-			resps := sendTogether(t, conns, 20*time.Millisecond, ms...)
-			for _, resp := range resps {
-				e.expect(resp, cardhost.Approved)
-			}
-			oneBatch(t, batches, n0, q0, 2, "a refund and the reversal of its purchase")
+			ms, resps := e.approvedPair(conns, batches, refund, rev, i%2 == 1, "a refund and the reversal of its purchase")
 			e.expectBalance(card.AccountID, 10_000, 0)
 			if i%2 == 1 {
 				// The reversal came first: the refund credits nothing,
@@ -236,17 +245,7 @@ func TestGroupCommitIncrementalInOneBatch(t *testing.T) {
 				auth, resp := e.auth(card, 1_000, nil)
 				e.expect(resp, cardhost.Approved)
 				i := inc(auth, card, 700, nil)
-				rev := e.follow("400", i, card, 700, nil)
-				ms := []*iso8583.Message{i, rev}
-				if first {
-					ms = []*iso8583.Message{rev, i}
-				}
-				n0, q0 := batches()
-				resps := sendTogether(t, conns, 20*time.Millisecond, ms...)
-				for _, resp := range resps {
-					e.expect(resp, cardhost.Approved)
-				}
-				oneBatch(t, batches, n0, q0, 2, "an incremental and its reversal")
+				ms, resps := e.approvedPair(conns, batches, i, e.follow("400", i, card, 700, nil), first, "an incremental and its reversal")
 				e.expectBalance(card.AccountID, 10_000, 1_000)
 				e.repeatSame(conns[1], ms, resps)
 				e.expectBalance(card.AccountID, 10_000, 1_000)
