@@ -248,7 +248,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			err = commitOutcome(err) // the pipeline ended with COMMIT
 		}
 		if err == nil && tail {
-			if err = h.writeTailInOrder(ctx, tx, writes, inserted); err == nil {
+			if err = h.writeTailInOrder(ctx, tx, hb, writes, inserted); err == nil {
 				if err := beforeCommit(ctx); err != nil {
 					return err
 				}

@@ -276,14 +276,14 @@ func queueWriteJournals(q *ledger.Batch, writes []*writeReq) []bool {
 // the requests that have one, moneySlow for the money messages written
 // per message (a reversal after its authorisation in the same batch finds
 // and releases the hold the batch placed).
-func (h *Host) writeTailInOrder(ctx context.Context, tx ledger.Tx, writes []*writeReq, inserted []bool) error {
+func (h *Host) writeTailInOrder(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		if w.money != nil && w.money.slow {
 			later := laterOriginal(writes[i+1:], w.j.req)
 			if later != nil && laterOriginal(writes[:i], w.j.req) != nil {
 				later = nil // a copy of an original that arrived before it
 			}
-			ok, err := h.moneySlow(ctx, tx, w, later)
+			ok, err := h.moneySlow(ctx, tx, hb, w, later)
 			if err != nil {
 				return err
 			}
@@ -324,7 +324,7 @@ func laterOriginal(later []*writeReq, r *AuthRequest) *writeReq {
 // in arrival order not there yet): a completion of it is one without an
 // authorisation, a reversal of it waits as a pending reversal, which the
 // original's own tail (writeTail) applies.
-func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *writeReq) (bool, error) {
+func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch, w *writeReq, later *writeReq) (bool, error) {
 	m, r := w.money, w.j.req
 	w.opened, w.err = w.opened[:0], nil // this attempt's only
 	var pend *pendingReversal
@@ -355,7 +355,7 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *
 			return err
 		case isRefund(r):
 			var opened string
-			w.decision, opened, err = h.refundOn(ctx, tx, r, orig, found, m.card, m.prog, w.j.panEnc)
+			w.decision, opened, err = h.refundOn(ctx, tx, r, orig, found, m.card, m.prog, w.j.panEnc, hb.State)
 			if opened != "" {
 				w.opened = append(w.opened, opened)
 			}

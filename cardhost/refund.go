@@ -80,7 +80,7 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 	}
 	var opened string
 	d, err := h.answerTx(ctx, r, "refund", func(tx ledger.Tx) (Decision, error) {
-		d, o, err := h.refundOn(ctx, tx, r, orig, found, &card, &prog, enc)
+		d, o, err := h.refundOn(ctx, tx, r, orig, found, &card, &prog, enc, nil)
 		opened = o
 		return d, err
 	})
@@ -97,10 +97,12 @@ func (h *Host) clearRefund(ctx context.Context, r *AuthRequest, orig originalRow
 // most what the purchase captured less earlier refunds; blind, at most the
 // program's blind-refund limit; the rest waits for an Admin
 // (ledger.CreditRefundTx). A removed card, a currency the program does not
-// hold and a closed balance are declined. The credit and the journal row
+// hold and a closed balance are declined (stateOf, when not nil, knows the
+// states of the accounts its caller holds). The credit and the journal row
 // commit together, so a repeat credits once (errDuplicate). It returns the
 // decision and the kind of the exception it opened, if any.
-func (h *Host) refundOn(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow, found bool, card *Card, prog *Program, enc []byte) (Decision, string, error) {
+func (h *Host) refundOn(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig originalRow, found bool, card *Card, prog *Program, enc []byte,
+	stateOf func(id int64) (string, bool)) (Decision, string, error) {
 	j := journal{req: r, cardID: card.ID, panEnc: enc}
 	if card.State == StateRemoved {
 		j.cardID = 0
@@ -117,11 +119,18 @@ func (h *Host) refundOn(ctx context.Context, tx ledger.Tx, r *AuthRequest, orig 
 		if id == 0 {
 			continue
 		}
-		acc, err := h.ledger.AccountTx(ctx, tx, id) // read, not locked: the credit locks it, in order
-		if err != nil {
-			return Decision{}, "", err
+		state, ok := "", false
+		if stateOf != nil {
+			state, ok = stateOf(id)
 		}
-		if acc.State == ledger.StateClosed {
+		if !ok || state == "" { // "": a row its caller did not read
+			acc, err := h.ledger.AccountTx(ctx, tx, id) // read, not locked: the credit locks it, in order
+			if err != nil {
+				return Decision{}, "", err
+			}
+			state = acc.State
+		}
+		if state == ledger.StateClosed {
 			// The money would be stuck on a balance nobody can use.
 			d, err := declineOn(ctx, tx, j, NotPermitted, "refund to a closed balance", nil)
 			return d, "", err
