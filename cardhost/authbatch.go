@@ -55,8 +55,7 @@ type remoteReq struct {
 func queueJournalProbe(q *ledger.Batch, ws []*writeReq, found func(w *writeReq, d Decision)) {
 	k := ledger.NewJournalKeys(len(ws))
 	for _, w := range ws {
-		r := w.j.req
-		k.Add(r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+		k.Add(journalKey(w.j.req))
 	}
 	ledger.QueueJournalProbe(q, k, func(i int, a ledger.StoredAnswer) { found(ws[i], storedDecision(a)) })
 }
@@ -141,8 +140,19 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 	hb := h.ledger.NewHoldBatch()
 	q := ledger.NewTxBatch() // BEGIN, ledger.GenericPlans
 	cards := make(map[string]*Card, len(auths))
-	if len(auths) > 0 {
-		queueJournalProbe(q, auths, func(w *writeReq, d Decision) { w.auth.stored = &d })
+	// One probe of earlier answers for the authorisations and the money
+	// messages (a completion, a reversal, a refund, an incremental).
+	for _, w := range money {
+		*w.money = moneyReq{panLookup: w.money.panLookup}
+	}
+	if probed := append(auths[:len(auths):len(auths)], money...); len(probed) > 0 {
+		queueJournalProbe(q, probed, func(w *writeReq, d Decision) {
+			if w.auth != nil {
+				w.auth.stored = &d
+			} else {
+				w.money.stored = &d
+			}
+		})
 	}
 	hb.QueueLockCards(q, len(items), ledger.SpecAccounts(decided), lookups, func(lookup []byte, r ledger.CardRow) error {
 		c := cardOf(r)
@@ -238,7 +248,7 @@ func (h *Host) writeBatch(ctx context.Context, items []*batchItem[*writeReq]) er
 			err = commitOutcome(err) // the pipeline ended with COMMIT
 		}
 		if err == nil && tail {
-			if err = h.writeTailInOrder(ctx, tx, writes, inserted); err == nil {
+			if err = h.writeTailInOrder(ctx, tx, hb, writes, inserted); err == nil {
 				if err := beforeCommit(ctx); err != nil {
 					return err
 				}
@@ -347,10 +357,9 @@ func queueJournals(q *ledger.Batch, rows []journal) []bool {
 	n := len(rows)
 	b := ledger.NewJournalRows(n)
 	inserted := make([]bool, n)
-	keys := make(map[string]bool, n)
+	keys := make(map[ledger.JournalKey]bool, n)
 	for i, j := range rows {
-		r := j.req
-		k := r.AcquirerID + "\x00" + r.STAN + "\x00" + r.TransmissionTime + "\x00" + r.RRN + "\x00" + foldRepeat(r.MTI)
+		k := journalKey(j.req)
 		if keys[k] {
 			continue // the same request twice in the batch: the first stands
 		}

@@ -48,8 +48,7 @@ func (j journal) row() ledger.JournalRow {
 	if r.PAN != "" {
 		masked = MaskPAN(r.PAN)
 	}
-	return ledger.JournalRow{Profile: r.Profile, MTI: foldRepeat(r.MTI), Class: int32(r.Class), AcquirerID: r.AcquirerID,
-		STAN: r.STAN, TransmissionTime: r.TransmissionTime, RRN: r.RRN, CardID: j.cardID, PANEnc: j.panEnc, PANMasked: masked,
+	return ledger.JournalRow{Key: journalKey(r), Profile: r.Profile, Class: int32(r.Class), CardID: j.cardID, PANEnc: j.panEnc, PANMasked: masked,
 		ProcessingCode: r.ProcessingCode, Amount: r.Amount, Currency: r.Currency, BillingAmount: r.BillingAmount,
 		BillingCurrency: r.BillingCurrency, Merchant: r.MerchantName, Reason: string(j.reason), ApprovalCode: j.approval,
 		HoldID: j.holdID, Available: j.available, AvailableCurrency: j.availCcy, OriginalID: j.originalID, Detail: j.detail,
@@ -83,7 +82,7 @@ func beforeCommit(ctx context.Context) error {
 // stored returns the decision recorded for a request's journal key, when
 // there is one.
 func (h *Host) stored(ctx context.Context, r *AuthRequest) (Decision, bool, error) {
-	a, ok, err := ledger.StoredAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+	a, ok, err := ledger.StoredAnswerOf(ctx, h.pool, journalKey(r))
 	if err != nil || !ok {
 		return Decision{}, false, err
 	}
@@ -100,28 +99,8 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 	if err := h.checkUncertain(r); err != nil {
 		return Decision{}, err
 	}
-	if r.Class == ClassFinancial && r.ProcessingCode == ProcRefund {
-		return h.refund(ctx, r)
-	}
-	if r.Class == ClassAuthorization && r.FunctionCode == FuncIncremental {
-		return h.increment(ctx, r)
-	}
-	switch r.Class {
-	case ClassCompletion, ClassReversal, ClassReversalAdvice:
-		if r.PAN != "" && (r.Class != ClassCompletion || r.ProcessingCode != ProcRefund) {
-			// With the authorisation batches (moneybatch.go), unless the
-			// batch cannot lock its card's balance.
-			if d, ok, err := h.moneyInBatch(ctx, r); ok {
-				return d, err
-			}
-		}
-		if d, ok, err := h.stored(ctx, r); err != nil || ok {
-			return d, err
-		}
-		if r.Class == ClassCompletion {
-			return h.complete(ctx, r)
-		}
-		return h.reverse(ctx, r)
+	if moneyMessage(r) {
+		return h.money(ctx, r)
 	}
 	enc, err := h.encryptedPAN(r.PAN)
 	if err != nil {
@@ -135,6 +114,33 @@ func (h *Host) Authorize(ctx context.Context, r *AuthRequest) (Decision, error) 
 		return h.authorizeRemote(ctx, w.j, rr)
 	}
 	return h.answer(ctx, w)
+}
+
+// money answers a completion, reversal, refund or incremental
+// authorisation: with the authorisation batch of its PAN (moneybatch.go),
+// unless the batch cannot lock its card's balance; then alone.
+func (h *Host) money(ctx context.Context, r *AuthRequest) (Decision, error) {
+	enc, err := h.encryptedPAN(r.PAN) // once, whichever path writes it
+	if err != nil {
+		return Decision{}, err
+	}
+	if r.PAN != "" {
+		if d, ok, err := h.moneyInBatch(ctx, r, enc); ok {
+			return d, err
+		}
+		// The batch's probe found no earlier answer: not asked again.
+	} else if d, ok, err := h.stored(ctx, r); err != nil || ok {
+		return d, err
+	}
+	switch {
+	case isIncrement(r):
+		return h.increment(ctx, r, enc)
+	case isRefund(r) && r.Class == ClassFinancial:
+		return h.refund(ctx, r, enc)
+	case r.Class == ClassCompletion:
+		return h.complete(ctx, r, enc)
+	}
+	return h.reverse(ctx, r, enc)
 }
 
 // authorizeRemote asks a partner-deposit program's remote URL, outside any
@@ -222,9 +228,18 @@ func foldRepeat(mti string) string {
 	return mti
 }
 
-// journalRef is the unique reference of a request, used as the hold's ref.
+// journalKey is the request's key in the journal: duplicates share it.
+// Every path that writes, probes or locks a request's journal row takes
+// its key from here.
+func journalKey(r *AuthRequest) ledger.JournalKey {
+	return ledger.JournalKey{Acq: r.AcquirerID, STAN: r.STAN, TT: r.TransmissionTime, RRN: r.RRN, MTI: foldRepeat(r.MTI)}
+}
+
+// journalRef is the unique reference of a request (its journal key), used
+// as the hold's ref.
 func journalRef(r *AuthRequest) string {
-	return r.AcquirerID + "/" + r.STAN + "/" + r.TransmissionTime + "/" + r.RRN + "/" + foldRepeat(r.MTI)
+	k := journalKey(r)
+	return k.Acq + "/" + k.STAN + "/" + k.TT + "/" + k.RRN + "/" + k.MTI
 }
 
 // partialAmount is a partial approval's amount in DE4's currency: DE4 in

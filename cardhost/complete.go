@@ -10,14 +10,15 @@ import (
 )
 
 // complete captures the original's hold for the completion's final amount
-// (DE95 when present, else the billing amount, else DE4).
-func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
+// (DE95 when present, else the billing amount, else DE4); enc is the
+// request's PAN encrypted.
+func (h *Host) complete(ctx context.Context, r *AuthRequest, enc []byte) (Decision, error) {
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
 	}
 	if r.ProcessingCode == ProcRefund {
-		return h.clearRefund(ctx, r, orig, found)
+		return h.clearRefund(ctx, r, orig, found, enc)
 	}
 	if !found || orig.holdID == 0 {
 		return h.decline(ctx, journal{req: r}, InvalidCard, "completion without an authorisation", nil)
@@ -27,10 +28,6 @@ func (h *Host) complete(ctx context.Context, r *AuthRequest) (Decision, error) {
 		return Decision{}, err
 	}
 	prog, err := h.cachedProgram(ctx, card.ProgramID)
-	if err != nil {
-		return Decision{}, err
-	}
-	enc, err := h.encryptedPAN(r.PAN)
 	if err != nil {
 		return Decision{}, err
 	}

@@ -8,26 +8,37 @@ import (
 	"github.com/antaca/antaca/ledger"
 )
 
-// Completions (x220, not refunds) and reversals (x400/x420) are written by
-// the authorisation batches (issue 18; docs/decisions.md "Group commit of
-// money messages"): one transaction and one commit for a whole batch of
-// approvals, completions and releases.
+// Every message that moves money on a card is written by the
+// authorisation batches (issues 17, 18; docs/decisions.md "Group commit of
+// money messages" and "Refunds and incrementals in the batch"): besides
+// approvals, completions (x220), reversals (x400/x420), refunds (x200 and
+// x220 of processing code 20) and incremental authorisations, one
+// transaction and one commit for a whole batch.
 //
-// The batch's first pipeline finds each one's card by PAN (its balance is
-// locked by the batch's lock statement, with the approvals'), its earlier
-// answer (a duplicate) and, after the lock statement, its original and the
+// The batch's first pipeline probes every request's earlier answer (a
+// duplicate: the stored answer), finds each money message's card by PAN
+// (its balance is locked by the batch's lock statement, with the
+// approvals') and, after the lock statement, its original and the
 // original's hold, locked: user balances, then holds, then, in the final
 // update just before COMMIT, the partner and internal rows, each by id.
 // A completion within its open hold and a release of an open hold are
 // then written set-based (ledger.HoldBatch.PlanMoney); anything else (a
 // capture above the hold, FX, parts, an expired or resolved hold, an
-// original the batch itself journals, a pending reversal) runs per message
-// after the final update, in arrival order, under a savepoint, on rows the
-// batch then holds already (slow path). A message whose card the batch
-// cannot lock (no PAN, an unknown PAN, an original on another balance)
-// takes the per-message transaction of complete/reverse instead.
+// original the batch itself journals, a pending reversal, and every
+// refund and incremental) runs per message after the final update, in
+// arrival order, under a savepoint, on rows the batch then holds already
+// (slow path): refunds and incrementals pass the card checks of an
+// authorisation first (Decide on the card the lock statement read; a
+// decline is journaled with its PIN or verification count change), then
+// refundOn or incrementOn, the bodies their per-message transactions run
+// too. A message whose card the batch cannot lock (no PAN, an unknown
+// PAN, an original on another balance, a refund of another card's
+// purchase) or that needs a call out (an incremental of a program whose
+// partner decides remotely) takes the per-message transaction of
+// complete, reverse, refund or increment instead.
 
-// moneyReq is what a batch finds and decides for a completion or reversal.
+// moneyReq is what a batch finds and decides for a money message: a
+// completion, a reversal, a refund or an incremental.
 type moneyReq struct {
 	panLookup []byte
 	stored    *Decision // answered before: the stored answer
@@ -36,8 +47,37 @@ type moneyReq struct {
 	slow      bool // written per message in the batch's tail
 	card      *Card
 	prog      *Program
+	out       Outcome         // a refund's (x200) or incremental's card checks (Decide)
 	op        *ledger.MoneyOp // the fast path's capture or release (nil: nothing to move)
 	detail    string
+}
+
+// errLeaveBatch takes a money message out of its batch's tail: its
+// original turned out to be another card's (committed since the batch's
+// probe), whose balance the batch has not locked; the per-message path
+// decides it after the batch.
+var errLeaveBatch = errors.New("money message left to the per-message path")
+
+// creditOrIncrement reports whether r is a refund (x200 or x220 of
+// processing code 20) or an incremental authorisation: decided on its
+// card, its original and its balances in the batch's tail, always.
+func creditOrIncrement(r *AuthRequest) bool {
+	return isRefund(r) || isIncrement(r)
+}
+
+func isRefund(r *AuthRequest) bool {
+	return r.ProcessingCode == ProcRefund && (r.Class == ClassFinancial || r.Class == ClassCompletion)
+}
+
+func isIncrement(r *AuthRequest) bool {
+	return r.Class == ClassAuthorization && r.FunctionCode == FuncIncremental
+}
+
+// moneyMessage reports whether r is a message that follows or credits an
+// earlier one, which the batches take when it has a PAN (moneyInBatch):
+// a completion, a reversal, a refund, an incremental.
+func moneyMessage(r *AuthRequest) bool {
+	return r.Class == ClassCompletion || r.Class == ClassReversal || r.Class == ClassReversalAdvice || creditOrIncrement(r)
 }
 
 // moneyOrig is the original of a money message as the batch's probe found
@@ -71,16 +111,12 @@ func moneyKey(r *AuthRequest) (kind, acq, stan, t, mti, rrn string) {
 }
 
 // queueMoneyProbe queues on q, after the batch's lock statement, the look-up
-// of the money messages' earlier answers and of their originals, whose holds
-// it locks.
+// of the money messages' originals, whose holds it locks (their earlier
+// answers are probed with the authorisations', before the lock statement).
 func queueMoneyProbe(q *ledger.Batch, ws []*writeReq) {
 	if len(ws) == 0 {
 		return
 	}
-	for _, w := range ws {
-		*w.money = moneyReq{panLookup: w.money.panLookup}
-	}
-	queueJournalProbe(q, ws, func(w *writeReq, d Decision) { w.money.stored = &d })
 	k := ledger.NewMoneyKeys(len(ws))
 	for _, w := range ws {
 		k.Add(moneyKey(w.j.req))
@@ -104,8 +140,10 @@ func (h *Host) decideMoney(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBat
 	}
 	c := cards[string(m.panLookup)]
 	o := m.orig
-	if c == nil || !hb.Locked(c.AccountID) || o != nil && o.user != 0 && o.user != c.AccountID {
-		// Its balance is not among the batch's locks: alone, as before.
+	if c == nil || !hb.Locked(c.AccountID) || o != nil && o.user != 0 && o.user != c.AccountID ||
+		isRefund(r) && o != nil && o.cardID != 0 && o.cardID != c.ID {
+		// Its balance is not among the batch's locks (a refund is
+		// credited to its original's card): alone, as before.
 		m.fallback = true
 		return false
 	}
@@ -115,12 +153,29 @@ func (h *Host) decideMoney(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBat
 		w.err = err
 		return false
 	}
+	if isIncrement(r) && prog.Funding == FundingPartnerDeposit && prog.RemoteURL != "" {
+		m.fallback = true // the partner decides over HTTP, outside any transaction
+		return false
+	}
+	if isIncrement(r) && len(velocityUses(&card, &prog, r, h.cfg.Now())) > 0 {
+		// Its velocity counters are locked after its hold and before the
+		// partner rows (incrementHold); the batch's tail runs after the
+		// final update holds the partner rows: alone, in DESIGN section
+		// 6's order.
+		m.fallback = true
+		return false
+	}
 	m.card, m.prog = &card, &prog
 	w.j.cardID = card.ID
-	if r.Class != ClassCompletion {
-		w.pending = nil // reversals waiting for a reversal: none apply
+	if r.Class != ClassCompletion || isRefund(r) {
+		w.pending = nil // reversals waiting for a reversal: none apply; a refund's own path applies its own
 	}
-	fast := o != nil && o.holdID != 0 && o.status == ledger.HoldOpen && !o.part && o.partsTaken == 0 && o.excepted == 0 &&
+	if creditOrIncrement(r) && r.Class != ClassCompletion {
+		// The card checks of an authorisation (checkedCard's), on the
+		// card as the batch's lock statement read it.
+		m.out = Decide(DecideInput{Card: &card, Program: &prog, Req: r, Now: h.cfg.Now(), PAN: r.PAN}, h.keys)
+	}
+	fast := !creditOrIncrement(r) && o != nil && o.holdID != 0 && o.status == ledger.HoldOpen && !o.part && o.partsTaken == 0 && o.excepted == 0 &&
 		o.holdCcy == prog.Currency && !seen[o.holdID] && len(w.pending) == 0
 	if o != nil && o.holdID != 0 {
 		seen[o.holdID] = true
@@ -229,14 +284,14 @@ func queueWriteJournals(q *ledger.Batch, writes []*writeReq) []bool {
 // the requests that have one, moneySlow for the money messages written
 // per message (a reversal after its authorisation in the same batch finds
 // and releases the hold the batch placed).
-func (h *Host) writeTailInOrder(ctx context.Context, tx ledger.Tx, writes []*writeReq, inserted []bool) error {
+func (h *Host) writeTailInOrder(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch, writes []*writeReq, inserted []bool) error {
 	for i, w := range writes {
 		if w.money != nil && w.money.slow {
 			later := laterOriginal(writes[i+1:], w.j.req)
 			if later != nil && laterOriginal(writes[:i], w.j.req) != nil {
 				later = nil // a copy of an original that arrived before it
 			}
-			ok, err := h.moneySlow(ctx, tx, w, later)
+			ok, err := h.moneySlow(ctx, tx, hb, w, later)
 			if err != nil {
 				return err
 			}
@@ -277,9 +332,9 @@ func laterOriginal(later []*writeReq, r *AuthRequest) *writeReq {
 // in arrival order not there yet): a completion of it is one without an
 // authorisation, a reversal of it waits as a pending reversal, which the
 // original's own tail (writeTail) applies.
-func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *writeReq) (bool, error) {
+func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch, w *writeReq, later *writeReq) (bool, error) {
 	m, r := w.money, w.j.req
-	w.opened = w.opened[:0]
+	w.opened, w.err = w.opened[:0], nil // this attempt's only
 	var pend *pendingReversal
 	err := ledger.BeginFunc(ctx, tx, func(tx ledger.Tx) error {
 		orig, found, err := h.originalOn(ctx, tx, r)
@@ -294,6 +349,25 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *
 			card = m.card
 		}
 		switch {
+		case isRefund(r) && card == nil:
+			return errLeaveBatch
+		case creditOrIncrement(r) && r.Class != ClassCompletion && m.out.Reason != Approved:
+			j := w.j
+			if m.out.Err != nil {
+				j.detail = m.out.Err.Error()
+			}
+			w.decision, err = declineOn(ctx, tx, j, m.out.Reason, j.detail, cardChangeOf(m.card, m.prog, m.out))
+			return err
+		case isIncrement(r):
+			w.decision, err = h.incrementOn(ctx, tx, r, orig, found, m.card, m.prog, m.out, w.j.panEnc)
+			return err
+		case isRefund(r):
+			var opened string
+			w.decision, opened, err = h.refundOn(ctx, tx, r, orig, found, m.card, m.prog, w.j.panEnc, hb.State)
+			if opened != "" {
+				w.opened = append(w.opened, opened)
+			}
+			return err
 		case r.Class == ClassCompletion && (!found || orig.holdID == 0):
 			w.decision = Decision{Reason: InvalidCard}
 			j := w.j
@@ -334,19 +408,42 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, w *writeReq, later *
 	if errors.Is(err, errDuplicate) {
 		return false, nil
 	}
+	if errors.Is(err, errLeaveBatch) {
+		m.fallback = true
+		return false, nil
+	}
+	if refusedAlone(err) {
+		// Its savepoint took back what it wrote: it fails alone, as in a
+		// transaction of its own, and the batch goes on.
+		w.err = err
+		return false, nil
+	}
 	if err == nil && pend != nil {
 		later.pending = append(later.pending, *pend)
 	}
 	return err == nil, err
 }
 
-// moneyInBatch answers a completion or reversal with the authorisation
-// batch of its PAN; ok false: the batch left it to the per-message path.
-func (h *Host) moneyInBatch(ctx context.Context, r *AuthRequest) (d Decision, ok bool, err error) {
-	enc, err := h.encryptedPAN(r.PAN)
-	if err != nil {
-		return Decision{}, true, err
+// refusedAlone reports whether err is the ledger refusing one message's
+// values (an amount out of bounds, a closed or mismatched account), not
+// the database failing: that message fails, not its batch.
+func refusedAlone(err error) bool {
+	if err == nil || errors.Is(err, ledger.ErrDatabase) {
+		return false
 	}
+	for _, s := range []error{ledger.ErrInvalidAmount, ledger.ErrInvalid, ledger.ErrAccountNotActive, ledger.ErrCurrencyMismatch,
+		ledger.ErrUnknownCurrency, ledger.ErrHoldNotCaptured, ledger.ErrNotFound} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// moneyInBatch answers a money message (enc: its PAN encrypted) with the
+// authorisation batch of its PAN; ok false: the batch left it to the
+// per-message path.
+func (h *Host) moneyInBatch(ctx context.Context, r *AuthRequest, enc []byte) (d Decision, ok bool, err error) {
 	w := &writeReq{money: &moneyReq{panLookup: h.keys.PANLookup(r.PAN)}, j: journal{req: r, panEnc: enc}}
 	if err := h.writes[h.shardOf(ctx, r.PAN)].do(ctx, w); err != nil {
 		return Decision{}, true, err

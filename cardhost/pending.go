@@ -147,8 +147,8 @@ var errOriginalNow = errors.New("original found")
 // reversePending answers a reversal whose original is not known: under
 // the lock of the card's balance (when the PAN names a card) it looks for
 // the original once more, and, still missing, keeps the reversal pending
-// and acknowledges it.
-func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bool, error) {
+// and acknowledges it (enc: the request's PAN encrypted).
+func (h *Host) reversePending(ctx context.Context, r *AuthRequest, enc []byte) (Decision, bool, error) {
 	var (
 		card *Card
 		prog *Program
@@ -169,10 +169,6 @@ func (h *Host) reversePending(ctx context.Context, r *AuthRequest) (Decision, bo
 		case !errors.Is(err, ErrNotFound):
 			return Decision{}, false, err
 		}
-	}
-	enc, err := h.encryptedPAN(r.PAN)
-	if err != nil {
-		return Decision{}, false, err
 	}
 	d, err := h.answerTx(ctx, r, "reverse", func(tx ledger.Tx) (Decision, error) {
 		if card != nil {

@@ -10,14 +10,14 @@ import (
 
 // reverse releases the original's hold fully or down to DE95. A reversal of
 // an unknown original is acknowledged and recorded; a second reversal
-// changes nothing.
-func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
+// changes nothing. enc is the request's PAN encrypted.
+func (h *Host) reverse(ctx context.Context, r *AuthRequest, enc []byte) (Decision, error) {
 	orig, found, err := h.original(ctx, r)
 	if err != nil {
 		return Decision{}, err
 	}
 	if !found {
-		d, pending, err := h.reversePending(ctx, r)
+		d, pending, err := h.reversePending(ctx, r, enc)
 		if err != nil || pending {
 			return d, err
 		}
@@ -25,10 +25,6 @@ func (h *Host) reverse(ctx context.Context, r *AuthRequest) (Decision, error) {
 		if orig, found, err = h.original(ctx, r); err != nil {
 			return Decision{}, err
 		}
-	}
-	enc, err := h.encryptedPAN(r.PAN)
-	if err != nil {
-		return Decision{}, err
 	}
 	var (
 		card *Card

@@ -62,14 +62,14 @@ type uncertainSet struct {
 	noted   prometheus.Counter
 	settled *prometheus.CounterVec
 	mu      sync.Mutex
-	rows    map[string]journal
+	rows    map[ledger.JournalKey]journal
 	running bool
 	quit    chan struct{}
 	dropped int
 }
 
 func newUncertainSet(reg prometheus.Registerer) *uncertainSet {
-	u := &uncertainSet{rows: map[string]journal{}, quit: make(chan struct{}),
+	u := &uncertainSet{rows: map[ledger.JournalKey]journal{}, quit: make(chan struct{}),
 		noted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "antaca_auth_uncertain_total", Help: "Requests answered issuer unavailable because their batch's commit outcome was unknown.",
 		}),
@@ -85,10 +85,6 @@ func newUncertainSet(reg prometheus.Registerer) *uncertainSet {
 		}, func() float64 { return float64(u.n.Load()) }))
 	}
 	return u
-}
-
-func journalKey(r *AuthRequest) string {
-	return r.AcquirerID + "\x00" + r.STAN + "\x00" + r.TransmissionTime + "\x00" + r.RRN + "\x00" + foldRepeat(r.MTI)
 }
 
 // noteUncertain remembers the requests of a batch that failed with err
@@ -146,7 +142,7 @@ func (h *Host) reconcileLoop() {
 	u := h.uncertain
 	for {
 		u.mu.Lock()
-		var key string
+		var key ledger.JournalKey
 		var j journal
 		for key, j = range u.rows {
 			break
@@ -197,7 +193,7 @@ func (h *Host) reconcile(ctx context.Context, j journal) (string, error) {
 	var outcome string
 	err := ledger.BeginFunc(ctx, h.pool, func(tx ledger.Tx) error {
 		r := j.req
-		id, reason, holdID, found, err := ledger.LockJournalRow(ctx, tx, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+		id, reason, holdID, found, err := ledger.LockJournalRow(ctx, tx, journalKey(r))
 		if err == nil && !found {
 			row := j
 			row.reason, row.approval, row.holdID, row.available, row.availCcy, row.detail = IssuerUnavailable, "", 0, nil, "", uncertainDetail

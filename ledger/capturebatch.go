@@ -166,28 +166,16 @@ func (b *HoldBatch) PlanMoney(ctx context.Context, ops []MoneyOp) error {
 		if err != nil {
 			return err
 		}
-		// The legs of capture() without FX: the user pays final to the
-		// scheme; the partner credit/deposit account pays final to credit
-		// usage (to the scheme when there is no user account).
-		type leg struct{ acc, amt int64 }
-		var legs []leg
-		if op.UserAccountID > 0 {
-			legs = append(legs, leg{op.UserAccountID, -op.Final}, leg{settle, op.Final})
-			if op.PartnerAccountID > 0 {
-				usage, err := b.l.internalID(ctx, b.l.pool, KindCreditUsage, op.Currency)
-				if err != nil {
-					return err
-				}
-				legs = append(legs, leg{op.PartnerAccountID, -op.Final}, leg{usage, op.Final})
-			}
-		} else {
-			legs = append(legs, leg{op.PartnerAccountID, -op.Final}, leg{settle, op.Final})
+		usage, err := b.l.internalID(ctx, b.l.pool, KindCreditUsage, op.Currency)
+		if err != nil {
+			return err
 		}
+		legs := captureLegs(op.UserAccountID, op.PartnerAccountID, op.Final, op.Final, settle, usage) // without FX
 		move(op.UserAccountID, 0, -op.Held)
 		move(op.PartnerAccountID, 0, -op.Held)
 		for _, g := range legs {
-			move(g.acc, g.amt, 0)
-			p.entHold, p.entAcc, p.entAmt, p.entCcy = append(p.entHold, op.HoldID), append(p.entAcc, g.acc), append(p.entAmt, g.amt), append(p.entCcy, op.Currency)
+			move(g.account, g.amount, 0)
+			p.entHold, p.entAcc, p.entAmt, p.entCcy = append(p.entHold, op.HoldID), append(p.entAcc, g.account), append(p.entAmt, g.amount), append(p.entCcy, op.Currency)
 		}
 		p.capHold, p.capAmt, p.capRef, p.capCcy = append(p.capHold, op.HoldID), append(p.capAmt, op.Final), append(p.capRef, op.Ref), append(p.capCcy, op.Currency)
 		p.captures++

@@ -309,11 +309,6 @@ func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int
 		if err != nil {
 			return err
 		}
-		type leg struct {
-			account int64
-			amount  int64
-		}
-		var legs []leg
 		held := map[int64][2]int64{}
 		addHeld := func(id, d int64) {
 			if id > 0 {
@@ -324,29 +319,21 @@ func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int
 		}
 		addHeld(h.UserAccountID, -h.Amount)
 		addHeld(h.PartnerAccountID, -h.Amount)
-		switch {
-		case h.UserAccountID > 0:
-			userPays := final
-			if fx {
-				userPays = h.Amount
+		userPays := final
+		if fx && h.UserAccountID > 0 {
+			userPays = h.Amount
+		}
+		legs := captureLegs(h.UserAccountID, h.PartnerAccountID, final, userPays, settle, usage)
+		if diff := userPays - final; diff != 0 {
+			partnerID, err := l.partnerOf(ctx, tx, h)
+			if err != nil {
+				return err
 			}
-			legs = append(legs, leg{h.UserAccountID, -userPays}, leg{settle, final})
-			if diff := userPays - final; diff != 0 {
-				partnerID, err := l.partnerOf(ctx, tx, h)
-				if err != nil {
-					return err
-				}
-				fxID, err := l.partnerFXID(ctx, tx, partnerID, h.Currency)
-				if err != nil {
-					return err
-				}
-				legs = append(legs, leg{fxID, diff})
+			fxID, err := l.partnerFXID(ctx, tx, partnerID, h.Currency)
+			if err != nil {
+				return err
 			}
-			if h.PartnerAccountID > 0 {
-				legs = append(legs, leg{h.PartnerAccountID, -final}, leg{usage, final})
-			}
-		default:
-			legs = append(legs, leg{h.PartnerAccountID, -final}, leg{settle, final})
+			legs = append(legs, leg{account: fxID, amount: diff})
 		}
 		ids := make([]int64, 0, len(legs)+2)
 		for _, g := range legs {
@@ -404,6 +391,24 @@ func (l *Ledger) capture(ctx context.Context, tx pgx.Tx, holdID int64, final int
 		return nil
 	}()
 	return p, err
+}
+
+// captureLegs are the legs of a capture of final on a hold of user and
+// partner (0: none), the user paying userPays (final; the hold's amount in
+// FX, the difference being the caller's leg to the partner's FX account):
+// the user pays the scheme (settlement), and the partner credit/deposit
+// account pays credit usage; without a user account, the partner account
+// pays the scheme. capture() and the batches' captures (PlanMoney) post
+// these.
+func captureLegs(user, partner, final, userPays, settle, usage int64) []leg {
+	if user <= 0 {
+		return []leg{{account: partner, amount: -final}, {account: settle, amount: final}}
+	}
+	legs := []leg{{account: user, amount: -userPays}, {account: settle, amount: final}}
+	if partner > 0 {
+		legs = append(legs, leg{account: partner, amount: -final}, leg{account: usage, amount: final})
+	}
+	return legs
 }
 
 // partnerOf finds the partner a hold's FX difference belongs to: the

@@ -97,10 +97,10 @@ func CreditedAmount(ctx context.Context, tx pgx.Tx, ref string) (int64, error) {
 
 // LockJournalRow reads, locked in tx, the journal row of a request key:
 // its id, reason and hold (nil: none); found is false when there is none.
-func LockJournalRow(ctx context.Context, tx pgx.Tx, acq, stan, tt, rrn, mti string) (id int64, reason string, holdID *int64, found bool, err error) {
+func LockJournalRow(ctx context.Context, tx pgx.Tx, k JournalKey) (id int64, reason string, holdID *int64, found bool, err error) {
 	err = tx.QueryRow(ctx, `SELECT id, reason, hold_id FROM auth_journal
 			WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND rrn = $4 AND mti = $5 FOR UPDATE`,
-		acq, stan, tt, rrn, mti).Scan(&id, &reason, &holdID)
+		k.Acq, k.STAN, k.TT, k.RRN, k.MTI).Scan(&id, &reason, &holdID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, "", nil, false, nil
 	}
