@@ -38,6 +38,7 @@ func (e *e2e) webhooksDone() {
 // TestE2EJournalArchive ages a card's journal rows past the retention and
 // archives them: the open hold's row stays and completes on the batches'
 // path; a recent request's duplicate still gets its stored answer; a
+// repeat of an archived approval holds nothing more (holds_ref); a
 // refund naming the archived purchase is matched to it (not blind, so
 // credited); a late reversal of an archived, released authorisation finds
 // it (not kept as a pending reversal); verify is clean.
@@ -89,6 +90,16 @@ func TestE2EJournalArchive(t *testing.T) {
 		if n := e.count(`SELECT count(*) FROM holds WHERE user_account_id = $1`, other.AccountID); n != 1 {
 			t.Errorf("holds of the duplicate's card: got %d, want 1", n)
 		}
+
+		// A repeat of an archived approval, past the journal's window:
+		// the holds' unique ref (holds are never archived) still holds it
+		// once.
+		holds := e.count(`SELECT count(*) FROM holds WHERE user_account_id = $1`, card.AccountID)
+		e.expect(e.send(purchase), cardhost.Approved)
+		if n := e.count(`SELECT count(*) FROM holds WHERE user_account_id = $1`, card.AccountID); n != holds {
+			t.Errorf("holds after a repeat of an archived approval: got %d, want %d", n, holds)
+		}
+		e.expectBalance(card.AccountID, 9_000, 300)
 
 		// A refund naming the archived purchase: matched, credited up to
 		// its capture (the program credits no blind refund).
