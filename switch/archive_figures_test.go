@@ -77,10 +77,19 @@ func TestJournalArchiveFigures(t *testing.T) {
 	t.Logf("auth_journal: average tuple %.0f bytes", width)
 
 	e.webhooksDone()
+	var lsn0 string
+	if err := e.pool.QueryRow(e.ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn0); err != nil {
+		t.Fatal(err)
+	}
 	res, err := e.led.ArchiveJournal(e.ctx, ledger.ArchiveConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var wal int64
+	if err := e.pool.QueryRow(e.ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::bigint`, lsn0).Scan(&wal); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("archive: %d bytes of WAL, %.0f per row", wal, float64(wal)/float64(res.Moved))
 	t.Logf("archive: moved %d rows in %d batches of 5,000 in %s: %.0f rows/s; partitions %v",
 		res.Moved, res.Batches, res.Took.Round(time.Millisecond), float64(res.Moved)/res.Took.Seconds(), res.Created)
 	var archived int64
