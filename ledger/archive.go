@@ -126,9 +126,10 @@ func (l *Ledger) journalIDBefore(ctx context.Context, t time.Time) (int64, error
 // c.Retention to the archive, then detaches the archive's days past
 // c.DropAfter. Each batch is its own transaction holding only the locks of
 // its rows (and, the first time a day is met, the archive's while its
-// partition is created, with a lock timeout), so the switch goes on
+// partition is attached, with a lock timeout), so the switch goes on
 // writing and probing the journal meanwhile. Safe to run while the switch
-// runs and from several processes at once (they skip each other's rows).
+// runs; two runs at once never move a row twice (they skip each other's
+// rows).
 func (l *Ledger) ArchiveJournal(ctx context.Context, c ArchiveConfig) (ArchiveResult, error) {
 	c.defaults()
 	start := time.Now()
@@ -284,17 +285,29 @@ func archivePartition(day time.Time) string {
 	return archivePartitionPrefix + day.Format("20060102")
 }
 
-// createArchiveDay creates in tx the archive's partition of day (UTC).
+// createArchiveDay creates in tx the archive's partition of day (UTC): a
+// table of the archive's columns, then attached, which locks the archive
+// SHARE UPDATE EXCLUSIVE (CREATE TABLE … PARTITION OF would lock it
+// ACCESS EXCLUSIVE, queueing every read of the archive behind any long
+// one, verify's say, until the batch commits).
 func createArchiveDay(ctx context.Context, tx pgx.Tx, day time.Time) error {
 	const ts = "2006-01-02 15:04:05+00"
-	_, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF auth_journal_archive FOR VALUES FROM ('%s') TO ('%s')`,
-		pgx.Identifier{archivePartition(day)}.Sanitize(), day.Format(ts), day.Add(24*time.Hour).Format(ts)))
+	name := pgx.Identifier{archivePartition(day)}.Sanitize()
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, archivePartition(day)).Scan(&exists); err != nil || exists {
+		return err
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(`CREATE TABLE %s (LIKE auth_journal_archive INCLUDING CONSTRAINTS);
+		ALTER TABLE auth_journal_archive ATTACH PARTITION %[1]s FOR VALUES FROM ('%s') TO ('%s')`,
+		name, day.Format(ts), day.Add(24*time.Hour).Format(ts)))
 	return err
 }
 
 // detachArchiveDays detaches the archive's days that ended before before,
-// oldest first, each in its own transaction with the horizon verify reads
-// (journal_archive_horizon), and drops them when drop is set.
+// oldest first, and drops them when drop is set. The horizon verify reads
+// (journal_archive_horizon) moves first, so verify never asks for a row
+// being dropped; the detach is CONCURRENTLY, so that reads of the archive
+// go on meanwhile.
 func (l *Ledger) detachArchiveDays(ctx context.Context, before time.Time, drop bool) ([]string, error) {
 	days, err := l.ArchiveDays(ctx)
 	if err != nil {
@@ -307,19 +320,17 @@ func (l *Ledger) detachArchiveDays(ctx context.Context, before time.Time, drop b
 			break
 		}
 		name := pgx.Identifier{d.Name}.Sanitize()
-		err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
-			b := &pgx.Batch{}
-			b.Queue(`SET LOCAL lock_timeout = '5s'`)
-			b.Queue(`ALTER TABLE auth_journal_archive DETACH PARTITION ` + name)
-			b.Queue(`INSERT INTO journal_archive_horizon (dropped_before) VALUES ($1)
-				ON CONFLICT (one) DO UPDATE SET dropped_before = greatest(journal_archive_horizon.dropped_before, EXCLUDED.dropped_before)`, end)
-			if drop {
-				b.Queue(`DROP TABLE ` + name)
-			}
-			return tx.SendBatch(ctx, b).Close()
-		})
-		if err != nil {
+		if _, err := l.pool.Exec(ctx, `INSERT INTO journal_archive_horizon (dropped_before) VALUES ($1)
+			ON CONFLICT (one) DO UPDATE SET dropped_before = greatest(journal_archive_horizon.dropped_before, EXCLUDED.dropped_before)`, end); err != nil {
+			return out, dbErr("journal archive horizon", err)
+		}
+		if _, err := l.pool.Exec(ctx, `ALTER TABLE auth_journal_archive DETACH PARTITION `+name+` CONCURRENTLY`); err != nil {
 			return out, dbErr("journal archive detach "+d.Name, err)
+		}
+		if drop {
+			if _, err := l.pool.Exec(ctx, `DROP TABLE `+name); err != nil {
+				return out, dbErr("journal archive drop "+d.Name, err)
+			}
 		}
 		out = append(out, d.Name)
 	}
