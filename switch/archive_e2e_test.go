@@ -53,7 +53,11 @@ func TestE2EJournalArchive(t *testing.T) {
 		e.expect(e.send(e.follow("400", released, card, 500, nil)), cardhost.Approved)
 		open, resp := e.auth(card, 300, nil)
 		e.expect(resp, cardhost.Approved)
-		e.expectBalance(card.AccountID, 9_000, 300)
+		refund := map[int]string{3: "200000"}
+		early := e.follow("200", purchase, card, 100, refund)
+		earlyResp := e.send(early)
+		e.expect(earlyResp, cardhost.Approved)
+		e.expectBalance(card.AccountID, 9_100, 300)
 
 		other := e.virtualCard(e.prog, 10_000)
 		recent, first := e.auth(other, 700, nil)
@@ -67,8 +71,8 @@ func TestE2EJournalArchive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Moved != 4 {
-			t.Errorf("moved %d rows, want 4 (purchase, its completion, an authorisation and its reversal)", res.Moved)
+		if res.Moved != 5 {
+			t.Errorf("moved %d rows, want 5 (purchase, its completion, an authorisation and its reversal, a refund)", res.Moved)
 		}
 		for _, r := range []struct {
 			req   *iso8583.Message
@@ -99,17 +103,26 @@ func TestE2EJournalArchive(t *testing.T) {
 		if n := e.count(`SELECT count(*) FROM holds WHERE user_account_id = $1`, card.AccountID); n != holds {
 			t.Errorf("holds after a repeat of an archived approval: got %d, want %d", n, holds)
 		}
-		e.expectBalance(card.AccountID, 9_000, 300)
+		e.expectBalance(card.AccountID, 9_100, 300)
+		// A repeat of an archived refund: credited once, answered as the
+		// first time (its stored answer read from the archive).
+		again = e.send(early)
+		for _, f := range []int{39, 38} {
+			if a, b := get(t, earlyResp, f), get(t, again, f); a != b {
+				t.Errorf("DE%d: repeat of an archived refund got %q, first %q", f, b, a)
+			}
+		}
+		e.expectBalance(card.AccountID, 9_100, 300)
 
 		// A refund naming the archived purchase: matched, credited up to
-		// its capture (the program credits no blind refund).
-		refund := map[int]string{3: "200000"}
+		// its capture less the refund before (the program credits no
+		// blind refund).
 		e.expect(e.send(e.follow("200", purchase, card, 600, refund)), cardhost.Approved)
-		e.expectBalance(card.AccountID, 9_600, 300)
+		e.expectBalance(card.AccountID, 9_700, 300)
 		e.expect(e.send(e.follow("200", purchase, card, 600, refund)), cardhost.Approved)
 		e.expectBalance(card.AccountID, 10_000, 300) // the rest of the capture, no more
 		if n := e.count(`SELECT count(*) FROM exceptions WHERE kind = 'blind_refund' AND card_id = $1`, card.ID); n != 1 {
-			t.Errorf("blind refund exceptions: got %d, want 1 (the 200 above the capture)", n)
+			t.Errorf("blind refund exceptions: got %d, want 1 (the 300 above the capture)", n)
 		}
 
 		// A late reversal of the archived authorisation finds it: nothing
