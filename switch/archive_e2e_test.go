@@ -47,7 +47,9 @@ func TestE2EJournalArchive(t *testing.T) {
 		card := e.virtualCard(e.prog, 10_000)
 		purchase, resp := e.auth(card, 1_000, nil)
 		e.expect(resp, cardhost.Approved)
-		e.expect(e.send(e.follow("220", purchase, card, 1_000, nil)), cardhost.Approved)
+		completion := e.follow("220", purchase, card, 1_000, nil)
+		completionResp := e.send(completion)
+		e.expect(completionResp, cardhost.Approved)
 		released, resp := e.auth(card, 500, nil)
 		e.expect(resp, cardhost.Approved)
 		e.expect(e.send(e.follow("400", released, card, 500, nil)), cardhost.Approved)
@@ -110,6 +112,14 @@ func TestE2EJournalArchive(t *testing.T) {
 		for _, f := range []int{39, 38} {
 			if a, b := get(t, earlyResp, f), get(t, again, f); a != b {
 				t.Errorf("DE%d: repeat of an archived refund got %q, first %q", f, b, a)
+			}
+		}
+		e.expectBalance(card.AccountID, 9_100, 300)
+		// And of an archived completion: captured once, its first answer.
+		again = e.send(completion)
+		for _, f := range []int{39, 38} {
+			if a, b := get(t, completionResp, f), get(t, again, f); a != b {
+				t.Errorf("DE%d: repeat of an archived completion got %q, first %q", f, b, a)
 			}
 		}
 		e.expectBalance(card.AccountID, 9_100, 300)
