@@ -21,19 +21,18 @@ type OriginalRow struct {
 	Proc               string // its processing code's positions 1-2
 	Amount             int64  // its DE4
 	Currency           string // its DE49
+	originalID         int64  // the journal row it names, if any
 }
 
 // originalColumns are OriginalRow's, from journal row j (of auth_journal
-// or its archive); the row j names is read from the archive only when the
-// journal has it no more.
+// or its archive). They name auth_journal alone, so that the journal's
+// look-up plans no partition of the archive; FindOriginal reads the key
+// of an archived row j names after.
 const originalColumns = `j.id, coalesce(j.hold_id, 0), coalesce(j.card_id, 0), j.class,
 	j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti,
-	CASE WHEN j.original_id IS NULL THEN '' ELSE coalesce(
-		(SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
-			FROM auth_journal o WHERE o.id = j.original_id),
-		(SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
-			FROM auth_journal_archive o WHERE o.id = j.original_id), '') END,
-	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, '')`
+	coalesce((SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
+		FROM auth_journal o WHERE o.id = j.original_id), ''),
+	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, ''), coalesce(j.original_id, 0)`
 
 // journalTables are where a journal row is looked for, in order: the hot
 // table, then its archive (migration 036), read only when the first has
@@ -62,9 +61,17 @@ func FindOriginal(ctx context.Context, q Querier, kind, acq, stan, t, mti, rrn s
 	}
 	for _, table := range journalTables {
 		err = q.QueryRow(ctx, `SELECT `+originalColumns+` FROM `+table+` j WHERE `+where+` ORDER BY j.id LIMIT 1`, args...).
-			Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.Proc, &o.Amount, &o.Currency)
+			Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.Proc, &o.Amount, &o.Currency, &o.originalID)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			break
+		}
+	}
+	if err == nil && o.OrigRef == "" && o.originalID != 0 {
+		// The row it names is archived.
+		err = q.QueryRow(ctx, `SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
+			FROM auth_journal_archive o WHERE o.id = $1`, o.originalID).Scan(&o.OrigRef)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = nil
 		}
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
