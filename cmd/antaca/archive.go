@@ -13,7 +13,8 @@ import (
 // journalArchive runs `antaca journal-archive`: it moves the journal's rows
 // past the retention to its archive and detaches the archive's days past
 // -drop-after-days (docs/operations.md "Journal archival"), once, or every
-// -every until stopped. Safe while the switch runs.
+// -every until stopped (a failed run is then logged and the next one goes
+// on). Safe while the switch runs.
 func journalArchive(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		c                    common
@@ -48,15 +49,22 @@ func journalArchive(ctx context.Context, args []string, stdout io.Writer) error 
 		DropAfter: time.Duration(dropAfter) * 24 * time.Hour, Keep: keep}
 	for {
 		res, err := l.ArchiveJournal(ctx, cfg)
-		if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil // stopped: what was moved is committed, batch by batch
+		case err != nil && every <= 0:
 			return fmt.Errorf("journal-archive: %w", err)
+		case err != nil:
+			// A lock timeout, a failover: the next run goes on.
+			log.Error("journal archive run failed", "err", err)
+		default:
+			rate := 0.0
+			if s := res.Took.Seconds(); s > 0 {
+				rate = float64(res.Moved) / s
+			}
+			fmt.Fprintf(stdout, "journal-archive: moved=%d batches=%d rows_per_s=%.0f partitions_created=%d detached=%d dropped=%v took=%s\n",
+				res.Moved, res.Batches, rate, len(res.Created), len(res.Detached), res.Dropped, res.Took.Round(time.Millisecond))
 		}
-		rate := 0.0
-		if s := res.Took.Seconds(); s > 0 {
-			rate = float64(res.Moved) / s
-		}
-		fmt.Fprintf(stdout, "journal-archive: moved=%d batches=%d rows_per_s=%.0f partitions_created=%d detached=%d dropped=%v took=%s\n",
-			res.Moved, res.Batches, rate, len(res.Created), len(res.Detached), res.Dropped, res.Took.Round(time.Millisecond))
 		if every <= 0 {
 			return nil
 		}
