@@ -347,7 +347,14 @@ func (h *Host) answerTx(ctx context.Context, r *AuthRequest, what string, write 
 		return beforeCommit(ctx)
 	})
 	if errors.Is(err, errDuplicate) {
-		d, _, err := h.stored(ctx, r)
+		d, ok, err := h.stored(ctx, r)
+		if err == nil && !ok {
+			// Caught by a hold's or posting's key: a repeat of a request
+			// the journal archived (migration 036).
+			var a ledger.StoredAnswer
+			a, _, err = ledger.ArchivedAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+			d = storedDecision(a)
+		}
 		return d, err
 	}
 	if err != nil {

@@ -21,37 +21,59 @@ type OriginalRow struct {
 	Proc               string // its processing code's positions 1-2
 	Amount             int64  // its DE4
 	Currency           string // its DE49
+	originalID         int64  // the journal row it names, if any
 }
 
-// originalColumns are OriginalRow's, from auth_journal j.
+// originalColumns are OriginalRow's, from journal row j (of auth_journal
+// or its archive). They name auth_journal alone, so that the journal's
+// look-up plans no partition of the archive; FindOriginal reads the key
+// of an archived row j names after.
 const originalColumns = `j.id, coalesce(j.hold_id, 0), coalesce(j.card_id, 0), j.class,
 	j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti,
 	coalesce((SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
 		FROM auth_journal o WHERE o.id = j.original_id), ''),
-	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, '')`
+	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, ''), coalesce(j.original_id, 0)`
+
+// journalTables are where a journal row is looked for, in order: the hot
+// table, then its archive (migration 036), read only when the first has
+// none.
+var journalTables = [...]string{"auth_journal", "auth_journal_archive"}
 
 // FindOriginal reads through q the journal row a message names: kind L by
 // acquirer, STAN, local time t (DE12) and MTI; T by acquirer, STAN,
 // transmission time t and MTI; R by acquirer, RRN and STAN among
-// authorisations (as QueueMoneyProbe). found is false when there is none.
+// authorisations (as QueueMoneyProbe). When the journal has none, the
+// archive is read (a late refund or completion of an archived original).
+// found is false when there is none.
 func FindOriginal(ctx context.Context, q Querier, kind, acq, stan, t, mti, rrn string) (o OriginalRow, found bool, err error) {
-	var sql string
+	var where string
 	var args []any
 	switch kind {
 	case "L":
-		sql = `SELECT ` + originalColumns + ` FROM auth_journal j
-				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
+		where = `j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4`
 		args = []any{acq, stan, t, mti}
 	case "T":
-		sql = `SELECT ` + originalColumns + ` FROM auth_journal j
-				WHERE j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4 ORDER BY j.id LIMIT 1`
+		where = `j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4`
 		args = []any{acq, stan, t, mti}
 	default:
-		sql = `SELECT ` + originalColumns + ` FROM auth_journal j
-			WHERE j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3) ORDER BY j.id LIMIT 1`
+		where = `j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3)`
 		args = []any{acq, rrn, stan}
 	}
-	err = q.QueryRow(ctx, sql, args...).Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.Proc, &o.Amount, &o.Currency)
+	for _, table := range journalTables {
+		err = q.QueryRow(ctx, `SELECT `+originalColumns+` FROM `+table+` j WHERE `+where+` ORDER BY j.id LIMIT 1`, args...).
+			Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.Proc, &o.Amount, &o.Currency, &o.originalID)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			break
+		}
+	}
+	if err == nil && o.OrigRef == "" && o.originalID != 0 {
+		// The row it names is archived.
+		err = q.QueryRow(ctx, `SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
+			FROM auth_journal_archive o WHERE o.id = $1`, o.originalID).Scan(&o.OrigRef)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = nil
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return OriginalRow{}, false, nil
 	}
@@ -77,12 +99,21 @@ type HoldRate struct {
 func HoldRateOf(ctx context.Context, tx pgx.Tx, origID, holdID int64) (HoldRate, error) {
 	// The rate is the original's own: what its hold held for its DE4, or
 	// what its capture took (a completion, an x200) for its DE4.
+	// An archived original (its hold no longer open) is read from the
+	// archive.
 	const q = `SELECT coalesce(j.amount, 0), coalesce(j.currency, ''),
 			CASE WHEN h.status = 'captured' THEN coalesce(h.captured_amount, h.original_amount) ELSE h.original_amount END,
 			CASE WHEN h.status = 'open' THEN h.amount ELSE -1 END, c.numeric
-		FROM holds h JOIN currencies c ON c.code = h.currency, auth_journal j WHERE h.id = $1 AND j.id = $2`
+		FROM holds h JOIN currencies c ON c.code = h.currency, `
 	var r HoldRate
-	err := tx.QueryRow(ctx, q, holdID, origID).Scan(&r.OrigAmount, &r.OrigCurrency, &r.HoldOriginal, &r.Held, &r.HoldCurrency)
+	var err error
+	for _, table := range journalTables {
+		err = tx.QueryRow(ctx, q+table+` j WHERE h.id = $1 AND j.id = $2`, holdID, origID).
+			Scan(&r.OrigAmount, &r.OrigCurrency, &r.HoldOriginal, &r.Held, &r.HoldCurrency)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			break
+		}
+	}
 	return r, err
 }
 

@@ -381,9 +381,16 @@ func (l *Ledger) JournalSent(ctx context.Context, f DeliveryFilter, journalID in
 }
 
 // JournalRow returns one journal row (PartnerID 0 when its card is not
-// known).
+// known), from the archive when the journal has it no more.
 func (l *Ledger) JournalRow(ctx context.Context, id int64) (JournalEventRow, error) {
-	j, err := scanJournalEventRow(l.pool.QueryRow(ctx, `SELECT `+journalEventColumns+` FROM auth_journal r `+journalEventJoins+` WHERE r.id = $1`, id))
+	var j JournalEventRow
+	var err error
+	for _, table := range journalTables {
+		j, err = scanJournalEventRow(l.pool.QueryRow(ctx, `SELECT `+journalEventColumns+` FROM `+table+` r `+journalEventJoins+` WHERE r.id = $1`, id))
+		if err != pgx.ErrNoRows {
+			break
+		}
+	}
 	if err == pgx.ErrNoRows {
 		return j, fmt.Errorf("journal row %d: %w", id, ErrNotFound)
 	}

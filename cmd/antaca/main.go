@@ -33,6 +33,7 @@ commands:
   demo           create demo data once and print how to use it
   call           call any API route (client certificate, session, JWE as required)
   ledger verify  check every ledger invariant; exits 1 on a violation
+  journal-archive  move journal rows past their retention to the archive (docs/operations.md)
 
 Run "antaca <command> -h" for the flags of a command.
 `
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("ledger: unknown subcommand (want: ledger verify)")
 		}
 		return verify(ctx, args[1:], stdout)
+	case "journal-archive":
+		return journalArchive(ctx, args, stdout)
 	case "demo":
 		return demo(ctx, args, stdout)
 	case "call":
