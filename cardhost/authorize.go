@@ -276,17 +276,19 @@ type originalRow struct {
 	class              MessageClass
 	ref                string // its journalRef: the ref of what it placed or captured
 	origRef            string // the journalRef of the message it names in turn, if any
+	origProc           string // that message's processing code (DE3 positions 1-2)
 	proc               string // its processing code (DE3 positions 1-2)
 	amount             int64  // its DE4
 	currency           string // its DE49
 }
 
 // creditRef is the ref of the credit a refund message gets: its own key,
-// or, when it clears a message it names (a refund authorisation, an x200),
-// the key of that one, so that one refund is credited once however many
-// messages clear it.
+// or, when it clears a refund message it names (a refund authorisation, an
+// x200), the key of that one, so that one refund is credited once however
+// many messages clear it. A refund that names its purchase is credited
+// under its own key.
 func (o originalRow) creditRef() string {
-	if o.origRef != "" {
+	if o.origRef != "" && o.origProc == ProcRefund {
 		return "credit:" + o.origRef
 	}
 	return "credit:" + o.ref
@@ -306,7 +308,7 @@ func (h *Host) originalOn(ctx context.Context, q ledger.Querier, r *AuthRequest)
 		return originalRow{}, false, err
 	}
 	return originalRow{id: row.ID, holdID: row.HoldID, cardID: row.CardID, class: MessageClass(row.Class), ref: row.Ref,
-		origRef: row.OrigRef, proc: row.Proc, amount: row.Amount, currency: row.Currency}, true, nil
+		origRef: row.OrigRef, origProc: row.OrigProc, proc: row.Proc, amount: row.Amount, currency: row.Currency}, true, nil
 }
 
 // replacementInHold converts a partial reversal's DE95 amount (in the

@@ -18,6 +18,7 @@ type OriginalRow struct {
 	Class              int
 	Ref                string // its request key (acquirer/STAN/transmission time/RRN/MTI)
 	OrigRef            string // the request key of the message it names in turn, if any
+	OrigProc           string // that message's processing code's positions 1-2
 	Proc               string // its processing code's positions 1-2
 	Amount             int64  // its DE4
 	Currency           string // its DE49
@@ -32,6 +33,7 @@ const originalColumns = `j.id, coalesce(j.hold_id, 0), coalesce(j.card_id, 0), j
 	j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti,
 	coalesce((SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
 		FROM auth_journal o WHERE o.id = j.original_id), ''),
+	coalesce((SELECT left(o.processing_code, 2) FROM auth_journal o WHERE o.id = j.original_id), ''),
 	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, ''), coalesce(j.original_id, 0)`
 
 // journalTables are where a journal row is looked for, in order: the hot
@@ -61,15 +63,15 @@ func FindOriginal(ctx context.Context, q Querier, kind, acq, stan, t, mti, rrn s
 	}
 	for _, table := range journalTables {
 		err = q.QueryRow(ctx, `SELECT `+originalColumns+` FROM `+table+` j WHERE `+where+` ORDER BY j.id LIMIT 1`, args...).
-			Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.Proc, &o.Amount, &o.Currency, &o.originalID)
+			Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.OrigProc, &o.Proc, &o.Amount, &o.Currency, &o.originalID)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			break
 		}
 	}
 	if err == nil && o.OrigRef == "" && o.originalID != 0 {
 		// The row it names is archived.
-		err = q.QueryRow(ctx, `SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
-			FROM auth_journal_archive o WHERE o.id = $1`, o.originalID).Scan(&o.OrigRef)
+		err = q.QueryRow(ctx, `SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti,
+			left(o.processing_code, 2) FROM auth_journal_archive o WHERE o.id = $1`, o.originalID).Scan(&o.OrigRef, &o.OrigProc)
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = nil
 		}

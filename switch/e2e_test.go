@@ -599,6 +599,25 @@ func TestE2ERefund(t *testing.T) {
 			e.expectBalance(card.AccountID, 11_500, 0)
 			e.verify()
 		})
+		t.Run("matched to its purchase, cleared, reversed", func(t *testing.T) {
+			e.t = t
+			// A refund naming its purchase is credited under its own key:
+			// its clearing credits nothing more, its reversal takes the
+			// credit back.
+			card := e.virtualCard(e.prog, 10_000)
+			purchase, resp := e.auth(card, 1_000, nil)
+			e.expect(resp, cardhost.Approved)
+			e.expect(e.send(e.follow("220", purchase, card, 1_000, nil)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_000, 0)
+			ret := e.follow("200", purchase, card, 400, refund)
+			e.expect(e.send(ret), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_400, 0)
+			e.expect(e.send(e.follow("220", ret, card, 400, refund)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_400, 0)
+			e.expect(e.send(e.follow("400", ret, card, 400, nil)), cardhost.Approved)
+			e.expectBalance(card.AccountID, 9_000, 0)
+			e.verify()
+		})
 		t.Run("reversed", func(t *testing.T) {
 			e.t = t
 			// A refund reversed is taken back: partly (DE95), then the
