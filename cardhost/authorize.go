@@ -184,10 +184,22 @@ func (h *Host) record(ctx context.Context, w *writeReq) (Decision, error) {
 // meanwhile).
 func (h *Host) answer(ctx context.Context, w *writeReq) (Decision, error) {
 	if w.duplicate {
-		d, _, err := h.stored(ctx, w.j.req)
-		return d, err
+		return h.repeatAnswer(ctx, w.j.req)
 	}
 	return w.decision, nil
+}
+
+// repeatAnswer is the stored answer of a request found to be a repeat by
+// its journal key, or by a hold's or posting's key when the journal
+// archived its first (migration 036).
+func (h *Host) repeatAnswer(ctx context.Context, r *AuthRequest) (Decision, error) {
+	d, ok, err := h.stored(ctx, r)
+	if err == nil && !ok {
+		var a ledger.StoredAnswer
+		a, _, err = ledger.ArchivedAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+		d = storedDecision(a)
+	}
+	return d, err
 }
 
 // decline journals a declined request (j: its journal row so far) and
@@ -349,15 +361,7 @@ func (h *Host) answerTx(ctx context.Context, r *AuthRequest, what string, write 
 		return beforeCommit(ctx)
 	})
 	if errors.Is(err, errDuplicate) {
-		d, ok, err := h.stored(ctx, r)
-		if err == nil && !ok {
-			// Caught by a hold's or posting's key: a repeat of a request
-			// the journal archived (migration 036).
-			var a ledger.StoredAnswer
-			a, _, err = ledger.ArchivedAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
-			d = storedDecision(a)
-		}
-		return d, err
+		return h.repeatAnswer(ctx, r)
 	}
 	if err != nil {
 		return Decision{}, fmt.Errorf("%s stan %s: %w", what, r.STAN, err)
