@@ -2,10 +2,7 @@ package cardhost
 
 import (
 	"context"
-	"strconv"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/antaca/antaca/ledger"
 )
@@ -35,27 +32,13 @@ func (h *Host) RunSpendRuleListener(ctx context.Context) {
 }
 
 func (h *Host) listenSpendRules(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, h.pool.Config().ConnConfig)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ledger.SpendRulesChannel}.Sanitize()); err != nil {
-		return err
-	}
-	h.forgetPrograms()
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		id, err := strconv.ParseInt(n.Payload, 10, 64)
-		if err != nil {
+	return ledger.ListenSpendRules(ctx, h.pool, h.forgetPrograms, func(programID int64) {
+		if programID == 0 {
 			h.forgetPrograms()
-			continue
+			return
 		}
-		h.forgetProgram(id)
-	}
+		h.forgetProgram(programID)
+	})
 }
 
 // forgetPrograms drops every program from the cache.

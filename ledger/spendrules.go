@@ -300,3 +300,30 @@ func QueueSpendCharges(q *pgx.Batch, cs []SpendCharge) {
 	q.Queue(`INSERT INTO spend_counter_holds (hold_id, rule_id, period_start, amount)
 		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[])`, holds, rules, starts, amounts)
 }
+
+// ListenSpendRules listens on SpendRulesChannel on a connection of its own
+// (not one of pool's) until ctx ends or the connection fails: connected
+// is called once listening, changed with the program id of each
+// notification (0 when its payload is not one).
+func ListenSpendRules(ctx context.Context, pool *Pool, connected func(), changed func(programID int64)) error {
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{SpendRulesChannel}.Sanitize()); err != nil {
+		return err
+	}
+	connected()
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		id, err := strconv.ParseInt(n.Payload, 10, 64)
+		if err != nil || id <= 0 {
+			id = 0
+		}
+		changed(id)
+	}
+}
