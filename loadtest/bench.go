@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -68,6 +69,9 @@ type BenchConfig struct {
 	// ReceiverCommand starts the webhook receiver (argv), e.g. this
 	// program with the argument webhook-receiver (WebhookReceiver).
 	ReceiverCommand []string
+	// Explain, after the approvals, shows the plan of the batch's lock
+	// statement with its buffer counts (BenchResult.Explain).
+	Explain bool
 }
 
 func (c *BenchConfig) setDefaults() {
@@ -136,6 +140,12 @@ type BenchResult struct {
 	// seconds over the whole bench (not counted in ProcessCPU).
 	Webhooks, MixedWebhooks *WebhookLag
 	ReceiverCPU             float64
+	// Mallocs and AllocBytes are this process's heap allocations during
+	// the approvals' load (runtime.MemStats), and GCs its collections.
+	Mallocs, AllocBytes uint64
+	GCs                 uint32
+	// Explain is the lock statement's plan after the load (-explain).
+	Explain string
 	// Statements are the statements that took most of Postgres' time
 	// during the load (pg_stat_statements, nested statements included);
 	// empty when the extension is not installed.
@@ -348,6 +358,8 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	cpu0, pg0 := processCPU(), postgresCPU(pgPID)
+	var mem0, mem1 runtime.MemStats
+	runtime.ReadMemStats(&mem0)
 	log.Info("load", "profile", load.Profile, "addr", load.Addr)
 	res.Report, err = Run(ctx, load)
 	if cfg.CPUProfile != "" {
@@ -356,6 +368,8 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	runtime.ReadMemStats(&mem1)
+	res.Mallocs, res.AllocBytes, res.GCs = mem1.Mallocs-mem0.Mallocs, mem1.TotalAlloc-mem0.TotalAlloc, mem1.NumGC-mem0.NumGC
 	res.ProcessCPU, res.PostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
 	batches1, err := batchStats(reg)
 	if err != nil {
@@ -387,6 +401,11 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	if res.Webhooks, err = drain(); err != nil {
 		return nil, err
+	}
+	if cfg.Explain {
+		if res.Explain, err = explainLock(ctx, pool, 32); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
 	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM holds`).Scan(&res.HoldsPlaced); err != nil {
 		return nil, fmt.Errorf("bench: count holds: %w", err)

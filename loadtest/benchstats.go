@@ -77,6 +77,12 @@ type Statement struct {
 	Plans   int64   // times planned (a cached plan is not)
 	PlanMS  float64 // planning
 	Query   string  // first 120 characters, whitespace folded
+	// Buffer and WAL counters, totals over the calls: pages found in
+	// shared_buffers (Hit), read from outside them (Read), dirtied, and
+	// written by the backend itself to make room (Written); full-page
+	// images and bytes of WAL. Unlike times, they do not depend on what
+	// else runs on the machine.
+	Hit, Read, Dirtied, Written, WALFullPages, WALBytes int64
 }
 
 func hasStatStatements() bool {
@@ -92,7 +98,8 @@ func hasStatStatements() bool {
 }
 
 func topStatements(ctx context.Context, pool *pgxpool.Pool) ([]Statement, error) {
-	const q = `SELECT calls, total_exec_time, mean_exec_time, plans, total_plan_time, query FROM pg_stat_statements
+	const q = `SELECT calls, total_exec_time, mean_exec_time, plans, total_plan_time, query,
+		shared_blks_hit, shared_blks_read, shared_blks_dirtied, shared_blks_written, wal_fpi, wal_bytes::bigint FROM pg_stat_statements
 		WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 		ORDER BY total_exec_time + total_plan_time DESC LIMIT 12`
 	rows, err := pool.Query(ctx, q)
@@ -101,7 +108,8 @@ func topStatements(ctx context.Context, pool *pgxpool.Pool) ([]Statement, error)
 	}
 	var out []Statement
 	var st Statement
-	_, err = pgx.ForEachRow(rows, []any{&st.Calls, &st.TotalMS, &st.MeanMS, &st.Plans, &st.PlanMS, &st.Query}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&st.Calls, &st.TotalMS, &st.MeanMS, &st.Plans, &st.PlanMS, &st.Query,
+		&st.Hit, &st.Read, &st.Dirtied, &st.Written, &st.WALFullPages, &st.WALBytes}, func() error {
 		q := strings.Join(strings.Fields(st.Query), " ")
 		if len(q) > 120 {
 			q = q[:120]
