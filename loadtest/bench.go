@@ -69,6 +69,13 @@ type BenchConfig struct {
 	// ReceiverCommand starts the webhook receiver (argv), e.g. this
 	// program with the argument webhook-receiver (WebhookReceiver).
 	ReceiverCommand []string
+	// NoPrewarm skips loading the card look-up's tables and indexes into
+	// shared_buffers before the load (pg_prewarm, prewarm).
+	NoPrewarm bool
+	// Warmup, when > 0, runs the approvals' load this long before the
+	// measured one, unmeasured (after the bench's checkpoint): see
+	// docs/operations.md, "The card base's size".
+	Warmup time.Duration
 	// Explain, after the approvals, shows the plan of the batch's lock
 	// statement with its buffer counts (BenchResult.Explain).
 	Explain bool
@@ -291,6 +298,15 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, fmt.Errorf("bench: checkpoint: %w", err)
 	}
 
+	if !cfg.NoPrewarm {
+		t0 := time.Now()
+		mb, err := prewarm(ctx, pool)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		log.Info("prewarmed", "mb", mb, "took", time.Since(t0).Round(time.Millisecond))
+	}
+
 	srv, err := authswitch.New(authswitch.Config{Profile: cfg.Load.Profile, Addr: "127.0.0.1:0", ZoneKey: cfg.Load.Profile, Logger: quiet}, host)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -326,6 +342,14 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	load := cfg.Load
 	load.Addr, load.Cards = ln.Addr().String(), cards
+	if cfg.Warmup > 0 {
+		warm := load
+		warm.Duration, warm.Count, warm.Progress, warm.ReportEvery = cfg.Warmup, 0, nil, 0
+		log.Info("warm-up, not measured", "duration", cfg.Warmup)
+		if _, err := Run(ctx, warm); err != nil {
+			return nil, fmt.Errorf("bench: warm-up: %w", err)
+		}
+	}
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
@@ -361,7 +385,9 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	var mem0, mem1 runtime.MemStats
 	runtime.ReadMemStats(&mem0)
 	log.Info("load", "profile", load.Profile, "addr", load.Addr)
+	stopSampling := sampling(ctx, pool, load.ReportEvery, log)
 	res.Report, err = Run(ctx, load)
+	stopSampling()
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -427,7 +453,10 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		cpu0, pg0 := processCPU(), postgresCPU(pgPID)
-		if res.Mixed, err = Run(ctx, mixed); err != nil {
+		stopSampling := sampling(ctx, pool, mixed.ReportEvery, log)
+		res.Mixed, err = Run(ctx, mixed)
+		stopSampling()
+		if err != nil {
 			return nil, fmt.Errorf("bench: realistic mix: %w", err)
 		}
 		sizes1, err := tableSizes(ctx, pool)
@@ -449,6 +478,39 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return res, nil
+}
+
+// prewarm loads into shared_buffers what the batch's lock statement reads
+// for every card: the balances with their primary key, the cards with
+// their pan_lookup key, in that order (the last ones stay if they do not
+// all fit). It returns the megabytes read. Production does the same with
+// pg_prewarm's autoprewarm worker, which reloads the buffers a restart
+// emptied (docs/operations.md, "The card base's size").
+func prewarm(ctx context.Context, pool *pgxpool.Pool) (float64, error) {
+	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_prewarm`); err != nil {
+		return 0, fmt.Errorf("prewarm: %w", err)
+	}
+	var blocks int64
+	const q = `SELECT sum(pg_prewarm(r))::bigint FROM unnest(ARRAY['accounts', 'accounts_pkey', 'cards', 'cards_pan_lookup_key']::regclass[]) WITH ORDINALITY AS x(r, i)`
+	if err := pool.QueryRow(ctx, q).Scan(&blocks); err != nil {
+		return 0, fmt.Errorf("prewarm: %w", err)
+	}
+	return float64(blocks) * 8192 / 1e6, nil
+}
+
+// sampling starts sampleWrites every interval (none when 0) and returns
+// what stops it.
+func sampling(ctx context.Context, pool *pgxpool.Pool, every time.Duration, log *slog.Logger) (stop func()) {
+	if every <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sampleWrites(ctx, pool, every, log)
+	}()
+	return func() { cancel(); <-done }
 }
 
 // Bench data: one BIN, PANs numbered in it, so 100,000 cards need no

@@ -3,9 +3,11 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -53,20 +55,56 @@ type WriteStats struct {
 	WALBytes, WALRecords, WALFullPages int64
 	Checkpoints                        int64
 	AccountUpdates, AccountHOTUpdates  int64
+	// BlocksRead and BlocksHit are the database's page reads from
+	// outside shared_buffers and hits in them; Autovacuums counts
+	// autovacuum and autoanalyze runs on its tables.
+	BlocksRead, BlocksHit, Autovacuums int64
 }
 
 func writeStats(ctx context.Context, pool *pgxpool.Pool) (WriteStats, error) {
 	const q = `SELECT w.wal_bytes::bigint, w.wal_records, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req,
-		t.n_tup_upd, t.n_tup_hot_upd
-		FROM pg_stat_wal w, pg_stat_bgwriter b, pg_stat_user_tables t WHERE t.relname = 'accounts'`
+		t.n_tup_upd, t.n_tup_hot_upd, d.blks_read, d.blks_hit,
+		(SELECT sum(autovacuum_count + autoanalyze_count)::bigint FROM pg_stat_user_tables)
+		FROM pg_stat_wal w, pg_stat_bgwriter b, pg_stat_user_tables t, pg_stat_database d
+		WHERE t.relname = 'accounts' AND d.datname = current_database()`
 	var s WriteStats
-	err := pool.QueryRow(ctx, q).Scan(&s.WALBytes, &s.WALRecords, &s.WALFullPages, &s.Checkpoints, &s.AccountUpdates, &s.AccountHOTUpdates)
+	err := pool.QueryRow(ctx, q).Scan(&s.WALBytes, &s.WALRecords, &s.WALFullPages, &s.Checkpoints, &s.AccountUpdates, &s.AccountHOTUpdates,
+		&s.BlocksRead, &s.BlocksHit, &s.Autovacuums)
 	return s, err
 }
 
 func (s WriteStats) sub(o WriteStats) WriteStats {
 	return WriteStats{s.WALBytes - o.WALBytes, s.WALRecords - o.WALRecords, s.WALFullPages - o.WALFullPages,
-		s.Checkpoints - o.Checkpoints, s.AccountUpdates - o.AccountUpdates, s.AccountHOTUpdates - o.AccountHOTUpdates}
+		s.Checkpoints - o.Checkpoints, s.AccountUpdates - o.AccountUpdates, s.AccountHOTUpdates - o.AccountHOTUpdates,
+		s.BlocksRead - o.BlocksRead, s.BlocksHit - o.BlocksHit, s.Autovacuums - o.Autovacuums}
+}
+
+// sampleWrites logs, every interval until ctx ends, what Postgres did in
+// it (the WAL, its full-page images, page reads, checkpoints,
+// autovacuums), beside the load generator's report intervals: whether a
+// later interval is slower because of a checkpoint or a vacuum.
+func sampleWrites(ctx context.Context, pool *pgxpool.Pool, every time.Duration, log *slog.Logger) {
+	last, err := writeStats(ctx, pool)
+	if err != nil {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now, err := writeStats(ctx, pool)
+		if err != nil {
+			return
+		}
+		d := now.sub(last)
+		last = now
+		log.Info("postgres interval", "n", i, "wal_mb", fmt.Sprintf("%.1f", float64(d.WALBytes)/1e6), "full_page_images", d.WALFullPages,
+			"blocks_read", d.BlocksRead, "blocks_hit", d.BlocksHit, "checkpoints", d.Checkpoints, "autovacuums", d.Autovacuums)
+	}
 }
 
 // Statement is one pg_stat_statements row.

@@ -21,7 +21,7 @@ bin=$(mktemp -d)/loadtest
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 "$GO" build -o "$bin" ./cmd/loadtest
 
-echo "decay: $CARDS cards, $WARMUP of approvals, then $DURATION of the realistic mix in intervals of $EVERY" >&2
+echo "decay run: $CARDS cards, $WARMUP of approvals, then $DURATION of the realistic mix in intervals of $EVERY" >&2
 # The bench's report (its interval lines among it) goes to stderr.
 out=$("$bin" bench -quiet -cards "$CARDS" -pgbench-time -1s -duration "$WARMUP" -mixed-duration "$DURATION" \
   -report-every "$EVERY" "$@")
