@@ -72,9 +72,11 @@ type BenchConfig struct {
 	// NoPrewarm skips loading the card look-up's tables and indexes into
 	// shared_buffers before the load (pg_prewarm, prewarm).
 	NoPrewarm bool
-	// Warmup, when > 0, runs the approvals' load this long before the
-	// measured one, unmeasured (after the bench's checkpoint): see
-	// docs/operations.md, "The card base's size".
+	// Warmup runs the approvals' load this long before the measured one,
+	// unmeasured, after the bench's checkpoint, so that the measure sees
+	// the steady state between two checkpoints rather than the burst of
+	// full-page images right after one (docs/operations.md, "The card
+	// base's size"); default 30 s per million cards, negative: none.
 	Warmup time.Duration
 	// Explain, after the approvals, shows the plan of the batch's lock
 	// statement with its buffer counts (BenchResult.Explain).
@@ -114,6 +116,9 @@ func (c *BenchConfig) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Warmup == 0 {
+		c.Warmup = time.Duration(c.Cards) * 30 * time.Microsecond
 	}
 }
 
@@ -204,6 +209,14 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		settings["pg_stat_statements.track"] = "all"
 		settings["pg_stat_statements.track_planning"] = "on"
 	}
+	// Sized as a processor sizes its primary (docs/operations.md, "The
+	// card base's size"): shared_buffers holding the card look-up's tables
+	// and indexes (about 500 MB a million cards) twice over, never below
+	// the default 128 MB; checkpoints by time every 15 minutes, not by WAL
+	// volume every minute or so at these rates.
+	settings["shared_buffers"] = fmt.Sprintf("%dMB", max(128, cfg.Cards/1000))
+	settings["checkpoint_timeout"] = "15min"
+	settings["max_wal_size"] = "8GB"
 	for k, v := range cfg.Settings {
 		// Postgres reads names without regard to case, "-" as "_".
 		switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "-", "_") {

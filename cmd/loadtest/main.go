@@ -122,7 +122,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&c.Webhook, "webhook", false, "register an HTTPS receiver (a process of its own at nice 19) of every authorisation event per partner, deliver to it during the load and wait for the backlog after it")
 	fs.StringVar(&c.CardsOut, "cards-out", "", "write the card set (test cards) to this file")
 	noPrewarm := fs.Bool("no-prewarm", false, "do not load cards, accounts and their look-up indexes into shared_buffers (pg_prewarm) before the load")
-	fs.DurationVar(&c.Warmup, "warmup", 0, "run the approvals this long before the measured load, unmeasured")
+	fs.DurationVar(&c.Warmup, "warmup", 0, "run the approvals this long before the measured load, unmeasured (default 30s per million cards; negative: none)")
 	fs.BoolVar(&c.Explain, "explain", false, "after the approvals, print the lock statement's plan with buffer counts (EXPLAIN ANALYZE, BUFFERS) and the sizes of cards and accounts")
 	fs.Func("pg", "a server setting of the throwaway cluster, name=value (repeatable)", func(s string) error {
 		k, v, ok := strings.Cut(s, "=")
