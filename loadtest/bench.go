@@ -78,6 +78,9 @@ type BenchConfig struct {
 	// full-page images right after one (docs/operations.md, "The card
 	// base's size"); default 30 s per million cards, negative: none.
 	Warmup time.Duration
+	// Waits samples Postgres' wait events during the approvals' load
+	// (BenchResult.Waits).
+	Waits bool
 	// Explain, after the approvals, shows the plan of the batch's lock
 	// statement with its buffer counts (BenchResult.Explain).
 	Explain bool
@@ -158,6 +161,9 @@ type BenchResult struct {
 	GCs                 uint32
 	// Explain is the lock statement's plan after the load (-explain).
 	Explain string
+	// Waits are the wait events of Postgres' backends sampled during the
+	// approvals' load (-waits).
+	Waits []WaitEvent
 	// Statements are the statements that took most of Postgres' time
 	// during the load (pg_stat_statements, nested statements included);
 	// empty when the extension is not installed.
@@ -399,7 +405,18 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	runtime.ReadMemStats(&mem0)
 	log.Info("load", "profile", load.Profile, "addr", load.Addr)
 	stopSampling := sampling(ctx, pool, load.ReportEvery, log)
+	stopWaits := func() {}
+	if cfg.Waits {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res.Waits = sampleWaits(wctx, pool)
+		}()
+		stopWaits = func() { cancel(); <-done }
+	}
 	res.Report, err = Run(ctx, load)
+	stopWaits()
 	stopSampling()
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()

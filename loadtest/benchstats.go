@@ -1,11 +1,13 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -193,4 +195,50 @@ func (s TableSizes) Growth(o TableSizes) map[string]int64 {
 		}
 	}
 	return g
+}
+
+// WaitEvent is how often Postgres' backends were seen waiting on one
+// event (pg_stat_activity, sampled every 10 ms during the load): where a
+// stall comes from (a lock, the WAL, a new WAL segment, I/O).
+type WaitEvent struct {
+	Backend, Event string // backend type; wait_event_type:wait_event, or "cpu" for an active backend not waiting
+	Samples        int64
+}
+
+// sampleWaits samples the wait events of the cluster's backends every
+// 10 ms until ctx ends and returns the counts, most frequent first.
+func sampleWaits(ctx context.Context, pool *pgxpool.Pool) []WaitEvent {
+	const q = `SELECT backend_type, coalesce(wait_event_type || ':' || wait_event, 'cpu'), count(*) FROM pg_stat_activity
+		WHERE pid <> pg_backend_pid() AND (state = 'active' OR backend_type <> 'client backend')
+		AND coalesce(wait_event_type, '') NOT IN ('Activity', 'Client') GROUP BY 1, 2`
+	counts := map[[2]string]int64{}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil
+	}
+	defer conn.Release()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			out := make([]WaitEvent, 0, len(counts))
+			for k, n := range counts {
+				out = append(out, WaitEvent{Backend: k[0], Event: k[1], Samples: n})
+			}
+			slices.SortFunc(out, func(a, b WaitEvent) int { return cmp.Compare(b.Samples, a.Samples) })
+			return out
+		case <-t.C:
+		}
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			continue
+		}
+		var b, e string
+		var n int64
+		pgx.ForEachRow(rows, []any{&b, &e, &n}, func() error {
+			counts[[2]string{b, e}] += n
+			return nil
+		})
+	}
 }

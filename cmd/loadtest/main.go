@@ -123,6 +123,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.CardsOut, "cards-out", "", "write the card set (test cards) to this file")
 	noPrewarm := fs.Bool("no-prewarm", false, "do not load cards, accounts and their look-up indexes into shared_buffers (pg_prewarm) before the load")
 	fs.DurationVar(&c.Warmup, "warmup", 0, "run the approvals this long before the measured load, unmeasured (default 30s per million cards; negative: none)")
+	fs.BoolVar(&c.Waits, "waits", false, "sample Postgres' wait events every 10 ms during the approvals and print their counts")
 	fs.BoolVar(&c.Explain, "explain", false, "after the approvals, print the lock statement's plan with buffer counts (EXPLAIN ANALYZE, BUFFERS) and the sizes of cards and accounts")
 	fs.Func("pg", "a server setting of the throwaway cluster, name=value (repeatable)", func(s string) error {
 		k, v, ok := strings.Cut(s, "=")
@@ -184,6 +185,13 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	printStatements(stderr, "during load", res.Statements)
 	printWebhooks(stderr, "the approvals", res.Webhooks)
 	fmt.Fprint(stderr, res.Explain)
+	if len(res.Waits) > 0 {
+		fmt.Fprint(stderr, "postgres wait events during the approvals (samples every 10 ms; cpu: active, not waiting):")
+		for _, w := range res.Waits[:min(len(res.Waits), 12)] {
+			fmt.Fprintf(stderr, " %s %s %d;", w.Backend, w.Event, w.Samples)
+		}
+		fmt.Fprintln(stderr)
+	}
 	if res.Mixed != nil {
 		fmt.Fprintln(stderr, "realistic mix, after the approvals:")
 		res.Mixed.WriteText(stderr)
