@@ -159,6 +159,9 @@ type BenchResult struct {
 	// the approvals' load (runtime.MemStats), and GCs its collections.
 	Mallocs, AllocBytes uint64
 	GCs                 uint32
+	// Server are the cluster's settings that decide what a large card
+	// base costs (shared_buffers, checkpoints, WAL compression).
+	Server string
 	// Explain is the lock statement's plan after the load (-explain).
 	Explain string
 	// Waits are the wait events of Postgres' backends sampled during the
@@ -258,6 +261,13 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 	}
+	res := &BenchResult{}
+	const server = `SELECT 'shared_buffers=' || current_setting('shared_buffers') || ' checkpoint_timeout=' || current_setting('checkpoint_timeout')
+		|| ' max_wal_size=' || current_setting('max_wal_size') || ' wal_compression=' || current_setting('wal_compression')`
+	if err := admin.QueryRow(ctx, server).Scan(&res.Server); err != nil {
+		admin.Close(ctx)
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	for _, q := range []string{`CREATE DATABASE antaca`, `CREATE DATABASE pgbench`} {
 		if _, err := admin.Exec(ctx, q); err != nil {
 			admin.Close(ctx)
@@ -306,7 +316,6 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
 		return nil, fmt.Errorf("bench: checkpoint: %w", err)
 	}
-	res := &BenchResult{}
 	if cfg.PgbenchTime > 0 {
 		if res.PgbenchTPS, err = runPgbench(ctx, cluster, dir, cfg); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
@@ -341,6 +350,18 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		srv.Shutdown(sctx)
 	}()
 
+	load := cfg.Load
+	load.Addr, load.Cards = ln.Addr().String(), cards
+	// Before the webhook endpoints exist: the warm-up makes no events.
+	if cfg.Warmup > 0 {
+		warm := load
+		warm.Duration, warm.Count, warm.Progress, warm.ReportEvery = cfg.Warmup, 0, nil, 0
+		log.Info("warm-up, not measured", "duration", cfg.Warmup)
+		if _, err := Run(ctx, warm); err != nil {
+			return nil, fmt.Errorf("bench: warm-up: %w", err)
+		}
+	}
+
 	var hooks *benchWebhooks
 	if cfg.Webhook {
 		if hooks, err = startWebhooks(ctx, pool, led, cfg.ReceiverCommand); err != nil {
@@ -358,16 +379,6 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		return &lag, nil
-	}
-	load := cfg.Load
-	load.Addr, load.Cards = ln.Addr().String(), cards
-	if cfg.Warmup > 0 {
-		warm := load
-		warm.Duration, warm.Count, warm.Progress, warm.ReportEvery = cfg.Warmup, 0, nil, 0
-		log.Info("warm-up, not measured", "duration", cfg.Warmup)
-		if _, err := Run(ctx, warm); err != nil {
-			return nil, fmt.Errorf("bench: warm-up: %w", err)
-		}
 	}
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)

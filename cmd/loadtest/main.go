@@ -163,6 +163,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	res.Report.WriteText(stderr)
+	fmt.Fprintf(stderr, "postgres: %s\n", res.Server)
 	fmt.Fprintf(stderr, "cpu during load: this process (switch+card host+load generator) %.1f s, postgres %.1f s, over %.1f s on %d cores; holds placed %d\n",
 		res.ProcessCPU, res.PostgresCPU, res.LoadSeconds, numCPU(), res.HoldsPlaced)
 	if b := res.Batches; b.Batches > 0 {
