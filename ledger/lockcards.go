@@ -62,3 +62,11 @@ func (b *HoldBatch) QueueLockCards(q *pgx.Batch, n int, accounts []int64, lookup
 	}
 	b.queueLockWith(q, n, lr, accounts, lookups)
 }
+
+// CardsLockSQL is the SQL of the lock statement of a batch of card
+// transactions ($1: account ids, $2: PAN lookup hashes), for the bench to
+// show its plan (loadtest bench -explain).
+func CardsLockSQL() string {
+	var r cardScan
+	return cardsLock(&r).Statement()
+}

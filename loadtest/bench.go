@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -68,6 +69,21 @@ type BenchConfig struct {
 	// ReceiverCommand starts the webhook receiver (argv), e.g. this
 	// program with the argument webhook-receiver (WebhookReceiver).
 	ReceiverCommand []string
+	// NoPrewarm skips loading the card look-up's tables and indexes into
+	// shared_buffers before the load (pg_prewarm, prewarm).
+	NoPrewarm bool
+	// Warmup runs the approvals' load this long before the measured one,
+	// unmeasured, after the bench's checkpoint, so that the measure sees
+	// the steady state between two checkpoints rather than the burst of
+	// full-page images right after one (docs/operations.md, "The card
+	// base's size"); default 30 s per million cards, negative: none.
+	Warmup time.Duration
+	// Waits samples Postgres' wait events during the approvals' load
+	// (BenchResult.Waits).
+	Waits bool
+	// Explain, after the approvals, shows the plan of the batch's lock
+	// statement with its buffer counts (BenchResult.Explain).
+	Explain bool
 }
 
 func (c *BenchConfig) setDefaults() {
@@ -104,6 +120,9 @@ func (c *BenchConfig) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Warmup == 0 {
+		c.Warmup = time.Duration(c.Cards) * 30 * time.Microsecond
+	}
 }
 
 // BenchResult is what the benchmark measured.
@@ -136,6 +155,18 @@ type BenchResult struct {
 	// seconds over the whole bench (not counted in ProcessCPU).
 	Webhooks, MixedWebhooks *WebhookLag
 	ReceiverCPU             float64
+	// Mallocs and AllocBytes are this process's heap allocations during
+	// the approvals' load (runtime.MemStats), and GCs its collections.
+	Mallocs, AllocBytes uint64
+	GCs                 uint32
+	// Server are the cluster's settings that decide what a large card
+	// base costs (shared_buffers, checkpoints, WAL compression).
+	Server string
+	// Explain is the lock statement's plan after the load (-explain).
+	Explain string
+	// Waits are the wait events of Postgres' backends sampled during the
+	// approvals' load (-waits).
+	Waits []WaitEvent
 	// Statements are the statements that took most of Postgres' time
 	// during the load (pg_stat_statements, nested statements included);
 	// empty when the extension is not installed.
@@ -187,6 +218,14 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		settings["pg_stat_statements.track"] = "all"
 		settings["pg_stat_statements.track_planning"] = "on"
 	}
+	// Sized as a processor sizes its primary (docs/operations.md, "The
+	// card base's size"): shared_buffers holding the card look-up's tables
+	// and indexes (about 500 MB a million cards) twice over, never below
+	// the default 128 MB; checkpoints by time every 15 minutes, not by WAL
+	// volume every minute or so at these rates.
+	settings["shared_buffers"] = fmt.Sprintf("%dMB", max(128, cfg.Cards/1000))
+	settings["checkpoint_timeout"] = "15min"
+	settings["max_wal_size"] = "8GB"
 	for k, v := range cfg.Settings {
 		// Postgres reads names without regard to case, "-" as "_".
 		switch strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "-", "_") {
@@ -221,6 +260,13 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			admin.Close(ctx)
 			return nil, fmt.Errorf("bench: %w", err)
 		}
+	}
+	res := &BenchResult{}
+	const server = `SELECT 'shared_buffers=' || current_setting('shared_buffers') || ' checkpoint_timeout=' || current_setting('checkpoint_timeout')
+		|| ' max_wal_size=' || current_setting('max_wal_size') || ' wal_compression=' || current_setting('wal_compression')`
+	if err := admin.QueryRow(ctx, server).Scan(&res.Server); err != nil {
+		admin.Close(ctx)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	for _, q := range []string{`CREATE DATABASE antaca`, `CREATE DATABASE pgbench`} {
 		if _, err := admin.Exec(ctx, q); err != nil {
@@ -270,7 +316,6 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
 		return nil, fmt.Errorf("bench: checkpoint: %w", err)
 	}
-	res := &BenchResult{}
 	if cfg.PgbenchTime > 0 {
 		if res.PgbenchTPS, err = runPgbench(ctx, cluster, dir, cfg); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
@@ -279,6 +324,15 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	}
 	if _, err := pool.Exec(ctx, `CHECKPOINT`); err != nil {
 		return nil, fmt.Errorf("bench: checkpoint: %w", err)
+	}
+
+	if !cfg.NoPrewarm {
+		t0 := time.Now()
+		mb, err := prewarm(ctx, pool)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		log.Info("prewarmed", "mb", mb, "took", time.Since(t0).Round(time.Millisecond))
 	}
 
 	srv, err := authswitch.New(authswitch.Config{Profile: cfg.Load.Profile, Addr: "127.0.0.1:0", ZoneKey: cfg.Load.Profile, Logger: quiet}, host)
@@ -295,6 +349,18 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		defer cancel()
 		srv.Shutdown(sctx)
 	}()
+
+	load := cfg.Load
+	load.Addr, load.Cards = ln.Addr().String(), cards
+	// Before the webhook endpoints exist: the warm-up makes no events.
+	if cfg.Warmup > 0 {
+		warm := load
+		warm.Duration, warm.Count, warm.Progress, warm.ReportEvery = cfg.Warmup, 0, nil, 0
+		log.Info("warm-up, not measured", "duration", cfg.Warmup)
+		if _, err := Run(ctx, warm); err != nil {
+			return nil, fmt.Errorf("bench: warm-up: %w", err)
+		}
+	}
 
 	var hooks *benchWebhooks
 	if cfg.Webhook {
@@ -314,8 +380,6 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		}
 		return &lag, nil
 	}
-	load := cfg.Load
-	load.Addr, load.Cards = ln.Addr().String(), cards
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
@@ -348,14 +412,31 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	cpu0, pg0 := processCPU(), postgresCPU(pgPID)
+	var mem0, mem1 runtime.MemStats
+	runtime.ReadMemStats(&mem0)
 	log.Info("load", "profile", load.Profile, "addr", load.Addr)
+	stopSampling := sampling(ctx, pool, load.ReportEvery, log)
+	stopWaits := func() {}
+	if cfg.Waits {
+		wctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res.Waits = sampleWaits(wctx, pool)
+		}()
+		stopWaits = func() { cancel(); <-done }
+	}
 	res.Report, err = Run(ctx, load)
+	stopWaits()
+	stopSampling()
 	if cfg.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	runtime.ReadMemStats(&mem1)
+	res.Mallocs, res.AllocBytes, res.GCs = mem1.Mallocs-mem0.Mallocs, mem1.TotalAlloc-mem0.TotalAlloc, mem1.NumGC-mem0.NumGC
 	res.ProcessCPU, res.PostgresCPU = processCPU()-cpu0, postgresCPU(pgPID)-pg0
 	batches1, err := batchStats(reg)
 	if err != nil {
@@ -388,6 +469,11 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 	if res.Webhooks, err = drain(); err != nil {
 		return nil, err
 	}
+	if cfg.Explain {
+		if res.Explain, err = explainLock(ctx, pool, 32); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM holds`).Scan(&res.HoldsPlaced); err != nil {
 		return nil, fmt.Errorf("bench: count holds: %w", err)
 	}
@@ -408,7 +494,10 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		cpu0, pg0 := processCPU(), postgresCPU(pgPID)
-		if res.Mixed, err = Run(ctx, mixed); err != nil {
+		stopSampling := sampling(ctx, pool, mixed.ReportEvery, log)
+		res.Mixed, err = Run(ctx, mixed)
+		stopSampling()
+		if err != nil {
 			return nil, fmt.Errorf("bench: realistic mix: %w", err)
 		}
 		sizes1, err := tableSizes(ctx, pool)
@@ -430,6 +519,39 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return res, nil
+}
+
+// prewarm loads into shared_buffers what the batch's lock statement reads
+// for every card: the balances with their primary key, the cards with
+// their pan_lookup key, in that order (the last ones stay if they do not
+// all fit). It returns the megabytes read. Production does the same with
+// pg_prewarm's autoprewarm worker, which reloads the buffers a restart
+// emptied (docs/operations.md, "The card base's size").
+func prewarm(ctx context.Context, pool *pgxpool.Pool) (float64, error) {
+	if _, err := pool.Exec(ctx, `CREATE EXTENSION IF NOT EXISTS pg_prewarm`); err != nil {
+		return 0, fmt.Errorf("prewarm: %w", err)
+	}
+	var blocks int64
+	const q = `SELECT sum(pg_prewarm(r))::bigint FROM unnest(ARRAY['accounts', 'accounts_pkey', 'cards', 'cards_pan_lookup_key']::regclass[]) WITH ORDINALITY AS x(r, i)`
+	if err := pool.QueryRow(ctx, q).Scan(&blocks); err != nil {
+		return 0, fmt.Errorf("prewarm: %w", err)
+	}
+	return float64(blocks) * 8192 / 1e6, nil
+}
+
+// sampling starts sampleWrites every interval (none when 0) and returns
+// what stops it.
+func sampling(ctx context.Context, pool *pgxpool.Pool, every time.Duration, log *slog.Logger) (stop func()) {
+	if every <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sampleWrites(ctx, pool, every, log)
+	}()
+	return func() { cancel(); <-done }
 }
 
 // Bench data: one BIN, PANs numbered in it, so 100,000 cards need no

@@ -35,6 +35,11 @@ type client struct {
 	approvedByOp  [numOps]int64
 	moneyLat      []time.Duration // latencies of money messages
 	moneyAnswered int64
+	// With ReportEvery, per interval (written by the reader only): where
+	// its answers start in lat and moneyLat, and its counts.
+	latCut, moneyCut []int
+	iv               []intervalCount
+	noInterval       intervalCount
 
 	// time fields, cached per second by the sender
 	sec             int64
@@ -445,9 +450,11 @@ func (c *client) read() {
 			continue
 		}
 		<-c.sem
+		iv := c.interval(now)
 		c.lat = append(c.lat, now.Sub(p.start))
 		c.codes[a.code]++
 		r.answered.Add(1)
+		iv.answered++
 		if a.mti != p.mti {
 			r.noteErr(fmt.Errorf("answer MTI %s, want %s", a.mti, p.mti))
 		}
@@ -458,6 +465,7 @@ func (c *client) read() {
 			c.moneyLat = append(c.moneyLat, now.Sub(p.start))
 			if !r.failed[a.code] {
 				r.moneyAnswered.Add(1)
+				iv.money++
 			}
 		}
 		if a.code != r.approved {
@@ -466,6 +474,7 @@ func (c *client) read() {
 		c.approvedByOp[p.op]++
 		if p.op.authorisation() {
 			r.approvedN.Add(1)
+			iv.approved++
 		}
 		// What an approval makes possible later: completing or reversing
 		// an approval, refunding a completed purchase, completing what a
@@ -490,6 +499,28 @@ func (c *client) read() {
 			c.mu.Unlock()
 		}
 	}
+}
+
+// intervalCount counts one client's answers in one report interval.
+type intervalCount struct{ answered, approved, money int64 }
+
+// interval returns the counts of the report interval an answer at now
+// falls in, opening intervals (marking where their latencies start) up
+// to it; without ReportEvery, a scratch count nobody reads. Reader only.
+func (c *client) interval(now time.Time) *intervalCount {
+	r := c.r
+	if r.cfg.ReportEvery <= 0 {
+		return &c.noInterval
+	}
+	i := int(now.Sub(r.start) / r.cfg.ReportEvery)
+	if r.intervals > 0 {
+		i = min(i, r.intervals-1)
+	}
+	for len(c.iv) <= i {
+		c.latCut, c.moneyCut = append(c.latCut, len(c.lat)), append(c.moneyCut, len(c.moneyLat))
+		c.iv = append(c.iv, intervalCount{})
+	}
+	return &c.iv[i]
 }
 
 // sweep counts requests unanswered past the timeout and frees their slots.

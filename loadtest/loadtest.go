@@ -68,6 +68,11 @@ type Config struct {
 	Terminal, Merchant string
 	// Progress, when set, gets a progress line each second.
 	Progress io.Writer
+	// ReportEvery, when > 0, splits the report into intervals of this
+	// length (Report.Intervals): rates and p99 per interval, to see
+	// whether a long run slows down. Answers that come after the last
+	// interval's end (the drain) count in the last interval.
+	ReportEvery time.Duration
 	// Logger receives connection errors (never card data). Default
 	// discards.
 	Logger *slog.Logger
@@ -128,6 +133,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Seed == 0 {
 		c.Seed = uint64(time.Now().UnixNano())
+	}
+	if c.ReportEvery < 0 {
+		return errors.New("negative report interval")
 	}
 	return nil
 }
@@ -204,6 +212,7 @@ type runner struct {
 	stanMod   uint64
 	stanWidth int
 	mcc5812   int // per mille of approvals sent at a restaurant (MCC 5812), -1: no DE26
+	intervals int // with ReportEvery and Duration: how many; 0: unbounded
 
 	sent, answered, approvedN, moneyAnswered, timeouts, errs, unmatched atomic.Int64
 	sentByOp                                                            [numOps]atomic.Int64
@@ -300,6 +309,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.start = time.Now()
 	if cfg.Duration > 0 {
 		r.end = r.start.Add(cfg.Duration)
+		if cfg.ReportEvery > 0 {
+			r.intervals = int((cfg.Duration + cfg.ReportEvery - 1) / cfg.ReportEvery)
+		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +34,10 @@ var testCards = []Card{
 // reversal can be checked against its original.
 type stubAuthorizer struct {
 	delay time.Duration
+	// slowFrom (unix nanoseconds, 0: never) is when every answer starts
+	// taking slowDelay more.
+	slowFrom  atomic.Int64
+	slowDelay time.Duration
 
 	mu        sync.Mutex
 	approved  map[string]bool // "stan/time" of approvals
@@ -43,9 +49,13 @@ type stubAuthorizer struct {
 func newStub() *stubAuthorizer { return &stubAuthorizer{approved: map[string]bool{}} }
 
 func (a *stubAuthorizer) Authorize(ctx context.Context, r *cardhost.AuthRequest) (cardhost.Decision, error) {
-	if a.delay > 0 {
+	delay := a.delay
+	if from := a.slowFrom.Load(); from != 0 && time.Now().UnixNano() >= from {
+		delay += a.slowDelay
+	}
+	if delay > 0 {
 		select {
-		case <-time.After(a.delay):
+		case <-time.After(delay):
 		case <-ctx.Done():
 			return cardhost.Decision{}, ctx.Err()
 		}
@@ -275,6 +285,50 @@ func TestRunOpenLoopDuration(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "loadtest:    1s sent=") {
 		t.Errorf("no progress line: %q", progress.String())
+	}
+}
+
+// A run split into report intervals gives each its own rates and p99,
+// by the time answers came: a switch that slows down part-way shows in
+// the later intervals, and the intervals add up to the run.
+func TestRunReportIntervals(t *testing.T) {
+	a := newStub()
+	a.slowDelay = 40 * time.Millisecond
+	addr := startSwitch(t, ProfileISO2003, a)
+	a.slowFrom.Store(time.Now().Add(1000 * time.Millisecond).UnixNano())
+	rep, err := Run(t.Context(), Config{Addr: addr, Conns: 2, Rate: 300, Duration: 1500 * time.Millisecond,
+		ReportEvery: 500 * time.Millisecond, Cards: testCards[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	rep.WriteText(io.MultiWriter(&text, t.Output()))
+	if len(rep.Intervals) != 3 {
+		t.Fatalf("%d intervals for 1.5 s by 0.5 s, want 3: %+v", len(rep.Intervals), rep.Intervals)
+	}
+	var answered, approved, money int64
+	for i, iv := range rep.Intervals {
+		answered, approved, money = answered+iv.Answered, approved+iv.Approved, money+iv.MoneyAnswered
+		if iv.Start != 0.5*float64(i) || iv.Seconds < 0.5 || (i < 2 && iv.Seconds != 0.5) {
+			t.Errorf("interval %d: start %.2f s, %.2f s long", i, iv.Start, iv.Seconds)
+		}
+		// 300/s for 0.5 s: about 150 in each.
+		if iv.Answered < 100 || iv.Answered > 200 || iv.AnswersPerSec != float64(iv.Answered)/iv.Seconds {
+			t.Errorf("interval %d: %d answers, %.0f/s", i, iv.Answered, iv.AnswersPerSec)
+		}
+	}
+	if answered != rep.Answered || approved != rep.Approved || money != rep.MoneyAnswered {
+		t.Errorf("intervals add up to %d answered, %d approved, %d money; the run %d, %d, %d",
+			answered, approved, money, rep.Answered, rep.Approved, rep.MoneyAnswered)
+	}
+	first, last, _, p99, ok := rep.Decay()
+	if !ok || first.P99 >= 40 || last.P99 < 40 || last.MoneyP99 < 40 || p99 <= 1 {
+		t.Errorf("first interval p99 %.1f ms, last %.1f ms (money %.1f), ratio %.2f: want the 40 ms slow-down in the last only",
+			first.P99, last.P99, last.MoneyP99, p99)
+	}
+	if !strings.Contains(text.String(), "interval   0-0.5 s: answers/s") || !strings.Contains(text.String(), "interval   1-") ||
+		!strings.Contains(text.String(), "decay: first_per_s=") {
+		t.Errorf("no interval lines in the text report: %q", text.String())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -224,5 +225,76 @@ func TestBenchRunsRealisticMix(t *testing.T) {
 	}
 	if len(res.Violations) > 0 {
 		t.Errorf("ledger verify after the bench: %v", res.Violations)
+	}
+}
+
+// TestBenchMeasuresSteadyState: the bench's cluster checkpoints by time
+// and holds the card base in shared_buffers, the approvals run a warm-up
+// before the measure (its holds are in the table, not in the report),
+// and the bench reports what it counted: buffers and WAL per statement,
+// Go allocations, the lock statement's plan, wait events, and the report
+// intervals with Postgres' counters beside them.
+func TestBenchMeasuresSteadyState(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a PostgreSQL cluster")
+	}
+	res, err := Bench(t.Context(), BenchConfig{Cards: 300, PgbenchTime: -1, PoolSize: 8, MixedDuration: -1,
+		Warmup: 700 * time.Millisecond, Explain: true, Waits: true,
+		Load:   Config{Conns: 2, InFlight: 4, Duration: 1200 * time.Millisecond, ReportEvery: 400 * time.Millisecond},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"shared_buffers=128MB", "checkpoint_timeout=15min", "max_wal_size=8GB"} {
+		if !strings.Contains(res.Server, want) {
+			t.Errorf("server settings %q: want %s", res.Server, want)
+		}
+	}
+	if res.HoldsPlaced <= res.Report.Approved {
+		t.Errorf("%d holds for %d approvals measured: the warm-up placed none", res.HoldsPlaced, res.Report.Approved)
+	}
+	if len(res.Report.Intervals) != 3 {
+		t.Errorf("%d report intervals, want 3", len(res.Report.Intervals))
+	}
+	var lock *Statement
+	for i, st := range res.Statements {
+		if strings.HasPrefix(st.Query, "WITH found AS MATERIALIZED") {
+			lock = &res.Statements[i]
+		}
+	}
+	if lock == nil || lock.Hit == 0 || lock.WALBytes == 0 {
+		t.Errorf("lock statement counters %+v: want its pages hit and its WAL", lock)
+	}
+	if res.Mallocs == 0 || res.AllocBytes == 0 {
+		t.Errorf("allocations %d (%d bytes): want the load's", res.Mallocs, res.AllocBytes)
+	}
+	for _, want := range []string{"LockRows", "cards_pan_lookup_key", "Buffers: shared hit=", "sizes: ", "shared_buffers 128MB", "pan_lookup = ANY (…))"} {
+		if !strings.Contains(res.Explain, want) {
+			t.Errorf("explain lacks %q:\n%s", want, res.Explain)
+		}
+	}
+	if len(res.Waits) == 0 {
+		t.Error("no wait event sampled during the load")
+	}
+	if len(res.Violations) > 0 {
+		t.Errorf("ledger verify after the bench: %v", res.Violations)
+	}
+}
+
+// TestPrewarmLoadsTheLookUp: pg_prewarm reads the balances, the cards and
+// their look-up indexes, every block of them.
+func TestPrewarmLoadsTheLookUp(t *testing.T) {
+	pool := ledgertest.Pool(t)
+	mb, err := prewarm(t.Context(), pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want float64
+	const q = `SELECT sum(pg_relation_size(r))::float8 / 1e6 FROM unnest(ARRAY['accounts', 'accounts_pkey', 'cards', 'cards_pan_lookup_key']::regclass[]) r`
+	if err := pool.QueryRow(t.Context(), q).Scan(&want); err != nil {
+		t.Fatal(err)
+	}
+	if mb != want || mb == 0 {
+		t.Errorf("prewarmed %.3f MB, the tables and indexes are %.3f MB", mb, want)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -51,6 +53,103 @@ type Report struct {
 	Errors        int64            `json:"errors"`
 	Unmatched     int64            `json:"unmatched"` // answers to no pending request (late after a timeout, or unknown STAN)
 	ErrorSample   []string         `json:"error_sample,omitempty"`
+	// Intervals, with Config.ReportEvery, split the run by the time each
+	// answer came: whether a long run slows down.
+	Intervals []Interval `json:"intervals,omitempty"`
+}
+
+// Interval is one report interval of a run (Config.ReportEvery): its
+// answers by the time they came, from Start seconds after the run's start
+// for Seconds (the last one up to the end of the drain).
+type Interval struct {
+	Start          float64 `json:"start_s"`
+	Seconds        float64 `json:"seconds"`
+	Answered       int64   `json:"answered"`
+	Approved       int64   `json:"approved"`
+	MoneyAnswered  int64   `json:"money_answered"`
+	AnswersPerSec  float64 `json:"answers_per_s"`
+	ApprovedPerSec float64 `json:"approved_per_s"`
+	MoneyPerSec    float64 `json:"money_per_s"`
+	P99            float64 `json:"p99_ms"`
+	MoneyP99       float64 `json:"money_p99_ms"`
+}
+
+// reportIntervals merges the clients' report intervals.
+func (r *runner) reportIntervals(clients []*client, elapsed time.Duration) []Interval {
+	n := 0
+	for _, c := range clients {
+		n = max(n, len(c.iv))
+	}
+	every := r.cfg.ReportEvery.Seconds()
+	out := make([]Interval, n)
+	for i := range out {
+		iv := &out[i]
+		iv.Start, iv.Seconds = float64(i)*every, every
+		if i == n-1 {
+			iv.Seconds = max(elapsed.Seconds()-iv.Start, 0)
+		}
+		var lat, money []time.Duration
+		for _, c := range clients {
+			if i >= len(c.iv) {
+				continue
+			}
+			lat = append(lat, cut(c.lat, c.latCut, i)...)
+			money = append(money, cut(c.moneyLat, c.moneyCut, i)...)
+			iv.Answered += c.iv[i].answered
+			iv.Approved += c.iv[i].approved
+			iv.MoneyAnswered += c.iv[i].money
+		}
+		if iv.Seconds > 0 {
+			iv.AnswersPerSec = float64(iv.Answered) / iv.Seconds
+			iv.ApprovedPerSec = float64(iv.Approved) / iv.Seconds
+			iv.MoneyPerSec = float64(iv.MoneyAnswered) / iv.Seconds
+		}
+		iv.P99, iv.MoneyP99 = latency(lat).P99, latency(money).P99
+	}
+	return out
+}
+
+// cut is interval i's part of a client's latencies, cuts[i] where each
+// interval starts.
+func cut(lat []time.Duration, cuts []int, i int) []time.Duration {
+	end := len(lat)
+	if i+1 < len(cuts) {
+		end = cuts[i+1]
+	}
+	return lat[cuts[i]:end]
+}
+
+// DecayLine is Decay as one line,
+//
+//	decay: first_per_s=<n> last_per_s=<m> ratio=<m/n> first_p99_ms=<x> last_p99_ms=<y> p99_ratio=<y/x> intervals=<k>
+//
+// (money messages decided per second, their p99), or "" with fewer than
+// two intervals.
+func (rep *Report) DecayLine() string {
+	first, last, rate, p99, ok := rep.Decay()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("decay: first_per_s=%.0f last_per_s=%.0f ratio=%.3f first_p99_ms=%.2f last_p99_ms=%.2f p99_ratio=%.2f intervals=%d",
+		first.MoneyPerSec, last.MoneyPerSec, rate, first.MoneyP99, last.MoneyP99, p99, len(rep.Intervals))
+}
+
+// Decay compares the last report interval with the first: money
+// messages decided per second (every kind but echo and balance inquiry,
+// so approvals in an approvals-only run) and their p99, as ratios
+// last/first. ok is false with fewer than two intervals.
+func (rep *Report) Decay() (first, last Interval, rate, p99 float64, ok bool) {
+	if len(rep.Intervals) < 2 {
+		return Interval{}, Interval{}, 0, 0, false
+	}
+	first, last = rep.Intervals[0], rep.Intervals[len(rep.Intervals)-1]
+	if first.MoneyPerSec > 0 {
+		rate = last.MoneyPerSec / first.MoneyPerSec
+	}
+	if first.MoneyP99 > 0 {
+		p99 = last.MoneyP99 / first.MoneyP99
+	}
+	return first, last, rate, p99, true
 }
 
 func (r *runner) report(clients []*client, elapsed time.Duration) *Report {
@@ -90,6 +189,9 @@ func (r *runner) report(clients []*client, elapsed time.Duration) *Report {
 		rep.ApprovedPerSec = float64(rep.Approved) / s
 		rep.MoneyPerSec = float64(rep.MoneyAnswered) / s
 	}
+	if r.cfg.ReportEvery > 0 {
+		rep.Intervals = r.reportIntervals(clients, elapsed)
+	}
 	rep.Latency, rep.MoneyLatency = latency(all), latency(money)
 	r.errMu.Lock()
 	rep.ErrorSample = slices.Clone(r.errSample)
@@ -117,6 +219,9 @@ func pct(sorted []time.Duration, p float64) float64 {
 	return ms(sorted[i])
 }
 
+// secs prints seconds with as many decimals as they need, at most one.
+func secs(s float64) string { return strconv.FormatFloat(math.Round(s*10)/10, 'f', -1, 64) }
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // WriteJSON writes the report as one JSON object on one line.
@@ -143,6 +248,13 @@ func (rep *Report) WriteText(w io.Writer) error {
 		rep.Latency.P50, rep.Latency.P90, rep.Latency.P99, rep.Latency.P999, rep.Latency.Max)
 	fmt.Fprintf(&b, "DE39       %s\n", kv(rep.Codes))
 	fmt.Fprintf(&b, "timeouts   %d, errors %d, unmatched %d\n", rep.Timeouts, rep.Errors, rep.Unmatched)
+	for _, iv := range rep.Intervals {
+		fmt.Fprintf(&b, "interval   %s-%s s: answers/s %.0f, approved/s %.0f, money/s %.0f, p99 %.3f ms, money p99 %.3f ms\n",
+			secs(iv.Start), secs(iv.Start+iv.Seconds), iv.AnswersPerSec, iv.ApprovedPerSec, iv.MoneyPerSec, iv.P99, iv.MoneyP99)
+	}
+	if line := rep.DecayLine(); line != "" {
+		fmt.Fprintln(&b, line)
+	}
 	for _, e := range rep.ErrorSample {
 		fmt.Fprintf(&b, "error      %s\n", e)
 	}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The switch load benchmark of `make bench`: a throwaway durable PostgreSQL,
+# The switch load benchmark of `make bench`: a throwaway durable PostgreSQL
+# (shared_buffers sized to the card base, checkpoints every 15 minutes),
 # CARDS cards, pgbench -N as the reference, the switch in-process and the
-# load generator for DURATION of approvals, then DURATION of the realistic
+# load generator, after an unmeasured warm-up of 30 s per million cards
+# (-warmup), for DURATION of approvals, then DURATION of the realistic
 # mix (-mix realistic: completions, reversals, refunds, advices, declines;
 # -mixed-duration changes it, negative skips it), then `ledger verify`. Each
 # run ends with

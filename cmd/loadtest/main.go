@@ -54,6 +54,7 @@ func loadFlags(fs *flag.FlagSet, c *loadtest.Config) (mix *string, quiet *bool) 
 	mix = fs.String("mix", "approve=1", "weights: approve, funds, locked, cvc2, reversal, echo (e.g. approve=90,funds=2,locked=2,cvc2=2,reversal=2,echo=2), "+
 		"and in iso2003 expired, reversal_partial, complete, complete_partial, complete_over, refund, advice, balance; or the preset realistic (docs/operations.md, Load mixes)")
 	quiet = fs.Bool("quiet", false, "no progress line")
+	fs.DurationVar(&c.ReportEvery, "report-every", 0, "split the report into intervals this long (e.g. 1m): answers/s, approved/s, money messages/s and p99 of each, and the last against the first")
 	return mix, quiet
 }
 
@@ -120,6 +121,10 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the load phase to this file")
 	fs.BoolVar(&c.Webhook, "webhook", false, "register an HTTPS receiver (a process of its own at nice 19) of every authorisation event per partner, deliver to it during the load and wait for the backlog after it")
 	fs.StringVar(&c.CardsOut, "cards-out", "", "write the card set (test cards) to this file")
+	noPrewarm := fs.Bool("no-prewarm", false, "do not load cards, accounts and their look-up indexes into shared_buffers (pg_prewarm) before the load")
+	fs.DurationVar(&c.Warmup, "warmup", 0, "run the approvals this long before the measured load, unmeasured (default 30s per million cards; negative: none)")
+	fs.BoolVar(&c.Waits, "waits", false, "sample Postgres' wait events every 10 ms during the approvals and print their counts")
+	fs.BoolVar(&c.Explain, "explain", false, "after the approvals, print the lock statement's plan with buffer counts (EXPLAIN ANALYZE, BUFFERS) and the sizes of cards and accounts")
 	fs.Func("pg", "a server setting of the throwaway cluster, name=value (repeatable)", func(s string) error {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok || k == "" {
@@ -134,6 +139,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	c.NoPrewarm = *noPrewarm
 	var err error
 	if c.Load.Mix, err = loadtest.ParseMix(*mix); err != nil {
 		return err
@@ -157,6 +163,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	res.Report.WriteText(stderr)
+	fmt.Fprintf(stderr, "postgres: %s\n", res.Server)
 	fmt.Fprintf(stderr, "cpu during load: this process (switch+card host+load generator) %.1f s, postgres %.1f s, over %.1f s on %d cores; holds placed %d\n",
 		res.ProcessCPU, res.PostgresCPU, res.LoadSeconds, numCPU(), res.HoldsPlaced)
 	if b := res.Batches; b.Batches > 0 {
@@ -171,9 +178,21 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "postgres writes during load: WAL %.1f MB (%.0f bytes, %.1f records per approval), full-page images %d, checkpoints %d; accounts updated %d times, %.0f%% HOT\n",
 			float64(w.WALBytes)/1e6, float64(w.WALBytes)/n, float64(w.WALRecords)/n, w.WALFullPages, w.Checkpoints, w.AccountUpdates, hot)
 	}
+	if n := float64(max(res.Report.Answered, 1)); res.Mallocs > 0 {
+		fmt.Fprintf(stderr, "go heap during load: %.0f allocations and %.0f bytes per answer, %d collections\n",
+			float64(res.Mallocs)/n, float64(res.AllocBytes)/n, res.GCs)
+	}
 	printGrowth(stderr, "during load, bytes per approval", res.JournalGrowth, res.Report.Approved)
 	printStatements(stderr, "during load", res.Statements)
 	printWebhooks(stderr, "the approvals", res.Webhooks)
+	fmt.Fprint(stderr, res.Explain)
+	if len(res.Waits) > 0 {
+		fmt.Fprint(stderr, "postgres wait events during the approvals (samples every 10 ms; cpu: active, not waiting):")
+		for _, w := range res.Waits[:min(len(res.Waits), 12)] {
+			fmt.Fprintf(stderr, " %s %s %d;", w.Backend, w.Event, w.Samples)
+		}
+		fmt.Fprintln(stderr)
+	}
 	if res.Mixed != nil {
 		fmt.Fprintln(stderr, "realistic mix, after the approvals:")
 		res.Mixed.WriteText(stderr)
@@ -194,6 +213,15 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "ledger verify:", v.String())
 	}
 	fmt.Fprintln(stdout, res.Line())
+	// With -report-every: the realistic mix's first and last interval (the
+	// approvals' where the mix was skipped), for scripts/decay.sh.
+	last := res.Report
+	if res.Mixed != nil {
+		last = res.Mixed
+	}
+	if line := last.DecayLine(); line != "" {
+		fmt.Fprintln(stdout, line)
+	}
 	if len(res.Violations) > 0 {
 		return fmt.Errorf("%w: %d", loadtest.ErrLedgerNotClean, len(res.Violations))
 	}
@@ -219,6 +247,10 @@ func printStatements(w io.Writer, phase string, sts []loadtest.Statement) {
 	fmt.Fprintf(w, "postgres time by statement %s (pg_stat_statements, nested included):\n", phase)
 	for _, st := range sts {
 		fmt.Fprintf(w, "  %9.0f ms %8d calls %7.3f ms/call %8d plans %6.0f ms planning  %s\n", st.TotalMS, st.Calls, st.MeanMS, st.Plans, st.PlanMS, st.Query)
+		if n := float64(max(st.Calls, 1)); st.Hit+st.Read+st.WALBytes > 0 {
+			fmt.Fprintf(w, "             per call: blocks hit %.1f read %.1f dirtied %.1f written %.1f, WAL %.0f bytes, full-page images %.2f\n",
+				float64(st.Hit)/n, float64(st.Read)/n, float64(st.Dirtied)/n, float64(st.Written)/n, float64(st.WALBytes)/n, float64(st.WALFullPages)/n)
+		}
 	}
 }
 
