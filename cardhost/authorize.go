@@ -196,7 +196,11 @@ func (h *Host) repeatAnswer(ctx context.Context, r *AuthRequest) (Decision, erro
 	d, ok, err := h.stored(ctx, r)
 	if err == nil && !ok {
 		var a ledger.StoredAnswer
-		a, _, err = ledger.ArchivedAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+		a, ok, err = ledger.ArchivedAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+		if err == nil && !ok {
+			// Its first answer's day was dropped from the archive.
+			return Decision{}, fmt.Errorf("repeat of stan %s: its first answer is no longer kept: %w", r.STAN, ErrNotFound)
+		}
 		d = storedDecision(a)
 	}
 	return d, err
@@ -314,8 +318,14 @@ func (h *Host) original(ctx context.Context, r *AuthRequest) (o originalRow, fou
 
 // originalOn is original reading through q.
 func (h *Host) originalOn(ctx context.Context, q ledger.Querier, r *AuthRequest) (o originalRow, found bool, err error) {
+	return h.originalIn(ctx, q, r, ledger.FindOriginal)
+}
+
+// originalIn is originalOn through find (ledger.FindOriginal, or
+// ledger.FindHotOriginal in a batch's tail).
+func (h *Host) originalIn(ctx context.Context, q ledger.Querier, r *AuthRequest, find func(ctx context.Context, q ledger.Querier, kind, acq, stan, t, mti, rrn string) (ledger.OriginalRow, bool, error)) (o originalRow, found bool, err error) {
 	kind, acq, stan, t, mti, rrn := moneyKey(r)
-	row, found, err := ledger.FindOriginal(ctx, q, kind, acq, stan, t, mti, rrn)
+	row, found, err := find(ctx, q, kind, acq, stan, t, mti, rrn)
 	if err != nil || !found {
 		return originalRow{}, false, err
 	}

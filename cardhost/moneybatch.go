@@ -217,6 +217,11 @@ func (h *Host) decideMoney(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBat
 		if o != nil {
 			hb.Touch(o.partner)
 		}
+		if isIncrement(r) {
+			// It raises a hold: the user and partner rows only, never
+			// settlement or the other internal rows.
+			return true
+		}
 		ids, err := h.ledger.MoneyAccounts(ctx, prog.Currency, prog.PartnerID)
 		if err != nil {
 			w.err = err
@@ -337,7 +342,7 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch
 	w.opened, w.err = w.opened[:0], nil // this attempt's only
 	var pend *pendingReversal
 	err := ledger.BeginFunc(ctx, tx, func(tx ledger.Tx) error {
-		orig, found, err := h.originalOn(ctx, tx, r)
+		orig, found, err := h.originalIn(ctx, tx, r, ledger.FindHotOriginal)
 		if err != nil {
 			return err
 		}
@@ -349,7 +354,13 @@ func (h *Host) moneySlow(ctx context.Context, tx ledger.Tx, hb *ledger.HoldBatch
 			card = m.card
 		}
 		switch {
-		case isRefund(r) && card == nil:
+		case card == nil:
+			// Another card's original: its rows would be locked after the
+			// partner rows the batch holds.
+			return errLeaveBatch
+		case !found && later == nil && r.Original != nil:
+			// It names an original the hot journal lacks: perhaps archived,
+			// which its own transaction reads, holding nothing meanwhile.
 			return errLeaveBatch
 		case creditOrIncrement(r) && r.Class != ClassCompletion && m.out.Reason != Approved:
 			j := w.j

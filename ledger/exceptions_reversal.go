@@ -17,7 +17,10 @@ import (
 // settlement account that carried it (the opening posting, undone). An
 // exception left with nothing is resolved "reversed" by the system, ref
 // naming the reversal. It returns what went back (0: the hold has no open
-// stand-in exception, or all of it is still owed).
+// stand-in exception, or all of it is still owed, or an Admin is resolving
+// it at this moment: the caller holds the internal rows, which an Admin's
+// resolution locks after the exception, so it is skipped, not waited for,
+// and stays the Admin's).
 func (l *Ledger) ReverseStandInTx(ctx context.Context, tx pgx.Tx, holdID, owed int64, ref string) (int64, error) {
 	var (
 		id, amount, receivable, kept int64
@@ -25,7 +28,7 @@ func (l *Ledger) ReverseStandInTx(ctx context.Context, tx pgx.Tx, holdID, owed i
 	)
 	const sel = `SELECT e.id, e.amount, e.receivable, e.currency, CASE WHEN h.status = 'open' THEN h.amount ELSE 0 END
 		FROM exceptions e JOIN holds h ON h.id = e.hold_id
-		WHERE e.hold_id = $1 AND e.kind = 'standin_overdraft' AND e.status = 'open' FOR UPDATE OF e`
+		WHERE e.hold_id = $1 AND e.kind = 'standin_overdraft' AND e.status = 'open' FOR UPDATE OF e SKIP LOCKED`
 	err := tx.QueryRow(ctx, sel, holdID).Scan(&id, &amount, &receivable, &currency, &kept)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil

@@ -48,6 +48,18 @@ var journalTables = [...]string{"auth_journal", "auth_journal_archive"}
 // archive is read (a late refund or completion of an archived original).
 // found is false when there is none.
 func FindOriginal(ctx context.Context, q Querier, kind, acq, stan, t, mti, rrn string) (o OriginalRow, found bool, err error) {
+	return findOriginal(ctx, q, journalTables[:], kind, acq, stan, t, mti, rrn)
+}
+
+// FindHotOriginal is FindOriginal in the hot journal only: for a batch's
+// tail, which holds the partner and internal rows and must not scan the
+// archive's partitions meanwhile (the caller leaves such a message to its
+// own transaction, which reads the archive).
+func FindHotOriginal(ctx context.Context, q Querier, kind, acq, stan, t, mti, rrn string) (o OriginalRow, found bool, err error) {
+	return findOriginal(ctx, q, journalTables[:1], kind, acq, stan, t, mti, rrn)
+}
+
+func findOriginal(ctx context.Context, q Querier, tables []string, kind, acq, stan, t, mti, rrn string) (o OriginalRow, found bool, err error) {
 	var where string
 	var args []any
 	switch kind {
@@ -61,7 +73,7 @@ func FindOriginal(ctx context.Context, q Querier, kind, acq, stan, t, mti, rrn s
 		where = `j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3)`
 		args = []any{acq, rrn, stan}
 	}
-	for _, table := range journalTables {
+	for _, table := range tables {
 		err = q.QueryRow(ctx, `SELECT `+originalColumns+` FROM `+table+` j WHERE `+where+` ORDER BY j.id LIMIT 1`, args...).
 			Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.OrigProc, &o.Proc, &o.Amount, &o.Currency, &o.originalID)
 		if !errors.Is(err, pgx.ErrNoRows) {
