@@ -139,3 +139,4 @@ func (w *warmFlags) run(ctx context.Context, pool *pgxpool.Pool, warmed *warmCon
 	}
 	return ready
 }
+
