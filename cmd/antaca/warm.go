@@ -139,4 +139,3 @@ func (w *warmFlags) run(ctx context.Context, pool *pgxpool.Pool, warmed *warmCon
 	}
 	return ready
 }
-
