@@ -170,7 +170,9 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	// Before any listener opens (the ISO ports, and the API whose /healthz
 	// answers only then): connections opened and readied now, not under
 	// the first seconds of traffic.
-	f.warm.run(ctx, pool, warmed, log)
+	if warmed != nil {
+		warmed.Run(ctx, pool)
+	}
 	keys, err := loadKeys(f.keys, f.dataDir)
 	if err != nil {
 		return err

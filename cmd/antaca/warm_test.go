@@ -85,7 +85,7 @@ func TestWarmStartBeforeISOPort(t *testing.T) {
 
 // warmTestPool is a pool configured as serve configures it with w, and
 // the set of its readied connections.
-func warmTestPool(t *testing.T, url string, w warmFlags) (*pgxpool.Pool, *warmConns) {
+func warmTestPool(t *testing.T, url string, w warmFlags) (*pgxpool.Pool, *ledger.Warmer) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var c common
@@ -141,7 +141,7 @@ func TestWarmPoolPrepares(t *testing.T) {
 	url := ledgertest.URL(t)
 	w := warmFlags{conns: 4, timeout: 20 * time.Second}
 	pool, warmed := warmTestPool(t, withParam(url, "pool_max_conns=6"), w)
-	if got := w.run(t.Context(), pool, warmed, slog.New(slog.DiscardHandler)); got != 4 {
+	if got := warmed.Run(t.Context(), pool); got != 4 {
 		t.Fatalf("warm start readied %d connections, want 4", got)
 	}
 	if got := pool.Stat().TotalConns(); got < 4 {
@@ -172,7 +172,7 @@ func TestWarmStartDeadline(t *testing.T) {
 	w := warmFlags{conns: 2, timeout: 500 * time.Millisecond}
 	pool, warmed := warmTestPool(t, url, w)
 	start := time.Now()
-	if got := w.run(t.Context(), pool, warmed, slog.New(slog.DiscardHandler)); got != 0 {
+	if got := warmed.Run(t.Context(), pool); got != 0 {
 		t.Errorf("warm start readied %d connections behind the lock, want 0", got)
 	}
 	if took := time.Since(start); took > 3*time.Second {
