@@ -109,8 +109,14 @@ func SpecAccounts(specs []HoldSpec) []int64 {
 // of specs Decide will get (see queueLockWith). Their results are read
 // when q's results are closed; the locks last until the transaction ends.
 func (b *HoldBatch) QueueLock(q *pgx.Batch, ids []int64, n int) {
-	b.queueLockWith(q, n, lockRows{Users: `SELECT unnest($1::bigint[])`}, ids)
+	b.queueLockWith(q, n, accountsLock, ids)
 }
+
+// accountsLock is QueueLock's statement: the accounts by id ($1).
+var accountsLock = lockRows{Users: `SELECT unnest($1::bigint[])`}
+
+// reserveHoldIDs reserves $1 hold ids, with the transaction's time.
+const reserveHoldIDs = `SELECT now(), array_agg(nextval('holds_id_seq')) FROM generate_series(1, $1)`
 
 // lockRows is what queueLockWith's statement reads: the accounts, and
 // the caller's own rows, found once and used both for its answer and to
@@ -190,7 +196,7 @@ func (b *HoldBatch) queueLockWith(q *pgx.Batch, n int, lr lockRows, args ...any)
 		}
 		return rows.Err()
 	})
-	q.Queue(`SELECT now(), array_agg(nextval('holds_id_seq')) FROM generate_series(1, $1)`, n).QueryRow(func(row pgx.Row) error {
+	q.Queue(reserveHoldIDs, n).QueryRow(func(row pgx.Row) error {
 		var ids []int64
 		if err := row.Scan(&b.now, &ids); err != nil {
 			return err
@@ -352,6 +358,7 @@ func (b *HoldBatch) Decide(specs []HoldSpec) []HoldResult {
 }
 
 const (
+	refsFree    = `SELECT ledger_refs_free($1)`
 	insertHolds = `INSERT INTO holds (id, user_account_id, partner_account_id, currency, original_amount, amount, ref, expires_at, created_at)
 		SELECT v.id, NULLIF(v.u, 0), NULLIF(v.p, 0), v.cur, v.amt, v.amt, NULLIF(v.ref, ''), v.exp, $8
 		  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::timestamptz[]) AS v (id, u, p, cur, amt, ref, exp)`
@@ -423,7 +430,7 @@ func (b *HoldBatch) QueueWrite(q *pgx.Batch) {
 	// name are changed by QueueFinish's update only.
 	b.queueMoney(q)
 	if len(declined) > 0 {
-		q.Queue(`SELECT ledger_refs_free($1)`, declined)
+		q.Queue(refsFree, declined)
 	}
 }
 

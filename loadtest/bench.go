@@ -78,6 +78,11 @@ type BenchConfig struct {
 	// full-page images right after one (docs/operations.md, "The card
 	// base's size"); default 30 s per million cards, negative: none.
 	Warmup time.Duration
+	// DBWarm is the switch's warm start (ledger.Warmer): the connections
+	// opened and readied before it listens; 0: all of PoolSize, as
+	// antaca's default; negative: none, a cold start. The switch's pool
+	// is emptied first either way, as a newly started process finds it.
+	DBWarm int
 	// Waits samples Postgres' wait events during the approvals' load
 	// (BenchResult.Waits).
 	Waits bool
@@ -281,6 +286,14 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	pcfg.MaxConns = int32(cfg.PoolSize)
+	var warmer *ledger.Warmer
+	if cfg.DBWarm >= 0 {
+		warmer = &ledger.Warmer{Conns: cfg.DBWarm, Timeout: 10 * time.Second, Logger: log}
+		if cfg.DBWarm == 0 {
+			warmer.Conns = -1
+		}
+		warmer.Configure(pcfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -335,6 +348,12 @@ func Bench(ctx context.Context, cfg BenchConfig) (*BenchResult, error) {
 		log.Info("prewarmed", "mb", mb, "took", time.Since(t0).Round(time.Millisecond))
 	}
 
+	// The switch starts as a new process would: no connection open,
+	// then its warm start (antaca serve's, cmd/antaca).
+	pool.Reset()
+	if warmer != nil {
+		warmer.Run(ctx, pool)
+	}
 	srv, err := authswitch.New(authswitch.Config{Profile: cfg.Load.Profile, Addr: "127.0.0.1:0", ZoneKey: cfg.Load.Profile, Logger: quiet}, host)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)

@@ -86,6 +86,9 @@ type common struct {
 	dataDir     string
 	pgPort      int
 	logLevel    string
+	// poolOpts change the pool's configuration before it connects (the
+	// warm start of serve).
+	poolOpts []func(*pgxpool.Config)
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -170,7 +173,7 @@ func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, fun
 		}
 		url = cluster.URL("postgres")
 	}
-	pool, err := newPool(ctx, url)
+	pool, err := newPool(ctx, url, c.poolOpts...)
 	if err == nil {
 		err = pool.Ping(ctx)
 	}
@@ -192,13 +195,17 @@ func (c *common) open(ctx context.Context, log *slog.Logger) (*pgxpool.Pool, fun
 // newPool connects with room for the card host's batch workers, the API
 // and the background workers: pgx's default (the number of CPUs, at least
 // 4) would make them queue for connections. pool_max_conns in the URL wins.
-func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// opts change the configuration last.
+func newPool(ctx context.Context, url string, opts ...func(*pgxpool.Config)) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, err
 	}
 	if !strings.Contains(url, "pool_max_conns") {
 		cfg.MaxConns = 32
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }

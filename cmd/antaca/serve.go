@@ -57,6 +57,7 @@ type serveFlags struct {
 	partnerDevHTTP bool
 	simulateSwitch string
 	limits         limitFlags
+	warm           warmFlags
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
@@ -88,6 +89,7 @@ func (f *serveFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.DurationVar(&f.sessionTTL, "session-ttl", envDuration("ANTACA_SESSION_TTL", 10*time.Minute), "API session lifetime (env ANTACA_SESSION_TTL)")
 	fs.BoolVar(&f.demo, "demo", envOr("ANTACA_DEMO", fmt.Sprint(cmd == "all")) == "true", "create the demo data on first start and write <data>/demo.json (env ANTACA_DEMO=true|false)")
 	f.limits.register(fs)
+	f.warm.register(fs)
 }
 
 // logConfig logs the effective configuration with secrets masked.
@@ -154,6 +156,7 @@ func serve(ctx context.Context, cmd string, args []string) error {
 	gctune.Apply()
 	log := f.logger()
 	f.logConfig(log, cmd)
+	warmed := f.warm.apply(&f.common, log)
 	pool, closeFn, err := f.open(ctx, log)
 	if err != nil {
 		return err
@@ -164,6 +167,12 @@ func serve(ctx context.Context, cmd string, args []string) error {
 		return err
 	}
 	log.Info("migrated", "applied", applied)
+	// Before any listener opens (the ISO ports, and the API whose /healthz
+	// answers only then): connections opened and readied now, not under
+	// the first seconds of traffic.
+	if warmed != nil {
+		warmed.Run(ctx, pool)
+	}
 	keys, err := loadKeys(f.keys, f.dataDir)
 	if err != nil {
 		return err

@@ -123,6 +123,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.CardsOut, "cards-out", "", "write the card set (test cards) to this file")
 	noPrewarm := fs.Bool("no-prewarm", false, "do not load cards, accounts and their look-up indexes into shared_buffers (pg_prewarm) before the load")
 	fs.DurationVar(&c.Warmup, "warmup", 0, "run the approvals this long before the measured load, unmeasured (default 30s per million cards; negative: none)")
+	dbWarm := fs.Int("db-warm", -1, "the switch's warm start, as antaca's -db-warm: connections opened and readied before it listens; negative: all of -pool; 0: none (a cold start)")
 	fs.BoolVar(&c.Waits, "waits", false, "sample Postgres' wait events every 10 ms during the approvals and print their counts")
 	fs.BoolVar(&c.Explain, "explain", false, "after the approvals, print the lock statement's plan with buffer counts (EXPLAIN ANALYZE, BUFFERS) and the sizes of cards and accounts")
 	fs.Func("pg", "a server setting of the throwaway cluster, name=value (repeatable)", func(s string) error {
@@ -140,6 +141,12 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	c.NoPrewarm = *noPrewarm
+	switch {
+	case *dbWarm == 0:
+		c.DBWarm = -1
+	case *dbWarm > 0:
+		c.DBWarm = *dbWarm
+	}
 	var err error
 	if c.Load.Mix, err = loadtest.ParseMix(*mix); err != nil {
 		return err
