@@ -279,3 +279,63 @@ func TestGroupCommitIncrementalInOneBatch(t *testing.T) {
 		e.verify()
 	})
 }
+
+// TestGroupCommitRefusedRefundFailsAlone: a refund the ledger refuses in
+// its batch's tail (its card's balance no longer in the currency of its
+// program: ledger.ErrCurrencyMismatch) fails alone, as in a transaction of
+// its own: it is answered issuer unavailable and credits nothing, while
+// the approvals and the completion of the same batch are approved and
+// committed by that batch, one transaction, one commit.
+func TestGroupCommitRefusedRefundFailsAlone(t *testing.T) {
+	forProfiles(t, nil, func(t *testing.T, e *e2e) {
+		addr, batches := e.windowed(time.Second)
+		conns := []*connection.Connection{dial(t, addr, e.profile), dial(t, addr, e.profile)}
+		refused, held, a1, a2 := e.virtualCard(e.prog, 10_000), e.virtualCard(e.prog, 10_000), e.virtualCard(e.prog, 10_000), e.virtualCard(e.prog, 10_000)
+		purchase := e.msg("200", refused, 1_000, nil)
+		e.expect(e.send(purchase), cardhost.Approved)
+		auth, resp := e.auth(held, 1_000, nil)
+		e.expect(resp, cardhost.Approved)
+		// The refunded card's balance in another currency than its
+		// program's: the credit's legs do not match it.
+		acc := e.account(refused.AccountID)
+		other := "USD"
+		if acc.Currency == other {
+			other = "EUR"
+		}
+		setCurrency := func(ccy string) {
+			if _, err := e.pool.Exec(e.ctx, `UPDATE accounts SET currency = $2 WHERE id = $1`, refused.AccountID, ccy); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setCurrency(other)
+		partner := e.account(e.prog.PartnerAccountID)
+		refund := e.refundOf(purchase, refused, 1_000)
+		ms := []*iso8583.Message{e.msg("100", a1, 2_000, nil), refund, e.follow("220", auth, held, 800, nil), e.msg("200", a2, 3_000, nil)}
+		n0, q0 := batches()
+		resps := sendTogether(t, conns, 20*time.Millisecond, ms...)
+		oneBatch(t, batches, n0, q0, len(ms), "two approvals, a completion and a refused refund")
+		for i, resp := range resps {
+			if ms[i] == refund {
+				e.expect(resp, cardhost.IssuerUnavailable)
+				continue
+			}
+			e.expect(resp, cardhost.Approved)
+		}
+		setCurrency(acc.Currency)
+		e.expectBalance(refused.AccountID, 9_000, 0) // nothing credited
+		e.expectBalance(a1.AccountID, 10_000, 2_000)
+		e.expectBalance(held.AccountID, 9_200, 0)
+		e.expectBalance(a2.AccountID, 7_000, 0)
+		if got := e.count(`SELECT count(*) FROM postings WHERE kind = 'credit'`); got != 0 {
+			t.Errorf("%d credit postings, want none", got)
+		}
+		if got, want := e.account(e.prog.PartnerAccountID).Balance, partner.Balance-3_800; got != want {
+			t.Errorf("partner balance %d, want %d (the completion and the financial request charged, nothing credited)", got, want)
+		}
+		// The refused refund was not journaled: sent again once the
+		// balance is right, it is credited.
+		e.expect(sendOn(t, conns[0], refund), cardhost.Approved)
+		e.expectBalance(refused.AccountID, 10_000, 0)
+		e.verify()
+	})
+}
