@@ -497,8 +497,10 @@ func (l *Ledger) release(ctx context.Context, tx pgx.Tx, holdID int64, remaining
 }
 
 // ExpireHolds releases every open hold whose expiry (creation + HoldTTL) is
-// past, in batches, and returns how many expired. Holds locked by another
-// transaction at that moment are left for the next run.
+// past, in batches, and returns how many expired; then it folds the
+// velocity releases of ended periods (foldEndedSpendReleases). Holds and
+// counters locked by another transaction at that moment are left for the
+// next run.
 func (l *Ledger) ExpireHolds(ctx context.Context) (int, error) {
 	const batch = 500
 	total := 0
@@ -569,6 +571,12 @@ func (l *Ledger) ExpireHolds(ctx context.Context) (int, error) {
 	}
 	if total > 0 {
 		l.log.Info("holds expired", "count", total)
+	}
+	// What expiries and reversals gave back to counters of ended
+	// periods, folded after the expiries' transactions: never while
+	// they hold partner rows.
+	if _, err := l.foldEndedSpendReleases(ctx, batch); err != nil {
+		return total, err
 	}
 	return total, nil
 }

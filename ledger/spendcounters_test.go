@@ -1,7 +1,9 @@
 package ledger_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -106,6 +108,122 @@ func TestSpendCountersFold(t *testing.T) {
 	}
 	if got, _ := lock(); got != (ledger.SpendUsage{}) {
 		t.Errorf("after expiry: %+v, want nothing", got)
+	}
+}
+
+// The hold-expiry sweep folds the releases queued for counters of ended
+// periods, which no authorisation locks again (a seven-day hold of a daily
+// rule expiring next week): in its own transactions, locking counters
+// only, skipping one another transaction holds (folded by the next run).
+// A lifetime counter's releases wait for its next authorisation.
+func TestExpireHoldsFoldsEndedSpendReleases(t *testing.T) {
+	e := newEnv(t, 0)
+	if _, err := e.pool.Exec(e.ctx, `ALTER TABLE spend_rules DROP CONSTRAINT spend_rules_program_id_fkey`); err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.Now().UTC()
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	keys := map[string]ledger.SpendCounterKey{
+		"day":      {RuleID: 7, PeriodStart: day},
+		"week":     {RuleID: 8, PeriodStart: day.AddDate(0, 0, -((int(day.Weekday()) + 6) % 7))},
+		"lifetime": {RuleID: 9, PeriodStart: time.Unix(0, 0).UTC()},
+	}
+	var all []ledger.SpendCounterKey
+	for period, k := range keys {
+		if _, err := e.pool.Exec(e.ctx, `INSERT INTO spend_rules (id, program_id, scope, target_id, kind, mode, vals, period, max_count, updated_by)
+			VALUES ($1, 1, 'program', 1, 'velocity', 'limit', '{}', $2, 1000, 'test')`, k.RuleID, period); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, k)
+	}
+	p := e.partner("")
+	credit := e.credit(p, "EUR", 1_000_000, nil)
+	u := e.user(p, "EUR", 1_000_000)
+	var holds []int64
+	for i := range 3 {
+		h, err := e.l.PlaceHold(e.ctx, ledger.HoldSpec{UserAccountID: u.ID, PartnerAccountID: credit.ID, Currency: "EUR", Amount: 100,
+			Ref: fmt.Sprintf("h%d", i), TTL: 7 * 24 * time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holds = append(holds, h.ID)
+		if err := pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
+			if _, err := ledger.LockSpendCounters(e.ctx, tx, slices.Clone(all)); err != nil {
+				return err
+			}
+			var q pgx.Batch
+			var cs []ledger.SpendCharge
+			for _, k := range all {
+				cs = append(cs, ledger.SpendCharge{SpendCounterKey: k, HoldID: h.ID, Amount: 100})
+			}
+			ledger.QueueSpendCharges(&q, cs)
+			return tx.SendBatch(e.ctx, &q).Close()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.l.Release(e.ctx, holds[0], 0); err != nil { // reversed the same day
+		t.Fatal(err)
+	}
+	counter := func(k ledger.SpendCounterKey) (u ledger.SpendUsage, queued int) {
+		t.Helper()
+		if err := e.pool.QueryRow(e.ctx, `SELECT amount, count, (SELECT count(*) FROM spend_counter_releases WHERE rule_id = $1 AND period_start = $2)
+			FROM spend_counters WHERE rule_id = $1 AND period_start = $2`, k.RuleID, k.PeriodStart).Scan(&u.Amount, &u.Count, &queued); err != nil {
+			t.Fatal(err)
+		}
+		return u, queued
+	}
+	expire := func() {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second) // a sweep waiting on a lock fails here
+		defer cancel()
+		if _, err := e.l.ExpireHolds(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Next week: the other two expire. Another transaction holds the
+	// weekly counter meanwhile (an incremental of a hold charged then).
+	e.clock.Add(8 * 24 * time.Hour)
+	other, err := e.pool.Begin(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(e.ctx)
+	if _, err := other.Exec(e.ctx, `SELECT 1 FROM spend_counters WHERE rule_id = 8 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	expire()
+	charged := ledger.SpendUsage{Amount: 300, Count: 3}
+	for _, tc := range []struct {
+		period string
+		usage  ledger.SpendUsage
+		queued int
+	}{
+		{"day", ledger.SpendUsage{}, 0},
+		{"week", charged, 3}, // locked by another: left for the next run
+		{"lifetime", charged, 3},
+	} {
+		if u, queued := counter(keys[tc.period]); u != tc.usage || queued != tc.queued {
+			t.Errorf("%s counter after the sweep: %+v with %d releases queued, want %+v with %d", tc.period, u, queued, tc.usage, tc.queued)
+		}
+	}
+	if err := other.Rollback(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	expire()
+	if u, queued := counter(keys["week"]); u != (ledger.SpendUsage{}) || queued != 0 {
+		t.Errorf("week counter after the next sweep: %+v with %d releases queued, want nothing", u, queued)
+	}
+	// The lifetime counter's authorisation folds its own, as before.
+	err = pgx.BeginFunc(e.ctx, e.pool, func(tx pgx.Tx) error {
+		m, err := ledger.LockSpendCounters(e.ctx, tx, []ledger.SpendCounterKey{keys["lifetime"]})
+		if got := m[keys["lifetime"]]; err == nil && got != (ledger.SpendUsage{}) {
+			t.Errorf("lifetime counter locked: %+v, want nothing", got)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -213,17 +213,76 @@ func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (
 		ORDER BY rule_id, period_start FOR UPDATE`, rules, starts).Query(scan)
 	// The rows are ours now: their queued releases are folded in, in
 	// place (a release committed after this statement waits for the next).
-	q.Queue(`WITH d AS (DELETE FROM spend_counter_releases
-			WHERE (rule_id, period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
-			RETURNING rule_id, period_start, amount, count),
-		s AS (SELECT rule_id, period_start, sum(amount) AS amount, sum(count) AS n FROM d GROUP BY rule_id, period_start)
-		UPDATE spend_counters c SET amount = c.amount - s.amount, count = c.count - s.n
-		FROM s WHERE c.rule_id = s.rule_id AND c.period_start = s.period_start
-		RETURNING c.rule_id, c.period_start, c.amount, c.count`, rules, starts).Query(scan)
+	q.Queue(foldSpendReleases, rules, starts).Query(scan)
 	if err := tx.SendBatch(ctx, &q).Close(); err != nil {
 		return nil, dbErr("lock spend counters", err)
 	}
 	return out, nil
+}
+
+// foldSpendReleases deletes the queued releases of the counters
+// ($1, $2: rule ids and period starts), which its caller has locked, and
+// subtracts them from the counter rows, returning the rows it changed.
+const foldSpendReleases = `WITH d AS (DELETE FROM spend_counter_releases
+		WHERE (rule_id, period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
+		RETURNING rule_id, period_start, amount, count),
+	s AS (SELECT rule_id, period_start, sum(amount) AS amount, sum(count) AS n FROM d GROUP BY rule_id, period_start)
+	UPDATE spend_counters c SET amount = c.amount - s.amount, count = c.count - s.n
+	FROM s WHERE c.rule_id = s.rule_id AND c.period_start = s.period_start
+	RETURNING c.rule_id, c.period_start, c.amount, c.count`
+
+// lockEndedSpendCounters locks, skipping those another transaction
+// holds, up to $2 counters of periods ended by $1 (a calendar UTC day,
+// ISO week or month; a lifetime never ends) that have releases queued.
+const lockEndedSpendCounters = `SELECT c.rule_id, c.period_start FROM spend_counters c JOIN spend_rules r ON r.id = c.rule_id
+	WHERE (c.rule_id, c.period_start) IN (SELECT rule_id, period_start FROM spend_counter_releases)
+		AND r.period IN ('day', 'week', 'month')
+		AND (c.period_start AT TIME ZONE 'UTC' + CASE r.period WHEN 'day' THEN interval '1 day'
+			WHEN 'week' THEN interval '7 days' ELSE interval '1 month' END) AT TIME ZONE 'UTC' <= $1
+	ORDER BY c.rule_id, c.period_start LIMIT $2 FOR UPDATE OF c SKIP LOCKED`
+
+// foldEndedSpendReleases folds the releases queued for the counters of
+// ended periods, which no authorisation locks again to fold them (a
+// seven-day hold of a daily rule expiring next week), in transactions of
+// at most batch counters, and returns how many counters it folded. Only
+// an incremental authorisation of a hold charged in that period still
+// reads such a counter (cardhost's incrementHold); folded or not, it reads
+// the same usage. Each transaction locks counters only, skipping those
+// another holds (the next run folds them): no account, hold or partner
+// row, so DESIGN section 6's order (counters before partner rows) holds.
+func (l *Ledger) foldEndedSpendReleases(ctx context.Context, batch int) (int, error) {
+	total := 0
+	for {
+		n := 0
+		err := pgx.BeginFunc(ctx, l.pool, func(tx pgx.Tx) error {
+			rows, err := tx.Query(ctx, lockEndedSpendCounters, l.now(), batch)
+			if err != nil {
+				return err
+			}
+			var rules []int64
+			var starts []time.Time
+			var rule int64
+			var start time.Time
+			if _, err := pgx.ForEachRow(rows, []any{&rule, &start}, func() error {
+				rules, starts = append(rules, rule), append(starts, start)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if n = len(rules); n == 0 {
+				return nil
+			}
+			_, err = tx.Exec(ctx, foldSpendReleases, rules, starts)
+			return err
+		})
+		if err != nil {
+			return total, dbErr("fold ended spend releases", err)
+		}
+		total += n
+		if n < batch {
+			return total, nil
+		}
+	}
 }
 
 // SpendHold is an open hold as an incremental authorisation's velocity
