@@ -60,21 +60,12 @@ func FindHotOriginal(ctx context.Context, q Querier, kind, acq, stan, t, mti, rr
 }
 
 func findOriginal(ctx context.Context, q Querier, tables []string, kind, acq, stan, t, mti, rrn string) (o OriginalRow, found bool, err error) {
-	var where string
-	var args []any
-	switch kind {
-	case "L":
-		where = `j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4`
-		args = []any{acq, stan, t, mti}
-	case "T":
-		where = `j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4`
-		args = []any{acq, stan, t, mti}
-	default:
-		where = `j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3)`
+	args := []any{acq, stan, t, mti}
+	if kind != "L" && kind != "T" {
 		args = []any{acq, rrn, stan}
 	}
 	for _, table := range tables {
-		err = q.QueryRow(ctx, `SELECT `+originalColumns+` FROM `+table+` j WHERE `+where+` ORDER BY j.id LIMIT 1`, args...).
+		err = q.QueryRow(ctx, originalQuery(table, kind), args...).
 			Scan(&o.ID, &o.HoldID, &o.CardID, &o.Class, &o.Ref, &o.OrigRef, &o.OrigProc, &o.Proc, &o.Amount, &o.Currency, &o.originalID)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			break
@@ -95,6 +86,20 @@ func findOriginal(ctx context.Context, q Querier, tables []string, kind, acq, st
 		return OriginalRow{}, false, fmt.Errorf("find original: %w", err)
 	}
 	return o, true, nil
+}
+
+// originalQuery is findOriginal's look-up of a key of kind in table:
+// L ($1 acquirer, $2 STAN, $3 local time, $4 MTI), T (the same with the
+// transmission time), R ($1 acquirer, $2 RRN, $3 STAN).
+func originalQuery(table, kind string) string {
+	where := `j.acquirer_id = $1 AND j.rrn = $2 AND j.stan = $3 AND j.class IN (1, 2, 3)`
+	switch kind {
+	case "L":
+		where = `j.acquirer_id = $1 AND j.stan = $2 AND j.local_time = $3 AND j.mti = $4`
+	case "T":
+		where = `j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4`
+	}
+	return `SELECT ` + originalColumns + ` FROM ` + table + ` j WHERE ` + where + ` ORDER BY j.id LIMIT 1`
 }
 
 // HoldRate is what a partial reversal is converted at: the original's

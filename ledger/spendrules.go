@@ -152,7 +152,7 @@ func (l *Ledger) SpendRuleHistory(ctx context.Context, partnerID, id int64) ([]S
 // ProgramSpendRules returns a program's active rules, read through q (an
 // authorisation batch's transaction when the program cache reloads).
 func ProgramSpendRules(ctx context.Context, q Querier, programID int64) ([]SpendRule, error) {
-	rows, err := q.Query(ctx, `SELECT `+spendRuleColumns+` FROM spend_rules WHERE program_id = $1 AND active ORDER BY id`, programID)
+	rows, err := q.Query(ctx, selectProgramSpendRules, programID)
 	if err != nil {
 		return nil, dbErr("program spend rules", err)
 	}
@@ -194,8 +194,7 @@ func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (
 		rules[i], starts[i] = k.RuleID, k.PeriodStart
 	}
 	var q pgx.Batch
-	q.Queue(`INSERT INTO spend_counters (rule_id, period_start)
-		SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`, rules, starts)
+	q.Queue(insertSpendCounters, rules, starts)
 	out := make(map[SpendCounterKey]SpendUsage, len(keys))
 	scan := func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -208,9 +207,7 @@ func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (
 		}
 		return rows.Err()
 	}
-	q.Queue(`SELECT rule_id, period_start, amount, count FROM spend_counters
-		WHERE (rule_id, period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
-		ORDER BY rule_id, period_start FOR UPDATE`, rules, starts).Query(scan)
+	q.Queue(lockSpendCounters, rules, starts).Query(scan)
 	// The rows are ours now: their queued releases are folded in, in
 	// place (a release committed after this statement waits for the next).
 	q.Queue(foldSpendReleases, rules, starts).Query(scan)
@@ -219,6 +216,24 @@ func LockSpendCounters(ctx context.Context, tx pgx.Tx, keys []SpendCounterKey) (
 	}
 	return out, nil
 }
+
+// The statements of the velocity counters an authorisation batch sends
+// (LockSpendCounters, QueueSpendCharges) and of the spend rules it reads
+// with a program, warmed on each connection (HotStatements).
+const (
+	selectProgramSpendRules = `SELECT ` + spendRuleColumns + ` FROM spend_rules WHERE program_id = $1 AND active ORDER BY id`
+	insertSpendCounters     = `INSERT INTO spend_counters (rule_id, period_start)
+	SELECT * FROM unnest($1::bigint[], $2::timestamptz[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING`
+	lockSpendCounters = `SELECT rule_id, period_start, amount, count FROM spend_counters
+	WHERE (rule_id, period_start) IN (SELECT * FROM unnest($1::bigint[], $2::timestamptz[]))
+	ORDER BY rule_id, period_start FOR UPDATE`
+	chargeSpendCounters = `UPDATE spend_counters c SET amount = c.amount + x.amount, count = c.count + x.n
+	FROM (SELECT r, s, sum(a) AS amount, count(*) AS n FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[]) AS u(r, s, a)
+		GROUP BY r, s) x
+	WHERE c.rule_id = x.r AND c.period_start = x.s`
+	insertSpendCounterHolds = `INSERT INTO spend_counter_holds (hold_id, rule_id, period_start, amount)
+	SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[])`
+)
 
 // foldSpendReleases deletes the queued releases of the counters
 // ($1, $2: rule ids and period starts), which its caller has locked, and
@@ -352,12 +367,8 @@ func QueueSpendCharges(q *pgx.Batch, cs []SpendCharge) {
 	for i, c := range cs {
 		holds[i], rules[i], starts[i], amounts[i] = c.HoldID, c.RuleID, c.PeriodStart, c.Amount
 	}
-	q.Queue(`UPDATE spend_counters c SET amount = c.amount + x.amount, count = c.count + x.n
-		FROM (SELECT r, s, sum(a) AS amount, count(*) AS n FROM unnest($1::bigint[], $2::timestamptz[], $3::bigint[]) AS u(r, s, a)
-			GROUP BY r, s) x
-		WHERE c.rule_id = x.r AND c.period_start = x.s`, rules, starts, amounts)
-	q.Queue(`INSERT INTO spend_counter_holds (hold_id, rule_id, period_start, amount)
-		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::bigint[])`, holds, rules, starts, amounts)
+	q.Queue(chargeSpendCounters, rules, starts, amounts)
+	q.Queue(insertSpendCounterHolds, holds, rules, starts, amounts)
 }
 
 // ListenSpendRules listens on SpendRulesChannel on a connection of its own

@@ -16,7 +16,11 @@ import (
 // HotStatements are the texts of the statements a batch of card
 // transactions sends (see the card host's batch): the locks, the journal
 // and money probes, the hold and journal inserts, the account updates,
-// the captures and releases. Warm prepares them on a new connection.
+// the captures and releases; the program look-up and its spend rules (a
+// program cache miss, in the batch's transaction), the velocity counters
+// (a program with velocity rules), the hot journal's look-ups of the
+// originals its tail's money messages name. Warm prepares them on a new
+// connection.
 func HotStatements() []string {
 	return []string{
 		GenericPlans,
@@ -33,6 +37,16 @@ func HotStatements() []string {
 		refsFree,
 		captureHolds,
 		releaseHolds,
+		selectProgram,
+		selectProgramSpendRules,
+		insertSpendCounters,
+		lockSpendCounters,
+		foldSpendReleases,
+		chargeSpendCounters,
+		insertSpendCounterHolds,
+		originalQuery(journalTables[0], "L"),
+		originalQuery(journalTables[0], "T"),
+		originalQuery(journalTables[0], "R"),
 	}
 }
 

@@ -99,7 +99,7 @@ func warmTestPool(t *testing.T, url string, w warmFlags) (*pgxpool.Pool, *ledger
 }
 
 // checkPrepared fails t unless n connections of pool (open ones first:
-// all when it holds more) each hold the batch's lock statement and journal probe prepared under
+// all when it holds more) each hold every statement of ledger.HotStatements prepared under
 // pgx's name for a text prepared by its text (where pgx looks first, so a
 // batch sends no Parse: its own cache's statements are "stmtcache_…"),
 // each with a generic plan.
@@ -112,7 +112,7 @@ func checkPrepared(t *testing.T, pool *pgxpool.Pool, n int) {
 			c.Release()
 		}
 	}()
-	want := []string{ledger.CardsLockSQL(), ledger.HotStatements()[4]}
+	want := ledger.HotStatements()[1:] // [0] sets the transaction's planner settings
 	for i := range total {
 		c, err := pool.Acquire(t.Context())
 		if err != nil {
@@ -130,6 +130,38 @@ func checkPrepared(t *testing.T, pool *pgxpool.Pool, n int) {
 			if plans < 1 {
 				t.Errorf("connection %d: statement %.50q: got %d generic plans (-1: not prepared under its text), want 1", i, sql, plans)
 			}
+		}
+		checkProgramWarm(t, c, i)
+	}
+}
+
+// checkProgramWarm fails t unless the card host's program look-up and its
+// spend rules (a program cache miss in an authorisation batch) run on c
+// from statements the warm start prepared: no Parse, no new statement in
+// pgx's own cache.
+func checkProgramWarm(t *testing.T, c *pgxpool.Conn, i int) {
+	t.Helper()
+	count := func(q string) (n int) {
+		t.Helper()
+		if err := c.QueryRow(t.Context(), q, pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	const cached = `SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'stmtcache\_%'`
+	before := count(cached)
+	if _, err := ledger.ProgramOn(t.Context(), c, -1); err == nil {
+		t.Fatal("program -1 found")
+	}
+	if _, err := ledger.ProgramSpendRules(t.Context(), c, -1); err != nil {
+		t.Fatal(err)
+	}
+	if after := count(cached); after != before {
+		t.Errorf("connection %d: the program look-up prepared %d statements of its own, want none (warmed)", i, after-before)
+	}
+	for _, like := range []string{`%FROM programs p JOIN currencies c%`, `%FROM spend_rules WHERE program_id = $1 AND active%`} {
+		if n := count(`SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'stmt\_%' AND generic_plans > 0 AND statement LIKE '` + like + `'`); n != 1 {
+			t.Errorf("connection %d: %d warmed statements like %s with a generic plan, want 1", i, n, like)
 		}
 	}
 }
