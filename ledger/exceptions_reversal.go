@@ -54,12 +54,13 @@ func (l *Ledger) ReverseStandInTx(ctx context.Context, tx pgx.Tx, holdID, owed i
 	}
 	// Resolved, it keeps its amounts (as any resolution does); in part,
 	// what stays receivable is its amount from now on.
-	upd := `UPDATE exceptions SET status = 'reversed', resolved_at = now(), resolved_by = 'system', resolution_posting_id = $3
-		WHERE id = $1 AND receivable = $2`
-	if still > 0 {
-		upd = `UPDATE exceptions SET amount = amount - $2, receivable = receivable - $2 WHERE id = $1 AND $3::bigint > 0`
+	if still == 0 {
+		_, err = tx.Exec(ctx, `UPDATE exceptions SET status = 'reversed', resolved_at = now(), resolved_by = 'system',
+			resolution_posting_id = $2 WHERE id = $1`, id, p)
+	} else {
+		_, err = tx.Exec(ctx, `UPDATE exceptions SET amount = amount - $2, receivable = $3 WHERE id = $1`, id, back, still)
 	}
-	if _, err := tx.Exec(ctx, upd, id, back, p); err != nil {
+	if err != nil {
 		return 0, err
 	}
 	return back, nil

@@ -26,14 +26,14 @@ type OriginalRow struct {
 }
 
 // originalColumns are OriginalRow's, from journal row j (of auth_journal
-// or its archive). They name auth_journal alone, so that the journal's
-// look-up plans no partition of the archive; FindOriginal reads the key
-// of an archived row j names after.
+// or its archive) and the row o it names, joined from auth_journal alone
+// (originalQuery), so that the journal's look-up plans no partition of
+// the archive; FindOriginal reads the key of an archived row j names
+// after.
 const originalColumns = `j.id, coalesce(j.hold_id, 0), coalesce(j.card_id, 0), j.class,
 	j.acquirer_id || '/' || j.stan || '/' || j.transmission_time || '/' || j.rrn || '/' || j.mti,
-	coalesce((SELECT o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti
-		FROM auth_journal o WHERE o.id = j.original_id), ''),
-	coalesce((SELECT left(o.processing_code, 2) FROM auth_journal o WHERE o.id = j.original_id), ''),
+	coalesce(o.acquirer_id || '/' || o.stan || '/' || o.transmission_time || '/' || o.rrn || '/' || o.mti, ''),
+	coalesce(left(o.processing_code, 2), ''),
 	left(j.processing_code, 2), coalesce(j.amount, 0), coalesce(j.currency, ''), coalesce(j.original_id, 0)`
 
 // journalTables are where a journal row is looked for, in order: the hot
@@ -99,7 +99,8 @@ func originalQuery(table, kind string) string {
 	case "T":
 		where = `j.acquirer_id = $1 AND j.stan = $2 AND j.transmission_time = $3 AND j.mti = $4`
 	}
-	return `SELECT ` + originalColumns + ` FROM ` + table + ` j WHERE ` + where + ` ORDER BY j.id LIMIT 1`
+	return `SELECT ` + originalColumns + ` FROM ` + table + ` j LEFT JOIN auth_journal o ON o.id = j.original_id WHERE ` + where +
+		` ORDER BY j.id LIMIT 1`
 }
 
 // HoldRate is what a partial reversal is converted at: the original's
