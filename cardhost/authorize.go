@@ -196,7 +196,7 @@ func (h *Host) repeatAnswer(ctx context.Context, r *AuthRequest) (Decision, erro
 	d, ok, err := h.stored(ctx, r)
 	if err == nil && !ok {
 		var a ledger.StoredAnswer
-		a, ok, err = ledger.ArchivedAnswerOf(ctx, h.pool, r.AcquirerID, r.STAN, r.TransmissionTime, r.RRN, foldRepeat(r.MTI))
+		a, ok, err = ledger.ArchivedAnswerOf(ctx, h.pool, journalKey(r))
 		if err == nil && !ok {
 			// Its first answer's day was dropped from the archive.
 			return Decision{}, fmt.Errorf("repeat of stan %s: its first answer is no longer kept: %w", r.STAN, ErrNotFound)

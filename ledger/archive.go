@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -342,15 +341,13 @@ func (l *Ledger) detachArchiveDays(ctx context.Context, before time.Time, drop b
 // request's journal key, when there is one: for a repeat of a request
 // older than the journal's retention, which the keys of holds or postings
 // (never archived) caught. Off the hot path: read only after such a key
-// reported the repeat. (StoredAnswerOf's twin, kept apart from journal.go's
-// hot statements.)
-func ArchivedAnswerOf(ctx context.Context, q Querier, acq, stan, tt, rrn, mti string) (a StoredAnswer, found bool, err error) {
-	err = q.QueryRow(ctx, `SELECT reason, approval_code, coalesce(hold_id, 0), available, available_currency, coalesce(approved_amount, 0)
-		FROM auth_journal_archive WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND rrn = $4 AND mti = $5
-		ORDER BY id DESC LIMIT 1`, acq, stan, tt, rrn, mti).
-		Scan(&a.Reason, &a.ApprovalCode, &a.HoldID, &a.Available, &a.AvailableCurrency, &a.ApprovedAmount)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return StoredAnswer{}, false, nil
-	}
-	return a, err == nil, dbErr("archived answer", err)
+// reported the repeat.
+func ArchivedAnswerOf(ctx context.Context, q Querier, k JournalKey) (StoredAnswer, bool, error) {
+	return storedAnswerIn(ctx, q, selectArchivedAnswer, k)
 }
+
+// selectArchivedAnswer is selectStoredAnswer in the archive, whose
+// partitions cannot hold the journal key unique: the latest.
+const selectArchivedAnswer = `SELECT reason, approval_code, coalesce(hold_id, 0), available, available_currency, coalesce(approved_amount, 0)
+		FROM auth_journal_archive WHERE acquirer_id = $1 AND stan = $2 AND transmission_time = $3 AND rrn = $4 AND mti = $5
+		ORDER BY id DESC LIMIT 1`

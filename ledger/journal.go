@@ -211,8 +211,14 @@ const selectStoredAnswer = `SELECT reason, approval_code, coalesce(hold_id, 0), 
 // StoredAnswerOf returns the answer recorded for a request's journal key,
 // when there is one.
 func StoredAnswerOf(ctx context.Context, q Querier, k JournalKey) (StoredAnswer, bool, error) {
+	return storedAnswerIn(ctx, q, selectStoredAnswer, k)
+}
+
+// storedAnswerIn reads the answer for key k with query (selectStoredAnswer
+// or selectArchivedAnswer).
+func storedAnswerIn(ctx context.Context, q Querier, query string, k JournalKey) (StoredAnswer, bool, error) {
 	var a StoredAnswer
-	err := q.QueryRow(ctx, selectStoredAnswer, k.Acq, k.STAN, k.TT, k.RRN, k.MTI).Scan(&a.Reason, &a.ApprovalCode, &a.HoldID, &a.Available, &a.AvailableCurrency, &a.ApprovedAmount)
+	err := q.QueryRow(ctx, query, k.Acq, k.STAN, k.TT, k.RRN, k.MTI).Scan(&a.Reason, &a.ApprovalCode, &a.HoldID, &a.Available, &a.AvailableCurrency, &a.ApprovedAmount)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return StoredAnswer{}, false, nil
 	}
